@@ -1,0 +1,12 @@
+"""From tensor names to analysed matrices: (layer, kind) and how to cut fused tensors.
+
+>>> from orthoscope.architectures import find_matrices
+>>> refs, notes = find_matrices(ckpt)                 # doctest: +SKIP
+>>> refs[0].name, refs[0].layer, refs[0].kind          # doctest: +SKIP
+('model.layers.0.self_attn.q_proj.weight', 0, 'q')
+"""
+
+from orthoscope.architectures.matrices import MatrixRef, find_matrices, read_matrix
+from orthoscope.architectures.maps import ARCHITECTURES, KINDS
+
+__all__ = ["ARCHITECTURES", "KINDS", "MatrixRef", "find_matrices", "read_matrix"]

@@ -1,0 +1,172 @@
+"""The `orthoscope` command: compare, summary, demo.
+
+Exit codes: 0 success, 2 bad input (one line, no traceback), 1 a bug.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from orthoscope._version import __version__
+from orthoscope.errors import OrthoscopeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="What did post-training do to a language model's weights?")
+err = Console(stderr=True)
+out = Console()
+
+SUMMARY_COLUMNS = ("a_geo", "disp", "incons", "incons_null", "asym", "sym_frac", "sym_frac_null", "intruders")
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn OrthoscopeError into one red line on stderr and exit code 2."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except OrthoscopeError as error:
+            err.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"orthoscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """Analyse base/post checkpoint pairs: singular-value scaling, rotation consistency, controls."""
+
+
+@app.command()
+@user_errors
+def compare(
+    base: str = typer.Argument(..., help="Base checkpoint: local folder or hub id."),
+    posts: List[str] = typer.Argument(..., help="One or more post-trained checkpoints."),
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder (created; reruns resume)."),
+    layers: Optional[str] = typer.Option(None, help="Layers to analyse, e.g. 0-3,10."),
+    kinds: Optional[str] = typer.Option(None, help="Kinds to analyse, e.g. q,k,o."),
+    include_embeddings: bool = typer.Option(False, help="Also analyse embed and lm_head."),
+    precision: str = typer.Option("auto", help="SVD precision: auto, f32 or f64."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision of the base."),
+    seed: int = typer.Option(0, help="Seed of the Gaussian null."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes."),
+    as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
+) -> None:
+    """Compare BASE with each POST, matrix by matrix; write OUTPUT/metrics.parquet and summary.json."""
+    from orthoscope.pipeline import compare as run_compare
+    from orthoscope.pipeline.filters import parse_kinds, parse_layers
+
+    layer_set, kind_set = parse_layers(layers), parse_kinds(kinds, known=_fallback_kinds(kinds))
+    with _progress(quiet) as advance:
+        result = run_compare(base, posts, output, layers=layer_set, kinds=kind_set,
+                             include_embeddings=include_embeddings, precision=precision,
+                             device=device, seed=seed, revision=revision, progress=advance)
+    _report(result, quiet, as_json)
+
+
+def _fallback_kinds(kinds: str | None) -> set[str]:
+    """Unknown architectures name kinds after modules: accept any name with a dot or underscore."""
+    return {k for k in (kinds or "").split(",") if "." in k or "_" in k}
+
+
+class _progress:
+    """A rich progress bar over matrices with ETA (nothing when quiet)."""
+
+    def __init__(self, quiet: bool):
+        self.bar = None if quiet else Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
+        self.task = None
+
+    def __enter__(self):
+        if self.bar is None:
+            return None
+        self.bar.start()
+        self.task = self.bar.add_task("matrices", total=None)
+        return self.advance
+
+    def advance(self, done: int, total: int, name: str) -> None:
+        self.bar.update(self.task, completed=done, total=total, description=f"{name[-48:]:>48}")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _report(result, quiet: bool, as_json: bool) -> None:
+    if not quiet:
+        for note in result.summary["notes"]:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
+        for skip in result.skipped:
+            err.print(f"[yellow]skipped[/] {skip['post']} {skip['name']}: {skip['reason']}", highlight=False)
+        err.print(f"{len(result.table)} rows in {result.summary['seconds']:.1f}s -> {result.out}/metrics.parquet",
+                  highlight=False)
+    if as_json:
+        print(json.dumps(result.summary, indent=2))
+    elif not quiet:
+        _print_tables(result.table)
+
+
+@app.command()
+@user_errors
+def summary(run: Path = typer.Argument(..., help="A run folder written by compare.")) -> None:
+    """Print a compact table per post model: medians per kind."""
+    table_path = run / "metrics.parquet"
+    if not table_path.is_file():
+        raise OrthoscopeError(f"no metrics.parquet in {run} (run `orthoscope compare ... -o {run}` first)")
+    _print_tables(pd.read_parquet(table_path))
+
+
+def _print_tables(table: pd.DataFrame) -> None:
+    for post, frame in table.groupby("post", sort=False):
+        medians = frame.groupby("kind", sort=False)[list(SUMMARY_COLUMNS)].median()
+        view = Table(title=f"{post}: medians per kind", title_justify="left")
+        view.add_column("kind")
+        view.add_column("n", justify="right")
+        for column in SUMMARY_COLUMNS:
+            view.add_column(column, justify="right")
+        counts = frame.groupby("kind", sort=False).size()
+        for kind, values in medians.iterrows():
+            view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.4g}" for c in SUMMARY_COLUMNS))
+        out.print(view)
+
+
+@app.command()
+@user_errors
+def demo(
+    output: Path = typer.Option(Path("orthoscope-demo"), "-o", "--output", help="Where to write the run."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Analyse the embedded default pair and write everything to ./orthoscope-demo/."""
+    from orthoscope.lab import build_planted_pair
+    from orthoscope.pipeline import compare as run_compare
+
+    base, post = build_planted_pair(output / "models")
+    with _progress(quiet) as advance:
+        result = run_compare(base, [post], output, progress=advance)
+    _report(result, quiet, False)
+    err.print(f"demo written to {output.resolve()}", highlight=False)
+
+
+def main() -> None:
+    app(prog_name="orthoscope")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

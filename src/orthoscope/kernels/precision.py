@@ -1,0 +1,35 @@
+"""Which metrics may be computed from float32 factors (`--precision auto`).
+
+A metric is listed in F32_SAFE only if tests/kernels/test_precision.py shows it
+agrees with float64 within 1e-4 on an LLM-like pair (power-law spectrum with a
+dense tail). The rest read individual entries of U_b^T U_p in the dense tail,
+where float32 vectors of nearly equal singular values are mixed arbitrarily.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from orthoscope.errors import OrthoscopeError
+
+F32_SAFE = frozenset({
+    "a_geo", "a_fro", "disp", "fit_resid", "stable_rank_base", "stable_rank_post",
+    "asym", "sym_frac", "sym_frac_null",
+})
+
+PRECISIONS = ("auto", "f32", "f64")
+
+
+def resolve_precision(precision: str, metrics: frozenset[str] | set[str]) -> torch.dtype:
+    """float32 or float64 for the SVDs: `auto` picks float32 only if every asked metric is safe.
+
+    >>> resolve_precision("auto", {"a_geo", "sym_frac"})
+    torch.float32
+    >>> resolve_precision("auto", {"a_geo", "incons"})
+    torch.float64
+    """
+    if precision not in PRECISIONS:
+        raise OrthoscopeError(f"unknown precision {precision!r} (use one of {', '.join(PRECISIONS)})")
+    if precision == "f32" or (precision == "auto" and set(metrics) <= F32_SAFE):
+        return torch.float32
+    return torch.float64

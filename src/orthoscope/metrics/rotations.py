@@ -1,0 +1,81 @@
+"""Rotations of the singular vectors and whether the left and right ones agree.
+
+A singular pair is defined up to a common sign (and a common rotation inside an
+exactly degenerate block), which acts on the same columns of Q_U and Q_V; every
+function here is invariant under (Q_U, Q_V) -> (Q_U R, Q_V R), or fixes the gauge
+explicitly with `fix_gauge` first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def overlaps(U_b: torch.Tensor, U_p: torch.Tensor) -> torch.Tensor:
+    """Q = X_b^T X_p (r x r): Q_U from left vectors, Q_V from right vectors."""
+    return U_b.T @ U_p
+
+
+def inconsistency(Q_U: torch.Tensor, Q_V: torch.Tensor) -> float:
+    """incons = ||Q_U - Q_V||_F / (2 sqrt r), in [0, 1]; 0 when both sides rotate alike."""
+    r = Q_U.shape[1]
+    return (torch.linalg.matrix_norm(Q_U - Q_V) / (2 * math.sqrt(r))).item()
+
+
+def coherence(Q_U: torch.Tensor, Q_V: torch.Tensor) -> float:
+    """coherence = tr(Q_U^T Q_V) / r; 1 when Q_U = Q_V is orthogonal."""
+    return ((Q_U * Q_V).sum() / Q_U.shape[1]).item()
+
+
+def fix_gauge(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor, rtol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fix the post-side gauge: make each diagonal block of Q_U symmetric PSD.
+
+    For every block of post singular values equal within rtol * s_p,1 (a single
+    index when they are distinct) the same orthogonal R_blk = polar(Q_U[blk, blk]^T)
+    multiplies the block's columns of Q_U and Q_V. For a single index this is the
+    sign convention diag(Q_U) >= 0, flipping the same column of Q_V; for a
+    degenerate block it removes the arbitrary rotation the SVD chose inside it.
+    """
+    Q_U, Q_V = Q_U.clone(), Q_V.clone()
+    for start, stop in _blocks(s_p, rtol):
+        block = Q_U[start:stop, start:stop]
+        if stop - start == 1:
+            R = torch.where(block >= 0, 1.0, -1.0).to(Q_U.dtype)
+        else:
+            A, _, Bh = torch.linalg.svd(block.T)
+            R = A @ Bh
+        Q_U[:, start:stop] = Q_U[:, start:stop] @ R
+        Q_V[:, start:stop] = Q_V[:, start:stop] @ R
+    return Q_U, Q_V
+
+
+def _blocks(s: torch.Tensor, rtol: float) -> list[tuple[int, int]]:
+    gaps = (s[:-1] - s[1:]).abs() > rtol * s[0].abs().clamp(min=torch.finfo(s.dtype).tiny)
+    cuts = [0] + (torch.nonzero(gaps).flatten() + 1).tolist() + [s.numel()]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def rotation_size(Q_U_fixed: torch.Tensor) -> float:
+    """rot = ||Q_U - I||_F / (2 sqrt r) on the gauge-fixed Q_U (see `fix_gauge`)."""
+    r = Q_U_fixed.shape[1]
+    eye = torch.eye(Q_U_fixed.shape[0], r, dtype=Q_U_fixed.dtype, device=Q_U_fixed.device)
+    return (torch.linalg.matrix_norm(Q_U_fixed - eye) / (2 * math.sqrt(r))).item()
+
+
+def leak(Q: torch.Tensor) -> float:
+    """leak = ||Q^T Q - I||_F / sqrt r: how far the post vectors left the base subspace."""
+    r = Q.shape[1]
+    eye = torch.eye(r, dtype=Q.dtype, device=Q.device)
+    return (torch.linalg.matrix_norm(Q.T @ Q - eye) / math.sqrt(r)).item()
+
+
+def intruders(Q_U: torch.Tensor, k: int = 10, eps: float = 0.5) -> int:
+    """Count of the top-k post left vectors u_p,i with max_j |u_b,j . u_p,i| < eps.
+
+    Intruder dimensions (Shuttleworth et al. 2024): new directions among the
+    leading ones, unlike every base vector. Column i of Q_U holds those cosines.
+    """
+    k = min(k, Q_U.shape[1])
+    return int((Q_U[:, :k].abs().amax(dim=0) < eps).sum().item())

@@ -1,0 +1,85 @@
+"""A checkpoint: its config and its tensors, read lazily one at a time."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from orthoscope.errors import SourceError
+from orthoscope.sources.files import TensorFiles, find_tensor_files
+from orthoscope.sources.hub import download, looks_like_hub_id
+
+
+@dataclass
+class Checkpoint:
+    """One model's weights as the user named them (folder or hub id).
+
+    >>> ckpt = open_checkpoint("tests/data/tiny")       # doctest: +SKIP
+    >>> ckpt.model_type, len(ckpt.names())              # doctest: +SKIP
+    ('qwen2', 24)
+    """
+
+    spec: str
+    path: Path
+    config: dict
+    files: TensorFiles
+    revision: str | None = None
+
+    @property
+    def model_type(self) -> str | None:
+        return self.config.get("model_type")
+
+    def names(self) -> list[str]:
+        return list(self.files.shapes)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.files.shapes[name]
+
+    def read(self, name: str) -> torch.Tensor:
+        """Read one tensor from disk (its stored dtype)."""
+        return self.files.read(name)
+
+    def fingerprint(self) -> str:
+        return self.files.fingerprint()
+
+    def describe(self) -> dict:
+        """What summary.json records about this input."""
+        return {
+            "spec": self.spec,
+            "path": str(self.path),
+            "model_type": self.model_type,
+            "revision": self.revision,
+            "format": self.files.format,
+            "fingerprint": self.fingerprint(),
+        }
+
+
+def open_checkpoint(spec: str | Path, revision: str | None = None) -> Checkpoint:
+    """Open a local folder, a weights file's folder, or a hub id, without reading weights.
+
+    >>> open_checkpoint("Qwen/Qwen2.5-0.5B-Instruct", revision="main")  # doctest: +SKIP
+    """
+    text = str(spec)
+    path = Path(text).expanduser()
+    if not path.exists():
+        if looks_like_hub_id(text):
+            path = download(text, revision)
+            revision = revision or path.name
+        else:
+            raise SourceError(f"path does not exist: {text}")
+    if path.is_file():
+        path = path.parent
+    return Checkpoint(text, path, _read_config(path), find_tensor_files(path), revision)
+
+
+def _read_config(folder: Path) -> dict:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return {}
+    try:
+        return json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SourceError(f"invalid JSON in {config_file}: {err}") from None

@@ -1,0 +1,35 @@
+"""Hugging Face hub ids: download config and safetensors only, through the HF cache."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from orthoscope.errors import SourceError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_PATTERNS = ["config.json", "*.safetensors", "model.safetensors.index.json"]
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    """True for `owner/name` that is not an existing path (e.g. `Qwen/Qwen2.5-0.5B`)."""
+    return bool(HUB_ID.match(spec)) and not Path(spec).exists()
+
+
+def download(repo_id: str, revision: str | None = None) -> Path:
+    """Fetch (or find in the HF cache) the weights of `repo_id`; honours HF_HUB_OFFLINE.
+
+    >>> download("Qwen/Qwen2.5-0.5B", revision="main")  # doctest: +SKIP
+    PosixPath('~/.cache/huggingface/hub/models--Qwen--Qwen2.5-0.5B/snapshots/<sha>')
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS))
+    except Exception as err:  # hub errors span network, auth and cache-miss types
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SourceError(
+            f"cannot fetch hub id {repo_id!r}"
+            + (f" at revision {revision!r}" if revision else "")
+            + f" (offline, or not in the HF cache?): {reason}"
+        ) from None
