@@ -2,8 +2,10 @@
 
 A metric is listed in F32_SAFE only if tests/kernels/test_precision.py shows it
 agrees with float64 within 1e-4 on an LLM-like pair (power-law spectrum with a
-dense tail). The rest read individual entries of U_b^T U_p in the dense tail,
-where float32 vectors of nearly equal singular values are mixed arbitrarily.
+dense tail). The rest (rot, and rel_incons = incons / rot) read individual
+diagonal entries of the sign-fixed U_b^T U_p in the dense tail, where float32
+vectors of nearly equal singular values are mixed arbitrarily; incons survives
+because that mixing acts alike on the left and right vectors of a pair.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from orthoscope.errors import OrthoscopeError
 
 F32_SAFE = frozenset({
     "a_geo", "a_fro", "disp", "fit_resid", "stable_rank_base", "stable_rank_post",
+    "incons", "coherence", "leak_u", "leak_v", "intruders", "incons_null",
     "asym", "sym_frac", "sym_frac_null",
 })
 
@@ -25,7 +28,7 @@ def resolve_precision(precision: str, metrics: frozenset[str] | set[str]) -> tor
 
     >>> resolve_precision("auto", {"a_geo", "sym_frac"})
     torch.float32
-    >>> resolve_precision("auto", {"a_geo", "incons"})
+    >>> resolve_precision("auto", {"a_geo", "rot"})
     torch.float64
     """
     if precision not in PRECISIONS:

@@ -65,9 +65,9 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int) -> tuple[dict, 
         raise SkipMatrix(f"shape {tuple(W_p.shape)} differs from base {tuple(base.W.shape)}")
     W_p = W_p.to(device=base.W.device, dtype=base.W.dtype)
     post = svd(W_p, base.W.dtype, base.W.device)
-    row = _scaling(base.factors.S, post.S)
-    row.update(_rotations(base.factors, post))
-    row.update(_symmetry(base.factors, W_p, row["a_fro"]))
+    row = scaling_metrics(base.factors.S, post.S)
+    row.update(rotation_metrics(base.factors, post))
+    row.update(symmetry_metrics(base.factors, W_p, row["a_fro"]))
     row.update(_null(base, W_p, row["a_fro"], null_generator(seed, name)))
     arrays = {
         "s_base": base.factors.S.double().cpu().numpy(),
@@ -78,7 +78,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int) -> tuple[dict, 
     return row, arrays
 
 
-def _scaling(s_b: torch.Tensor, s_p: torch.Tensor) -> dict:
+def scaling_metrics(s_b: torch.Tensor, s_p: torch.Tensor) -> dict:
     rho = m.ratios(s_b, s_p)
     a = m.a_geo(rho)
     return {
@@ -95,7 +95,7 @@ def _gauge_rtol(dtype: torch.dtype) -> float:
     return 100 * torch.finfo(dtype).eps
 
 
-def _rotations(base: SVD, post: SVD) -> dict:
+def rotation_metrics(base: SVD, post: SVD) -> dict:
     Q_U, Q_V = m.overlaps(base.U, post.U), m.overlaps(base.V, post.V)
     fixed_U, _ = m.fix_gauge(Q_U, Q_V, post.S, _gauge_rtol(Q_U.dtype))
     incons, rot = m.inconsistency(Q_U, Q_V), m.rotation_size(fixed_U)
@@ -110,7 +110,7 @@ def _rotations(base: SVD, post: SVD) -> dict:
     }
 
 
-def _symmetry(base: SVD, W_p: torch.Tensor, a_fro: float) -> dict:
+def symmetry_metrics(base: SVD, W_p: torch.Tensor, a_fro: float) -> dict:
     M = m.one_svd_form(base.U, W_p, base.V)
     D = M - a_fro * torch.diag(base.S)
     return {"asym": m.asym(M), "sym_frac": m.sym_frac(D)}

@@ -1,0 +1,17 @@
+import pytest
+import torch
+
+from orthoscope.lab import build_planted_pair
+
+
+@pytest.fixture(scope="session")
+def planted(tmp_path_factory):
+    """A tiny Qwen2 base and a post copy following W_p = U_b Q (a S_b) Q^T V_b^T (sharded)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    return build_planted_pair(tmp_path_factory.mktemp("planted"))
+
+
+def orthonormal(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.linalg.qr(torch.randn(rows, cols, generator=generator, dtype=torch.float64))[0]

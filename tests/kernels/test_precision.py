@@ -1,0 +1,45 @@
+"""`--precision auto` uses float32 only for metrics shown here to agree with float64 within 1e-4."""
+
+import pytest
+import torch
+
+from orthoscope.kernels.precision import F32_SAFE, resolve_precision
+from orthoscope.errors import OrthoscopeError
+from orthoscope.lab.planted import near_identity_rotation
+from orthoscope.pipeline.measure import METRIC_COLUMNS, measure, prepare_base
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def both_precisions():
+    """An LLM-like pair: power-law head, dense tail, consistent rotation plus noise."""
+    g = torch.Generator().manual_seed(1)
+    m, n = 768, 512
+    U = torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    S = 20 * torch.arange(1, n + 1, dtype=torch.float64) ** -0.6 + 0.5
+    Q = near_identity_rotation(n, 0.002, g)
+    W_b = U @ torch.diag(S) @ V.T
+    W_p = U @ Q @ torch.diag(1.05 * S) @ Q.T @ V.T + 0.002 * torch.randn(m, n, generator=g, dtype=torch.float64)
+    return {dt: measure(prepare_base(W_b, dt, CPU), W_p, "llm-like", 0)[0] for dt in (torch.float32, torch.float64)}
+
+
+@pytest.mark.parametrize("metric", sorted(F32_SAFE))
+def test_f32_safe_metrics_agree_with_f64(both_precisions, metric):
+    f32, f64 = both_precisions[torch.float32], both_precisions[torch.float64]
+    assert abs(f32[metric] - f64[metric]) < 1e-4
+
+
+def test_rot_needs_f64(both_precisions):
+    f32, f64 = both_precisions[torch.float32], both_precisions[torch.float64]
+    assert "rot" not in F32_SAFE
+    assert abs(f32["rot"] - f64["rot"]) > 1e-4
+
+
+def test_auto_resolution():
+    assert resolve_precision("auto", set(METRIC_COLUMNS)) == torch.float64
+    assert resolve_precision("auto", {"a_geo", "sym_frac", "incons"}) == torch.float32
+    assert resolve_precision("f32", set(METRIC_COLUMNS)) == torch.float32
+    with pytest.raises(OrthoscopeError, match="unknown precision 'f16'"):
+        resolve_precision("f16", {"a_geo"})

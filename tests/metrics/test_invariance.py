@@ -1,0 +1,85 @@
+"""SPEC: every metric is invariant under the gauge of the SVD (common signs, degenerate blocks)."""
+
+import pytest
+import torch
+
+from orthoscope.kernels import SVD, svd
+from orthoscope.lab.planted import near_identity_rotation
+from orthoscope.pipeline.measure import rotation_metrics, scaling_metrics, symmetry_metrics
+
+
+def degenerate_pair(seed: int):
+    """Base and post whose spectra have an exactly degenerate block at indices 3..6."""
+    g = torch.Generator().manual_seed(seed)
+    m, n = 48, 32
+    S = torch.linspace(5, 1, n, dtype=torch.float64)
+    S[3:7] = S[3]
+    U = torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    Q = near_identity_rotation(n, 0.03, g)
+    U_p = U @ Q + 0.01 * torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64))[0]
+    U_p = torch.linalg.qr(U_p)[0] * torch.sign(torch.diag(torch.linalg.qr(U_p)[1]))
+    V_p = V @ near_identity_rotation(n, 0.03, g) @ Q
+    base = SVD(U, S, V)
+    post = SVD(U_p, 1.1 * S, V_p)
+    return base, post, g
+
+
+def all_metrics(base: SVD, post: SVD) -> dict:
+    W_p = post.U @ torch.diag(post.S) @ post.V.T
+    row = scaling_metrics(base.S, post.S)
+    row.update(rotation_metrics(base, post))
+    row.update(symmetry_metrics(base, W_p, row["a_fro"]))
+    return row
+
+
+def assert_same(a: dict, b: dict) -> None:
+    for key in a:
+        assert b[key] == pytest.approx(a[key], abs=1e-12), key
+
+
+def flip(X: torch.Tensor, columns: list[int]) -> torch.Tensor:
+    X = X.clone()
+    X[:, columns] *= -1
+    return X
+
+
+def test_sign_flips_of_post_pairs_change_nothing():
+    base, post, _ = degenerate_pair(0)
+    flipped = SVD(flip(post.U, [0, 5, 17]), post.S, flip(post.V, [0, 5, 17]))
+    assert_same(all_metrics(base, post), all_metrics(base, flipped))
+
+
+def test_sign_flips_of_base_pairs_change_nothing():
+    base, post, _ = degenerate_pair(1)
+    flipped = SVD(flip(base.U, [1, 2, 30]), base.S, flip(base.V, [1, 2, 30]))
+    assert_same(all_metrics(base, post), all_metrics(flipped, post))
+
+
+def test_rotation_inside_a_degenerate_post_block_changes_nothing():
+    base, post, g = degenerate_pair(2)
+    R = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))[0]
+    U, V = post.U.clone(), post.V.clone()
+    U[:, 3:7] = U[:, 3:7] @ R
+    V[:, 3:7] = V[:, 3:7] @ R
+    reference = all_metrics(base, post)
+    rotated = all_metrics(base, SVD(U, post.S, V))
+    assert_same(reference, rotated)
+    assert reference["rot"] > 0.01
+
+
+def test_the_gauge_matters_without_the_fix():
+    """The test above can fail: a one-sided block rotation does change the metrics."""
+    base, post, g = degenerate_pair(3)
+    R = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))[0]
+    U = post.U.clone()
+    U[:, 3:7] = U[:, 3:7] @ R
+    assert all_metrics(base, SVD(U, post.S, post.V))["incons"] > all_metrics(base, post)["incons"] + 1e-3
+
+
+def test_svd_of_a_wide_matrix_returns_factors_of_that_matrix():
+    W = torch.randn(20, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    f = svd(W)
+    assert f.U.shape == (20, 20) and f.V.shape == (50, 20)
+    assert torch.allclose(f.U @ torch.diag(f.S) @ f.V.T, W, atol=1e-12)
+    assert torch.allclose(f.S, torch.linalg.svdvals(W), atol=1e-12)
