@@ -22,7 +22,7 @@ from orthoscope.errors import OrthoscopeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="What did post-training do to a language model's weights?")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 SUMMARY_COLUMNS = ("a_geo", "disp", "incons", "incons_null", "asym", "sym_frac", "sym_frac_null", "intruders")

@@ -17,3 +17,14 @@ class SourceError(OrthoscopeError):
 
 class PairingError(OrthoscopeError):
     """Base and post checkpoints do not describe the same architecture."""
+
+
+def reason(error: BaseException) -> str:
+    """The telling line of a library's multi-line error message.
+
+    >>> reason(ValueError("Weights only load failed.\\n(1) ...\\nWeightsUnpickler error: Unsupported global: print"))
+    'WeightsUnpickler error: Unsupported global: print'
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if "error:" in line.lower()]
+    return (telling or lines or [type(error).__name__])[0]

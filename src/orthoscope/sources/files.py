@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from orthoscope.errors import SourceError
+from orthoscope.errors import SourceError, reason
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
@@ -78,7 +78,7 @@ def _load_bin(path: Path, cache: dict[Path, dict]) -> dict:
             cache.clear()  # one shard mapped at a time keeps memory bounded
             cache[path] = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as err:  # torch raises many types for a bad or unsafe pickle
-            raise SourceError(f"cannot load {path} with weights_only=True: {err}") from None
+            raise SourceError(f"cannot load {path} with weights_only=True: {reason(err)}") from None
     return cache[path]
 
 

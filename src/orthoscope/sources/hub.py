@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from orthoscope.errors import SourceError
+from orthoscope.errors import SourceError, reason
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_PATTERNS = ["config.json", "*.safetensors", "model.safetensors.index.json"]
@@ -27,9 +27,8 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS))
     except Exception as err:  # hub errors span network, auth and cache-miss types
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise SourceError(
             f"cannot fetch hub id {repo_id!r}"
             + (f" at revision {revision!r}" if revision else "")
-            + f" (offline, or not in the HF cache?): {reason}"
+            + f" (offline, or not in the HF cache?): {reason(err)}"
         ) from None

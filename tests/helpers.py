@@ -1,0 +1,25 @@
+"""Small helpers to derive broken or modified checkpoints from a good one."""
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+Q0 = "model.layers.0.self_attn.q_proj.weight"
+
+
+def shard_of(folder: Path, tensor: str) -> Path:
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    return folder / index["weight_map"][tensor]
+
+
+def copy_with(src: Path, dst: Path, tensor: str, value: torch.Tensor) -> Path:
+    """Copy checkpoint `src` to `dst` with one tensor replaced."""
+    shutil.copytree(src, dst)
+    shard = shard_of(dst, tensor)
+    tensors = load_file(shard)
+    tensors[tensor] = value.contiguous()
+    save_file(tensors, shard, metadata={"format": "pt"})
+    return dst
