@@ -23,7 +23,7 @@ from orthoscope.errors import OrthoscopeError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="What did post-training do to a language model's weights?")
 err = Console(stderr=True, soft_wrap=True)
-out = Console()
+out = Console() if sys.stdout.isatty() else Console(width=160)
 
 SUMMARY_COLUMNS = ("a_geo", "disp", "incons", "incons_null", "asym", "sym_frac", "sym_frac_null", "intruders")
 
@@ -143,7 +143,7 @@ def _print_tables(table: pd.DataFrame) -> None:
             view.add_column(column, justify="right")
         counts = frame.groupby("kind", sort=False).size()
         for kind, values in medians.iterrows():
-            view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.4g}" for c in SUMMARY_COLUMNS))
+            view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.3g}" for c in SUMMARY_COLUMNS))
         out.print(view)
 
 

@@ -48,7 +48,9 @@ def build_planted_pair(folder: str | Path, seed: int = 0, angle: float = 0.02) -
     >>> base, post = build_planted_pair("/tmp/planted")   # doctest: +SKIP
     """
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()
     folder = Path(folder)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_qwen2_config())

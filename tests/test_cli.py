@@ -1,0 +1,53 @@
+"""The CLI as a user runs it: version, compare with --json, summary, demo."""
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from orthoscope import __version__
+from orthoscope.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"orthoscope {__version__}"
+
+
+def test_compare_json_and_summary(planted, tmp_path):
+    result = runner.invoke(app, ["compare", str(planted[0]), str(planted[1]), "-o", str(tmp_path / "r"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["per_kind"]["post"]["o"]["a_geo"] > 1.19
+    table = runner.invoke(app, ["summary", str(tmp_path / "r")])
+    assert table.exit_code == 0
+    assert re.search(r"│ o\s+│ 2 │\s+1\.2\s", table.output), table.output
+
+
+def test_summary_of_a_folder_without_run(tmp_path):
+    result = runner.invoke(app, ["summary", str(tmp_path)])
+    assert result.exit_code == 2 and "no metrics.parquet in" in result.output
+
+
+def test_demo_writes_its_run(tmp_path):
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "demo" / "metrics.parquet").is_file()
+    assert "demo written to" in result.output
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [line.strip() for line in text.splitlines() if line.startswith("    python3 -m venv .venv")]
+
+
+def test_readme_opens_with_two_setup_commands_and_ci_runs_the_test_one():
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("orthoscope demo") and commands[1].endswith("-m pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci.splitlines()
