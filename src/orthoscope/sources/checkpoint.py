@@ -60,13 +60,18 @@ class Checkpoint:
 def open_checkpoint(spec: str | Path, revision: str | None = None) -> Checkpoint:
     """Open a local folder, a weights file's folder, or a hub id, without reading weights.
 
+    A hub id may pin its revision as `owner/name@rev`; `revision` applies otherwise.
+
     >>> open_checkpoint("Qwen/Qwen2.5-0.5B-Instruct", revision="main")  # doctest: +SKIP
+    >>> open_checkpoint("Qwen/Qwen2.5-0.5B-Instruct@7ae5576")            # doctest: +SKIP
     """
     text = str(spec)
     path = Path(text).expanduser()
     if not path.exists():
-        if looks_like_hub_id(text):
-            path = download(text, revision)
+        repo_id, _, pinned = text.partition("@")
+        if looks_like_hub_id(repo_id):
+            revision = pinned or revision
+            path = download(repo_id, revision)
             revision = revision or path.name
         else:
             raise SourceError(f"path does not exist: {text}")

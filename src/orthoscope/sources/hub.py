@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -25,10 +26,24 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS,
+                                      cache_dir=_cache_dir(), local_files_only=_offline()))
     except Exception as err:  # hub errors span network, auth and cache-miss types
         raise SourceError(
             f"cannot fetch hub id {repo_id!r}"
             + (f" at revision {revision!r}" if revision else "")
             + f" (offline, or not in the HF cache?): {reason(err)}"
         ) from None
+
+
+def _offline() -> bool:
+    """HF_HUB_OFFLINE as set now (huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _cache_dir() -> str | None:
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
