@@ -197,6 +197,15 @@ def check_planted(table, plants, kind_of=lambda kind: kind) -> None:
     assert set(planted) <= found
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: one thread is fastest and immune to other jobs on the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_every_architecture_is_covered():
     assert {FAMILIES[f][0] for f in FAMILIES} == set(ARCHITECTURES)
 
