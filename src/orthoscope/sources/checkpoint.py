@@ -10,6 +10,7 @@ import torch
 
 from orthoscope.errors import SourceError
 from orthoscope.sources.files import TensorFiles, find_tensor_files
+from orthoscope.sources.gguf import open_gguf, split_set
 from orthoscope.sources.hub import download, looks_like_hub_id
 
 
@@ -58,7 +59,7 @@ class Checkpoint:
 
 
 def open_checkpoint(spec: str | Path, revision: str | None = None) -> Checkpoint:
-    """Open a local folder, a weights file's folder, or a hub id, without reading weights.
+    """Open a local folder, a weights file's folder, a .gguf file, or a hub id, without reading weights.
 
     A hub id may pin its revision as `owner/name@rev`; `revision` applies otherwise.
 
@@ -75,9 +76,14 @@ def open_checkpoint(spec: str | Path, revision: str | None = None) -> Checkpoint
             revision = revision or path.name
         else:
             raise SourceError(f"path does not exist: {text}")
-    if path.is_file():
+    weights_file = path if path.is_file() else None
+    if weights_file is not None:
         path = path.parent
-    return Checkpoint(text, path, _read_config(path), find_tensor_files(path), revision)
+    if weights_file is not None and weights_file.suffix == ".gguf":  # this file, even beside others
+        files = open_gguf(path, split_set(weights_file))
+    else:
+        files = find_tensor_files(path)
+    return Checkpoint(text, path, _read_config(path) or files.metadata_config(), files, revision)
 
 
 def _read_config(folder: Path) -> dict:

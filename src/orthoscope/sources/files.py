@@ -33,6 +33,10 @@ class TensorFiles:
     def read(self, name: str) -> torch.Tensor:
         raise NotImplementedError
 
+    def metadata_config(self) -> dict:
+        """A config read from the weights themselves (GGUF metadata); {} for other formats."""
+        return {}
+
     def fingerprint(self) -> str:
         """A hash of the files' sizes and headers: changes whenever the weights do."""
         digest = hashlib.sha256()
@@ -83,7 +87,7 @@ def _load_bin(path: Path, cache: dict[Path, dict]) -> dict:
 
 
 def find_tensor_files(folder: Path) -> TensorFiles:
-    """Pick the weights of a checkpoint folder: safetensors first, then .bin."""
+    """Pick the weights of a checkpoint folder: safetensors first, then .bin, then .gguf."""
     if (folder / SAFETENSORS_INDEX).is_file():
         return _safetensors_from_index(folder, folder / SAFETENSORS_INDEX)
     singles = sorted(folder.glob("*.safetensors"))
@@ -95,9 +99,14 @@ def find_tensor_files(folder: Path) -> TensorFiles:
     bins = sorted(folder.glob("pytorch_model*.bin"))
     if bins:
         return _bin_files(folder, bins, None)
+    from orthoscope.sources.gguf import gguf_files_in, open_gguf
+
+    ggufs = gguf_files_in(folder)
+    if ggufs:
+        return open_gguf(folder, ggufs)
     raise SourceError(
         f"no weights found in {folder} "
-        f"(expected {SAFETENSORS_INDEX}, *.safetensors, or pytorch_model*.bin)"
+        f"(expected {SAFETENSORS_INDEX}, *.safetensors, pytorch_model*.bin or *.gguf)"
     )
 
 
