@@ -51,3 +51,30 @@ def test_readme_opens_with_two_setup_commands_and_ci_runs_the_test_one():
     assert commands[0].endswith("orthoscope demo") and commands[1].endswith("-m pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines()
+
+
+def test_eval_a_shipped_model_on_lab_tasks_and_text(tmp_path):
+    from orthoscope.lab.shipped import manifest, shipped_family
+
+    text = tmp_path / "held_out.txt"
+    text.write_text("The colour of Zorvin is red.\n12 + 30 = 42.\n")
+    instruct = shipped_family()["instruct"]
+    result = runner.invoke(app, ["eval", str(instruct), "--task", "lab-facts", "--task", f"ppl:{text}", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["lab-facts"] == manifest()["eval"]["instruct"]["lab-facts"]  # same problems, same greedy answers
+    assert 1.0 < scores[f"ppl:{text}"] < 100.0
+
+
+def test_eval_and_lab_bad_arguments(tmp_path):
+    from orthoscope.lab.shipped import shipped_family
+
+    model = str(shipped_family()["base"])
+    result = runner.invoke(app, ["eval", model, "--task", "gsm9k"])
+    assert result.exit_code == 2 and "unknown task 'gsm9k'" in result.output
+    result = runner.invoke(app, ["eval", model, "--task", "ppl:/nonexistent.txt"])
+    assert result.exit_code == 2 and "does not exist: /nonexistent.txt" in result.output
+    result = runner.invoke(app, ["eval", str(tmp_path), "--task", "lab-arith"])
+    assert result.exit_code == 2 and "no config.json in" in result.output
+    result = runner.invoke(app, ["lab", "-o", str(tmp_path / "lab"), "--preset", "huge"])
+    assert result.exit_code == 2 and "unknown preset 'huge'" in result.output

@@ -153,15 +153,68 @@ def demo(
     output: Path = typer.Option(Path("orthoscope-demo"), "-o", "--output", help="Where to write the run."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Analyse the embedded default pair and write everything to ./orthoscope-demo/."""
-    from orthoscope.lab import build_planted_pair
+    """Analyse the shipped lab family (base vs instruct, cot, control) into ./orthoscope-demo/."""
+    from orthoscope.lab.shipped import manifest, shipped_family
     from orthoscope.pipeline import compare as run_compare
+    from orthoscope.pipeline.store import write_text
 
-    base, post = build_planted_pair(output / "models")
+    family = shipped_family()
     with _progress(quiet) as advance:
-        result = run_compare(base, [post], output, progress=advance)
+        result = run_compare(family["base"], [family[v] for v in ("instruct", "cot", "control")], output,
+                             progress=advance)
+    evaluation = manifest()["eval"]
+    write_text(output / "eval.json", json.dumps(evaluation, indent=2))
     _report(result, quiet, False)
+    if not quiet:
+        _print_eval(evaluation)
     err.print(f"demo written to {output.resolve()}", highlight=False)
+
+
+@app.command()
+@user_errors
+def lab(
+    output: Path = typer.Option(..., "-o", "--output", help="Lab folder (reruns finish what is missing)."),
+    preset: str = typer.Option("tiny", help="tiny (< 3 min, < 1M params) or small (2-4M params)."),
+    seed: int = typer.Option(0, help="Seed of the world, the initialisation and the data order."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Pretrain a small base model and post-train instruct, cot and control variants from it."""
+    from orthoscope.lab.build import build_lab
+    from orthoscope.lab.presets import get_preset
+
+    log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
+    results = build_lab(get_preset(preset), output, seed, log)
+    _print_eval(results)
+
+
+@app.command("eval")
+@user_errors
+def evaluate(
+    model: Path = typer.Argument(..., help="A model folder (config, safetensors, tokenizer)."),
+    task: List[str] = typer.Option(..., "--task", "-t", help="lab-arith, lab-cot, lab-facts, or ppl:FILE."),
+    limit: int = typer.Option(200, help="Problems per lab task."),
+    seed: int = typer.Option(0, help="Seed of the lab world, when the model does not record it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Evaluate a model on lab tasks (exact-match accuracy) or text files (perplexity)."""
+    from orthoscope.evaluation.run import evaluate_model
+
+    results = evaluate_model(model, task, limit=limit, seed=seed)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_eval({str(model): results})
+
+
+def _print_eval(results: dict) -> None:
+    tasks = sorted({t for row in results.values() for t in row})
+    view = Table(title="evaluation", title_justify="left")
+    view.add_column("model")
+    for t in tasks:
+        view.add_column(t, justify="right")
+    for name, row in results.items():
+        view.add_row(name, *(f"{row[t]:.4g}" if t in row else "" for t in tasks))
+    out.print(view)
 
 
 def main() -> None:

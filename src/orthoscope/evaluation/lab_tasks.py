@@ -1,0 +1,38 @@
+"""Exact-match accuracy on the lab's held-out problems, by greedy decoding."""
+
+from __future__ import annotations
+
+import torch
+
+from orthoscope.lab.corpus import Example
+
+LAB_TASKS = {"lab-arith": 6, "lab-cot": 90, "lab-facts": 8}  # task -> max new tokens
+
+
+def extract_answer(text: str) -> str:
+    """The answer in a completion: after `Answer:` if present, else the first line."""
+    line = text.split("\n")[0]
+    if "Answer:" in line:
+        line = line.rsplit("Answer:", 1)[1]
+    return line.strip().rstrip(".")
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch: int = 64) -> list[str]:
+    """Greedy completions of `prompts`, each stopped at its first newline."""
+    tokenizer.padding_side = "left"
+    newline = tokenizer.convert_tokens_to_ids("\n")
+    outputs: list[str] = []
+    for start in range(0, len(prompts), batch):
+        enc = tokenizer(prompts[start : start + batch], return_tensors="pt", padding=True)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=newline)
+        outputs += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return outputs
+
+
+def lab_accuracy(model, tokenizer, examples: list[Example], max_new_tokens: int) -> float:
+    """Fraction of examples whose generated answer equals the reference exactly."""
+    completions = generate(model, tokenizer, [ex.prompt for ex in examples], max_new_tokens)
+    hits = sum(extract_answer(text) == ex.answer for text, ex in zip(completions, examples))
+    return hits / max(1, len(examples))
