@@ -172,18 +172,52 @@ def demo(
 
 @app.command()
 @user_errors
+def intervene(
+    base: str = typer.Argument(..., help="Base checkpoint."),
+    post: str = typer.Argument(..., help="Post-trained checkpoint the op is applied to."),
+    op: str = typer.Option(..., "--op", help="swap-sigma, base-vectors, break-left, break-right, break-random, "
+                                             "reconstruct, interpolate, temperature."),
+    output: Path = typer.Option(..., "-o", "--output", help="New checkpoint folder (must not exist)."),
+    scale: Optional[str] = typer.Option(None, help="c for swap-sigma/temperature; auto = a_geo per matrix."),
+    t: Optional[float] = typer.Option(None, help="Position for interpolate (0 = base, 1 = post)."),
+    seed: int = typer.Option(0, help="Seed of break-random."),
+    layers: Optional[str] = typer.Option(None, help="Layers to change, e.g. 0-3,10."),
+    kinds: Optional[str] = typer.Option(None, help="Kinds to change, e.g. q,k."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Write POST with an intervention applied to its matrices, as a loadable checkpoint."""
+    from orthoscope.interventions import intervene as run_intervene
+    from orthoscope.interventions import make_op
+    from orthoscope.pipeline.filters import parse_kinds, parse_layers
+
+    chosen = make_op(op, scale, t, seed)
+    with _progress(quiet) as advance:
+        path = run_intervene(base, post, chosen, output, layers=parse_layers(layers),
+                             kinds=parse_kinds(kinds, known=_fallback_kinds(kinds)), progress=advance)
+    if not quiet:
+        err.print(f"{chosen.label()} written to {path}", highlight=False)
+
+
+@app.command()
+@user_errors
 def lab(
     output: Path = typer.Option(..., "-o", "--output", help="Lab folder (reruns finish what is missing)."),
     preset: str = typer.Option("tiny", help="tiny (< 3 min, < 1M params) or small (2-4M params)."),
     seed: int = typer.Option(0, help="Seed of the world, the initialisation and the data order."),
+    threads: Optional[int] = typer.Option(None, help="Torch threads (default: the preset's; 1 on a busy machine)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Pretrain a small base model and post-train instruct, cot and control variants from it."""
+    import dataclasses
+
     from orthoscope.lab.build import build_lab
     from orthoscope.lab.presets import get_preset
 
+    chosen = get_preset(preset)
+    if threads is not None:
+        chosen = dataclasses.replace(chosen, threads=threads)
     log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
-    results = build_lab(get_preset(preset), output, seed, log)
+    results = build_lab(chosen, output, seed, log)
     _print_eval(results)
 
 

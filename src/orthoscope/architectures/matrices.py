@@ -52,6 +52,20 @@ def read_matrix(ckpt: Checkpoint, ref: MatrixRef) -> torch.Tensor:
     return tensor.contiguous()
 
 
+def write_matrix(tensor: torch.Tensor, ref: MatrixRef, W: torch.Tensor) -> None:
+    """Write the (out, in) matrix `W` into the stored `tensor` in place: the inverse of read_matrix."""
+    view = tensor.T if ref.transpose else tensor
+    W = W.to(tensor.dtype)
+    if ref.neox_part is not None:
+        rows, cols = view.shape
+        per_head = view.view(ref.neox_heads, 3, rows // (3 * ref.neox_heads), cols)
+        per_head[:, ref.neox_part] = W.reshape(ref.neox_heads, -1, cols)
+    elif ref.rows is not None:
+        view[ref.rows[0] : ref.rows[1]] = W
+    else:
+        view.copy_(W)
+
+
 def find_matrices(ckpt: Checkpoint, include_embeddings: bool = False) -> tuple[list[MatrixRef], list[str]]:
     """All analysed matrices of `ckpt`, in layer order, and notes for the user.
 

@@ -35,9 +35,9 @@ PRESETS = {
     "tiny": Preset("tiny", hidden=96, layers=3, heads=4, kv_heads=2, intermediate=288, block=64, batch=16,
                    pretrain_steps=1200, pretrain_lr=3e-3, post_steps=200, post_lr=5e-4, post_examples=4000,
                    save_every=50, eval_problems=100, max_operand=49, threads=1),
-    "small": Preset("small", hidden=256, layers=4, heads=8, kv_heads=4, intermediate=704, block=128, batch=16,
-                    pretrain_steps=3000, pretrain_lr=1.5e-3, post_steps=600, post_lr=3e-4, post_examples=12000,
-                    save_every=100, eval_problems=300),
+    "small": Preset("small", hidden=256, layers=4, heads=8, kv_heads=4, intermediate=704, block=128, batch=8,
+                    pretrain_steps=2000, pretrain_lr=1.5e-3, post_steps=400, post_lr=3e-4, post_examples=8000,
+                    save_every=50, eval_problems=200),
 }
 
 
