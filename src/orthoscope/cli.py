@@ -200,6 +200,51 @@ def intervene(
 
 @app.command()
 @user_errors
+def experiment(
+    base: str = typer.Argument(..., help="Base checkpoint."),
+    post: str = typer.Argument(..., help="Post-trained checkpoint."),
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder (reruns resume)."),
+    grid: str = typer.Option("0.5,0.75,0.9,1.0,1.1,1.25,1.5", help="swap-sigma scales c to try."),
+    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Lab tasks (default: all, for lab models)."),
+    limit: int = typer.Option(100, help="Problems per task."),
+    text: Optional[Path] = typer.Option(None, help="Text file for perplexity (default: lab held-out text)."),
+    seed: int = typer.Option(0, help="Seed of break-random."),
+    layers: Optional[str] = typer.Option(None, help="Layers to intervene on."),
+    kinds: Optional[str] = typer.Option(None, help="Kinds to intervene on."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """The paper's causal table: swap, break, rebuild and interpolate POST, evaluating each model."""
+    from orthoscope.experiment import run_experiment
+    from orthoscope.pipeline.filters import parse_kinds, parse_layers
+
+    scales = _parse_grid(grid)
+    if text is not None and not text.is_file():
+        raise OrthoscopeError(f"text file does not exist: {text}")
+    for name in task or []:
+        from orthoscope.evaluation.run import _check_task
+
+        _check_task(name)
+    log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
+    table = run_experiment(base, post, output, grid=scales, tasks=task or None, limit=limit,
+                           text=text.read_text() if text else None, seed=seed, layers=parse_layers(layers),
+                           kinds=parse_kinds(kinds, known=_fallback_kinds(kinds)), log=log)
+    if not quiet:
+        out.print(table.drop(columns=["op", "scale", "t"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        err.print(f"written to {output}/experiment.parquet and experiment.png", highlight=False)
+
+
+def _parse_grid(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise OrthoscopeError(f"bad --grid {text!r} (expected numbers like 0.9,1.0,1.1)") from None
+    if not values or min(values) <= 0:
+        raise OrthoscopeError(f"bad --grid {text!r}: scales must be positive")
+    return values
+
+
+@app.command()
+@user_errors
 def lab(
     output: Path = typer.Option(..., "-o", "--output", help="Lab folder (reruns finish what is missing)."),
     preset: str = typer.Option("tiny", help="tiny (< 3 min, < 1M params) or small (2-4M params)."),

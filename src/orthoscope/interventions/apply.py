@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 
 from orthoscope.architectures import MatrixRef, read_matrix, write_matrix
 from orthoscope.errors import OrthoscopeError
-from orthoscope.interventions.registry import Op, apply_op
+from orthoscope.interventions.registry import Op, apply_op, apply_op_to_factors
+from orthoscope.kernels import SVD, svd
 from orthoscope.pipeline.measure import null_generator
 from orthoscope.pipeline.pairing import Plan
 
@@ -22,20 +23,35 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 Progress = Callable[[int, int, str], None]
 
 
+def pair_factors(plan: Plan) -> dict[str, tuple[SVD, SVD]]:
+    """Float64 thin SVDs of every selected (base, post) matrix pair, for repeated patching."""
+    return {ref.name: (svd(read_matrix(plan.base, ref).double()), svd(read_matrix(plan.posts[0], ref).double()))
+            for ref in plan.refs}
+
+
 def new_matrix(plan: Plan, op: Op, ref: MatrixRef) -> torch.Tensor:
     """The intervened matrix `ref` of the plan's (first) post model."""
     W_b, W_p = read_matrix(plan.base, ref), read_matrix(plan.posts[0], ref)
     return apply_op(op, W_b, W_p, null_generator(op.seed, ref.name))
 
 
-def patch_model(model: torch.nn.Module, plan: Plan, op: Op, progress: Progress | None = None) -> torch.nn.Module:
-    """Overwrite the selected matrices of a loaded post model in place (no disk)."""
+def patch_model(model: torch.nn.Module, plan: Plan, op: Op, progress: Progress | None = None,
+                factors: dict[str, tuple[SVD, SVD]] | None = None) -> torch.nn.Module:
+    """Overwrite the selected matrices of a loaded post model in place (no disk).
+
+    `factors` (matrix name -> float64 base and post SVDs) skips the SVDs when the
+    same pair is patched with many ops.
+    """
     params = dict(model.named_parameters())
     with torch.no_grad():
         for done, ref in enumerate(plan.refs, start=1):
             if ref.tensor not in params:
                 raise OrthoscopeError(f"the loaded model has no parameter {ref.tensor!r}")
-            write_matrix(params[ref.tensor].data, ref, new_matrix(plan, op, ref))
+            if factors is not None and ref.name in factors:
+                W = apply_op_to_factors(op, *factors[ref.name], null_generator(op.seed, ref.name))
+            else:
+                W = new_matrix(plan, op, ref)
+            write_matrix(params[ref.tensor].data, ref, W)
             if progress:
                 progress(done, len(plan.refs), ref.name)
     return model

@@ -105,11 +105,13 @@ def _orthogonal_power(Q: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def interpolate(base: SVD, post: SVD, t: float) -> torch.Tensor:
-    """U_b Q_U^t S(t) (Q_V^t)^T V_b^T, S(t) = S_b^(1-t) S_p^t: a geodesic from W_b (t=0) to W_p (t=1).
+    """U_b Q_U^t S(t) (Q_V^t)^T V_b^T, S(t) = S_b^(1-t) S_p^t: a geodesic from W_b (t=0).
 
     Q_U, Q_V are taken in the fixed gauge (diag(Q_U) >= 0) so that the path starts
-    at the identity; a Q leaking out of the base subspace is replaced by its polar
-    factor (exact for square matrices).
+    at the identity. For square matrices t=1 gives W_p exactly. For rectangular ones
+    the post vectors of the long side may leave the base subspace (leak_u/leak_v > 0);
+    Q is then replaced by its polar factor and t=1 gives W_p projected onto the base
+    subspaces, as SPEC's formula implies.
     """
     Q_U, Q_V = m.fix_gauge(m.overlaps(base.U, post.U), m.overlaps(base.V, post.V), post.S, 1e-12)
     keep = base.S > 0

@@ -9,7 +9,7 @@ import torch
 from orthoscope import metrics as m
 from orthoscope.errors import OrthoscopeError
 from orthoscope.interventions import ops
-from orthoscope.kernels import svd
+from orthoscope.kernels import SVD, svd
 
 OPS = ("swap-sigma", "base-vectors", "break-left", "break-right", "break-random", "reconstruct",
        "interpolate", "temperature")
@@ -64,7 +64,11 @@ def _parse_scale(scale: str | float | None, default: float | None) -> float | No
 
 def apply_op(op: Op, W_b: torch.Tensor, W_p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The new matrix for one pair, computed in float64 from both thin SVDs."""
-    base, post = svd(W_b.double()), svd(W_p.double())
+    return apply_op_to_factors(op, svd(W_b.double()), svd(W_p.double()), generator)
+
+
+def apply_op_to_factors(op: Op, base: SVD, post: SVD, generator: torch.Generator) -> torch.Tensor:
+    """The new matrix from the float64 thin SVDs of a pair (reusable across ops)."""
     if op.name == "swap-sigma":
         scale = m.a_geo(m.ratios(base.S, post.S)) if op.scale is None else op.scale
         return ops.swap_sigma(base, post, scale)
