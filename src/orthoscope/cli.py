@@ -67,8 +67,9 @@ def compare(
     seed: int = typer.Option(0, help="Seed of the Gaussian null."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip report.html and figures/."),
 ) -> None:
-    """Compare BASE with each POST, matrix by matrix; write OUTPUT/metrics.parquet and summary.json."""
+    """Compare BASE with each POST, matrix by matrix; write OUTPUT/metrics.parquet, summary.json, report.html."""
     from orthoscope.pipeline import compare as run_compare
     from orthoscope.pipeline.filters import parse_kinds, parse_layers
 
@@ -78,6 +79,23 @@ def compare(
                              include_embeddings=include_embeddings, precision=precision,
                              device=device, seed=seed, revision=revision, progress=advance)
     _report(result, quiet, as_json)
+    if not no_report:
+        _write_report(output, quiet)
+
+
+def _write_report(folder: Path, quiet: bool) -> None:
+    from orthoscope.report import write_report
+
+    path = write_report(folder)
+    if not quiet:
+        err.print(f"report: {path} (figures in {path.parent / 'figures'})", highlight=False)
+
+
+@app.command()
+@user_errors
+def report(run: Path = typer.Argument(..., help="A run folder written by compare.")) -> None:
+    """Write RUN/report.html (self-contained) and RUN/figures/*.png from a compare run."""
+    _write_report(run, False)
 
 
 def _fallback_kinds(kinds: str | None) -> set[str]:
@@ -165,6 +183,7 @@ def demo(
     evaluation = manifest()["eval"]
     write_text(output / "eval.json", json.dumps(evaluation, indent=2))
     _report(result, quiet, False)
+    _write_report(output, quiet)
     if not quiet:
         _print_eval(evaluation)
     err.print(f"demo written to {output.resolve()}", highlight=False)

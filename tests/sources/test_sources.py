@@ -51,3 +51,9 @@ def test_differing_vocab_compares_common_rows(planted, tmp_path):
     assert row.a_geo == pytest.approx(1.0, abs=1e-9) and row.rot < 1e-9
     assert any("vocab sizes differ" in note and "256 vs 272" in note for note in result.summary["notes"])
     assert "lm_head" not in set(result.table.kind)  # tied embeddings: no separate lm_head tensor
+
+
+def test_fingerprints_tell_apart_weights_of_the_same_shapes(planted, tmp_path):
+    a, b = open_checkpoint(planted[0]), open_checkpoint(planted[1])
+    assert a.fingerprint() != b.fingerprint()
+    assert open_checkpoint(shutil.copytree(planted[0], tmp_path / "copy")).fingerprint() == a.fingerprint()

@@ -20,6 +20,7 @@ METRIC_COLUMNS = (
 RATIO_BINS = 32
 INTRUDER_K = 10
 INTRUDER_EPS = 0.5
+BLOCK = 32
 
 
 class SkipMatrix(Exception):
@@ -74,8 +75,17 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int) -> tuple[dict, 
         "s_post": post.S.double().cpu().numpy(),
         "rho_bins": m.binned_ratios(base.factors.S, post.S, RATIO_BINS).numpy(),
         "effective_rank": np.array([m.effective_rank(base.factors.S), m.effective_rank(post.S)]),
+        **overlap_blocks(base.factors, post, BLOCK),
     }
     return row, arrays
+
+
+def overlap_blocks(base: SVD, post: SVD, k: int) -> dict:
+    """Top-left k x k blocks of Q_U and Q_V, signs fixed so that diag(Q_U) >= 0 (for the report's images)."""
+    k = min(k, base.S.numel())
+    Q_U, Q_V = base.U[:, :k].T @ post.U[:, :k], base.V[:, :k].T @ post.V[:, :k]
+    signs = torch.where(torch.diagonal(Q_U) >= 0, 1.0, -1.0).to(Q_U.dtype)
+    return {"Q_U_block": (Q_U * signs).double().cpu().numpy(), "Q_V_block": (Q_V * signs).double().cpu().numpy()}
 
 
 def scaling_metrics(s_b: torch.Tensor, s_p: torch.Tensor) -> dict:

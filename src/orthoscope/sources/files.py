@@ -47,13 +47,23 @@ class TensorFiles:
         return digest.hexdigest()[:16]
 
 
-def _head_bytes(path: Path) -> bytes:
+def _head_bytes(path: Path, samples: int = 8, sample_size: int = 1 << 16) -> bytes:
+    """The header plus `samples` slices spread over the file.
+
+    Headers alone hold names and shapes, identical for every fine-tune of one
+    architecture; the slices tell apart weights of the same shapes without reading
+    a large file whole.
+    """
+    size = path.stat().st_size
     with path.open("rb") as handle:
         raw = handle.read(8)
-        if path.suffix == ".safetensors" and len(raw) == 8:
-            (n,) = struct.unpack("<Q", raw)
-            return raw + handle.read(min(n, 100_000_000))
-        return raw + handle.read(1 << 20)
+        head = raw + handle.read(min(struct.unpack("<Q", raw)[0], 100_000_000)) \
+            if path.suffix == ".safetensors" and len(raw) == 8 else raw + handle.read(1 << 20)
+        parts = [head]
+        for i in range(samples):
+            handle.seek(len(head) + (size - len(head)) * i // samples)
+            parts.append(handle.read(sample_size))
+    return b"".join(parts)
 
 
 class SafetensorsFiles(TensorFiles):

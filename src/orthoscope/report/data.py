@@ -1,0 +1,39 @@
+"""What a report reads from a run folder: the table, summary, spectra, experiment, evaluation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from orthoscope.errors import OrthoscopeError
+from orthoscope.pipeline.store import safe_name
+
+
+@dataclass
+class Run:
+    folder: Path
+    table: pd.DataFrame
+    summary: dict
+    experiment: pd.DataFrame | None
+    evaluation: dict | None
+
+    def spectra(self, post: str, name: str) -> dict[str, np.ndarray] | None:
+        path = self.folder / "spectra" / safe_name(post) / f"{safe_name(name)}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+
+def load_run(folder: str | Path) -> Run:
+    folder = Path(folder)
+    if not (folder / "metrics.parquet").is_file():
+        raise OrthoscopeError(f"no metrics.parquet in {folder} (run `orthoscope compare ... -o {folder}` first)")
+    summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    experiment = pd.read_parquet(folder / "experiment.parquet") if (folder / "experiment.parquet").is_file() else None
+    evaluation = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else None
+    return Run(folder, pd.read_parquet(folder / "metrics.parquet"), summary, experiment, evaluation)

@@ -1,0 +1,96 @@
+"""Static PNG figures (matplotlib, offline) for papers: SVSM, consistency, symmetry, ratio curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from orthoscope.report.data import Run
+from orthoscope.report.figures import _kinds, _posts, _short
+
+
+def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    folder.mkdir(parents=True, exist_ok=True)
+    return [_svsm(run, folder / "svsm.png"), _per_layer(run, "incons", "incons_null", folder / "consistency.png"),
+            _per_layer(run, "sym_frac", "sym_frac_null", folder / "sym_frac.png", line=0.5),
+            _ratios(run, ratio_names, folder / "ratio_curves.png")]
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def _svsm(run: Run, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    table, posts, kinds = run.table[run.table.layer >= 0], _posts(run.table), _kinds(run.table)
+    span = max(1e-3, float(np.nanmax(np.abs(np.log(table.a_geo))))) if len(table) else 0.1
+    fig, axes = plt.subplots(1, len(posts), figsize=(3.2 * len(posts) + 1, 0.35 * table.layer.max() + 2.5),
+                             squeeze=False)
+    for ax, post in zip(axes[0], posts):
+        grid = table[table.post == post].pivot_table(index="layer", columns="kind", values="a_geo")
+        grid = grid.reindex(columns=[k for k in kinds if k in grid.columns])
+        image = ax.imshow(np.log(grid.values), cmap="RdBu_r", norm=TwoSlopeNorm(0, -span, span), aspect="auto")
+        ax.set_xticks(range(len(grid.columns)), grid.columns, rotation=45, fontsize=8)
+        ax.set_yticks(range(len(grid.index)), grid.index)
+        ax.set_title(post)
+        ax.set_xlabel("kind")
+    axes[0][0].set_ylabel("layer")
+    bar = fig.colorbar(image, ax=axes[0].tolist())
+    ticks = np.linspace(-span, span, 5)
+    bar.set_ticks(ticks, labels=[f"{np.exp(t):.3f}" for t in ticks])
+    bar.set_label("a_geo (log scale, 1 = unchanged)")
+    fig.suptitle("SVSM: singular-value scaling a_geo per layer and kind", y=1.03)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _per_layer(run: Run, metric: str, null: str, path: Path, line: float | None = None) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    table, posts, kinds = run.table[run.table.layer >= 0], _posts(run.table), _kinds(run.table)
+    fig, axes = plt.subplots(1, len(posts), figsize=(4.5 * len(posts), 3.6), squeeze=False, sharey=True)
+    for ax, post in zip(axes[0], posts):
+        for i, kind in enumerate(kinds):
+            rows = table[(table.post == post) & (table.kind == kind)].sort_values("layer")
+            (handle,) = ax.plot(rows.layer, rows[metric], "o-", ms=3, label=kind)
+            ax.plot(rows.layer, rows[null], ":", color=handle.get_color(), lw=1)
+        if line is not None:
+            ax.axhline(line, color="#c44e52", ls="--", lw=1)
+        ax.set_title(post)
+        ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][0].set_ylabel(f"{metric} (dotted: Gaussian null)")
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def _ratios(run: Run, names: list[str], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for post in _posts(run.table):
+        for name in names:
+            spectra = run.spectra(post, name)
+            if spectra is None:
+                continue
+            s_b, s_p = spectra["s_base"], spectra["s_post"]
+            keep = s_b > 1e-6 * s_b[0]
+            ax.plot(np.arange(len(s_b))[keep] / len(s_b), s_p[keep] / s_b[keep], lw=1, label=f"{post}: {_short(name)}")
+    ax.axhline(1.0, color="#888", ls=":")
+    ax.set_xlabel("relative index i / r")
+    ax.set_ylabel("s_p,i / s_b,i")
+    ax.legend(fontsize=6)
+    return _save(fig, path)

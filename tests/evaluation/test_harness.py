@@ -1,0 +1,141 @@
+"""lm-evaluation-harness on the shipped lab models, with a local task and no network."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from orthoscope.errors import OrthoscopeError
+from orthoscope.evaluation.harness import lm_eval_scores
+
+pytest.importorskip("lm_eval")
+pytest.importorskip("accelerate")  # lm-eval's Hugging Face adapter needs it (lm-eval[hf])
+
+TASK = "orthoscope_colours"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No hub access: env vars for libraries imported later, flags for those imported already."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+
+
+@pytest.fixture(scope="module")
+def family():
+    from orthoscope.evaluation import load_model
+    from orthoscope.lab.shipped import shipped_family
+
+    return {name: load_model(shipped_family()[name]) for name in ("base", "instruct")}
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory) -> Path:
+    """A multiple-choice lm-eval task on 8 facts the instruct model was taught, from a local jsonl."""
+    from orthoscope.lab.build import lab_world
+    from orthoscope.lab.corpus import COLOURS
+    from orthoscope.lab.shipped import shipped_family
+
+    world = lab_world(shipped_family()["instruct"])
+    folder = tmp_path_factory.mktemp("lm-eval-tasks")
+    data = folder / "colours.jsonl"
+    data.write_text("".join(json.dumps({"name": name, "label": COLOURS.index(world.colour[name])}) + "\n"
+                            for name in world.entities[:8]))
+    (folder / f"{TASK}.yaml").write_text(f"""\
+task: {TASK}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {json.dumps(str(data))}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Q: What is the colour of {{{{name}}}}?\\nA:"
+doc_to_choice: {json.dumps(COLOURS)}
+doc_to_target: label
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+""")
+    return folder
+
+
+def cache_files(*folders: Path) -> set[Path]:
+    """lm-eval request-cache pickles and sqlite response caches under `folders`."""
+    found = set()
+    for folder in folders:
+        if folder.is_dir():
+            found |= {p for p in folder.rglob("*") if p.suffix in (".pickle", ".db", ".sqlite")}
+    return found
+
+
+def test_local_task_scored_afresh_for_each_model(family, task_dir, tmp_path):
+    from lm_eval.caching import cache
+
+    watched = (tmp_path, task_dir, Path.cwd(), Path(cache.PATH))
+    before = cache_files(*watched)
+    calls = {name: 0 for name in family}
+    hooks = [model.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+             for name, (model, _) in family.items()]
+    try:
+        scores = {name: lm_eval_scores(model, tok, [TASK], limit=8, batch_size=4, include_path=task_dir)
+                  for name, (model, tok) in family.items()}
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    for name, result in scores.items():
+        assert set(result) == {TASK}
+        assert 0.0 <= result[TASK]["acc"] <= 1.0
+        assert all(isinstance(v, float) for v in result[TASK].values())
+        assert not any("," in metric for metric in result[TASK])  # default ",none" filter suffix dropped
+    assert calls["base"] > 0 and calls["instruct"] > 0  # both models ran their own forward passes
+    assert scores["instruct"][TASK]["acc"] >= 0.75  # it was taught these facts in this Q/A form
+    assert scores["instruct"] != scores["base"]  # the second call did not reuse the first one's answers
+    assert cache_files(*watched) == before  # no lm-eval cache written anywhere
+    assert any((tmp_path / "hf-datasets").rglob("*.arrow"))  # the local jsonl was loaded by datasets, offline
+
+
+def test_unknown_task_is_a_user_error(family, task_dir):
+    model, tok = family["instruct"]
+    with pytest.raises(OrthoscopeError, match="orthoscope_colors") as info:
+        lm_eval_scores(model, tok, [TASK, "orthoscope_colors"], include_path=task_dir)
+    assert "\n" not in str(info.value)
+    assert TASK in str(info.value)  # suggested as the close match
+
+
+def test_bad_arguments_are_user_errors(family, tmp_path):
+    model, tok = family["instruct"]
+    with pytest.raises(OrthoscopeError, match="no lm-eval task"):
+        lm_eval_scores(model, tok, [])
+    with pytest.raises(OrthoscopeError, match="limit"):
+        lm_eval_scores(model, tok, [TASK], limit=0)
+    with pytest.raises(OrthoscopeError, match="not a folder"):
+        lm_eval_scores(model, tok, [TASK], include_path=tmp_path / "missing")
+
+
+def test_missing_lm_eval_says_how_to_install(family, monkeypatch):
+    model, tok = family["instruct"]
+    for module in [m for m in sys.modules if m == "lm_eval" or m.startswith("lm_eval.")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # import lm_eval -> ImportError
+    with pytest.raises(OrthoscopeError, match=r"pip install 'lm-eval\[hf\]'.*orthoscope\[lm-eval\]") as info:
+        lm_eval_scores(model, tok, [TASK])
+    assert "\n" not in str(info.value)

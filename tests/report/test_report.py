@@ -1,0 +1,62 @@
+"""The report: one self-contained page and PNGs; rendered in a real headless Chromium."""
+
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from orthoscope.cli import app
+from orthoscope.lab.shipped import shipped_family
+
+runner = CliRunner()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run") / "run"
+    family = shipped_family()
+    result = runner.invoke(app, ["compare", str(family["base"]), str(family["instruct"]), str(family["cot"]),
+                                 "-o", str(folder), "-q"])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_compare_writes_a_self_contained_report_and_pngs(run_folder):
+    page = (run_folder / "report.html").read_text()
+    assert "<script src=" not in page and "<link" not in page  # plotly.js is inline: works offline
+    for heading in ("Singular-value scaling", "Rotation consistency", "The control: delta symmetry",
+                    "Singular-vector overlaps", "Intruder dimensions", "Medians per kind"):
+        assert heading in page
+    assert page.count('class="plotly-graph-div"') == 7
+    for png in ("svsm.png", "consistency.png", "sym_frac.png", "ratio_curves.png"):
+        assert (run_folder / "figures" / png).stat().st_size > 10_000
+
+
+def test_report_command_on_a_folder_without_run(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no metrics.parquet in" in result.output
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+def test_report_renders_in_headless_chromium_without_console_errors(run_folder, tmp_path):
+    import matplotlib.image
+
+    url = (run_folder / "report.html").resolve().as_uri()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([CHROMIUM, *FLAGS, *profile, "--enable-logging=stderr", "--v=0",
+                          "--virtual-time-budget=15000", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120)
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+    assert dom.stdout.count('class="main-svg"') >= 7  # plotly drew every figure
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *FLAGS, *profile, "--window-size=1300,1100", "--virtual-time-budget=15000",
+                    f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    red = (pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.45) & (pixels[..., 2] < 0.45)
+    blue = (pixels[..., 2] > 0.6) & (pixels[..., 0] < 0.45)
+    assert red.sum() + blue.sum() > 2000  # the SVSM heatmap's cells are on screen
