@@ -289,15 +289,28 @@ def lab(
 @user_errors
 def evaluate(
     model: Path = typer.Argument(..., help="A model folder (config, safetensors, tokenizer)."),
-    task: List[str] = typer.Option(..., "--task", "-t", help="lab-arith, lab-cot, lab-facts, or ppl:FILE."),
-    limit: int = typer.Option(200, help="Problems per lab task."),
+    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="lab-arith, lab-cot, lab-facts, or ppl:FILE."),
+    lm_eval: Optional[str] = typer.Option(None, "--lm-eval", help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu."),
+    include_path: Optional[Path] = typer.Option(None, help="Folder of custom lm-eval task YAMLs."),
+    limit: int = typer.Option(200, help="Problems per task."),
+    batch_size: int = typer.Option(8, help="lm-eval batch size."),
     seed: int = typer.Option(0, help="Seed of the lab world, when the model does not record it."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Evaluate a model on lab tasks (exact-match accuracy) or text files (perplexity)."""
+    """Evaluate a model on lab tasks (exact match), text files (perplexity) or lm-eval tasks."""
     from orthoscope.evaluation.run import evaluate_model
 
-    results = evaluate_model(model, task, limit=limit, seed=seed)
+    if not task and not lm_eval:
+        raise OrthoscopeError("nothing to evaluate: give --task and/or --lm-eval")
+    results = evaluate_model(model, task or [], limit=limit, seed=seed) if task else {}
+    if lm_eval:
+        from orthoscope.evaluation.harness import lm_eval_scores
+        from orthoscope.evaluation.models import load_model
+
+        loaded, tokenizer = load_model(model)
+        scores = lm_eval_scores(loaded, tokenizer, [t for t in lm_eval.split(",") if t.strip()], limit=limit,
+                                batch_size=batch_size, include_path=include_path)
+        results.update({f"{name}:{metric}": value for name, row in scores.items() for metric, value in row.items()})
     if as_json:
         print(json.dumps(results, indent=2))
     else:

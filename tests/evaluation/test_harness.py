@@ -139,3 +139,16 @@ def test_missing_lm_eval_says_how_to_install(family, monkeypatch):
     with pytest.raises(OrthoscopeError, match=r"pip install 'lm-eval\[hf\]'.*orthoscope\[lm-eval\]") as info:
         lm_eval_scores(model, tok, [TASK])
     assert "\n" not in str(info.value)
+
+
+def test_cli_eval_with_a_local_lm_eval_task(task_dir):
+    from typer.testing import CliRunner
+
+    from orthoscope.cli import app
+    from orthoscope.lab.shipped import shipped_family
+
+    result = CliRunner().invoke(app, ["eval", str(shipped_family()["instruct"]), "--lm-eval", TASK,
+                                      "--include-path", str(task_dir), "--limit", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout[result.stdout.index("{"):])  # lm-eval may print a line before the JSON
+    assert scores[f"{TASK}:acc"] == 1.0
