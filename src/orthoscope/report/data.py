@@ -30,10 +30,12 @@ class Run:
 
 
 def load_run(folder: str | Path) -> Run:
+    """The run in `folder`; an experiment table is taken from the folder or one of its subfolders."""
     folder = Path(folder)
     if not (folder / "metrics.parquet").is_file():
         raise OrthoscopeError(f"no metrics.parquet in {folder} (run `orthoscope compare ... -o {folder}` first)")
     summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
-    experiment = pd.read_parquet(folder / "experiment.parquet") if (folder / "experiment.parquet").is_file() else None
+    found = sorted(folder.glob("experiment.parquet")) + sorted(folder.glob("*/experiment.parquet"))
+    experiment = pd.read_parquet(found[0]) if found else None
     evaluation = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else None
     return Run(folder, pd.read_parquet(folder / "metrics.parquet"), summary, experiment, evaluation)
