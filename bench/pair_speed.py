@@ -125,6 +125,18 @@ t0 = time.perf_counter()
 import torch
 torch.set_num_threads(int(sys.argv[4]))
 import orthoscope
+import orthoscope.pipeline.measure as measure_mod
+svd_time = [0.0, 0]
+if hasattr(measure_mod, "svd"):  # time the SVDs inside this very run (same load)
+    _svd = measure_mod.svd
+    def timed_svd(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return _svd(*args, **kwargs)
+        finally:
+            svd_time[0] += time.perf_counter() - t
+            svd_time[1] += 1
+    measure_mod.svd = timed_svd
 t1 = time.perf_counter()
 prof = None
 if sys.argv[5]:
@@ -140,6 +152,7 @@ print("PAIR_SPEED " + json.dumps({
     "import_s": t1 - t0, "compare_s": t2 - t1, "rows": len(result.table),
     "skipped": len(result.skipped), "summary_seconds": result.summary["seconds"],
     "svd_dtype": result.summary["settings"]["svd_dtype"],
+    "svd_in_compare_s": svd_time[0], "svd_calls": svd_time[1],
 }))
 """
 
@@ -164,7 +177,7 @@ def run_compare(base: Path, post: Path, out: Path, profile: Path | None = None) 
     info = json.loads(line.removeprefix("PAIR_SPEED "))
     # ru_maxrss is KiB on Linux, bytes on macOS
     rss_mib = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    return {**info, "wall_s": wall, "peak_rss_mib": rss_mib}
+    return {**info, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": rss_mib}
 
 
 # -------------------------------------------------------------------------- floor
@@ -180,7 +193,7 @@ def run_floor(base: Path, post: Path, dtype: torch.dtype) -> dict:
     from orthoscope.kernels import svd
 
     per_kind: dict[str, list[float]] = {}
-    base_s = post_s = null_s = 0.0
+    base_s = post_s = null_s = cpu2 = cpu3 = 0.0
     pairs = matrix_names(base)
     post_files = dict(matrix_names(post))
     for name, path in pairs:
@@ -191,11 +204,13 @@ def run_floor(base: Path, post: Path, dtype: torch.dtype) -> dict:
         G = torch.randn(W_b.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         G = (G * (torch.linalg.matrix_norm(W_p - a * W_b) / torch.linalg.matrix_norm(G))).to(dtype)
         W_n = a * W_b + G
-        times = []
+        times, cpus = [], []
         for W in (W_b, W_p, W_n):
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             svd(W, dtype)
             times.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+        cpu2, cpu3 = cpu2 + cpus[0] + cpus[1], cpu3 + sum(cpus)
         base_s, post_s, null_s = base_s + times[0], post_s + times[1], null_s + times[2]
         kind = per_kind.setdefault(kind_of(name), [0.0, 0.0])
         kind[0] += times[0] + times[1]
@@ -204,6 +219,8 @@ def run_floor(base: Path, post: Path, dtype: torch.dtype) -> dict:
         "floor2_s": base_s + post_s,
         "floor3_s": base_s + post_s + null_s,
         "null_s": null_s,
+        "floor2_cpu_s": cpu2,
+        "floor3_cpu_s": cpu3,
         "matrices": len(pairs),
         "per_kind": {k: {"svd2_s": v[0], "svd3_s": v[0] + v[1]} for k, v in per_kind.items()},
     }
@@ -245,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     temp = args.workdir is None
     root = Path(tempfile.mkdtemp(prefix="pair_speed_")) if temp else args.workdir
     root.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
     try:
         t = time.perf_counter()
         base, post = build_pair(root, args.layers)
@@ -256,13 +274,14 @@ def main(argv: list[str] | None = None) -> None:
             run = run_compare(base, post, root / f"out{rep}")
             runs.append(run)
             print(f"[{rep + 1}/{args.repeats}] compare: wall {run['wall_s']:.2f} s "
-                  f"(compare() {run['compare_s']:.2f} s, import {run['import_s']:.2f} s), "
+                  f"(compare() {run['compare_s']:.2f} s, import {run['import_s']:.2f} s, "
+                  f"cpu {run['cpu_s']:.2f} s, {run['svd_calls']} SVDs inside {run['svd_in_compare_s']:.2f} s), "
                   f"peak RSS {run['peak_rss_mib']:.0f} MiB, rows {run['rows']}, skipped {run['skipped']}",
                   flush=True)
             floor = run_floor(base, post, dtype)
             floors.append(floor)
             print(f"[{rep + 1}/{args.repeats}] floor: 2 SVDs {floor['floor2_s']:.2f} s, "
-                  f"3 SVDs {floor['floor3_s']:.2f} s", flush=True)
+                  f"3 SVDs {floor['floor3_s']:.2f} s (cpu {floor['floor3_cpu_s']:.2f} s)", flush=True)
         if args.profile:
             prof = root / "compare.prof"
             run_compare(base, post, root / "out_profile", prof)
@@ -274,6 +293,10 @@ def main(argv: list[str] | None = None) -> None:
         f2 = med(f["floor2_s"] for f in floors)
         f3 = med(f["floor3_s"] for f in floors)
         rss = max(r["peak_rss_mib"] for r in runs)
+        cpu = med(r["cpu_s"] for r in runs)
+        svd_in = med(r["svd_in_compare_s"] for r in runs)
+        f3_cpu = med(f["floor3_cpu_s"] for f in floors)
+        load_end = os.getloadavg()
         suffix, pair_mib = largest_pair_mib()
         kinds = {k: med(f["per_kind"][k]["svd3_s"] for f in floors) for k in floors[0]["per_kind"]}
         results = {
@@ -283,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
             "wall_s": wall, "compare_call_s": inner, "floor2_s": f2, "floor3_s": f3,
             "ratio_wall_floor2": wall / f2, "ratio_wall_floor3": wall / f3,
             "ratio_call_floor3": inner / f3,
+            "compare_cpu_s": cpu, "svd_in_compare_s": svd_in, "svd_calls": runs[0]["svd_calls"], "floor3_cpu_s": f3_cpu,
+            "loadavg_start": load_start, "loadavg_end": load_end,
             "peak_rss_mib": rss, "largest_pair": suffix, "largest_pair_f64_mib": pair_mib,
             "floor3_per_kind_s": kinds, "runs": runs, "floors": floors,
         }
@@ -298,8 +323,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wall{tag:<15}{wall:9.2f} s   (compare() call alone {inner:.2f} s)")
         print(f"floor, 2 SVDs{tag:<6}{f2:9.2f} s   (base + post)")
         print(f"floor, 3 SVDs{tag:<6}{f3:9.2f} s   (base + post + Gaussian null)")
+        print(f"SVDs inside compare{svd_in:9.2f} s   ({runs[0]['svd_calls']} calls, timed in the same run; "
+              f"the rest, {inner - svd_in:.2f} s = {(inner - svd_in) / inner:.0%} of compare(), is not SVD)")
         print(f"wall / floor2      {wall / f2:9.2f}")
         print(f"wall / floor3      {wall / f3:9.2f}")
+        print(f"cpu time{tag:<11}{cpu:9.2f} s   compare child, vs {f3_cpu:.2f} s for the 3-SVD floor "
+              f"(ratio {cpu / f3_cpu:.2f})")
+        print(f"load avg (1 min)   {load_start[0]:9.2f} at start, {load_end[0]:.2f} at end "
+              f"({os.cpu_count()} cpus; above ~{THREADS} means other work shared the cores)")
         print(f"peak RSS (child)   {rss:9.0f} MiB" + ("   (max over repeats)" if args.repeats > 1 else ""))
         print(f"largest pair (f64) {pair_mib:9.1f} MiB   ({suffix}, 2 x {MATRICES[suffix][0]}x{MATRICES[suffix][1]})")
         print("floor3 by kind     " + ", ".join(f"{k} {v:.2f} s" for k, v in kinds.items()))

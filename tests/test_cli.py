@@ -34,9 +34,9 @@ def test_summary_of_a_folder_without_run(tmp_path):
 
 
 def test_demo_writes_its_run(tmp_path):
-    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "-q"])
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "-q", "--no-experiment"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "demo" / "metrics.parquet").is_file()
+    assert (tmp_path / "demo" / "metrics.parquet").is_file() and (tmp_path / "demo" / "report.html").is_file()
     assert "demo written to" in result.output
 
 

@@ -169,6 +169,7 @@ def _print_tables(table: pd.DataFrame) -> None:
 @user_errors
 def demo(
     output: Path = typer.Option(Path("orthoscope-demo"), "-o", "--output", help="Where to write the run."),
+    experiment: bool = typer.Option(True, help="Also run the intervention experiment on base/instruct (~1 min)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Analyse the shipped lab family (base vs instruct, cot, control) into ./orthoscope-demo/."""
@@ -183,6 +184,13 @@ def demo(
     evaluation = manifest()["eval"]
     write_text(output / "eval.json", json.dumps(evaluation, indent=2))
     _report(result, quiet, False)
+    if experiment:
+        from orthoscope.experiment import run_experiment
+
+        log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
+        log("intervention experiment on base/instruct (lab-facts and lab-arith, 20 problems each):")
+        run_experiment(family["base"], family["instruct"], output / "experiment", tasks=["lab-facts", "lab-arith"],
+                       limit=20, log=log)
     _write_report(output, quiet)
     if not quiet:
         _print_eval(evaluation)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.metrics.scaling import RHO_FLOOR
 from orthoscope.pipeline.store import safe_name
 
 
@@ -20,6 +21,17 @@ class Run:
     summary: dict
     experiment: pd.DataFrame | None
     evaluation: dict | None
+
+    def ratio_curves(self, names: list[str]):
+        """Yield (post, name, i/r, s_p,i / s_b,i) over the indices where rho is defined."""
+        for post in dict.fromkeys(self.table.post):
+            for name in names:
+                spectra = self.spectra(post, name)
+                if spectra is None:
+                    continue
+                s_b, s_p = spectra["s_base"], spectra["s_post"]
+                keep = s_b > RHO_FLOOR * s_b[0]
+                yield post, name, np.arange(len(s_b))[keep] / len(s_b), s_p[keep] / s_b[keep]
 
     def spectra(self, post: str, name: str) -> dict[str, np.ndarray] | None:
         path = self.folder / "spectra" / safe_name(post) / f"{safe_name(name)}.npz"

@@ -47,15 +47,8 @@ def svsm(run: Run) -> go.Figure:
 def ratio_curves(run: Run, names: list[str]) -> go.Figure:
     """s_p,i / s_b,i against the relative index i/r for chosen matrices, per post."""
     fig = go.Figure()
-    for post in _posts(run.table):
-        for name in names:
-            spectra = run.spectra(post, name)
-            if spectra is None:
-                continue
-            s_b, s_p = spectra["s_base"], spectra["s_post"]
-            keep = s_b > 1e-6 * s_b[0]
-            x = np.arange(len(s_b))[keep] / len(s_b)
-            fig.add_trace(go.Scatter(x=x, y=s_p[keep] / s_b[keep], mode="lines", name=f"{post}: {_short(name)}"))
+    for post, name, x, y in run.ratio_curves(names):
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{post}: {_short(name)}"))
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888")
     fig.update_layout(title="Singular-value ratio s_p,i / s_b,i by index (flat line = uniform scaling)",
                       xaxis_title="relative index i / r (0 = largest singular value)", yaxis_title="s_p,i / s_b,i (log)",

@@ -81,14 +81,9 @@ def _ratios(run: Run, names: list[str], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for post in _posts(run.table):
-        for name in names:
-            spectra = run.spectra(post, name)
-            if spectra is None:
-                continue
-            s_b, s_p = spectra["s_base"], spectra["s_post"]
-            keep = s_b > 1e-6 * s_b[0]
-            ax.plot(np.arange(len(s_b))[keep] / len(s_b), s_p[keep] / s_b[keep], lw=1, label=f"{post}: {_short(name)}")
+    for post, name, x, y in run.ratio_curves(names):
+        ax.plot(x, y, lw=1, label=f"{post}: {_short(name)}")
+    ax.set_yscale("log")
     ax.axhline(1.0, color="#888", ls=":")
     ax.set_xlabel("relative index i / r")
     ax.set_ylabel("s_p,i / s_b,i")
