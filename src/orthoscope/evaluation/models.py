@@ -13,7 +13,9 @@ def load_model(path: str | Path):
     >>> model, tok = load_model("lab/tiny/instruct")   # doctest: +SKIP
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()
     path = Path(path)
     if not (path / "config.json").is_file():
         raise SourceError(f"no config.json in {path}: not a model folder")

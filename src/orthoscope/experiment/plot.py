@@ -31,6 +31,9 @@ def plot_experiment(table: pd.DataFrame, path: Path) -> None:
         curve.plot(grid.scale, grid[score], "o-", color="#4c72b0")
         curve.axhline(post[score], color="#c44e52", lw=1, ls="--")
         curve.set_xlabel("swap-sigma scale c (U_p c S_b V_p^T)")
+        if score == "ppl":  # broken models reach thousands: a log axis keeps the others readable
+            bars.set_yscale("log")
+            curve.set_yscale("log")
     axes[0][0].legend(loc="best", fontsize=8)
     axes[0][0].set_title("each intervened model vs the post model as is")
     axes[0][1].set_title("honest test of the temperature claim")

@@ -71,7 +71,8 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
         if op is not None:
             patch_model(model, plan, op, factors=factors)
         row = {"condition": label, "op": "post" if op is None else op.name,
-               "scale": None if op is None else op.scale, "t": None if op is None else op.t}
+               "scale": op.scale if op is not None and op.name in ("swap-sigma", "temperature") else None,
+               "t": op.t if op is not None and op.name == "interpolate" else None}
         row.update(_evaluate(model, tokenizer, world, tasks, limit, text, probe, reference_states))
         row["seconds"] = round(time.time() - started, 2)
         write_text(path, json.dumps({**row, "key": key}))
