@@ -5,7 +5,11 @@ weights, sharded safetensors with an index), runs `orthoscope.compare` end to
 end in a fresh subprocess (wall time, peak RSS), then times the bare float64
 thin SVDs of the same matrices with the same routine (`orthoscope.kernels.svd`):
 the floor. The pipeline does three SVDs per matrix pair (base, post, Gaussian
-null), so the floor is reported for 2 and for 3 SVDs per matrix.
+null), so the floor is reported for 2 and for 3 SVDs per matrix. The SVD calls
+inside the compare child are also timed (a thin wrapper around
+`orthoscope.pipeline.measure.svd`), which splits compare's own time into SVD and
+non-SVD parts under the same load: on a shared 2-core machine the separate
+floor run can see very different contention from the compare run.
 
     .venv/bin/python bench/pair_speed.py --layers 2        # quick check
     .venv/bin/python bench/pair_speed.py                   # all 24 layers
@@ -315,25 +319,30 @@ def main(argv: list[str] | None = None) -> None:
             args.json.write_text(json.dumps(results, indent=2))
 
         tag = " (median)" if args.repeats > 1 else ""
+        summary = [
+            ("pair", f"Qwen2.5-0.5B shapes, {args.layers} layers, {results['matrices']} matrices, bf16"),
+            ("machine", f"{os.cpu_count()} cpus, torch {torch.__version__}, {THREADS} threads"),
+            ("svd dtype", f"{dtype} (compare used {runs[0]['svd_dtype']})"),
+            ("repeats", f"{args.repeats}"),
+            ("wall" + tag, f"{wall:9.2f} s   (compare() call alone {inner:.2f} s)"),
+            ("floor, 2 SVDs" + tag, f"{f2:9.2f} s   (base + post)"),
+            ("floor, 3 SVDs" + tag, f"{f3:9.2f} s   (base + post + Gaussian null)"),
+            ("SVDs in compare" + tag, f"{svd_in:9.2f} s   ({runs[0]['svd_calls']} calls, timed in the same run; "
+             f"the other {inner - svd_in:.2f} s = {(inner - svd_in) / inner:.0%} of compare() is not SVD)"),
+            ("wall / floor2", f"{wall / f2:9.2f}"),
+            ("wall / floor3", f"{wall / f3:9.2f}"),
+            ("cpu time" + tag, f"{cpu:9.2f} s   compare child, vs {f3_cpu:.2f} s for the 3-SVD floor "
+             f"(ratio {cpu / f3_cpu:.2f})"),
+            ("load avg (1 min)", f"{load_start[0]:9.2f} at start, {load_end[0]:.2f} at end "
+             f"({os.cpu_count()} cpus; above ~{THREADS} means other work shared the cores)"),
+            ("peak RSS (child)", f"{rss:9.0f} MiB" + ("   (max over repeats)" if args.repeats > 1 else "")),
+            ("largest pair (f64)", f"{pair_mib:9.1f} MiB   ({suffix}, 2 x {MATRICES[suffix][0]}x{MATRICES[suffix][1]})"),
+            ("floor3 by kind", ", ".join(f"{k} {v:.2f} s" for k, v in kinds.items())),
+        ]
+        width = max(len(label) for label, _ in summary) + 1
         print("\n================ pair_speed summary ================")
-        print(f"pair               Qwen2.5-0.5B shapes, {args.layers} layers, {results['matrices']} matrices, bf16")
-        print(f"machine            {os.cpu_count()} cpus, torch {torch.__version__}, {THREADS} threads")
-        print(f"svd dtype          {dtype} (compare used {runs[0]['svd_dtype']})")
-        print(f"repeats            {args.repeats}")
-        print(f"wall{tag:<15}{wall:9.2f} s   (compare() call alone {inner:.2f} s)")
-        print(f"floor, 2 SVDs{tag:<6}{f2:9.2f} s   (base + post)")
-        print(f"floor, 3 SVDs{tag:<6}{f3:9.2f} s   (base + post + Gaussian null)")
-        print(f"SVDs inside compare{svd_in:9.2f} s   ({runs[0]['svd_calls']} calls, timed in the same run; "
-              f"the rest, {inner - svd_in:.2f} s = {(inner - svd_in) / inner:.0%} of compare(), is not SVD)")
-        print(f"wall / floor2      {wall / f2:9.2f}")
-        print(f"wall / floor3      {wall / f3:9.2f}")
-        print(f"cpu time{tag:<11}{cpu:9.2f} s   compare child, vs {f3_cpu:.2f} s for the 3-SVD floor "
-              f"(ratio {cpu / f3_cpu:.2f})")
-        print(f"load avg (1 min)   {load_start[0]:9.2f} at start, {load_end[0]:.2f} at end "
-              f"({os.cpu_count()} cpus; above ~{THREADS} means other work shared the cores)")
-        print(f"peak RSS (child)   {rss:9.0f} MiB" + ("   (max over repeats)" if args.repeats > 1 else ""))
-        print(f"largest pair (f64) {pair_mib:9.1f} MiB   ({suffix}, 2 x {MATRICES[suffix][0]}x{MATRICES[suffix][1]})")
-        print("floor3 by kind     " + ", ".join(f"{k} {v:.2f} s" for k, v in kinds.items()))
+        for label, text in summary:
+            print(f"{label:<{width}}{text}")
         print("====================================================")
     finally:
         if temp and not args.keep:
