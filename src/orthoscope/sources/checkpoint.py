@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ class Checkpoint:
     config: dict
     files: TensorFiles
     revision: str | None = None
+    _fingerprint: str | None = field(default=None, repr=False)
 
     @property
     def model_type(self) -> str | None:
@@ -44,7 +45,10 @@ class Checkpoint:
         return self.files.read(name)
 
     def fingerprint(self) -> str:
-        return self.files.fingerprint()
+        """A hash of the weight files (computed once: it samples every file on disk)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.files.fingerprint()
+        return self._fingerprint
 
     def describe(self) -> dict:
         """What summary.json records about this input."""
