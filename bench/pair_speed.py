@@ -152,7 +152,9 @@ t2 = time.perf_counter()
 if prof is not None:
     prof.disable()
     prof.dump_stats(sys.argv[5])
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print("PAIR_SPEED " + json.dumps({
+    "vmhwm_mib": hwm / 1024,
     "import_s": t1 - t0, "compare_s": t2 - t1, "rows": len(result.table),
     "skipped": len(result.skipped), "summary_seconds": result.summary["seconds"],
     "svd_dtype": result.summary["settings"]["svd_dtype"],
@@ -179,9 +181,11 @@ def run_compare(base: Path, post: Path, out: Path, profile: Path | None = None) 
         sys.exit(f"compare child failed (exit {proc.returncode}):\n{text[-4000:]}")
     line = next(ln for ln in text.splitlines() if ln.startswith("PAIR_SPEED "))
     info = json.loads(line.removeprefix("PAIR_SPEED "))
-    # ru_maxrss is KiB on Linux, bytes on macOS
+    # ru_maxrss (KiB on Linux, bytes on macOS) starts at the parent's peak after fork+exec on Linux,
+    # and this parent built the pair: VmHWM from the child itself is the child's own peak
     rss_mib = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    return {**info, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": rss_mib}
+    return {**info, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": info.get("vmhwm_mib", rss_mib)}
 
 
 # -------------------------------------------------------------------------- floor

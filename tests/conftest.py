@@ -4,6 +4,14 @@ import torch
 from orthoscope.lab import build_planted_pair
 
 
+@pytest.fixture(autouse=True)
+def private_svd_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty base-SVD cache (never the user's ~/.cache, nor its tmp_path)."""
+    folder = tmp_path_factory.mktemp("svd-cache")
+    monkeypatch.setenv("ORTHOSCOPE_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def planted(tmp_path_factory):
     """A tiny Qwen2 base and a post copy following W_p = U_b Q (a S_b) Q^T V_b^T (sharded)."""

@@ -7,6 +7,6 @@
 """
 
 from orthoscope._version import __version__
-from orthoscope.pipeline import CompareResult, compare
+from orthoscope.pipeline import CompareResult, compare, spectra
 
-__all__ = ["CompareResult", "__version__", "compare"]
+__all__ = ["CompareResult", "__version__", "compare", "spectra"]

@@ -61,10 +61,20 @@ def compare(
     layers: Optional[str] = typer.Option(None, help="Layers to analyse, e.g. 0-3,10."),
     kinds: Optional[str] = typer.Option(None, help="Kinds to analyse, e.g. q,k,o."),
     include_embeddings: bool = typer.Option(False, help="Also analyse embed and lm_head."),
+    metrics: str = typer.Option("all", help="all, sign-free (one SVD per matrix: scaling, asym, sym_frac) "
+                                "or metric names, e.g. a_geo,sym_frac."),
     precision: str = typer.Option("auto", help="SVD precision: auto, f32 or f64."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     revision: Optional[str] = typer.Option(None, help="Hub revision of the base."),
     seed: int = typer.Option(0, help="Seed of the Gaussian null."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse base SVDs from the disk cache."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default $ORTHOSCOPE_CACHE_DIR or "
+                                             "~/.cache/orthoscope/svd)."),
+    cache_limit: Optional[float] = typer.Option(None, help="Cache size limit in GiB (default "
+                                                "$ORTHOSCOPE_CACHE_LIMIT or 20)."),
+    executor: str = typer.Option("local", help="local, or ray: one task per matrix on a Ray cluster."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local one)."),
+    workers: Optional[int] = typer.Option(None, help="CPUs of the local Ray cluster (default: all)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html and figures/."),
@@ -76,8 +86,10 @@ def compare(
     layer_set, kind_set = parse_layers(layers), parse_kinds(kinds, known=_fallback_kinds(kinds))
     with _progress(quiet) as advance:
         result = run_compare(base, posts, output, layers=layer_set, kinds=kind_set,
-                             include_embeddings=include_embeddings, precision=precision,
-                             device=device, seed=seed, revision=revision, progress=advance)
+                             include_embeddings=include_embeddings, metrics=metrics, precision=precision,
+                             device=device, seed=seed, revision=revision, cache=cache, cache_dir=cache_dir,
+                             cache_limit_gib=cache_limit, executor=executor, address=address,
+                             workers=workers, progress=advance)
     _report(result, quiet, as_json)
     if not no_report:
         _write_report(output, quiet)
@@ -135,6 +147,10 @@ def _report(result, quiet: bool, as_json: bool) -> None:
             err.print(f"[yellow]skipped[/] {skip['post']} {skip['name']}: {skip['reason']}", highlight=False)
         err.print(f"{len(result.table)} rows in {result.summary['seconds']:.1f}s -> {result.out}/metrics.parquet",
                   highlight=False)
+        if result.summary.get("cache"):
+            stats = result.summary["cache"]
+            err.print(f"base-SVD cache: {stats['hits']} hits, {stats['misses']} misses "
+                      f"({result.summary['settings']['cache']})", highlight=False)
     if as_json:
         print(json.dumps(result.summary, indent=2))
     elif not quiet:
@@ -334,6 +350,42 @@ def _print_eval(results: dict) -> None:
     for name, row in results.items():
         view.add_row(name, *(f"{row[t]:.4g}" if t in row else "" for t in tasks))
     out.print(view)
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The base-SVD cache: list or clear it.")
+app.add_typer(cache_app, name="cache")
+CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Cache folder (default $ORTHOSCOPE_CACHE_DIR or "
+                                "~/.cache/orthoscope/svd).")
+
+
+@cache_app.command("ls")
+@user_errors
+def cache_ls(cache_dir: Optional[Path] = CACHE_DIR_OPTION) -> None:
+    """List cached base SVDs: size, last use, and the total against the limit."""
+    import datetime
+
+    from orthoscope.pipeline.cache import SVDCache
+
+    store = SVDCache(cache_dir)
+    entries = store.entries()
+    table = Table("entry", "MiB", "last used", title=f"{store.folder}")
+    for entry in reversed(entries):
+        used = datetime.datetime.fromtimestamp(entry.last_used).strftime("%Y-%m-%d %H:%M")
+        table.add_row(entry.path.stem[:24] + "...", f"{entry.size / 2**20:.1f}", used)
+    out.print(table)
+    total = sum(e.size for e in entries)
+    out.print(f"{len(entries)} entries, {total / 2**30:.3f} GiB of {store.limit / 2**30:.1f} GiB", highlight=False)
+
+
+@cache_app.command("clear")
+@user_errors
+def cache_clear(cache_dir: Optional[Path] = CACHE_DIR_OPTION) -> None:
+    """Delete every cached base SVD."""
+    from orthoscope.pipeline.cache import SVDCache
+
+    store = SVDCache(cache_dir)
+    count, size = store.clear()
+    out.print(f"removed {count} entries ({size / 2**30:.3f} GiB) from {store.folder}", highlight=False)
 
 
 def main() -> None:

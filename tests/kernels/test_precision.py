@@ -6,13 +6,13 @@ import torch
 from orthoscope.kernels.precision import F32_SAFE, resolve_precision
 from orthoscope.errors import OrthoscopeError
 from orthoscope.lab.planted import near_identity_rotation
-from orthoscope.pipeline.measure import METRIC_COLUMNS, measure, prepare_base
+from orthoscope.pipeline.measure import METRIC_COLUMNS, ONE_SVD_METRICS, METRIC_SETS, measure, prepare_base
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def both_precisions():
+def llm_like_pair():
     """An LLM-like pair: power-law head, dense tail, consistent rotation plus noise."""
     g = torch.Generator().manual_seed(1)
     m, n = 768, 512
@@ -22,7 +22,22 @@ def both_precisions():
     Q = near_identity_rotation(n, 0.002, g)
     W_b = U @ torch.diag(S) @ V.T
     W_p = U @ Q @ torch.diag(1.05 * S) @ Q.T @ V.T + 0.002 * torch.randn(m, n, generator=g, dtype=torch.float64)
+    return W_b, W_p
+
+
+@pytest.fixture(scope="module")
+def both_precisions(llm_like_pair):
+    W_b, W_p = llm_like_pair
     return {dt: measure(prepare_base(W_b, dt, CPU), W_p, "llm-like", 0)[0] for dt in (torch.float32, torch.float64)}
+
+
+@pytest.mark.parametrize("metric", sorted(ONE_SVD_METRICS))
+def test_one_svd_route_in_f32_agrees_with_the_full_route_in_f64(llm_like_pair, both_precisions, metric):
+    """The sign-free default (one f32 SVD, f64 Gram singular values, M = U_b^T W_p V_b) changes no value."""
+    W_b, W_p = llm_like_pair
+    row, arrays = measure(prepare_base(W_b, torch.float32, CPU), W_p, "llm-like", 0, METRIC_SETS["sign-free"])
+    assert abs(row[metric] - both_precisions[torch.float64][metric]) < 1e-4
+    assert "Q_U_block" not in arrays and all(row[c] != row[c] for c in ("incons", "rot", "incons_null"))  # NaN
 
 
 @pytest.mark.parametrize("metric", sorted(F32_SAFE))

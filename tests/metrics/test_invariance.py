@@ -5,6 +5,7 @@ import torch
 
 from orthoscope.kernels import SVD, svd
 from orthoscope.lab.planted import near_identity_rotation
+from orthoscope.metrics import one_svd_form, overlaps
 from orthoscope.pipeline.measure import rotation_metrics, scaling_metrics, symmetry_metrics
 
 
@@ -27,10 +28,22 @@ def degenerate_pair(seed: int):
 
 def all_metrics(base: SVD, post: SVD) -> dict:
     W_p = post.U @ torch.diag(post.S) @ post.V.T
+    Q_U, Q_V = overlaps(base.U, post.U), overlaps(base.V, post.V)
     row = scaling_metrics(base.S, post.S)
-    row.update(rotation_metrics(base, post))
-    row.update(symmetry_metrics(base, W_p, row["a_fro"]))
+    row.update(rotation_metrics(Q_U, Q_V, post.S))
+    row.update(symmetry_metrics((Q_U * post.S) @ Q_V.T, base.S, row["a_fro"]))
+    one_svd = symmetry_metrics(one_svd_form(base.U, W_p, base.V), base.S, row["a_fro"])
+    row.update({f"{name}_one_svd": value for name, value in one_svd.items()})
     return row
+
+
+def test_one_svd_route_equals_the_q_form():
+    """M = U_b^T W_p V_b (one-SVD route) and Q_U S_p Q_V^T (full route) give the same asym and sym_frac."""
+    base, post, _ = degenerate_pair(3)
+    row = all_metrics(base, post)
+    assert row["asym_one_svd"] == pytest.approx(row["asym"], abs=1e-12)
+    assert row["sym_frac_one_svd"] == pytest.approx(row["sym_frac"], abs=1e-12)
+    assert 0.01 < row["asym"] < 0.5
 
 
 def assert_same(a: dict, b: dict) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 import orthoscope
 from orthoscope.lab.planted import KIND_SCALE
-from orthoscope.pipeline import run as run_module
+from orthoscope.pipeline import executors as run_module
 from orthoscope.pipeline.measure import METRIC_COLUMNS
 from orthoscope.pipeline.summary import ID_COLUMNS
 

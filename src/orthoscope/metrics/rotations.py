@@ -38,16 +38,20 @@ def fix_gauge(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor, rtol: flo
     sign convention diag(Q_U) >= 0, flipping the same column of Q_V; for a
     degenerate block it removes the arbitrary rotation the SVD chose inside it.
     """
-    Q_U, Q_V = Q_U.clone(), Q_V.clone()
-    for start, stop in _blocks(s_p, rtol):
-        block = Q_U[start:stop, start:stop]
-        if stop - start == 1:
-            R = torch.where(block >= 0, 1.0, -1.0).to(Q_U.dtype)
-        else:
-            A, _, Bh = torch.linalg.svd(block.T)
+    blocks = _blocks(s_p, rtol)
+    single = torch.ones(Q_U.shape[1], dtype=torch.bool, device=Q_U.device)
+    for start, stop in blocks:
+        if stop - start > 1:
+            single[start:stop] = False
+    # singletons (nearly every index) in one vectorised sign flip; degenerate blocks one by one
+    signs = torch.where(single & (torch.diagonal(Q_U) < 0), -1.0, 1.0).to(Q_U.dtype)
+    Q_U, Q_V = Q_U * signs, Q_V * signs
+    for start, stop in blocks:
+        if stop - start > 1:
+            A, _, Bh = torch.linalg.svd(Q_U[start:stop, start:stop].T)
             R = A @ Bh
-        Q_U[:, start:stop] = Q_U[:, start:stop] @ R
-        Q_V[:, start:stop] = Q_V[:, start:stop] @ R
+            Q_U[:, start:stop] = Q_U[:, start:stop] @ R
+            Q_V[:, start:stop] = Q_V[:, start:stop] @ R
     return Q_U, Q_V
 
 

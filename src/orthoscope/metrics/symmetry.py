@@ -8,8 +8,12 @@ import torch
 
 
 def one_svd_form(U_b: torch.Tensor, W: torch.Tensor, V_b: torch.Tensor) -> torch.Tensor:
-    """M = U_b^T W V_b (r x r); equals Q_U S_p Q_V^T when the subspaces are kept."""
-    return U_b.T @ W.to(U_b.dtype) @ V_b
+    """M = U_b^T W V_b (r x r); equals Q_U S_p Q_V^T (W = U_p S_p V_p^T)."""
+    W = W.to(U_b.dtype)
+    # multiply the long side away first: 2 m n r + 2 r^3 flops instead of 4 m n r
+    if W.shape[0] >= W.shape[1]:
+        return (U_b.T @ W) @ V_b
+    return U_b.T @ (W @ V_b)
 
 
 def asym(M: torch.Tensor) -> float:

@@ -60,21 +60,32 @@ def _short(name: str) -> str:
     return name.replace("model.layers.", "L").replace(".weight", "").replace("self_attn.", "").replace("mlp.", "")
 
 
-def consistency(run: Run) -> go.Figure:
+def has(run: Run, metric: str) -> bool:
+    """Whether the run computed `metric` (a sign-free run leaves the rotation columns NaN)."""
+    return metric in run.table and bool(run.table[metric].notna().any())
+
+
+def consistency(run: Run) -> go.Figure | None:
     """incons per layer and kind, with the Gaussian null of the same update size as a band."""
+    if not has(run, "incons"):
+        return None
     return _per_layer(run, "incons", "incons_null",
                       "Rotation inconsistency incons = ||Q_U - Q_V||_F / (2 sqrt r): real (solid) vs Gaussian null (dotted)")
 
 
-def symmetry(run: Run) -> go.Figure:
+def symmetry(run: Run) -> go.Figure | None:
     """sym_frac per layer and kind against its null (0.5)."""
+    if not has(run, "sym_frac"):
+        return None
     fig = _per_layer(run, "sym_frac", "sym_frac_null",
                      "Delta symmetry sym_frac: above 0.5 = consistent rotations beyond what any small update gives")
     fig.add_hline(y=0.5, line_dash="dash", line_color="#c44e52", annotation_text="null 0.5")
     return fig
 
 
-def asymmetry(run: Run) -> go.Figure:
+def asymmetry(run: Run) -> go.Figure | None:
+    if not has(run, "asym"):
+        return None
     return _per_layer(run, "asym", None, "One-SVD misfit asym = ||M - M^T||_F / (sqrt 2 ||M||_F), M = U_b^T W_p V_b")
 
 
@@ -100,7 +111,7 @@ def _per_layer(run: Run, metric: str, null: str | None, title: str) -> go.Figure
 def overlap_images(run: Run) -> go.Figure | None:
     """Top-left blocks of Q_U and Q_V for the most and the least consistent matrices."""
     table = run.table.sort_values("incons")
-    if table.empty:
+    if table.empty or not has(run, "incons"):
         return None
     picks = [("most consistent", table.iloc[0]), ("least consistent", table.iloc[-1])]
     titles = [f"{label}: {_short(row['name'])} ({row.post}) {side}" for label, row in picks for side in ("Q_U", "Q_V")]
@@ -119,7 +130,9 @@ def overlap_images(run: Run) -> go.Figure | None:
     return fig
 
 
-def intruder_bars(run: Run) -> go.Figure:
+def intruder_bars(run: Run) -> go.Figure | None:
+    if not has(run, "intruders"):
+        return None
     counts = run.table.groupby(["post", "kind"], sort=False).intruders.sum().reset_index()
     fig = go.Figure([go.Bar(x=rows.kind, y=rows.intruders, name=post) for post, rows in counts.groupby("post", sort=False)])
     fig.update_layout(title="Intruder dimensions: top-10 post left vectors with max |cos| < 0.5 to every base vector (sum over layers)",

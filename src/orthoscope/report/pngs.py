@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from orthoscope.report.data import Run
-from orthoscope.report.figures import _kinds, _posts, _short
+from orthoscope.report.figures import _kinds, _posts, _short, has
 
 
 def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
@@ -15,9 +15,12 @@ def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
 
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
-    return [_svsm(run, folder / "svsm.png"), _per_layer(run, "incons", "incons_null", folder / "consistency.png"),
-            _per_layer(run, "sym_frac", "sym_frac_null", folder / "sym_frac.png", line=0.5),
-            _ratios(run, ratio_names, folder / "ratio_curves.png")]
+    written = [_svsm(run, folder / "svsm.png")]
+    if has(run, "incons"):
+        written.append(_per_layer(run, "incons", "incons_null", folder / "consistency.png"))
+    if has(run, "sym_frac"):
+        written.append(_per_layer(run, "sym_frac", "sym_frac_null", folder / "sym_frac.png", line=0.5))
+    return written + [_ratios(run, ratio_names, folder / "ratio_curves.png")]
 
 
 def _save(fig, path: Path) -> Path:

@@ -1,0 +1,239 @@
+"""scale: issue 6's benchmarks P1-P4, each a ratio measured in one run of this script.
+
+P1  a full pair analysis (sign-free default: one SVD per matrix) vs the floor of
+    two full thin SVDs per matrix with the best routine (gesdd, tall
+    orientation, same dtype and threads). Goal: <= 0.6.
+P2  a second post model against a cached base vs the same analysis cold. Goal: >= 3.
+P3  peak RSS of the P1 run vs the same command on a tiny pair. Goal: the
+    difference stays below 2x the working set of the largest matrix pair.
+P4  the Ray executor with 2 workers vs 1 (one CPU and one torch thread each)
+    on a 100+ matrix pair. Goal: >= 1.7.
+
+Every analysis runs in a fresh child process (OMP/MKL/torch threads = 2 unless
+said), one after another, never two at once: on a 2-core machine any overlap
+ruins the timings. The pair has Qwen2.5-0.5B shapes (bench/pair_speed.py).
+
+    .venv/bin/python bench/scale.py --layers 24 p1 p2 p3
+    .venv/bin/python bench/scale.py --layers 15 p4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pair_speed import MATRICES, build_pair, matrix_names  # noqa: E402
+
+THREADS = 2
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "src" / "orthoscope" / "data" / "lab-tiny"
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+import orthoscope
+ray_cpus = int(sys.argv[3])
+if ray_cpus:
+    import ray
+    ray.init(num_cpus=ray_cpus, include_dashboard=False, log_to_driver=False)
+t1 = time.perf_counter()
+kwargs = json.loads(sys.argv[2])
+result = orthoscope.compare(**kwargs)
+t2 = time.perf_counter()
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print("SCALE " + json.dumps({"import_s": t1 - t0, "compare_s": t2 - t1, "rows": len(result.table),
+                             "vmhwm_mib": hwm / 1024,
+                             "route": result.summary["settings"]["route"],
+                             "svd_dtype": result.summary["settings"]["svd_dtype"],
+                             "cache": result.summary["cache"]}))
+"""
+
+FLOOR = r"""
+import json, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+from safetensors import safe_open
+from orthoscope.kernels import svd
+dtype = getattr(torch, sys.argv[2])
+total = 0.0
+for path, name in json.loads(sys.argv[3]):
+    with safe_open(path, framework="pt") as handle:
+        W = handle.get_tensor(name).to(dtype)
+    t = time.perf_counter()
+    svd(W, dtype)
+    total += time.perf_counter() - t
+print("FLOOR " + json.dumps({"svd_s": total, "count": len(json.loads(sys.argv[3]))}))
+"""
+
+
+def child(script: str, args: list[str], threads: int, log: Path) -> tuple[dict, float, float]:
+    """Run a script in a fresh interpreter; its JSON line, wall seconds and ru_maxrss (MiB).
+
+    ru_maxrss survives fork+exec on Linux (a child starts at its parent's peak), so
+    the children also report VmHWM from /proc/self/status, which exec resets: P3 uses that.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with log.open("w") as handle:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=handle, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    text = log.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"child failed:\n{text[-4000:]}")
+    line = next(ln for ln in text.splitlines() if ln.startswith(("SCALE ", "FLOOR ")))
+    return json.loads(line.split(" ", 1)[1]), wall, usage.ru_maxrss / 1024
+
+
+def compare(work: Path, label: str, threads: int = THREADS, ray_cpus: int = 0, **kwargs) -> dict:
+    out = work / label
+    shutil.rmtree(out, ignore_errors=True)
+    kwargs = {"out": str(out), **kwargs}
+    info, wall, rss = child(CHILD, [str(threads), json.dumps(kwargs), str(ray_cpus)], threads, work / f"{label}.log")
+    row = {"label": label, **info, "wall_s": round(wall, 2), "ru_maxrss_mib": round(rss, 1),
+           "peak_rss_mib": round(info.get("vmhwm_mib", rss), 1)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def floor(base: Path, post: Path, dtype: str, work: Path) -> float:
+    """Seconds of two thin SVDs (base and post) per matrix, nothing else."""
+    pairs = [[p, n] for folder in (base, post) for n, p in matrix_names(folder)]
+    info, _, _ = child(FLOOR, [str(THREADS), dtype, json.dumps(pairs)], THREADS, work / f"floor-{dtype}.log")
+    print(json.dumps({"label": f"floor {dtype}", **info}), flush=True)
+    return info["svd_s"]
+
+
+def add_second_post(root: Path) -> Path:
+    """post2 = base + another 1% of noise (same shapes and shards): a second fine-tune of one base."""
+    base, post2 = root / "base", root / "post2"
+    shutil.copytree(base, post2)
+    gen = torch.Generator().manual_seed(99)
+    from safetensors.torch import save_file
+
+    for shard in sorted(post2.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as handle:
+            tensors = {n: handle.get_tensor(n) for n in handle.keys()}
+        for name, W in tensors.items():
+            if W.ndim == 2:
+                noise = torch.randn(W.shape, generator=gen)
+                noise *= 0.01 * torch.linalg.matrix_norm(W.float()) / torch.linalg.matrix_norm(noise)
+                tensors[name] = (W.float() + noise).to(W.dtype)
+        save_file(tensors, str(shard), metadata={"format": "pt"})
+    return post2
+
+
+def largest_working_set_mib(dtype_bytes: int) -> float:
+    """Bytes alive while the largest pair (gate/up, m x n) is measured on the one-SVD route.
+
+    stored bf16 W_b and W_p, both converted to the SVD dtype, U_b (m x n), V_b (n x n),
+    the float64 copy of W_p and its n x n Gram for the singular values, and M (n x n).
+    """
+    m, n = max(MATRICES.values(), key=lambda s: s[0] * s[1])
+    m, n = max(m, n), min(m, n)
+    stored = 2 * m * n * 2
+    converted = 2 * m * n * dtype_bytes
+    factors = (m * n + n * n + n) * dtype_bytes
+    gram_route = m * n * 8 + n * n * 8
+    return (stored + converted + factors + gram_route + n * n * dtype_bytes) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("benchmarks", nargs="+", choices=["p1", "p2", "p3", "p4"])
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--full-route", action="store_true", help="P2 also with all metrics (3 SVDs cold, 2 warm)")
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="orthoscope-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# {args.layers} layers, {7 * args.layers} matrices, workdir {work}", flush=True)
+    base, post = build_pair(work / "pair", args.layers)
+    results: dict[str, dict] = {}
+    try:
+        if "p1" in args.benchmarks or "p3" in args.benchmarks:
+            results["p1"] = p1(work, base, post)
+        if "p2" in args.benchmarks:
+            results["p2"] = p2(work, base, post, args.full_route)
+        if "p3" in args.benchmarks:
+            results["p3"] = p3(work, results["p1"])
+        if "p4" in args.benchmarks:
+            results["p4"] = p4(work, base, post)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print("RESULTS " + json.dumps(results))
+
+
+def p1(work: Path, base: Path, post: Path) -> dict:
+    run = compare(work, "p1-sign-free", base=str(base), posts=[str(post)], metrics="sign-free", cache=False)
+    f32 = floor(base, post, "float32", work)
+    f64 = floor(base, post, "float64", work)
+    row = {"compare_s": run["compare_s"], "wall_s": run["wall_s"], "floor2_f32_s": f32, "floor2_f64_s": f64,
+           "ratio": run["compare_s"] / f32, "ratio_vs_f64_floor": run["compare_s"] / f64,
+           "peak_rss_mib": run["peak_rss_mib"], "svd_dtype": run["svd_dtype"]}
+    print(f"P1 sign-free analysis / floor of 2 SVDs in float32 (same precision): {row['ratio']:.3f}  (goal <= 0.6)",
+          flush=True)
+    print(f"P1 sign-free analysis / floor of 2 SVDs in float64 (SPEC's default precision): "
+          f"{row['ratio_vs_f64_floor']:.3f}", flush=True)
+    return row
+
+
+def p2(work: Path, base: Path, post: Path, full_route: bool) -> dict:
+    post2 = add_second_post(work / "pair")
+    cache = work / "svd-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    common = {"base": str(base), "metrics": "sign-free", "cache_dir": str(cache)}
+    cold = compare(work, "p2-cold", posts=[str(post)], **common)
+    warm = compare(work, "p2-warm", posts=[str(post2)], **common)
+    row = {"cold_s": cold["compare_s"], "warm_s": warm["compare_s"], "ratio": cold["compare_s"] / warm["compare_s"],
+           "cache": warm["cache"]}
+    print(f"P2 cold / second post against the cached base: {row['ratio']:.2f}  (goal >= 3)", flush=True)
+    if not full_route:
+        return row
+    full_cold = compare(work, "p2-full-cold", posts=[str(post)], base=str(base), cache_dir=str(work / "cache-full"))
+    full_warm = compare(work, "p2-full-warm", posts=[str(post2)], base=str(base), cache_dir=str(work / "cache-full"))
+    row["full_route_ratio"] = full_cold["compare_s"] / full_warm["compare_s"]
+    print(f"P2 (all metrics, full route) cold / warm: {row['full_route_ratio']:.2f}", flush=True)
+    return row
+
+
+def p3(work: Path, p1_row: dict) -> dict:
+    tiny = compare(work, "p3-tiny", base=str(TINY / "base"), posts=[str(TINY / "instruct")], metrics="sign-free",
+                   cache=False)
+    working_set = largest_working_set_mib(4)
+    diff = p1_row["peak_rss_mib"] - tiny["peak_rss_mib"]
+    row = {"rss_pair_mib": p1_row["peak_rss_mib"], "rss_tiny_mib": tiny["peak_rss_mib"], "difference_mib": diff,
+           "largest_working_set_mib": working_set, "ratio": diff / working_set}
+    print(f"P3 RSS difference {diff:.0f} MiB = {row['ratio']:.2f} x the largest pair's working set "
+          f"({working_set:.0f} MiB)  (goal < 2)", flush=True)
+    return row
+
+
+def p4(work: Path, base: Path, post: Path) -> dict:
+    common = {"base": str(base), "posts": [str(post)], "metrics": "sign-free", "cache": False, "executor": "ray"}
+    one = compare(work, "p4-ray-1", threads=1, ray_cpus=1, **common)
+    two = compare(work, "p4-ray-2", threads=1, ray_cpus=2, **common)
+    local = compare(work, "p4-local-2-threads", base=str(base), posts=[str(post)], metrics="sign-free", cache=False)
+    row = {"ray_1_s": one["compare_s"], "ray_2_s": two["compare_s"], "local_2_threads_s": local["compare_s"],
+           "ratio": one["compare_s"] / two["compare_s"], "ray2_vs_local": local["compare_s"] / two["compare_s"]}
+    print(f"P4 Ray 1 worker / 2 workers: {row['ratio']:.2f}  (goal >= 1.7); "
+          f"local 2 threads / Ray 2 workers: {row['ray2_vs_local']:.2f}", flush=True)
+    return row
+
+
+if __name__ == "__main__":
+    main()

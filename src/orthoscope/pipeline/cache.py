@@ -1,0 +1,167 @@
+"""Base-SVD cache on disk: the factors of a matrix, keyed by a hash of its bytes.
+
+The key is the SHA-256 of the tensor's dtype, shape and raw bytes (not its file
+or tensor name), plus the SVD dtype: a base analysed against a second post
+model, in a second run, or under another name is decomposed once. Entries are
+safetensors files written through a temporary file and renamed into place, so
+a killed run or two workers writing the same entry never leave a torn file.
+
+The size limit is kept without thrashing: an entry is stored only if room can
+be made by evicting entries not used by this process (least recently used
+first). A model larger than the limit therefore caches its first matrices and
+keeps them, instead of each matrix evicting the one before it.
+
+>>> cache = SVDCache("/tmp/orthoscope-svd")            # doctest: +SKIP
+>>> key = cache.key(W_b, torch.float32)                # doctest: +SKIP
+>>> cache.get(key) or cache.put(key, svd(W_b, torch.float32))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from orthoscope.errors import OrthoscopeError
+from orthoscope.kernels import SVD
+from orthoscope.pipeline.store import atomic_write
+
+DIR_ENV = "ORTHOSCOPE_CACHE_DIR"
+LIMIT_ENV = "ORTHOSCOPE_CACHE_LIMIT"
+DEFAULT_LIMIT_GIB = 20.0
+# bump when the stored factors would differ (routine, orientation, layout)
+FORMAT = "svd-v1"
+SUFFIX = ".safetensors"
+
+
+def default_dir() -> Path:
+    """$ORTHOSCOPE_CACHE_DIR, else $XDG_CACHE_HOME/orthoscope/svd, else ~/.cache/orthoscope/svd."""
+    if os.environ.get(DIR_ENV):
+        return Path(os.environ[DIR_ENV])
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "orthoscope" / "svd"
+
+
+def default_limit_gib() -> float:
+    """$ORTHOSCOPE_CACHE_LIMIT in GiB, else 20."""
+    text = os.environ.get(LIMIT_ENV)
+    if not text:
+        return DEFAULT_LIMIT_GIB
+    try:
+        return float(text)
+    except ValueError:
+        raise OrthoscopeError(f"{LIMIT_ENV}={text!r} is not a number of GiB") from None
+
+
+def tensor_digest(W: torch.Tensor) -> str:
+    """SHA-256 of dtype, shape and the raw bytes of `W` (hex).
+
+    >>> tensor_digest(torch.zeros(2, 2)) == tensor_digest(torch.zeros(2, 2))
+    True
+    >>> tensor_digest(torch.zeros(2, 2)) == tensor_digest(torch.zeros(4, 1))
+    False
+    """
+    h = hashlib.sha256(f"{W.dtype}|{tuple(W.shape)}|".encode())
+    flat = W.detach().contiguous().cpu().reshape(-1).view(torch.uint8)
+    h.update(memoryview(flat.numpy()))
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached factorisation: its file, size in bytes and last use (epoch seconds)."""
+
+    path: Path
+    size: int
+    last_used: float
+
+
+class SVDCache:
+    """Base-matrix SVDs on disk under `folder`, at most `limit_gib` GiB in all."""
+
+    def __init__(self, folder: str | Path | None = None, limit_gib: float | None = None):
+        self.folder = Path(folder) if folder is not None else default_dir()
+        self.limit = int((limit_gib if limit_gib is not None else default_limit_gib()) * 2**30)
+        self._used: set[Path] = set()  # entries this process read or wrote: never evicted by it
+        self.hits = self.misses = self.not_stored = 0
+
+    def key(self, W: torch.Tensor, dtype: torch.dtype) -> str:
+        """The entry name for the SVD of `W` computed in `dtype`."""
+        return f"{tensor_digest(W)}-{str(dtype).removeprefix('torch.')}-{FORMAT}"
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}{SUFFIX}"
+
+    def get(self, key: str, device: torch.device | str = "cpu") -> SVD | None:
+        """The cached factors, or None (a missing or unreadable entry counts as a miss)."""
+        path = self._path(key)
+        try:
+            tensors = load_file(path)
+            factors = SVD(U=tensors["U"], S=tensors["S"], V=tensors["V"])
+        except (OSError, SafetensorError, KeyError):
+            if path.exists():
+                path.unlink(missing_ok=True)  # torn or foreign file: recompute and rewrite
+            self.misses += 1
+            return None
+        _touch(path)
+        self._used.add(path)
+        self.hits += 1
+        return SVD(*(t.to(device) for t in (factors.U, factors.S, factors.V)))
+
+    def put(self, key: str, factors: SVD) -> bool:
+        """Store `factors` if the limit allows after evicting stale entries; False if not stored."""
+        tensors = {"U": factors.U, "S": factors.S, "V": factors.V}
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        if not self._make_room(size):
+            self.not_stored += 1
+            return False
+        cpu = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+        atomic_write(self._path(key), lambda tmp: save_file(cpu, str(tmp), metadata={"format": FORMAT}))
+        self._used.add(self._path(key))
+        return True
+
+    def _make_room(self, size: int) -> bool:
+        entries = self.entries()
+        free = self.limit - sum(e.size for e in entries)
+        stale = [e for e in entries if e.path not in self._used]  # entries() is oldest use first
+        for entry in stale:
+            if free >= size:
+                break
+            entry.path.unlink(missing_ok=True)
+            free += entry.size
+        return free >= size
+
+    def entries(self) -> list[CacheEntry]:
+        """Every entry, oldest use first."""
+        found = []
+        for path in self.folder.glob(f"*/*{SUFFIX}"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed by another process meanwhile
+                continue
+            found.append(CacheEntry(path, stat.st_size, stat.st_mtime))
+        return sorted(found, key=lambda e: e.last_used)
+
+    def clear(self) -> tuple[int, int]:
+        """Delete every entry; returns (entries, bytes) removed."""
+        entries = self.entries()
+        for entry in entries:
+            entry.path.unlink(missing_ok=True)
+        return len(entries), sum(e.size for e in entries)
+
+    def stats(self) -> dict:
+        """Hits, misses and entries not stored (limit reached) in this process."""
+        return {"folder": str(self.folder), "limit_gib": round(self.limit / 2**30, 3),
+                "hits": self.hits, "misses": self.misses, "not_stored": self.not_stored}
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:  # a read-only shared cache still serves hits
+        pass

@@ -1,0 +1,152 @@
+"""Where the per-matrix work runs: in this process, or as Ray tasks on a cluster.
+
+A job is one base matrix and the posts still missing it; `analyse` turns it
+into one result per post. The local executor calls it in a loop; the Ray
+executor sends only the job description to a worker, which opens the
+checkpoints itself (a shared folder, or the hub cache of its own node) and
+reads just that matrix, so no model travels through the object store. Either
+way every result comes back to the caller's `on_result`, which stores it, so
+both executors fill the same resumable run folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from orthoscope.architectures import MatrixRef, read_matrix
+from orthoscope.errors import OrthoscopeError
+from orthoscope.pipeline.cache import SVDCache
+from orthoscope.pipeline.measure import SkipMatrix, measure, prepare_base
+from orthoscope.pipeline.pairing import Plan
+from orthoscope.sources import Checkpoint, open_checkpoint
+
+EXECUTORS = ("local", "ray")
+Result = tuple[int, dict, "dict | None"]  # post index, record ({"metrics"} or {"skipped"}), spectra arrays
+OnResult = Callable[["Job", list[Result], dict], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs besides the matrix (picklable: shipped to Ray tasks)."""
+
+    dtype: torch.dtype
+    device: str
+    seed: int
+    metrics: frozenset[str]
+    cache_dir: str | None = None  # None: no base-SVD cache
+    cache_limit_gib: float | None = None
+    threads: int | None = None  # torch threads inside a Ray worker
+
+
+@dataclass(frozen=True)
+class Job:
+    """One base matrix and the indices of the posts that still need it."""
+
+    ref: MatrixRef
+    posts: tuple[int, ...]
+
+
+def make_cache(settings: Settings) -> SVDCache | None:
+    return SVDCache(settings.cache_dir, settings.cache_limit_gib) if settings.cache_dir is not None else None
+
+
+def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: Settings,
+            cache: SVDCache | None) -> list[Result]:
+    """Decompose the base matrix once (or take it from the cache) and measure every post of `job`."""
+    device = torch.device(settings.device)
+    try:
+        prepared = prepare_base(read_matrix(base, job.ref), settings.dtype, device, cache)
+    except SkipMatrix as skip:
+        return [(i, {"skipped": str(skip)}, None) for i in job.posts]
+    results: list[Result] = []
+    for i in job.posts:
+        try:
+            row, arrays = measure(prepared, read_matrix(posts[i], job.ref), job.ref.name, settings.seed,
+                                  settings.metrics)
+        except SkipMatrix as skip:
+            results.append((i, {"skipped": str(skip)}, None))
+            continue
+        results.append((i, {"metrics": row}, arrays))
+    return results
+
+
+def run_local(plan: Plan, jobs: Sequence[Job], settings: Settings, on_result: OnResult) -> None:
+    """Every job in this process, in plan order."""
+    cache = make_cache(settings)
+    for job in jobs:
+        before = cache.stats() if cache else {}
+        results = analyse(plan.base, plan.posts, job, settings, cache)
+        on_result(job, results, _delta(before, cache.stats()) if cache else {})
+
+
+def _delta(before: dict, after: dict) -> dict:
+    return {k: after[k] - before[k] for k in ("hits", "misses", "not_stored")}
+
+
+# ------------------------------------------------------------------------ Ray
+
+_OPENED: dict[tuple[str, str | None], Checkpoint] = {}
+_CACHES: dict[tuple, SVDCache | None] = {}
+
+
+def locate(ckpt: Checkpoint) -> tuple[str, str | None]:
+    """How a worker opens `ckpt`: an absolute local path, or a hub id pinned to the snapshot it resolved to."""
+    local = Path(ckpt.spec).expanduser()
+    if local.exists():
+        return str(local.resolve()), None
+    return ckpt.spec.partition("@")[0], ckpt.revision
+
+
+def _worker_checkpoint(where: tuple[str, str | None]) -> Checkpoint:
+    if where not in _OPENED:  # a worker process serves many tasks: parse headers once
+        _OPENED[where] = open_checkpoint(*where)
+    return _OPENED[where]
+
+
+def _worker_task(base: tuple, posts: tuple, job: Job, settings: Settings) -> tuple[list[Result], dict]:
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    key = (settings.cache_dir, settings.cache_limit_gib)
+    if key not in _CACHES:
+        _CACHES[key] = make_cache(settings)
+    cache = _CACHES[key]
+    before = cache.stats() if cache else {}
+    results = analyse(_worker_checkpoint(base), [_worker_checkpoint(p) for p in posts], job, settings, cache)
+    return results, (_delta(before, cache.stats()) if cache else {})
+
+
+def run_ray(plan: Plan, jobs: Sequence[Job], settings: Settings, on_result: OnResult,
+            address: str | None = None, workers: int | None = None) -> None:
+    """One Ray task per job; results are handed to `on_result` as they finish (any order).
+
+    Joins the running Ray session if there is one, else connects to `address`,
+    else starts a local cluster with `workers` CPUs (default: all).
+    """
+    ray = _import_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else (workers or os.cpu_count()),
+                 include_dashboard=False, log_to_driver=False)
+    options = {"num_cpus": settings.threads or 1}
+    if settings.device.startswith("cuda"):
+        options["num_gpus"] = 1
+    task = ray.remote(**options)(_worker_task)
+    where = (locate(plan.base), tuple(locate(p) for p in plan.posts))
+    pending = {task.remote(where[0], where[1], job, settings): job for job in jobs}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        job = pending.pop(done[0])
+        results, stats = ray.get(done[0])
+        on_result(job, results, stats)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise OrthoscopeError("--executor ray needs Ray: pip install 'orthoscope[ray]'") from None
+    return ray

@@ -1,0 +1,38 @@
+"""The singular values of every linear matrix of one checkpoint (no pair needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from orthoscope.architectures import find_matrices, read_matrix
+from orthoscope.errors import PairingError
+from orthoscope.kernels import resolve_device, singular_values
+from orthoscope.sources import open_checkpoint
+
+
+def spectra(
+    model: str | Path,
+    *,
+    layers: set[int] | None = None,
+    kinds: set[str] | None = None,
+    include_embeddings: bool = False,
+    device: str = "cpu",
+    revision: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Matrix name -> singular values (float64, descending, on CPU), read one matrix at a time.
+
+    Uses the cheapest exact route (`orthoscope.kernels.singular_values`): the
+    float64 Gram eigenvalues where they are accurate, svdvals elsewhere.
+
+    >>> s = spectra("./base", kinds={"q", "o"})     # doctest: +SKIP
+    >>> s["model.layers.0.self_attn.q_proj"][:3]    # doctest: +SKIP
+    """
+    ckpt = open_checkpoint(model, revision)
+    refs, _ = find_matrices(ckpt, include_embeddings)
+    refs = [r for r in refs if (layers is None or r.layer in layers) and (kinds is None or r.kind in kinds)]
+    if not refs:
+        raise PairingError(f"no matrices to analyse in {ckpt.spec} with these filters")
+    dev = resolve_device(device)
+    return {ref.name: singular_values(read_matrix(ckpt, ref), dev).cpu() for ref in refs}

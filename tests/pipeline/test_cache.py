@@ -1,0 +1,106 @@
+"""The base-SVD cache: keyed by tensor bytes, reused across posts and runs, bounded, listable."""
+
+import os
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import orthoscope
+from orthoscope.cli import app
+from orthoscope.errors import OrthoscopeError
+from orthoscope.kernels import svd
+from orthoscope.pipeline import measure as measure_module
+from orthoscope.pipeline.cache import SVDCache, tensor_digest
+
+
+def count_svds(monkeypatch) -> list:
+    calls = []
+    real = measure_module.svd
+    monkeypatch.setattr(measure_module, "svd", lambda W, *a: calls.append(tuple(W.shape)) or real(W, *a))
+    return calls
+
+
+def test_key_is_the_bytes_not_the_name():
+    W = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    assert tensor_digest(W) == tensor_digest(W.clone())
+    changed = W.clone()
+    changed[5, 3] += 1e-6
+    assert tensor_digest(changed) != tensor_digest(W)
+    assert tensor_digest(W.to(torch.bfloat16)) != tensor_digest(W)
+    assert tensor_digest(W.reshape(4, 6)) != tensor_digest(W)
+
+
+def test_a_second_run_reuses_every_base_svd(planted, tmp_path, monkeypatch):
+    cold = orthoscope.compare(*planted, tmp_path / "cold")
+    assert cold.summary["cache"] == {"hits": 0, "misses": 14, "not_stored": 0}
+    calls = count_svds(monkeypatch)
+    warm = orthoscope.compare(*planted, tmp_path / "warm")
+    assert warm.summary["cache"] == {"hits": 14, "misses": 0, "not_stored": 0}
+    assert len(calls) == 28  # post and null SVDs only
+    # same factors; only the memory layout of V differs (contiguous on load), so rounding may
+    pd.testing.assert_frame_equal(warm.table, cold.table, rtol=1e-10, atol=1e-12)
+
+
+def test_a_warm_sign_free_run_does_no_svd_at_all(planted, tmp_path, monkeypatch):
+    orthoscope.compare(*planted, metrics="sign-free")
+    calls = count_svds(monkeypatch)
+    result = orthoscope.compare(*planted, metrics="sign-free")
+    assert calls == [] and result.summary["cache"]["hits"] == 14
+
+
+def test_no_cache_writes_nothing(planted, private_svd_cache):
+    result = orthoscope.compare(*planted, kinds={"q"}, cache=False)
+    assert result.summary["cache"] is None and list(private_svd_cache.rglob("*.safetensors")) == []
+
+
+def test_a_torn_entry_is_recomputed(planted, private_svd_cache, monkeypatch):
+    reference = orthoscope.compare(*planted, kinds={"q"}).table
+    entry = sorted(private_svd_cache.rglob("*.safetensors"))[0]
+    entry.write_bytes(entry.read_bytes()[:100])
+    result = orthoscope.compare(*planted, kinds={"q"})
+    assert result.summary["cache"] == {"hits": 1, "misses": 1, "not_stored": 0}
+    pd.testing.assert_frame_equal(result.table, reference, rtol=1e-10, atol=1e-12)
+    assert len(SVDCache(private_svd_cache).entries()) == 2
+
+
+def test_the_limit_evicts_only_entries_this_process_did_not_use(tmp_path):
+    factors = svd(torch.randn(64, 32, dtype=torch.float64))
+    size_mib = sum(t.numel() * 8 for t in (factors.U, factors.S, factors.V)) / 2**20
+    old = SVDCache(tmp_path, limit_gib=2.5 * size_mib / 1024)
+    assert old.put("a" * 10, factors) and old.put("b" * 10, factors)
+    assert not old.put("c" * 10, factors)  # full, and both entries were used by this process
+    past = old.entries()[0].last_used - 3600
+    for entry in old.entries():
+        os.utime(entry.path, (past, past))
+    new = SVDCache(tmp_path, limit_gib=2.5 * size_mib / 1024)
+    assert new.put("c" * 10, factors)  # evicts one stale entry
+    assert new.put("d" * 10, factors)  # and the other
+    assert not new.put("e" * 10, factors)
+    assert sorted(e.path.stem[0] for e in new.entries()) == ["c", "d"]
+    assert new.stats()["not_stored"] == 1
+    assert torch.equal(new.get("c" * 10).U, factors.U)
+
+
+def test_full_cache_is_noted_in_the_summary(planted, monkeypatch):
+    monkeypatch.setenv("ORTHOSCOPE_CACHE_LIMIT", "0")
+    result = orthoscope.compare(*planted, kinds={"q", "o"})
+    assert result.summary["cache"]["not_stored"] == 4
+    assert any("cache full: 4 factorisations not stored" in note for note in result.summary["notes"])
+
+
+def test_bad_limit_is_a_clear_error(planted, monkeypatch):
+    monkeypatch.setenv("ORTHOSCOPE_CACHE_LIMIT", "lots")
+    with pytest.raises(OrthoscopeError, match="ORTHOSCOPE_CACHE_LIMIT='lots' is not a number"):
+        orthoscope.compare(*planted, kinds={"q"})
+
+
+def test_cli_ls_and_clear(planted, private_svd_cache):
+    orthoscope.compare(*planted, kinds={"q", "k"})
+    runner = CliRunner()
+    listing = runner.invoke(app, ["cache", "ls"])
+    assert listing.exit_code == 0 and "4 entries" in listing.output, listing.output
+    cleared = runner.invoke(app, ["cache", "clear", "--cache-dir", str(private_svd_cache)])
+    assert cleared.exit_code == 0 and "removed 4 entries" in cleared.output
+    assert SVDCache(private_svd_cache).entries() == []
