@@ -69,3 +69,20 @@ def test_metric_names_are_checked():
         resolve_metrics("a_geo,incoherence")
     with pytest.raises(OrthoscopeError, match="no metrics asked for"):
         resolve_metrics(",")
+
+
+def test_the_null_sym_frac_draw_has_the_distribution_of_a_gaussian_update():
+    """Beta(r(r+1)/4, r(r-1)/4) against sym_frac of explicit r x r Gaussian matrices: mean (r+1)/(2r)."""
+    import numpy as np
+    import torch
+
+    from orthoscope.metrics import sym_frac
+    from orthoscope.pipeline.measure import gaussian_sym_frac
+
+    g, r, n = torch.Generator().manual_seed(0), 8, 3000
+    explicit = np.array([sym_frac(torch.randn(r, r, generator=g, dtype=torch.float64)) for _ in range(n)])
+    drawn = np.array([gaussian_sym_frac(r, g) for _ in range(n)])
+    for sample in (explicit, drawn):
+        assert abs(sample.mean() - (r + 1) / (2 * r)) < 0.006
+    assert abs(drawn.std() - explicit.std()) < 0.006
+    assert gaussian_sym_frac(r, torch.Generator().manual_seed(5)) == gaussian_sym_frac(r, torch.Generator().manual_seed(5))

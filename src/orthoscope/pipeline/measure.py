@@ -204,13 +204,18 @@ def symmetry_metrics(M: torch.Tensor, s_b: torch.Tensor, a_fro: float) -> dict:
 
 
 def gaussian_sym_frac(r: int, generator: torch.Generator) -> float:
-    """sym_frac of the Gaussian null's D = U_b^T G V_b, drawn directly.
+    """sym_frac of the Gaussian null's D = U_b^T G V_b, drawn from its exact distribution.
 
-    U_b and V_b have orthonormal columns, so for i.i.d. Gaussian G the r x r
-    matrix U_b^T G V_b is i.i.d. Gaussian too, and sym_frac ignores its scale:
-    an r x r draw has exactly the null's distribution at O(r^2) cost.
+    U_b and V_b have orthonormal columns, so for i.i.d. Gaussian G the r x r matrix
+    Z = U_b^T G V_b is i.i.d. Gaussian. Its symmetric part carries r(r+1)/2 unit
+    Gaussian coordinates and its antisymmetric part r(r-1)/2, so
+    sym_frac(Z) = X / (X + Y) with X ~ chi2(r(r+1)/2), Y ~ chi2(r(r-1)/2):
+    Beta(r(r+1)/4, r(r-1)/4). One draw, whatever the size of the matrix.
     """
-    return m.sym_frac(torch.randn((r, r), generator=generator, dtype=torch.float64))
+    if r < 2:
+        return 1.0  # a 1 x 1 D is symmetric
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return float(np.random.default_rng(seed).beta(r * (r + 1) / 4, r * (r - 1) / 4))
 
 
 def null_inconsistency(base: Base, W_p: torch.Tensor, a_fro: float, generator: torch.Generator) -> float:
