@@ -1,6 +1,6 @@
 """scale: issue 6's benchmarks P1-P4, each a ratio measured in one run of this script.
 
-P1  a full pair analysis (sign-free default: one SVD per matrix) vs the floor of
+P1  a full pair analysis (`--metrics sign-free`: one SVD per matrix) vs the floor of
     two full thin SVDs per matrix with the best routine (gesdd, tall
     orientation, same dtype and threads). Goal: <= 0.6.
 P2  a second post model against a cached base vs the same analysis cold. Goal: >= 3.

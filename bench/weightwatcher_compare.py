@@ -65,26 +65,7 @@ torch.set_num_threads(int(sys.argv[2]))
 import orthoscope
 t1 = time.perf_counter()
 
-if hasattr(orthoscope, "spectra"):
-    spectra, impl = orthoscope.spectra, "orthoscope.spectra"
-else:
-    # FALLBACK, NOT ORTHOSCOPE: plain float64 svdvals of every 2-D .weight, read with
-    # safetensors; only so the benchmark can be smoke-tested before spectra() lands.
-    from pathlib import Path
-    from safetensors import safe_open
-    def spectra(folder):
-        folder = Path(folder)
-        weight_map = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
-        out = {}
-        for name, file in weight_map.items():
-            if not name.endswith(".weight"):
-                continue
-            with safe_open(str(folder / file), framework="pt") as handle:
-                W = handle.get_tensor(name)
-            if W.ndim == 2:
-                out[name.removesuffix(".weight")] = torch.linalg.svdvals(W.to(torch.float64))
-        return out
-    impl = "FALLBACK torch.linalg.svdvals (orthoscope.spectra missing)"
+spectra, impl = orthoscope.spectra, "orthoscope.spectra"
 
 t2 = time.perf_counter()
 result = spectra(sys.argv[1])

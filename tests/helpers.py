@@ -23,3 +23,13 @@ def copy_with(src: Path, dst: Path, tensor: str, value: torch.Tensor) -> Path:
     tensors[tensor] = value.contiguous()
     save_file(tensors, shard, metadata={"format": "pt"})
     return dst
+
+
+def count_svds(monkeypatch) -> list:
+    """Record the shape of every SVD the pipeline runs (base, post and null)."""
+    from orthoscope.pipeline import measure as measure_module
+
+    calls = []
+    real = measure_module.svd
+    monkeypatch.setattr(measure_module, "svd", lambda W, *a: calls.append(tuple(W.shape)) or real(W, *a))
+    return calls

@@ -33,7 +33,7 @@ def both_precisions(llm_like_pair):
 
 @pytest.mark.parametrize("metric", sorted(ONE_SVD_METRICS))
 def test_one_svd_route_in_f32_agrees_with_the_full_route_in_f64(llm_like_pair, both_precisions, metric):
-    """The sign-free default (one f32 SVD, f64 Gram singular values, M = U_b^T W_p V_b) changes no value."""
+    """The sign-free route (one f32 SVD, f64 Gram singular values, M = U_b^T W_p V_b) changes no value."""
     W_b, W_p = llm_like_pair
     row, arrays = measure(prepare_base(W_b, torch.float32, CPU), W_p, "llm-like", 0, METRIC_SETS["sign-free"])
     assert abs(row[metric] - both_precisions[torch.float64][metric]) < 1e-4

@@ -11,15 +11,10 @@ import orthoscope
 from orthoscope.cli import app
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels import svd
-from orthoscope.pipeline import measure as measure_module
+from orthoscope.pipeline import cache as cache_module
 from orthoscope.pipeline.cache import SVDCache, tensor_digest
 
-
-def count_svds(monkeypatch) -> list:
-    calls = []
-    real = measure_module.svd
-    monkeypatch.setattr(measure_module, "svd", lambda W, *a: calls.append(tuple(W.shape)) or real(W, *a))
-    return calls
+from tests.helpers import count_svds
 
 
 def test_key_is_the_bytes_not_the_name():
@@ -87,13 +82,25 @@ def test_full_cache_is_noted_in_the_summary(planted, monkeypatch):
     monkeypatch.setenv("ORTHOSCOPE_CACHE_LIMIT", "0")
     result = orthoscope.compare(*planted, kinds={"q", "o"})
     assert result.summary["cache"]["not_stored"] == 4
-    assert any("cache full: 4 factorisations not stored" in note for note in result.summary["notes"])
+    assert any("cache full or not writable: 4 factorisations not stored" in note for note in result.summary["notes"])
 
 
 def test_bad_limit_is_a_clear_error(planted, monkeypatch):
     monkeypatch.setenv("ORTHOSCOPE_CACHE_LIMIT", "lots")
     with pytest.raises(OrthoscopeError, match="ORTHOSCOPE_CACHE_LIMIT='lots' is not a number"):
         orthoscope.compare(*planted, kinds={"q"})
+    assert len(orthoscope.compare(*planted, kinds={"q"}, cache=False).table) == 2  # no cache, no limit
+
+
+def test_an_unwritable_cache_does_not_stop_the_run(planted, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(cache_module, "atomic_write", refuse)
+    result = orthoscope.compare(*planted, kinds={"q"})
+    assert len(result.table) == 2
+    assert result.summary["cache"] == {"hits": 0, "misses": 2, "not_stored": 2}
+    assert any("not writable: 2 factorisations" in note for note in result.summary["notes"])
 
 
 def test_cli_ls_and_clear(planted, private_svd_cache):

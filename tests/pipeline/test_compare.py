@@ -8,7 +8,7 @@ import pytest
 
 import orthoscope
 from orthoscope.lab.planted import KIND_SCALE
-from orthoscope.pipeline import executors as run_module
+from orthoscope.pipeline import executors
 from orthoscope.pipeline.measure import METRIC_COLUMNS
 from orthoscope.pipeline.summary import ID_COLUMNS
 
@@ -48,7 +48,7 @@ def test_filters(planted):
 
 def counting(monkeypatch, fail_at: int | None = None) -> list:
     calls = []
-    real = run_module.measure
+    real = executors.measure
 
     def wrapped(*args, **kwargs):
         calls.append(args[2])
@@ -56,7 +56,7 @@ def counting(monkeypatch, fail_at: int | None = None) -> list:
             raise KeyboardInterrupt  # the run is killed here
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "measure", wrapped)
+    monkeypatch.setattr(executors, "measure", wrapped)
     return calls
 
 

@@ -11,7 +11,7 @@ from orthoscope.errors import OrthoscopeError
 from orthoscope.lab.planted import KIND_SCALE
 from orthoscope.pipeline.measure import ONE_SVD_METRICS, resolve_metrics
 
-from tests.pipeline.test_cache import count_svds
+from tests.helpers import count_svds
 
 
 def test_sign_free_runs_one_svd_per_matrix_and_matches_the_full_route(planted, tmp_path, monkeypatch):
@@ -36,6 +36,13 @@ def test_sign_free_auto_precision_is_float32(planted):
     assert result.summary["settings"]["svd_dtype"] == "torch.float32"
     assert result.table.a_geo.to_numpy() == pytest.approx(1.2, abs=1e-5)
     assert math.isnan(result.table.asym.iloc[0]) is False  # computed for free on the one-SVD route
+
+
+def test_float32_does_not_report_unasked_metrics_it_cannot_get_right(planted):
+    """incons is float32-safe, so auto picks float32; rot comes along on the full route but needs float64."""
+    row = orthoscope.compare(*planted, metrics="incons", kinds={"o"}).table.iloc[0]
+    assert row.incons < 1e-4 and math.isnan(row.rot) and math.isnan(row.rel_incons)
+    assert row.a_geo == pytest.approx(1.2, abs=1e-5)  # float32-safe extras stay
 
 
 def test_incons_null_alone_needs_the_null_svd(planted, monkeypatch):

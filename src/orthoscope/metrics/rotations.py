@@ -38,20 +38,18 @@ def fix_gauge(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor, rtol: flo
     sign convention diag(Q_U) >= 0, flipping the same column of Q_V; for a
     degenerate block it removes the arbitrary rotation the SVD chose inside it.
     """
-    blocks = _blocks(s_p, rtol)
+    degenerate = [(start, stop) for start, stop in _blocks(s_p, rtol) if stop - start > 1]
     single = torch.ones(Q_U.shape[1], dtype=torch.bool, device=Q_U.device)
-    for start, stop in blocks:
-        if stop - start > 1:
-            single[start:stop] = False
+    for start, stop in degenerate:
+        single[start:stop] = False
     # singletons (nearly every index) in one vectorised sign flip; degenerate blocks one by one
     signs = torch.where(single & (torch.diagonal(Q_U) < 0), -1.0, 1.0).to(Q_U.dtype)
     Q_U, Q_V = Q_U * signs, Q_V * signs
-    for start, stop in blocks:
-        if stop - start > 1:
-            A, _, Bh = torch.linalg.svd(Q_U[start:stop, start:stop].T)
-            R = A @ Bh
-            Q_U[:, start:stop] = Q_U[:, start:stop] @ R
-            Q_V[:, start:stop] = Q_V[:, start:stop] @ R
+    for start, stop in degenerate:
+        A, _, Bh = torch.linalg.svd(Q_U[start:stop, start:stop].T)
+        R = A @ Bh
+        Q_U[:, start:stop] = Q_U[:, start:stop] @ R
+        Q_V[:, start:stop] = Q_V[:, start:stop] @ R
     return Q_U, Q_V
 
 

@@ -7,9 +7,13 @@ safetensors files written through a temporary file and renamed into place, so
 a killed run or two workers writing the same entry never leave a torn file.
 
 The size limit is kept without thrashing: an entry is stored only if room can
-be made by evicting entries not used by this process (least recently used
-first). A model larger than the limit therefore caches its first matrices and
-keeps them, instead of each matrix evicting the one before it.
+be made by evicting entries last used before the run started (least recently
+used first; `protect_since`, shared by every worker of a run). A model larger
+than the limit therefore caches its first matrices and keeps them, instead of
+each matrix evicting the one before it. Two processes making room at the same
+moment may overshoot the limit by an entry or two. A cache the process cannot
+write (read-only shared storage, a full disk) still serves hits: failed writes
+count as not stored.
 
 >>> cache = SVDCache("/tmp/orthoscope-svd")            # doctest: +SKIP
 >>> key = cache.key(W_b, torch.float32)                # doctest: +SKIP
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +89,11 @@ class CacheEntry:
 class SVDCache:
     """Base-matrix SVDs on disk under `folder`, at most `limit_gib` GiB in all."""
 
-    def __init__(self, folder: str | Path | None = None, limit_gib: float | None = None):
-        self.folder = Path(folder) if folder is not None else default_dir()
+    def __init__(self, folder: str | Path | None = None, limit_gib: float | None = None,
+                 protect_since: float | None = None) -> None:
+        self.folder = Path(folder).expanduser() if folder is not None else default_dir()
         self.limit = int((limit_gib if limit_gib is not None else default_limit_gib()) * 2**30)
+        self.protect_since = protect_since if protect_since is not None else time.time()
         self._used: set[Path] = set()  # entries this process read or wrote: never evicted by it
         self.hits = self.misses = self.not_stored = 0
 
@@ -103,9 +110,11 @@ class SVDCache:
         try:
             tensors = load_file(path)
             factors = SVD(U=tensors["U"], S=tensors["S"], V=tensors["V"])
-        except (OSError, SafetensorError, KeyError):
-            if path.exists():
-                path.unlink(missing_ok=True)  # torn or foreign file: recompute and rewrite
+        except (SafetensorError, KeyError):
+            _remove(path)  # torn or foreign file: recompute and rewrite
+            self.misses += 1
+            return None
+        except OSError:  # absent, or unreadable here: a miss, the file is left alone
             self.misses += 1
             return None
         _touch(path)
@@ -121,19 +130,23 @@ class SVDCache:
             self.not_stored += 1
             return False
         cpu = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-        atomic_write(self._path(key), lambda tmp: save_file(cpu, str(tmp), metadata={"format": FORMAT}))
+        try:
+            atomic_write(self._path(key), lambda tmp: save_file(cpu, str(tmp), metadata={"format": FORMAT}))
+        except OSError:  # read-only or full storage: the run goes on without this entry
+            self.not_stored += 1
+            return False
         self._used.add(self._path(key))
         return True
 
     def _make_room(self, size: int) -> bool:
         entries = self.entries()
         free = self.limit - sum(e.size for e in entries)
-        stale = [e for e in entries if e.path not in self._used]  # entries() is oldest use first
-        for entry in stale:
+        stale = [e for e in entries if e.path not in self._used and e.last_used < self.protect_since]
+        for entry in stale:  # entries() is oldest use first
             if free >= size:
                 break
-            entry.path.unlink(missing_ok=True)
-            free += entry.size
+            if _remove(entry.path):
+                free += entry.size
         return free >= size
 
     def entries(self) -> list[CacheEntry]:
@@ -149,15 +162,21 @@ class SVDCache:
 
     def clear(self) -> tuple[int, int]:
         """Delete every entry; returns (entries, bytes) removed."""
-        entries = self.entries()
-        for entry in entries:
-            entry.path.unlink(missing_ok=True)
-        return len(entries), sum(e.size for e in entries)
+        removed = [e for e in self.entries() if _remove(e.path)]
+        return len(removed), sum(e.size for e in removed)
 
     def stats(self) -> dict:
         """Hits, misses and entries not stored (limit reached) in this process."""
         return {"folder": str(self.folder), "limit_gib": round(self.limit / 2**30, 3),
                 "hits": self.hits, "misses": self.misses, "not_stored": self.not_stored}
+
+
+def _remove(path: Path) -> bool:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # read-only storage, or open elsewhere on Windows
+        return False
+    return True
 
 
 def _touch(path: Path) -> None:

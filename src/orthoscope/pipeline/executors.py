@@ -12,7 +12,7 @@ both executors fill the same resumable run folder.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +26,7 @@ from orthoscope.pipeline.pairing import Plan
 from orthoscope.sources import Checkpoint, open_checkpoint
 
 EXECUTORS = ("local", "ray")
+RAY_BATCH = 64
 Result = tuple[int, dict, "dict | None"]  # post index, record ({"metrics"} or {"skipped"}), spectra arrays
 OnResult = Callable[["Job", list[Result], dict], None]
 
@@ -38,8 +39,10 @@ class Settings:
     device: str
     seed: int
     metrics: frozenset[str]
-    cache_dir: str | None = None  # None: no base-SVD cache
+    cache: bool = False  # use the base-SVD cache
+    cache_dir: str | None = None  # None: each process's default folder (its own $HOME or env)
     cache_limit_gib: float | None = None
+    started: float | None = None  # cache entries used since then belong to this run: never evicted
     threads: int | None = None  # torch threads inside a Ray worker
 
 
@@ -52,7 +55,9 @@ class Job:
 
 
 def make_cache(settings: Settings) -> SVDCache | None:
-    return SVDCache(settings.cache_dir, settings.cache_limit_gib) if settings.cache_dir is not None else None
+    if not settings.cache:
+        return None
+    return SVDCache(settings.cache_dir, settings.cache_limit_gib, protect_since=settings.started)
 
 
 def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: Settings,
@@ -90,28 +95,34 @@ def _delta(before: dict, after: dict) -> dict:
 
 # ------------------------------------------------------------------------ Ray
 
-_OPENED: dict[tuple[str, str | None], Checkpoint] = {}
+Where = tuple[str, str, "str | None", str]  # local path, hub id or "", revision, fingerprint
+_OPENED: dict[Where, Checkpoint] = {}
 _CACHES: dict[tuple, SVDCache | None] = {}
 
 
-def locate(ckpt: Checkpoint) -> tuple[str, str | None]:
-    """How a worker opens `ckpt`: an absolute local path, or a hub id pinned to the snapshot it resolved to."""
+def locate(ckpt: Checkpoint) -> Where:
+    """How a worker opens `ckpt`: its local path when the worker sees it, else the hub id at the
+    exact snapshot (commit) the driver resolved, so every worker reads what the driver fingerprinted."""
     local = Path(ckpt.spec).expanduser()
     if local.exists():
-        return str(local.resolve()), None
-    return ckpt.spec.partition("@")[0], ckpt.revision
+        return str(local.resolve()), "", None, ckpt.fingerprint()
+    return str(ckpt.path), ckpt.spec.partition("@")[0], ckpt.path.name, ckpt.fingerprint()
 
 
-def _worker_checkpoint(where: tuple[str, str | None]) -> Checkpoint:
-    if where not in _OPENED:  # a worker process serves many tasks: parse headers once
-        _OPENED[where] = open_checkpoint(*where)
+def _worker_checkpoint(where: Where) -> Checkpoint:
+    # a worker serves many tasks: parse headers once per checkpoint (and fingerprint, so a
+    # rewritten folder on a long-lived cluster is opened again)
+    if where not in _OPENED:
+        path, hub_id, revision, _ = where
+        _OPENED[where] = open_checkpoint(path) if Path(path).exists() or not hub_id else open_checkpoint(
+            hub_id, revision)
     return _OPENED[where]
 
 
-def _worker_task(base: tuple, posts: tuple, job: Job, settings: Settings) -> tuple[list[Result], dict]:
+def _worker_task(base: Where, posts: tuple[Where, ...], job: Job, settings: Settings) -> tuple[list[Result], dict]:
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    key = (settings.cache_dir, settings.cache_limit_gib)
+    key = (settings.cache, settings.cache_dir, settings.cache_limit_gib, settings.started)
     if key not in _CACHES:
         _CACHES[key] = make_cache(settings)
     cache = _CACHES[key]
@@ -124,24 +135,33 @@ def run_ray(plan: Plan, jobs: Sequence[Job], settings: Settings, on_result: OnRe
             address: str | None = None, workers: int | None = None) -> None:
     """One Ray task per job; results are handed to `on_result` as they finish (any order).
 
-    Joins the running Ray session if there is one, else connects to `address`,
-    else starts a local cluster with `workers` CPUs (default: all).
+    Joins the running Ray session if there is one, else connects to `address`
+    (or $RAY_ADDRESS), else starts a local cluster with `workers` CPUs (default: all).
+    If a task fails, the others are cancelled and the error is raised; finished
+    results are already stored, so a rerun resumes.
     """
     ray = _import_ray()
     if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else (workers or os.cpu_count()),
+        joining = address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, num_cpus=None if joining else (workers or os.cpu_count()),
                  include_dashboard=False, log_to_driver=False)
     options = {"num_cpus": settings.threads or 1}
     if settings.device.startswith("cuda"):
         options["num_gpus"] = 1
+        settings = replace(settings, device="cuda")  # a worker sees only its own GPU, as cuda:0
     task = ray.remote(**options)(_worker_task)
-    where = (locate(plan.base), tuple(locate(p) for p in plan.posts))
-    pending = {task.remote(where[0], where[1], job, settings): job for job in jobs}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        job = pending.pop(done[0])
-        results, stats = ray.get(done[0])
-        on_result(job, results, stats)
+    base, posts = locate(plan.base), tuple(locate(p) for p in plan.posts)
+    pending = {task.remote(base, posts, job, settings): job for job in jobs}
+    try:
+        while pending:
+            # batches keep each wait O(pending) rather than one wait per result
+            done, _ = ray.wait(list(pending), num_returns=min(len(pending), RAY_BATCH), timeout=1.0)
+            for ref in done:
+                results, stats = ray.get(ref)
+                on_result(pending.pop(ref), results, stats)
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
 
 
 def _import_ray():

@@ -22,6 +22,7 @@ import torch
 from orthoscope import metrics as m
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels import SVD, singular_values, svd
+from orthoscope.kernels.precision import F32_SAFE
 from orthoscope.pipeline.cache import SVDCache
 
 SCALING_COLUMNS = ("a_geo", "a_fro", "disp", "fit_resid", "stable_rank_base", "stable_rank_post")
@@ -132,7 +133,12 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         "effective_rank": np.array([m.effective_rank(base.factors.S), m.effective_rank(s_p)]),
         **blocks,
     }
-    return {c: row.get(c, math.nan) for c in METRIC_COLUMNS}, arrays
+    return {c: row.get(c, math.nan) if _reportable(c, metrics, W_p.dtype) else math.nan for c in METRIC_COLUMNS}, arrays
+
+
+def _reportable(column: str, metrics: frozenset[str], dtype: torch.dtype) -> bool:
+    """A column computed on the way is kept unless float32 is not accurate enough for it and nobody asked for it."""
+    return column in metrics or dtype == torch.float64 or column in F32_SAFE
 
 
 def _one_svd_route(base: Base, W_p: torch.Tensor, generator: torch.Generator) -> tuple[dict, torch.Tensor, dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels import resolve_device
 from orthoscope.kernels.precision import resolve_precision
-from orthoscope.pipeline.cache import default_dir, default_limit_gib
+from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
 from orthoscope.pipeline.executors import EXECUTORS, Job, Result, Settings, run_local, run_ray
 from orthoscope.pipeline.measure import METRIC_COLUMNS, needs_post_svd, resolve_metrics
 from orthoscope.pipeline.pairing import Plan, make_plan
@@ -79,11 +80,12 @@ def compare(
     plan = make_plan(base_ckpt, [open_checkpoint(p) for p in post_specs], layers, kinds, include_embeddings)
     asked = resolve_metrics(metrics)
     dtype = resolve_precision(precision, asked)
-    dev = resolve_device(device)
-    settings = Settings(dtype, str(dev), seed, asked,
-                        str(Path(cache_dir) if cache_dir is not None else default_dir()) if cache else None,
-                        cache_limit_gib if cache_limit_gib is not None else default_limit_gib(),
-                        threads=1 if executor == "ray" else None)
+    # a Ray driver need not have the GPU its workers use
+    dev = torch.device(device) if executor == "ray" else resolve_device(device)
+    settings = Settings(dtype, str(dev), seed, asked, cache=cache, cache_dir=_explicit_cache_dir(cache_dir),
+                        cache_limit_gib=(cache_limit_gib if cache_limit_gib is not None else default_limit_gib())
+                        if cache else None,
+                        started=started, threads=1 if executor == "ray" else None)
     out_path = Path(out) if out is not None else None
     store = RunStore(out_path)
     keys = [_run_key(plan, i, settings) for i in range(len(plan.posts))]
@@ -183,8 +185,8 @@ def _summary(plan: Plan, table: pd.DataFrame, skipped: list[dict], precision: st
         "settings": {"precision": precision, "svd_dtype": str(settings.dtype), "device": settings.device,
                      "seed": settings.seed, "metrics": sorted(settings.metrics),
                      "route": "full" if needs_post_svd(settings.metrics) else "one-svd",
-                     "executor": executor, "cache": settings.cache_dir},
-        "cache": cache_stats if settings.cache_dir else None,
+                     "executor": executor, "cache": _cache_folder(settings)},
+        "cache": cache_stats if settings.cache else None,
         "matrices": len(plan.refs),
         "notes": plan.notes + _cache_notes(cache_stats, settings),
         "skipped": skipped,
@@ -194,11 +196,25 @@ def _summary(plan: Plan, table: pd.DataFrame, skipped: list[dict], precision: st
     }
 
 
+def _explicit_cache_dir(cache_dir: str | Path | None) -> str | None:
+    """The folder the user named (argument or $ORTHOSCOPE_CACHE_DIR), absolute; None lets each
+    worker use its own default (~/.cache/orthoscope/svd of the user it runs as)."""
+    if cache_dir is None and not os.environ.get(DIR_ENV):
+        return None
+    return str(Path(cache_dir if cache_dir is not None else default_dir()).expanduser().resolve())
+
+
+def _cache_folder(settings: Settings) -> str | None:
+    if not settings.cache:
+        return None
+    return settings.cache_dir or str(default_dir())
+
+
 def _cache_notes(stats: dict, settings: Settings) -> list[str]:
-    if not settings.cache_dir or not stats.get("not_stored"):
+    if not settings.cache or not stats.get("not_stored"):
         return []
-    return [f"base-SVD cache full: {stats['not_stored']} factorisations not stored in {settings.cache_dir} "
-            f"(raise ORTHOSCOPE_CACHE_LIMIT or --cache-limit, or run `orthoscope cache clear`)"]
+    return [f"base-SVD cache full or not writable: {stats['not_stored']} factorisations not stored in "
+            f"{_cache_folder(settings)} (raise ORTHOSCOPE_CACHE_LIMIT or --cache-limit, or run `orthoscope cache clear`)"]
 
 
 def _write_outputs(out: Path, table: pd.DataFrame, summary: dict) -> None:

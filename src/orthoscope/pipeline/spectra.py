@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from orthoscope.architectures import find_matrices, read_matrix
-from orthoscope.errors import PairingError
+from orthoscope.errors import PairingError, SourceError
 from orthoscope.kernels import resolve_device, singular_values
 from orthoscope.sources import open_checkpoint
 
@@ -35,4 +35,10 @@ def spectra(
     if not refs:
         raise PairingError(f"no matrices to analyse in {ckpt.spec} with these filters")
     dev = resolve_device(device)
-    return {ref.name: singular_values(read_matrix(ckpt, ref), dev).cpu() for ref in refs}
+    return {ref.name: _values(read_matrix(ckpt, ref), ref.name, dev) for ref in refs}
+
+
+def _values(W: torch.Tensor, name: str, device: torch.device) -> torch.Tensor:
+    if not torch.isfinite(W).all():
+        raise SourceError(f"{name}: {int((~torch.isfinite(W)).sum())} NaN/Inf entries")
+    return singular_values(W, device).cpu()
