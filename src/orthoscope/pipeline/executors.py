@@ -80,17 +80,22 @@ def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: S
     return results
 
 
+def analyse_counting(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: Settings,
+                     cache: SVDCache | None) -> tuple[list[Result], dict]:
+    """`analyse`, and what it did to the cache (hits, misses, not stored), for the run's totals."""
+    before = cache.stats() if cache else {}
+    results = analyse(base, posts, job, settings, cache)
+    if cache is None:
+        return results, {}
+    after = cache.stats()
+    return results, {k: after[k] - before[k] for k in ("hits", "misses", "not_stored")}
+
+
 def run_local(plan: Plan, jobs: Sequence[Job], settings: Settings, on_result: OnResult) -> None:
     """Every job in this process, in plan order."""
     cache = make_cache(settings)
     for job in jobs:
-        before = cache.stats() if cache else {}
-        results = analyse(plan.base, plan.posts, job, settings, cache)
-        on_result(job, results, _delta(before, cache.stats()) if cache else {})
-
-
-def _delta(before: dict, after: dict) -> dict:
-    return {k: after[k] - before[k] for k in ("hits", "misses", "not_stored")}
+        on_result(job, *analyse_counting(plan.base, plan.posts, job, settings, cache))
 
 
 # ------------------------------------------------------------------------ Ray
@@ -125,10 +130,8 @@ def _worker_task(base: Where, posts: tuple[Where, ...], job: Job, settings: Sett
     key = (settings.cache, settings.cache_dir, settings.cache_limit_gib, settings.started)
     if key not in _CACHES:
         _CACHES[key] = make_cache(settings)
-    cache = _CACHES[key]
-    before = cache.stats() if cache else {}
-    results = analyse(_worker_checkpoint(base), [_worker_checkpoint(p) for p in posts], job, settings, cache)
-    return results, (_delta(before, cache.stats()) if cache else {})
+    return analyse_counting(_worker_checkpoint(base), [_worker_checkpoint(p) for p in posts], job, settings,
+                            _CACHES[key])
 
 
 def run_ray(plan: Plan, jobs: Sequence[Job], settings: Settings, on_result: OnResult,
