@@ -49,13 +49,18 @@ def make_plan(
         _check_same_architecture(base, post)
         post_refs, _ = find_matrices(post, include_embeddings)
         refs = _match(base, post, refs, {r.name: r for r in post_refs}, notes)
-    refs = [r for r in refs if (layers is None or r.layer in layers) and (kinds is None or r.kind in kinds)]
+    refs = select(refs, layers, kinds)
     if not refs:
         raise PairingError(
             f"no matrices to analyse in {base.spec} with these filters "
             f"(layers={sorted(layers) if layers else 'all'}, kinds={sorted(kinds) if kinds else 'all'})"
         )
     return Plan(base, posts, post_labels(posts), refs, notes)
+
+
+def select(refs: list[MatrixRef], layers: set[int] | None, kinds: set[str] | None) -> list[MatrixRef]:
+    """The matrices in `layers` and of `kinds` (None: all)."""
+    return [r for r in refs if (layers is None or r.layer in layers) and (kinds is None or r.kind in kinds)]
 
 
 def _check_same_architecture(base: Checkpoint, post: Checkpoint) -> None:

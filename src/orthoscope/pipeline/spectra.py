@@ -9,6 +9,7 @@ import torch
 from orthoscope.architectures import find_matrices, read_matrix
 from orthoscope.errors import PairingError, SourceError
 from orthoscope.kernels import resolve_device, singular_values
+from orthoscope.pipeline.pairing import select
 from orthoscope.sources import open_checkpoint
 
 
@@ -31,7 +32,7 @@ def spectra(
     """
     ckpt = open_checkpoint(model, revision)
     refs, _ = find_matrices(ckpt, include_embeddings)
-    refs = [r for r in refs if (layers is None or r.layer in layers) and (kinds is None or r.kind in kinds)]
+    refs = select(refs, layers, kinds)
     if not refs:
         raise PairingError(f"no matrices to analyse in {ckpt.spec} with these filters")
     dev = resolve_device(device)
