@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from orthoscope.lab import build_planted_pair
 
@@ -19,7 +18,3 @@ def planted(tmp_path_factory):
 
     logging.disable_progress_bar()
     return build_planted_pair(tmp_path_factory.mktemp("planted"))
-
-
-def orthonormal(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.linalg.qr(torch.randn(rows, cols, generator=generator, dtype=torch.float64))[0]

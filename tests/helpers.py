@@ -1,4 +1,4 @@
-"""Small helpers to derive broken or modified checkpoints from a good one."""
+"""Small helpers: checkpoints derived from a good one, random factors, counting SVDs."""
 
 import json
 import shutil
@@ -33,3 +33,8 @@ def count_svds(monkeypatch) -> list:
     real = measure_module.svd
     monkeypatch.setattr(measure_module, "svd", lambda W, *a: calls.append(tuple(W.shape)) or real(W, *a))
     return calls
+
+
+def orthonormal(rows: int, cols: int, generator: torch.Generator) -> torch.Tensor:
+    """A random float64 matrix with orthonormal columns (Q of a Gaussian's QR)."""
+    return torch.linalg.qr(torch.randn(rows, cols, generator=generator, dtype=torch.float64))[0]

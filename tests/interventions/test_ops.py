@@ -12,13 +12,15 @@ from orthoscope.interventions.ops import random_rotation
 from orthoscope.kernels import svd
 from orthoscope.lab.planted import near_identity_rotation
 
+from tests.helpers import orthonormal
+
 
 @pytest.fixture(scope="module")
 def pair():
     g = torch.Generator().manual_seed(0)
     m_, n = 72, 48
-    U = torch.linalg.qr(torch.randn(m_, n, generator=g, dtype=torch.float64))[0]
-    V = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    U = orthonormal(m_, n, g)
+    V = orthonormal(n, n, g)
     S = 5 * torch.arange(1, n + 1, dtype=torch.float64) ** -0.5
     Q = near_identity_rotation(n, 0.03, g)
     W_b = (U * S) @ V.T
@@ -58,8 +60,8 @@ def test_each_formula(pair):
 
 def test_reconstruct_of_a_planted_consistent_pair_gives_it_back():
     g = torch.Generator().manual_seed(3)
-    U = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))[0]
-    V = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))[0]
+    U = orthonormal(40, 40, g)
+    V = orthonormal(40, 40, g)
     S = torch.linspace(3, 0.5, 40, dtype=torch.float64)
     Q = near_identity_rotation(40, 0.05, g)
     W_b = (U * S) @ V.T
@@ -77,8 +79,8 @@ def test_interpolation_ends_at_base_and_post(pair):
 
 def test_interpolation_midpoint_is_a_geodesic_for_near_identity_rotations():
     g = torch.Generator().manual_seed(4)
-    U = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))[0]
-    V = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))[0]
+    U = orthonormal(40, 40, g)
+    V = orthonormal(40, 40, g)
     S = torch.linspace(3, 0.5, 40, dtype=torch.float64)
     Q_U, Q_V = near_identity_rotation(40, 0.05, g), near_identity_rotation(40, 0.05, g)
     W_b, W_p = (U * S) @ V.T, U @ Q_U @ torch.diag(1.2 * S) @ Q_V.T @ V.T

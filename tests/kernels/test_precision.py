@@ -8,6 +8,8 @@ from orthoscope.errors import OrthoscopeError
 from orthoscope.lab.planted import near_identity_rotation
 from orthoscope.pipeline.measure import METRIC_COLUMNS, ONE_SVD_METRICS, METRIC_SETS, measure, prepare_base
 
+from tests.helpers import orthonormal
+
 CPU = torch.device("cpu")
 
 
@@ -16,8 +18,8 @@ def llm_like_pair():
     """An LLM-like pair: power-law head, dense tail, consistent rotation plus noise."""
     g = torch.Generator().manual_seed(1)
     m, n = 768, 512
-    U = torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64))[0]
-    V = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    U = orthonormal(m, n, g)
+    V = orthonormal(n, n, g)
     S = 20 * torch.arange(1, n + 1, dtype=torch.float64) ** -0.6 + 0.5
     Q = near_identity_rotation(n, 0.002, g)
     W_b = U @ torch.diag(S) @ V.T

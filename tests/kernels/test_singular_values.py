@@ -5,13 +5,15 @@ import torch
 
 from orthoscope.kernels import singular_values, svd
 
+from tests.helpers import orthonormal
+
 
 def spectrum_matrix(m: int, n: int, smallest: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """W = U diag(S) V^T with S log-spaced from 1 down to `smallest` (known singular values)."""
     g = torch.Generator().manual_seed(seed)
     r = min(m, n)
-    U = torch.linalg.qr(torch.randn(m, r, generator=g, dtype=torch.float64))[0]
-    V = torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64))[0]
+    U = orthonormal(m, r, g)
+    V = orthonormal(n, r, g)
     S = torch.logspace(0, torch.log10(torch.tensor(smallest)).item(), r, dtype=torch.float64)
     return U @ torch.diag(S) @ V.T, S
 

@@ -8,6 +8,8 @@ from orthoscope.lab.planted import near_identity_rotation
 from orthoscope.metrics import one_svd_form, overlaps
 from orthoscope.pipeline.measure import rotation_metrics, scaling_metrics, symmetry_metrics
 
+from tests.helpers import orthonormal
+
 
 def degenerate_pair(seed: int):
     """Base and post whose spectra have an exactly degenerate block at indices 3..6."""
@@ -15,10 +17,10 @@ def degenerate_pair(seed: int):
     m, n = 48, 32
     S = torch.linspace(5, 1, n, dtype=torch.float64)
     S[3:7] = S[3]
-    U = torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64))[0]
-    V = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    U = orthonormal(m, n, g)
+    V = orthonormal(n, n, g)
     Q = near_identity_rotation(n, 0.03, g)
-    U_p = U @ Q + 0.01 * torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64))[0]
+    U_p = U @ Q + 0.01 * orthonormal(m, n, g)
     U_p = torch.linalg.qr(U_p)[0] * torch.sign(torch.diag(torch.linalg.qr(U_p)[1]))
     V_p = V @ near_identity_rotation(n, 0.03, g) @ Q
     base = SVD(U, S, V)
@@ -71,7 +73,7 @@ def test_sign_flips_of_base_pairs_change_nothing():
 
 def test_rotation_inside_a_degenerate_post_block_changes_nothing():
     base, post, g = degenerate_pair(2)
-    R = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))[0]
+    R = orthonormal(4, 4, g)
     U, V = post.U.clone(), post.V.clone()
     U[:, 3:7] = U[:, 3:7] @ R
     V[:, 3:7] = V[:, 3:7] @ R
@@ -84,7 +86,7 @@ def test_rotation_inside_a_degenerate_post_block_changes_nothing():
 def test_the_gauge_matters_without_the_fix():
     """The test above can fail: a one-sided block rotation does change the metrics."""
     base, post, g = degenerate_pair(3)
-    R = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))[0]
+    R = orthonormal(4, 4, g)
     U = post.U.clone()
     U[:, 3:7] = U[:, 3:7] @ R
     assert all_metrics(base, SVD(U, post.S, post.V))["incons"] > all_metrics(base, post)["incons"] + 1e-3

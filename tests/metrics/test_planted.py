@@ -8,13 +8,15 @@ import torch
 from orthoscope.lab.planted import near_identity_rotation
 from orthoscope.pipeline.measure import measure, prepare_base
 
+from tests.helpers import orthonormal
+
 CPU = torch.device("cpu")
 
 
 def factors(m: int, n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
-    U = torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64))[0]
-    V = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    U = orthonormal(m, n, g)
+    V = orthonormal(n, n, g)
     S = 10 * torch.arange(1, n + 1, dtype=torch.float64) ** -0.7 + 0.05
     return U, S, V, g
 
