@@ -10,8 +10,9 @@ The size limit is kept without thrashing: an entry is stored only if room can
 be made by evicting entries last used before the run started (least recently
 used first; `protect_since`, shared by every worker of a run). A model larger
 than the limit therefore caches its first matrices and keeps them, instead of
-each matrix evicting the one before it. Two processes making room at the same
-moment may overshoot the limit by an entry or two. A cache the process cannot
+each matrix evicting the one before it. A process rescans the folder only when
+its own running total nears the limit (not on every write), so processes writing
+at the same time can overshoot the limit by what the others wrote meanwhile. A cache the process cannot
 write (read-only shared storage, a full disk) still serves hits: failed writes
 count as not stored.
 
@@ -95,6 +96,7 @@ class SVDCache:
         self.limit = int((limit_gib if limit_gib is not None else default_limit_gib()) * 2**30)
         self.protect_since = protect_since if protect_since is not None else time.time()
         self._used: set[Path] = set()  # entries this process read or wrote: never evicted by it
+        self._size: int | None = None  # bytes in the folder as of the last scan plus our writes since
         self.hits = self.misses = self.not_stored = 0
 
     def key(self, W: torch.Tensor, dtype: torch.dtype) -> str:
@@ -136,18 +138,22 @@ class SVDCache:
             self.not_stored += 1
             return False
         self._used.add(self._path(key))
+        self._size += size
         return True
 
     def _make_room(self, size: int) -> bool:
+        # the folder is scanned only when the running total says the limit is near, not on every put
+        if self._size is not None and self._size + size <= self.limit:
+            return True
         entries = self.entries()
-        free = self.limit - sum(e.size for e in entries)
+        self._size = sum(e.size for e in entries)
         stale = [e for e in entries if e.path not in self._used and e.last_used < self.protect_since]
         for entry in stale:  # entries() is oldest use first
-            if free >= size:
+            if self._size + size <= self.limit:
                 break
             if _remove(entry.path):
-                free += entry.size
-        return free >= size
+                self._size -= entry.size
+        return self._size + size <= self.limit
 
     def entries(self) -> list[CacheEntry]:
         """Every entry, oldest use first."""
