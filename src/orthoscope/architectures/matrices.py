@@ -31,6 +31,8 @@ class MatrixRef:
     rows: tuple[int, int] | None = None
     neox_part: int | None = None
     neox_heads: int = 0
+    expert: int | None = None  # index of a mixture-of-experts expert (None: a dense matrix)
+    shared_expert: bool = False  # a shared (always-on) expert of an MoE layer
 
     def with_rows(self, count: int) -> "MatrixRef":
         """Keep the first `count` rows (common vocabulary of two embeddings)."""

@@ -105,14 +105,11 @@ def _by_tensor(refs: list[MatrixRef]) -> dict[str, list[MatrixRef]]:
 
 
 def _group_by_file(ckpt) -> dict[Path, list[str]]:
-    groups: dict[Path, list[str]] = {}
-    for name, path in ckpt.files.location.items():
-        groups.setdefault(path, []).append(name)
-    return groups
+    return ckpt.shards()
 
 
 def _shard_names(ckpt) -> dict[Path, str]:
-    files = sorted(set(ckpt.files.location.values()))
+    files = sorted(ckpt.shards())
     if len(files) == 1:
         return {files[0]: "model.safetensors"}
     if all(f.suffix == ".safetensors" for f in files):

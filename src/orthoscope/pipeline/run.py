@@ -77,7 +77,7 @@ def compare(
         raise OrthoscopeError(f"unknown executor {executor!r} (use {' or '.join(EXECUTORS)})")
     post_specs = [posts] if isinstance(posts, (str, Path)) else list(posts)
     base_ckpt = open_checkpoint(base, revision)
-    plan = make_plan(base_ckpt, [open_checkpoint(p) for p in post_specs], layers, kinds, include_embeddings)
+    plan = make_plan(base_ckpt, [open_checkpoint(p, base=base_ckpt) for p in post_specs], layers, kinds, include_embeddings)
     asked = resolve_metrics(metrics)
     dtype = resolve_precision(precision, asked)
     # a Ray driver need not have the GPU its workers use
@@ -162,8 +162,8 @@ def _collect(plan: Plan, records: dict[tuple[int, str], dict]) -> tuple[pd.DataF
     for i, label in enumerate(plan.labels):
         for ref in plan.refs:
             record = records.get((i, ref.name)) or {"skipped": "no result"}
-            ids = {"post": label, "name": ref.name, "layer": ref.layer, "kind": ref.kind,
-                   "rows": ref.shape[0], "cols": ref.shape[1]}
+            ids = {"post": label, "step": pd.NA, "name": ref.name, "layer": ref.layer, "kind": ref.kind,
+                   "expert": pd.NA if ref.expert is None else ref.expert, "rows": ref.shape[0], "cols": ref.shape[1]}
             if "metrics" in record:
                 rows.append({**ids, **record["metrics"]})
             else:
@@ -172,7 +172,8 @@ def _collect(plan: Plan, records: dict[tuple[int, str], dict]) -> tuple[pd.DataF
         return empty_table(), skipped
     table = pd.DataFrame(rows, columns=list(ID_COLUMNS + METRIC_COLUMNS))
     # NaN where a metric was not asked for; a whole integer column stays int64
-    return table.astype({"intruders": "Int64" if table.intruders.isna().any() else "int64"}), skipped
+    return table.astype({"intruders": "Int64" if table.intruders.isna().any() else "int64",
+                         "step": "Int64", "expert": "Int64"}), skipped
 
 
 def _summary(plan: Plan, table: pd.DataFrame, skipped: list[dict], precision: str, settings: Settings,

@@ -8,7 +8,7 @@ import pandas as pd
 
 from orthoscope.pipeline.measure import METRIC_COLUMNS
 
-ID_COLUMNS = ("post", "name", "layer", "kind", "rows", "cols")
+ID_COLUMNS = ("post", "step", "name", "layer", "kind", "expert", "rows", "cols")
 
 
 def empty_table() -> pd.DataFrame:

@@ -44,6 +44,13 @@ class Checkpoint:
         """Read one tensor from disk (its stored dtype)."""
         return self.files.read(name)
 
+    def shards(self) -> dict[Path, list[str]]:
+        """Tensor names grouped by the stored file that holds them (for writers that keep the sharding)."""
+        groups: dict[Path, list[str]] = {}
+        for name, path in self.files.location.items():
+            groups.setdefault(path, []).append(name)
+        return groups
+
     def fingerprint(self) -> str:
         """A hash of the weight files (computed once: it samples every file on disk)."""
         if self._fingerprint is None:
@@ -62,8 +69,11 @@ class Checkpoint:
         }
 
 
-def open_checkpoint(spec: str | Path, revision: str | None = None) -> Checkpoint:
+def open_checkpoint(spec: str | Path, revision: str | None = None, *, base: Checkpoint | None = None) -> Checkpoint:
     """Open a local folder, a weights file's folder, a .gguf file, or a hub id, without reading weights.
+
+    `base` is the base model of a run; a post that is stored relative to it (an adapter)
+    needs it to be opened.
 
     A hub id may pin its revision as `owner/name@rev`; `revision` applies otherwise.
 
