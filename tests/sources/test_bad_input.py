@@ -128,4 +128,5 @@ def test_pickle_with_code_is_refused(planted, tmp_path):
     shutil.copy(planted[1] / "config.json", evil / "config.json")
     torch.save({"x": torch.zeros(2), "f": print}, evil / "pytorch_model.bin")
     line = fails(planted[0], evil, "-o", tmp_path / "o")
-    assert "weights_only=True" in line and "pytorch_model.bin" in line
+    assert "holds pickled code (print)" in line and "was refused" in line and "pytorch_model.bin" in line
+    assert "weights_only=False" not in line
