@@ -67,12 +67,14 @@ def _load(path: Path) -> dict:
         value = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as err:  # torch raises many types for a bad or unsafe pickle
         text = str(err)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-            raise SourceError(
-                f"{path} holds pickled code" + (f" ({found.group(1)})" if found else "")
-                + " besides tensors and was refused: orthoscope never runs code from a checkpoint") from None
-        raise SourceError(f"cannot load {path}: not a readable PyTorch file ({reason(err)})") from None
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise SourceError(f"{path} holds pickled code ({found.group(1)}) besides tensors and was refused: "
+                              "orthoscope never runs code from a checkpoint") from None
+        detail = reason(err)
+        if "weights_only" in text.lower():
+            detail = "unsupported pickle data"
+        raise SourceError(f"cannot load {path}: not a readable PyTorch file ({detail})") from None
     if not isinstance(value, dict):
         raise SourceError(f"{path} holds a {type(value).__name__}, not a dict of tensors")
     return value
