@@ -112,3 +112,23 @@ def test_adapter_reference_reopens_with_its_base(lora):
     q = "model.layers.0.self_attn.q_proj.weight"
     assert torch.equal(again.read(q), ckpt.read(q))
     assert ckpt.fingerprint() != base.fingerprint()
+
+
+def test_a_hub_adapter_resolves_from_the_cache(lora, tmp_path, monkeypatch):
+    from tests.sources.test_sources import SHA, fake_hub_cache
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_cache(tmp_path, "lab/tiny-lora", lora["plain"][0])
+    base = open_checkpoint(lora["base"])
+    ckpt = open_checkpoint("lab/tiny-lora", base=base)
+    assert ckpt.format == "peft-lora" and ckpt.revision == SHA
+    q = "model.layers.1.self_attn.q_proj.weight"
+    assert torch.allclose(ckpt.read(q), open_checkpoint(lora["plain"][1]).read(q), atol=1e-6, rtol=0)
+    assert ckpt.reference().hub_id == "lab/tiny-lora" and ckpt.reference().commit == SHA
+
+
+def test_a_model_folder_with_a_stray_adapter_config_is_the_model(lora, tmp_path):
+    folder = shutil.copytree(lora["plain"][1], tmp_path / "merged")
+    shutil.copy(lora["plain"][0] / "adapter_config.json", folder)
+    assert open_checkpoint(folder).format == "safetensors"

@@ -39,8 +39,15 @@ UNSUPPORTED = {  # adapter_config key -> why it cannot be read as an additive lo
 
 
 def detect(target: Path) -> bool:
-    """A folder holding `adapter_config.json`."""
-    return target.is_dir() and (target / CONFIG).exists()
+    """A folder holding `adapter_config.json` and adapter weights, or no other weights.
+
+    A full model folder that merely carries a stray `adapter_config.json` is read as the full model.
+    """
+    if not (target.is_dir() and (target / CONFIG).exists()):
+        return False
+    if any((target / name).exists() for name in (safetensors_files.ADAPTER_FILE, torch_files.ADAPTER_FILE)):
+        return True
+    return not (safetensors_files.detect(target) or torch_files.detect(target))
 
 
 @dataclass(frozen=True)
