@@ -60,7 +60,7 @@ class Lora:
     transpose: bool  # fan_in_fan_out or an embedding: the update is (B A)^T
 
 
-def pattern_value(patterns: dict, module: str, default):
+def pattern_value(patterns: dict, module: str, default, source: Path | None = None):
     """PEFT's per-module override: the first pattern matching the end of the module name.
 
     >>> pattern_value({"v_proj": 16}, "model.layers.0.self_attn.v_proj", 8)
@@ -69,8 +69,11 @@ def pattern_value(patterns: dict, module: str, default):
     4
     """
     for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", module):
-            return value
+        try:
+            if re.match(rf"(.*\.)?({key})$", module):
+                return value
+        except re.error as err:
+            raise SourceError(f"{source}: alpha_pattern key {key!r} is not a valid pattern ({err})") from None
     return default
 
 
@@ -84,24 +87,57 @@ def open(target: Path, base: TensorStore, base_label: str = "the base") -> Adapt
     for key, why in UNSUPPORTED.items():
         if config.get(key):
             raise SourceError(f"{config_path}: {why}; merge it with peft (merge_and_unload) and compare the merged model")
-    weights = _weights_file(target)
-    lora_weights = (safetensors_files.read_files if weights.suffix == ".safetensors" else torch_files.read_files)(
-        target, [weights])
     alpha, patterns = config.get("lora_alpha", 8), config.get("alpha_pattern") or {}
-    rslora, fan_in_fan_out = bool(config.get("use_rslora")), bool(config.get("fan_in_fan_out"))
-    if not isinstance(alpha, (int, float)) or not isinstance(patterns, dict):
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not isinstance(patterns, dict):
         raise SourceError(f"{config_path}: lora_alpha must be a number and alpha_pattern a mapping")
+    weights = _weights_file(target)
+    read_files = safetensors_files.read_files if weights.suffix == ".safetensors" else torch_files.read_files
+    stored = read_files(target, [weights])
+    factors, replaced, extra = _classify(stored, weights, base)
+    shapes = {**base.shapes, **extra}
+    shapes.update({name: stored.shapes[key] for name, key in replaced.items()})
 
-    def base_name(name: str) -> str | None:
-        for candidate in (name, name.removeprefix("model."), "model." + name):
-            if candidate in base.shapes:
-                return candidate
-        return None
+    loras: dict[str, Lora] = {}
+    for module, parts in sorted(factors.items()):
+        name = _base_name(module + ".weight", base)
+        if name is None:
+            raise SourceError(f"{weights} adapts {module!r}, but {base_label} has no tensor {module}.weight")
+        embedding = "lora_embedding_A" in parts or "lora_embedding_B" in parts
+        a_key = parts.get("lora_embedding_A" if embedding else "lora_A")
+        b_key = parts.get("lora_embedding_B" if embedding else "lora_B")
+        if a_key is None or b_key is None:
+            raise SourceError(f"{weights} holds only one of the two LoRA factors of {module!r}")
+        a_shape, b_shape = stored.shapes[a_key], stored.shapes[b_key]
+        if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1] or a_shape[0] == 0:
+            raise SourceError(f"{weights}: LoRA factors of {module!r} have shapes {a_shape} and {b_shape}, "
+                              "not (r, in) and (out, r)")
+        transpose = embedding or bool(config.get("fan_in_fan_out"))
+        expected = (a_shape[1], b_shape[0]) if transpose else (b_shape[0], a_shape[1])
+        if shapes[name] != expected:
+            raise SourceError(f"{weights}: the update of {module!r} is {expected[0]} x {expected[1]}, "
+                              f"but {name} in {base_label} is {' x '.join(map(str, shapes[name]))}")
+        rank, module_alpha = a_shape[0], pattern_value(patterns, module, alpha, config_path)
+        scale = module_alpha / math.sqrt(rank) if config.get("use_rslora") else module_alpha / rank
+        loras[name] = Lora(a_key, b_key, float(scale), transpose)
+    return AdapterTensors(shapes=shapes, base=base, adapter=stored, loras=loras, replaced=replaced,
+                          config_bytes=config_path.read_bytes(), folder=target)
 
+
+def _base_name(name: str, base: TensorStore) -> str | None:
+    """The base tensor an adapter key names (with or without the inner `model.` prefix)."""
+    for candidate in (name, name.removeprefix("model."), "model." + name):
+        if candidate in base.shapes:
+            return candidate
+    return None
+
+
+def _classify(stored: TensorFiles, weights: Path, base: TensorStore):
+    """Split the adapter's keys: LoRA factors per module, whole tensors replacing the base's
+    (modules_to_save, saved embedding layers, trained biases), and tensors the base lacks."""
     factors: dict[str, dict[str, str]] = {}
     replaced: dict[str, str] = {}
     extra: dict[str, tuple[int, ...]] = {}
-    for key in lora_weights.shapes:
+    for key in stored.shapes:
         name = key.removeprefix(PREFIX)
         part = re.fullmatch(r"(.+)\.(lora_A|lora_B)(?:\.default)?\.weight|(.+)\.(lora_embedding_[AB])(?:\.default)?", name)
         if part:
@@ -111,44 +147,12 @@ def open(target: Path, base: TensorStore, base_label: str = "the base") -> Adapt
         if ".lora_" in name:
             raise SourceError(f"{weights} holds {key!r}, a LoRA tensor of a kind orthoscope does not merge")
         name = re.sub(r"\.(base_layer|original_module|modules_to_save(\.default)?)\.", ".", name)
-        target_name = base_name(name)
+        target_name = _base_name(name, base)
         if target_name is None:
-            extra[name] = lora_weights.shapes[key]
+            extra[name] = stored.shapes[key]
             target_name = name
         replaced[target_name] = key
-
-    loras: dict[str, Lora] = {}
-    for module, parts in sorted(factors.items()):
-        embedding = "lora_embedding_A" in parts or "lora_embedding_B" in parts
-        a_key = parts.get("lora_embedding_A" if embedding else "lora_A")
-        b_key = parts.get("lora_embedding_B" if embedding else "lora_B")
-        if a_key is None or b_key is None:
-            raise SourceError(f"{weights} holds only one of the two LoRA factors of {module!r}")
-        name = base_name(module + ".weight")
-        if name is None:
-            raise SourceError(f"{weights} adapts {module!r}, but {base_label} has no tensor {module}.weight")
-        a_shape, b_shape = lora_weights.shapes[a_key], lora_weights.shapes[b_key]
-        if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1]:
-            raise SourceError(f"{weights}: LoRA factors of {module!r} have shapes {a_shape} and {b_shape}, "
-                              "not (r, in) and (out, r)")
-        rank = a_shape[0]
-        transpose = embedding or fan_in_fan_out
-        product = (b_shape[0], a_shape[1])
-        expected = product[::-1] if transpose else product
-        stored = lora_weights.shapes[replaced[name]] if name in replaced else base.shapes[name]
-        if tuple(stored) != expected:
-            raise SourceError(f"{weights}: the update of {module!r} is {expected[0]} x {expected[1]}, "
-                              f"but {name} in {base_label} is {' x '.join(map(str, stored))}")
-        module_alpha = pattern_value(patterns, module, alpha)
-        scale = module_alpha / math.sqrt(rank) if rslora else module_alpha / rank
-        loras[name] = Lora(a_key, b_key, float(scale), transpose)
-
-    shapes = dict(base.shapes)
-    shapes.update(extra)
-    for name, key in replaced.items():
-        shapes[name] = lora_weights.shapes[key]
-    return AdapterTensors(shapes=shapes, base=base, adapter=lora_weights, loras=loras, replaced=replaced,
-                          config_bytes=config_path.read_bytes(), folder=target)
+    return factors, replaced, extra
 
 
 def _weights_file(folder: Path) -> Path:
