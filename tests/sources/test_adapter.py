@@ -112,6 +112,7 @@ def test_adapter_reference_reopens_with_its_base(lora):
     q = "model.layers.0.self_attn.q_proj.weight"
     assert torch.equal(again.read(q), ckpt.read(q))
     assert ckpt.fingerprint() != base.fingerprint()
+    assert open_checkpoint(ckpt.reference(), base=base).base is base  # the caller's base is reused
 
 
 def test_a_hub_adapter_resolves_from_the_cache(lora, tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ def test_module_and_state_dict_read_as_the_saved_folder(model_and_folder):
     assert open_checkpoint(model.state_dict()).config == {}
     described = open_checkpoint(model).describe()
     assert described["format"] == "in-memory" and described["path"] is None
-    assert described["spec"] == "in-memory LlamaForCausalLM"
+    assert described["spec"] == "<in-memory LlamaForCausalLM>"
 
 
 def test_reading_gives_a_copy(model_and_folder):
@@ -68,7 +68,7 @@ def test_compare_in_memory_equals_the_saved_folders(model_and_folder, tmp_path):
 
 
 def test_in_memory_models_cannot_be_referenced(model_and_folder):
-    with pytest.raises(OrthoscopeError, match="in-memory LlamaForCausalLM is an in-memory model: another process"):
+    with pytest.raises(OrthoscopeError, match="<in-memory LlamaForCausalLM> is held in memory: another process"):
         open_checkpoint(model_and_folder[0]).reference()
 
 

@@ -78,11 +78,11 @@ class Checkpoint:
 
         >>> open_checkpoint({"w": torch.ones(2, 2)}).reference()
         Traceback (most recent call last):
-        orthoscope.errors.OrthoscopeError: in-memory state dict is an in-memory model: another process (a Ray worker) cannot reopen it; save it with save_pretrained() and pass the folder, or use the local executor
+        orthoscope.errors.OrthoscopeError: <in-memory state dict> is held in memory: another process (a Ray worker) cannot reopen it; save it with save_pretrained() and pass the folder, or use the local executor
         """
         if self._ref is None:
             raise OrthoscopeError(
-                f"{self.spec} is an in-memory model: another process (a Ray worker) cannot reopen it; "
+                f"{self.spec} is held in memory: another process (a Ray worker) cannot reopen it; "
                 "save it with save_pretrained() and pass the folder, or use the local executor")
         base = self.base.reference() if self.base is not None else None
         return replace(self._ref, base=base, fingerprint=self.fingerprint())
@@ -119,7 +119,7 @@ def open_checkpoint(spec: str | Path | ModelRef | Checkpoint | torch.nn.Module |
     if isinstance(spec, Checkpoint):
         return spec
     if isinstance(spec, ModelRef):
-        return _reopen(spec)
+        return _reopen(spec, base)
     if memory.detect(spec):
         store, config, label = memory.open(spec)
         return Checkpoint(label, None, config, store)
@@ -155,8 +155,11 @@ def _open_local(ref: ModelRef, base: Checkpoint | None) -> Checkpoint:
     return Checkpoint(ref.spec, folder, read_config(folder) or store.metadata_config(), store, ref.revision, None, ref)
 
 
-def _reopen(ref: ModelRef) -> Checkpoint:
-    base = _reopen(ref.base) if ref.base is not None else None
+def _reopen(ref: ModelRef, given_base: Checkpoint | None = None) -> Checkpoint:
+    base = None
+    if ref.base is not None:  # an adapter: reuse the base the caller opened if it is the same one
+        same = given_base is not None and given_base._ref is not None and given_base.reference() == ref.base
+        base = given_base if same else _reopen(ref.base)
     if not Path(ref.path).exists():
         if ref.hub_id is None:
             raise SourceError(f"cannot reopen {ref.spec}: {ref.path} does not exist on this machine")

@@ -35,13 +35,13 @@ def open(obj: torch.nn.Module | Mapping) -> tuple[MemoryTensors, dict, str]:  # 
 
     >>> store, config, label = open(torch.nn.Linear(2, 3))
     >>> store.shapes, config, label
-    ({'weight': (3, 2), 'bias': (3,)}, {}, 'in-memory Linear')
+    ({'weight': (3, 2), 'bias': (3,)}, {}, '<in-memory Linear>')
     """
     if isinstance(obj, torch.nn.Module):
         config = getattr(obj, "config", None)
         config = config.to_dict() if hasattr(config, "to_dict") else {}
-        return MemoryTensors(_unique(obj.state_dict(), "module")), config, f"in-memory {type(obj).__name__}"
-    return MemoryTensors(_unique(obj, "state dict")), {}, "in-memory state dict"
+        return MemoryTensors(_unique(obj.state_dict(), "module")), config, f"<in-memory {type(obj).__name__}>"
+    return MemoryTensors(_unique(obj, "state dict")), {}, "<in-memory state dict>"
 
 
 def _unique(state: Mapping, what: str) -> dict[str, torch.Tensor]:
