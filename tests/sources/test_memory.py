@@ -113,3 +113,11 @@ def test_dtype_from_headers(tmp_path):
               tmp_path / "m" / "model.safetensors")
     ckpt = open_checkpoint(tmp_path / "m")
     assert (ckpt.dtype("a"), ckpt.dtype("b")) == (torch.bfloat16, torch.int64)
+
+
+def test_dtype_of_bin_tensors(tmp_path):
+    (tmp_path / "m").mkdir()
+    torch.save({"a": torch.zeros(2, 2, dtype=torch.float16), "b": torch.zeros(3, dtype=torch.int32)},
+               tmp_path / "m" / "pytorch_model.bin")
+    ckpt = open_checkpoint(tmp_path / "m")
+    assert (ckpt.dtype("a"), ckpt.dtype("b")) == (torch.float16, torch.int32)

@@ -47,10 +47,14 @@ def open(target: Path) -> TorchFiles:  # noqa: A001 - the registry's verb
 
 @dataclass
 class TorchFiles(TensorFiles):
+    dtypes: dict[str, torch.dtype] = field(default_factory=dict)
     _loaded: dict[Path, dict] = field(default_factory=dict, repr=False)
 
     def read(self, name: str) -> torch.Tensor:
         return load(self.location[name], self._loaded)[name]
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self.dtypes[name]
 
 
 def load(path: Path, cache: dict[Path, dict]) -> dict:
@@ -83,6 +87,7 @@ def _load(path: Path) -> dict:
 def read_files(folder: Path, files: list[Path]) -> TorchFiles:
     shapes: dict[str, tuple[int, ...]] = {}
     location: dict[str, Path] = {}
+    dtypes: dict[str, torch.dtype] = {}
     cache: dict[Path, dict] = {}
     for path in files:
         tensors = {k: v for k, v in load(path, cache).items() if isinstance(v, torch.Tensor)}
@@ -90,4 +95,5 @@ def read_files(folder: Path, files: list[Path]) -> TorchFiles:
             raise SourceError(f"{path} holds no tensors at its top level (a training state, not weights?)")
         for name, tensor in tensors.items():
             add_tensor(shapes, location, str(name), tuple(tensor.shape), path)
-    return TorchFiles(folder, shapes, location, NAME)
+            dtypes[str(name)] = tensor.dtype
+    return TorchFiles(folder, shapes, location, NAME, dtypes)
