@@ -133,3 +133,12 @@ def test_a_model_folder_with_a_stray_adapter_config_is_the_model(lora, tmp_path)
     folder = shutil.copytree(lora["plain"][1], tmp_path / "merged")
     shutil.copy(lora["plain"][0] / "adapter_config.json", folder)
     assert open_checkpoint(folder).format == "safetensors"
+
+
+def test_side_files_of_an_adapter_are_its_base_files(lora):
+    base = open_checkpoint(lora["base"])
+    ckpt = open_checkpoint(lora["plain"][0], base=base)
+    names = [p.name for p in ckpt.side_files()]
+    assert "config.json" in names and names == [p.name for p in base.side_files()]
+    assert not any(n.endswith((".safetensors", ".json.index")) or n == "adapter_config.json" for n in names)
+    assert open_checkpoint({"w": torch.ones(1)}).side_files() == []

@@ -19,6 +19,8 @@ from orthoscope.sources.reference import ModelRef
 from orthoscope.sources.store import TensorStore, read_json_object
 
 CONFIG = "config.json"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+NOT_SIDE_FILES = ("adapter_config.json",)
 
 
 @dataclass
@@ -66,6 +68,20 @@ class Checkpoint:
     def shards(self) -> dict[Path, list[str]]:
         """Tensor names grouped by the stored file that holds them (for writers that keep the sharding)."""
         return self.files.shards()
+
+    def side_files(self) -> list[Path]:
+        """Files a writer carries over beside the weights (config, tokenizer, generation config).
+
+        Weights, index files and adapter files are left out; an adapter gives its base's side
+        files (the merged model is a model of the base's kind); a model in memory has none, so
+        a writer should save `config` as config.json when no config.json is among these.
+        """
+        if self.base is not None:
+            return self.base.side_files()
+        if self.path is None:
+            return []
+        return sorted(item for item in self.path.iterdir() if item.is_file() and not item.name.endswith(
+            WEIGHT_SUFFIXES) and not item.name.endswith(".index.json") and item.name not in NOT_SIDE_FILES)
 
     def fingerprint(self) -> str:
         """A hash of the weights (computed once: it samples every file, or hashes tensors in memory)."""
