@@ -444,6 +444,11 @@ def _(post, tmp):
     return folder
 
 
+@case("name-too-long", "not a usable path", "File name too long")
+def _(post, tmp):
+    return "x" * 5000
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_checkpoint_is_one_line(name, planted, tmp_path):
     build, fragments, base = CASES[name]
@@ -495,6 +500,12 @@ def test_hub_snapshot_links_to_blobs_are_allowed(planted, tmp_path):
         (snapshot / file.name).symlink_to(Path("../../blobs") / file.name)
     ckpt = open_checkpoint(snapshot)
     assert torch.equal(ckpt.read(Q0), open_checkpoint(planted[1]).read(Q0))
+
+
+def test_a_path_with_a_nul_byte_is_one_line():
+    with pytest.raises(SourceError) as err:
+        open_checkpoint("a\x00b")
+    assert "a\x00b" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_fifo_is_refused_without_opening_it(tmp_path):

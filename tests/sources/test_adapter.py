@@ -140,5 +140,5 @@ def test_side_files_of_an_adapter_are_its_base_files(lora):
     ckpt = open_checkpoint(lora["plain"][0], base=base)
     names = [p.name for p in ckpt.side_files()]
     assert "config.json" in names and names == [p.name for p in base.side_files()]
-    assert not any(n.endswith((".safetensors", ".json.index")) or n == "adapter_config.json" for n in names)
+    assert not any(n.endswith((".safetensors", ".index.json")) or n == "adapter_config.json" for n in names)
     assert open_checkpoint({"w": torch.ones(1)}).side_files() == []

@@ -144,7 +144,12 @@ def open_checkpoint(spec: str | Path | ModelRef | Checkpoint | torch.nn.Module |
                           "an nn.Module or a state dict")
     text = str(spec)
     path = Path(text).expanduser()
-    if path.exists() or path.is_symlink():
+    try:
+        found = path.exists() or path.is_symlink()
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise SourceError(f"not a usable path: {shown!r} ({getattr(err, 'strerror', None) or err})") from None
+    if found:
         ref = ModelRef(text, str(path.absolute()))
     elif hub.detect(text):
         hub_id, asked, snapshot = hub.open(text, revision)
