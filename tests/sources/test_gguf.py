@@ -102,7 +102,7 @@ def tiny(tmp_path_factory):
 def test_f32_gguf_reads_back_the_hf_weights(tiny):
     hf, f32, _, model = tiny
     ckpt = open_checkpoint(f32)
-    assert ckpt.files.format == "gguf" and ckpt.model_type == "llama"
+    assert ckpt.format == "gguf" and ckpt.model_type == "llama"
     assert {k: ckpt.config[k] for k in ("hidden_size", "num_attention_heads", "num_key_value_heads",
                                         "num_hidden_layers", "intermediate_size", "vocab_size")} == {
         "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -144,7 +144,7 @@ def test_config_json_wins_over_metadata(tiny, tmp_path):
     both = shutil.copytree(f32, tmp_path / "both")
     shutil.copy(hf / "config.json", both / "config.json")
     ckpt = open_checkpoint(both)
-    assert ckpt.files.format == "gguf" and ckpt.config["architectures"] == ["LlamaForCausalLM"]
+    assert ckpt.format == "gguf" and ckpt.config["architectures"] == ["LlamaForCausalLM"]
 
 
 def test_truncated_gguf_names_the_file(tiny, tmp_path):

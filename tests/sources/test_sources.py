@@ -57,3 +57,26 @@ def test_fingerprints_tell_apart_weights_of_the_same_shapes(planted, tmp_path):
     a, b = open_checkpoint(planted[0]), open_checkpoint(planted[1])
     assert a.fingerprint() != b.fingerprint()
     assert open_checkpoint(shutil.copytree(planted[0], tmp_path / "copy")).fingerprint() == a.fingerprint()
+
+
+def test_a_hub_reference_reopens_at_its_commit_where_the_path_is_absent(planted, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_cache(tmp_path, "lab/tiny-base", planted[0])
+    ref = open_checkpoint("lab/tiny-base@main").reference()
+    assert (ref.hub_id, ref.revision, ref.commit) == ("lab/tiny-base", "main", SHA)
+    elsewhere = open_checkpoint(replace(ref, path=str(tmp_path / "not-on-this-machine")))
+    assert elsewhere.path.name == SHA and elsewhere.fingerprint() == ref.fingerprint
+    assert elsewhere.spec == "lab/tiny-base@main" and elsewhere.revision == "main"
+
+
+def test_a_file_reference_names_one_file(planted, tmp_path):
+    from safetensors.torch import save_file
+
+    folder = shutil.copytree(planted[0], tmp_path / "m")
+    save_file({"w": torch.ones(2, 2)}, folder / "single.safetensors")
+    one = open_checkpoint(folder / "single.safetensors")
+    assert one.names() == ["w"] and one.model_type == "qwen2"  # config.json beside the file
+    assert open_checkpoint(one.reference()).names() == ["w"]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from orthoscope.errors import SourceError, reason
-from orthoscope.sources.files import TensorFiles
+from orthoscope.sources.store import TensorFiles, regular_file
 
 # llama.cpp tensor name -> Hugging Face name, outside the layers.
 GLOBAL_NAMES = {
@@ -70,6 +70,22 @@ CONFIG_KEYS = {
 
 SPLIT = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
 
+NAME = "gguf"
+
+
+def detect(target: Path) -> bool:
+    """A .gguf file, or a folder holding .gguf files."""
+    if target.suffix == ".gguf" and not target.is_dir():
+        return True
+    return target.is_dir() and any(target.glob("*.gguf"))
+
+
+def open(target: Path) -> GGUFFiles:  # noqa: A001 - the registry's verb
+    """A .gguf file (this one, even beside others, with its split parts) or the one GGUF set of a folder."""
+    if target.is_dir():
+        return open_gguf(target, gguf_files_in(target))
+    return open_gguf(target.parent, split_set(target))
+
 
 def hf_name(name: str) -> str:
     """The Hugging Face name of a llama.cpp tensor; unknown names are kept as they are.
@@ -104,6 +120,10 @@ class GGUFFiles(TensorFiles):
 
     def metadata_config(self) -> dict:
         return dict(self.config)
+
+    def dtype(self, name: str) -> torch.dtype:
+        """Every tensor is read dequantized to float32."""
+        return torch.float32
 
     def quant_types(self) -> dict[str, str]:
         """Each tensor's GGML type name (F32, Q8_0, Q6_K, ...)."""
@@ -193,6 +213,7 @@ def open_gguf(folder: Path, files: list[Path]) -> GGUFFiles:
         ) from None
     readers: dict[Path, Any] = {}
     for path in files:
+        regular_file(path)
         try:
             readers[path] = GGUFReader(path, "r")
         except (ValueError, IndexError, KeyError, TypeError, OSError, OverflowError, UnicodeDecodeError) as err:

@@ -9,7 +9,29 @@ from pathlib import Path
 from orthoscope.errors import SourceError, reason
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-HUB_PATTERNS = ["config.json", "*.safetensors", "model.safetensors.index.json"]
+HUB_PATTERNS = ["config.json", "*.safetensors", "model.safetensors.index.json",
+                "adapter_config.json", "adapter_model.bin"]
+NAME = "hub"
+
+
+def detect(spec: str) -> bool:
+    """A hub id, optionally pinned as `owner/name@rev`, that is not a local path.
+
+    >>> detect("Qwen/Qwen2.5-0.5B@main"), detect("./base"), detect("a/b/c")
+    (True, False, False)
+    """
+    return looks_like_hub_id(spec.partition("@")[0]) and not Path(spec).exists()
+
+
+def open(spec: str, revision: str | None = None) -> tuple[str, str | None, Path]:  # noqa: A001
+    """(repo id, revision asked, local snapshot folder) of a hub id; `@rev` in `spec` wins over `revision`.
+
+    >>> open("Qwen/Qwen2.5-0.5B@7ae5576")  # doctest: +SKIP
+    ('Qwen/Qwen2.5-0.5B', '7ae5576', PosixPath('~/.cache/huggingface/hub/models--Qwen--Qwen2.5-0.5B/snapshots/7ae5576...'))
+    """
+    repo_id, _, pinned = spec.partition("@")
+    revision = pinned or revision
+    return repo_id, revision, download(repo_id, revision)
 
 
 def looks_like_hub_id(spec: str) -> bool:

@@ -1,0 +1,78 @@
+"""Safetensors checkpoints: one file, a folder of files, or a sharded folder with its index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from orthoscope.errors import SourceError
+from orthoscope.sources.store import (SAFETENSORS_DTYPES, TensorFiles, add_tensor, check_index, inside,
+                                      read_weight_map, regular_file)
+
+NAME = "safetensors"
+INDEX = "model.safetensors.index.json"
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+def detect(target: Path) -> bool:
+    """A .safetensors file, or a folder holding an index or .safetensors files (adapters excepted)."""
+    if target.suffix == ".safetensors" and not target.is_dir():
+        return True
+    return target.is_dir() and ((target / INDEX).exists() or any(_files(target)))
+
+
+def open(target: Path) -> SafetensorsFiles:  # noqa: A001 - the registry's verb
+    """Read the headers (names, shapes) of a file or folder; no tensor is loaded."""
+    if not target.is_dir():
+        return read_files(target.parent, [target])
+    index = target / INDEX
+    if index.exists() or index.is_symlink():
+        mapping = read_weight_map(index)
+        shards = {name: inside(target, entry, index) for name, entry in mapping.items()}
+        missing = sorted({p.name for p in shards.values() if not p.exists()})
+        if missing:
+            raise SourceError(f"index {index} names missing shard {missing[0]}" + (
+                f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        files = read_files(target, sorted(set(shards.values())))
+        check_index(index, {k: str(p.relative_to(target)) for k, p in shards.items()}, files.location, target)
+        return files
+    return read_files(target, list(_files(target)))
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.safetensors") if p.name != ADAPTER_FILE)
+
+
+class SafetensorsFiles(TensorFiles):
+    def read(self, name: str) -> torch.Tensor:
+        path = self.location[name]
+        try:
+            with safe_open(str(regular_file(path)), framework="pt") as handle:
+                return handle.get_tensor(name)
+        except SafetensorError as err:
+            raise SourceError(f"cannot read tensor {name!r} from {path}: {err}") from None
+
+    def dtype(self, name: str) -> torch.dtype:
+        path = self.location[name]
+        with safe_open(str(regular_file(path)), framework="pt") as handle:
+            code = handle.get_slice(name).get_dtype()
+        if code not in SAFETENSORS_DTYPES:
+            raise SourceError(f"tensor {name!r} in {path} has dtype {code}, which torch cannot hold")
+        return SAFETENSORS_DTYPES[code]
+
+
+def read_files(folder: Path, files: list[Path]) -> SafetensorsFiles:
+    """Headers of `files`; a tensor stored in two of them is refused."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    location: dict[str, Path] = {}
+    for path in files:
+        regular_file(path)
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for name in handle.keys():
+                    add_tensor(shapes, location, name, tuple(handle.get_slice(name).get_shape()), path)
+        except (SafetensorError, OSError) as err:
+            raise SourceError(f"corrupt or truncated safetensors file {path}: {err}") from None
+    return SafetensorsFiles(folder, shapes, location, NAME)

@@ -1,0 +1,215 @@
+"""What every format gives a checkpoint: tensor names, shapes, dtypes, one tensor read at a time.
+
+`TensorStore` is the interface; `TensorFiles` is a store backed by weight files on disk,
+which knows the file holding each tensor. The helpers here keep reading safe: files
+must be regular files (a FIFO would hang `open`), paths taken from index files must
+stay inside the model folder, and JSON side files must hold an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import torch
+
+from orthoscope.errors import SourceError
+
+# safetensors dtype names -> torch dtypes
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+class TensorStore:
+    """Names, shapes and one-at-a-time reads of one checkpoint's tensors, whatever holds them.
+
+    >>> store = MemoryLike({"w": torch.ones(2, 3)})
+    >>> store.shapes, store.read("w").sum().item(), store.dtype("w")
+    ({'w': (2, 3)}, 6.0, torch.float32)
+    """
+
+    format: str = "?"
+    shapes: dict[str, tuple[int, ...]]
+
+    def read(self, name: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self.read(name).dtype
+
+    def shards(self) -> dict[Path, list[str]]:
+        """Tensor names grouped by the file that holds them."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def metadata_config(self) -> dict:
+        """A config read from the weights themselves (GGUF metadata); {} for other formats."""
+        return {}
+
+
+class MemoryLike(TensorStore):
+    """A store over a dict of tensors (for examples and tests)."""
+
+    format = "dict"
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.tensors = tensors
+        self.shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+
+    def read(self, name: str) -> torch.Tensor:
+        return self.tensors[name]
+
+
+@dataclass
+class TensorFiles(TensorStore):
+    """A store whose tensors live in files of one folder: `location[name]` is the file."""
+
+    folder: Path
+    shapes: dict[str, tuple[int, ...]]
+    location: dict[str, Path]
+    format: str
+
+    def shards(self) -> dict[Path, list[str]]:
+        groups: dict[Path, list[str]] = {}
+        for name, path in self.location.items():
+            groups.setdefault(path, []).append(name)
+        return groups
+
+    def fingerprint(self) -> str:
+        """A hash of the files' names, sizes, headers and slices: changes whenever the weights do."""
+        digest = hashlib.sha256()
+        for path in sorted(set(self.location.values())):
+            digest.update(path.name.encode())
+            digest.update(str(path.stat().st_size).encode())
+            digest.update(head_bytes(path))
+        return digest.hexdigest()[:16]
+
+
+def head_bytes(path: Path, samples: int = 8, sample_size: int = 1 << 16) -> bytes:
+    """The header plus `samples` slices spread over the file.
+
+    Headers alone hold names and shapes, identical for every fine-tune of one
+    architecture; the slices tell apart weights of the same shapes without reading
+    a large file whole.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        raw = handle.read(8)
+        head = raw + handle.read(min(struct.unpack("<Q", raw)[0], 100_000_000)) \
+            if path.suffix == ".safetensors" and len(raw) == 8 else raw + handle.read(1 << 20)
+        parts = [head]
+        for i in range(samples):
+            handle.seek(len(head) + (size - len(head)) * i // samples)
+            parts.append(handle.read(sample_size))
+    return b"".join(parts)
+
+
+def regular_file(path: Path) -> Path:
+    """`path` if it is a regular file (symlinks followed); SourceError otherwise, without opening it.
+
+    A FIFO or a device in place of a weights file would make `open` wait forever.
+
+    >>> regular_file(Path("/dev/null"))
+    Traceback (most recent call last):
+    orthoscope.errors.SourceError: /dev/null is not a regular file (a character device)
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise SourceError(f"cannot read {path}: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):
+        raise SourceError(f"{path} is not a regular file ({_kind(mode)})")
+    return path
+
+
+def _kind(mode: int) -> str:
+    for test, name in [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]:
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def inside(folder: Path, entry: object, index: Path) -> Path:
+    """The file `entry` names in `index`, refused unless it stays inside `folder` (symlinks resolved).
+
+    A snapshot of the Hugging Face cache links its files to `../../blobs/`; those links are allowed.
+
+    >>> inside(Path("/m"), "../other/model.safetensors", Path("/m/model.safetensors.index.json"))
+    Traceback (most recent call last):
+    orthoscope.errors.SourceError: index /m/model.safetensors.index.json names '../other/model.safetensors', outside the model folder /m
+    """
+    def refuse() -> SourceError:
+        return SourceError(f"index {index} names {entry!r}, outside the model folder {folder}")
+
+    if not isinstance(entry, str) or not entry:
+        raise SourceError(f"index {index} has a weight_map entry {entry!r} that is not a file name")
+    relative = PurePosixPath(entry.replace("\\", "/"))
+    if not relative.parts or relative.is_absolute() or Path(entry).is_absolute() or ".." in relative.parts \
+            or ":" in relative.parts[0]:
+        raise refuse()
+    path = folder / relative
+    if path.exists() or path.is_symlink():
+        real, root = path.resolve(), folder.resolve()
+        blobs = folder.parent.parent / "blobs" if folder.parent.name == "snapshots" else None
+        if not (real.is_relative_to(root) or (blobs is not None and real.is_relative_to(blobs.resolve()))):
+            raise refuse()
+    return path
+
+
+def read_json_object(path: Path, what: str = "JSON file") -> dict:
+    """The JSON object in `path`; one-line SourceError if unreadable, not UTF-8, invalid or not an object."""
+    regular_file(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        value = json.loads(text)
+    except OSError as err:
+        raise SourceError(f"cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise SourceError(f"{what} {path} is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise SourceError(f"invalid JSON in {path}: {err}") from None
+    if not isinstance(value, dict):
+        raise SourceError(f"{what} {path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def read_weight_map(index: Path) -> dict[str, str]:
+    """The `weight_map` of an index file (tensor name -> shard file name)."""
+    data = read_json_object(index, "index file")
+    mapping = data.get("weight_map")
+    if not isinstance(mapping, dict):
+        raise SourceError(f"invalid index file {index}: 'weight_map' is "
+                          + ("missing" if mapping is None else f"a {type(mapping).__name__}, not a mapping"))
+    return mapping
+
+
+def check_index(index: Path, mapping: dict[str, str], found: dict[str, Path], folder: Path) -> None:
+    """Refuse an index whose weight_map contradicts what its shards hold."""
+    for name, path in found.items():
+        listed = mapping.get(name)
+        if listed is None:
+            raise SourceError(f"index {index} does not list tensor {name!r} held by {path.name}")
+        if folder / listed != path:
+            raise SourceError(f"index {index} places tensor {name!r} in {listed}, but it is in {path.name}")
+    absent = [name for name in mapping if name not in found]
+    if absent:
+        raise SourceError(f"index {index} lists tensor {absent[0]!r} in {mapping[absent[0]]}, which does not hold it")
+
+
+def add_tensor(shapes: dict, location: dict, name: str, shape: tuple[int, ...], path: Path) -> None:
+    """Record one tensor; a name held by two files is refused (which one is meant?)."""
+    if name in location:
+        raise SourceError(f"tensor {name!r} is stored twice, in {location[name]} and in {path.name}")
+    shapes[name] = shape
+    location[name] = path

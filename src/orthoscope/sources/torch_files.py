@@ -1,0 +1,99 @@
+"""PyTorch `.bin` checkpoints, read with `weights_only=True`: pickled code is refused, never run.
+
+Zip files (torch >= 1.6) are memory-mapped; legacy non-zip files are read whole, one shard at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from orthoscope.errors import SourceError, reason
+from orthoscope.sources.store import TensorFiles, add_tensor, check_index, inside, read_weight_map, regular_file
+
+NAME = "torch-bin"
+INDEX = "pytorch_model.bin.index.json"
+SUFFIXES = (".bin", ".pt", ".pth")
+ADAPTER_FILE = "adapter_model.bin"
+
+
+def detect(target: Path) -> bool:
+    """A .bin/.pt/.pth file, or a folder with `pytorch_model*.bin` or their index."""
+    if target.suffix in SUFFIXES and not target.is_dir():
+        return True
+    return target.is_dir() and ((target / INDEX).exists() or any(target.glob("pytorch_model*.bin")))
+
+
+def open(target: Path) -> TorchFiles:  # noqa: A001 - the registry's verb
+    """Load each shard once to learn names and shapes (memory-mapped where the file allows)."""
+    if not target.is_dir():
+        return read_files(target.parent, [target])
+    index = target / INDEX
+    if index.exists() or index.is_symlink():
+        mapping = read_weight_map(index)
+        shards = {name: inside(target, entry, index) for name, entry in mapping.items()}
+        missing = sorted({p.name for p in shards.values() if not p.exists()})
+        if missing:
+            raise SourceError(f"index {index} names missing shard {missing[0]}")
+        files = read_files(target, sorted(set(shards.values())))
+        check_index(index, {k: str(p.relative_to(target)) for k, p in shards.items()}, files.location, target)
+        return files
+    return read_files(target, sorted(target.glob("pytorch_model*.bin")))
+
+
+@dataclass
+class TorchFiles(TensorFiles):
+    dtypes: dict[str, torch.dtype] = field(default_factory=dict)
+    _loaded: dict[Path, dict] = field(default_factory=dict, repr=False)
+
+    def read(self, name: str) -> torch.Tensor:
+        return load(self.location[name], self._loaded)[name]
+
+    def dtype(self, name: str) -> torch.dtype:
+        return self.dtypes[name]
+
+
+def load(path: Path, cache: dict[Path, dict]) -> dict:
+    """The dict of tensors in one .bin file; one file kept loaded at a time (memory stays bounded)."""
+    if path not in cache:
+        cache.clear()
+        cache[path] = _load(path)
+    return cache[path]
+
+
+def _load(path: Path) -> dict:
+    regular_file(path)
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as err:  # torch raises many types for a bad or unsafe pickle
+        text = str(err)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise SourceError(f"{path} holds pickled code ({found.group(1)}) besides tensors and was refused: "
+                              "orthoscope never runs code from a checkpoint") from None
+        detail = reason(err)
+        if "weights_only" in text.lower():
+            detail = "unsupported pickle data"
+        raise SourceError(f"cannot load {path}: not a readable PyTorch file ({detail})") from None
+    if not isinstance(value, dict):
+        raise SourceError(f"{path} holds a {type(value).__name__}, not a dict of tensors")
+    return value
+
+
+def read_files(folder: Path, files: list[Path]) -> TorchFiles:
+    shapes: dict[str, tuple[int, ...]] = {}
+    location: dict[str, Path] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    cache: dict[Path, dict] = {}
+    for path in files:
+        tensors = {k: v for k, v in load(path, cache).items() if isinstance(v, torch.Tensor)}
+        if not tensors:
+            raise SourceError(f"{path} holds no tensors at its top level (a training state, not weights?)")
+        for name, tensor in tensors.items():
+            add_tensor(shapes, location, str(name), tuple(tensor.shape), path)
+            dtypes[str(name)] = tensor.dtype
+    return TorchFiles(folder, shapes, location, NAME, dtypes)
