@@ -168,7 +168,7 @@ def test_older_runs_and_tiny_groups_degrade_gracefully():
 def test_html_holds_the_sentences_and_a_row_per_kind():
     verdicts = compute_verdicts(pd.concat([make_post("control", 0.5), make_post("instruct", 12.0)]))
     page = verdict_html(verdicts)
-    assert page.count("<h3>") == 2 and page.count("<tr") == 2 * (1 + 1 + len(KINDS))
+    assert page.count("<h3>") == 2 and page.count("<tr") == 3 + 2 * (1 + 1 + len(KINDS))  # overview + per kind
     assert "Rotations: consistent beyond the pairing null: 28 of 28" in page
 
 

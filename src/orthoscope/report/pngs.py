@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from orthoscope.report.data import Run
-from orthoscope.report.figures import _kinds, _posts, _short, has
+from orthoscope.report.figures import _kinds, _posts, _short, has, robust_range
 
 
 def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
@@ -19,7 +19,8 @@ def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
     if has(run, "incons"):
         written.append(_per_layer(run, "incons", "incons_null", folder / "consistency.png"))
     if has(run, "sym_frac"):
-        written.append(_per_layer(run, "sym_frac", "sym_frac_null", folder / "sym_frac.png", line=0.5))
+        null = "sym_frac_pair_null" if has(run, "sym_frac_pair_null") else "sym_frac_null"
+        written.append(_per_layer(run, "sym_frac", null, folder / "sym_frac.png", line=0.5))
     return written + [_ratios(run, ratio_names, folder / "ratio_curves.png")]
 
 
@@ -69,13 +70,14 @@ def _per_layer(run: Run, metric: str, null: str, path: Path, line: float | None 
         for i, kind in enumerate(kinds):
             rows = table[(table.post == post) & (table.kind == kind)].sort_values("layer")
             (handle,) = ax.plot(rows.layer, rows[metric], "o-", ms=3, label=kind)
-            ax.plot(rows.layer, rows[null], ":", color=handle.get_color(), lw=1)
+            if null in rows:
+                ax.plot(rows.layer, rows[null], ":", color=handle.get_color(), lw=1)
         if line is not None:
             ax.axhline(line, color="#c44e52", ls="--", lw=1)
         ax.set_title(post)
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][0].set_ylabel(f"{metric} (dotted: Gaussian null)")
+    axes[0][0].set_ylabel(f"{metric} (dotted: {null})")
     axes[0][-1].legend(fontsize=7, ncol=2)
     return _save(fig, path)
 
@@ -84,9 +86,12 @@ def _ratios(run: Run, names: list[str], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    values = []
     for post, name, x, y in run.ratio_curves(names):
         ax.plot(x, y, lw=1, label=f"{post}: {_short(name)}")
-    ax.set_yscale("log")
+        values.append(y)
+    if values:  # 1-99 % quantiles: tail values near the floor would squash the curves
+        ax.set_ylim(*robust_range(np.concatenate(values), include=1.0))
     ax.axhline(1.0, color="#888", ls=":")
     ax.set_xlabel("relative index i / r")
     ax.set_ylabel("s_p,i / s_b,i")

@@ -35,6 +35,7 @@ def verdict_html(verdicts: dict) -> str:
                 + html.escape("; ".join(notes) or "this run has none") + ".</p></section>")
     parts = ["<section class='verdicts'><h2>Verdicts</h2>"]
     parts += [f"<p class='note'>{html.escape(note)}</p>" for note in verdicts.get("notes", [])]
+    parts.append(_overview(verdicts))
     for post, entry in verdicts["posts"].items():
         o = entry["overall"]
         step = f" (step {entry['step']})" if entry.get("step") is not None else ""
@@ -43,7 +44,8 @@ def verdict_html(verdicts: dict) -> str:
         parts += [f"<li>{html.escape(entry['sentences'][c])}</li>" for c in CLAIMS if entry["sentences"].get(c)]
         parts.append("</ul>")
         if o["n_used"]:
-            parts.append(_kind_table(entry))
+            parts.append(f"<details><summary>numbers per kind ({len(entry['kinds'])} kinds)</summary>"
+                         f"{_kind_table(entry)}</details>")
     t = verdicts.get("thresholds", {})
     parts.append(f"<p class='note'>Matrices count when changed and above the noise floor. BH: Benjamini-Hochberg at "
                  f"q = {t.get('q_bh')} over the matrices of a row; interval: bootstrap 95% of the median z_pair "
@@ -56,6 +58,41 @@ HEAD = ("kind", "n used", "a_geo", "disp", "fit_resid", "sym_frac", "pairing nul
         "median z_pair [95%]", "BH p_pair", "BH p_gauss", "vs control: z_pair diff (p)", "rotations")
 
 
+SCALING_LABELS = {"uniform": "near-uniform", "non-uniform": "not uniform", "insufficient": "too few matrices",
+                  "unavailable": "n/a"}
+CONTRAST_LABELS = {"more": "more consistent", "less": "less consistent", "same": "not distinguishable",
+                   "insufficient": "too few matrices", "unavailable": "n/a"}
+
+
+def _overview(verdicts: dict) -> str:
+    """One row per post: the three verdicts and the numbers they rest on most."""
+    rows = []
+    for post, entry in verdicts["posts"].items():
+        o = entry["overall"]
+        s, r, c = o["scaling"], o["rotation"], o["contrast"]
+        if r["verdict"] == "unchanged":
+            cells = (post, f"{o['n_used']} of {o['n']}", "unchanged", "", LABELS["unchanged"], "", "")
+        else:
+            ci = r.get("z_pair_ci")
+            z = f"{num(r['z_pair'])} [{num(ci[0])}, {num(ci[1])}]" if ci else num(r["z_pair"])
+            versus = (f"{CONTRAST_LABELS[c['verdict']]}"
+                      + (f": {num(c['z_pair_diff'])} (p {num(c['p_z_pair'], 2)})" if "p_z_pair" in c else "")
+                      if c else "")
+            cells = (post, f"{o['n_used']} of {o['n']}",
+                     f"{SCALING_LABELS[s['verdict']]} (a_geo {num(s['a_geo'])}, disp {num(s['disp'])})",
+                     z, LABELS[r["verdict"]], _bh(r["bh_pair"], r["n_p_pair"]), versus)
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
+    control = verdicts.get("control")
+    head = ("post", "matrices used", "scaling", "median z_pair [95%]", "rotations", "BH p_pair",
+            f"vs {control}: z_pair diff (p)" if control else "vs control")
+    return ("<table class='verdict-overview'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + "</tr>" + "".join(rows) + "</table>")
+
+
+def _bh(count, n) -> str:
+    return "n/a" if count is None else f"{count} of {n}"
+
+
 def _kind_table(entry: dict) -> str:
     rows = [("all", entry["overall"])] + list(entry["kinds"].items())
     body = []
@@ -66,7 +103,7 @@ def _kind_table(entry: dict) -> str:
         contrast = f"{num(c['z_pair_diff'])} (p {num(c['p_z_pair'], 2)})" if c and "p_z_pair" in c else ""
         cells = (kind, f"{g['n_used']} of {g['n']}", num(s["a_geo"]), num(s["disp"]), num(s["fit_resid"]),
                  num(r["sym_frac"]), num(r["sym_frac_pair_null"]), num(r["sym_frac_null"]), z,
-                 f"{num(r['bh_pair'])} of {r['n_p_pair']}", f"{num(r['bh_gauss'])} of {r['n_p_gauss']}", contrast,
+                 _bh(r["bh_pair"], r["n_p_pair"]), _bh(r["bh_gauss"], r["n_p_gauss"]), contrast,
                  LABELS[r["verdict"]])
         style = " style='font-weight:bold'" if kind == "all" else ""
         body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
