@@ -22,8 +22,10 @@ def _posts(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(table.post))
 
 
-def svsm(run: Run) -> go.Figure:
+def svsm(run: Run) -> go.Figure | None:
     """Singular Value Scaling Matrix: a_geo per (layer, kind), one panel per post, centred at 1."""
+    if not has(run, "a_geo"):
+        return None
     table, posts, kinds = run.table, _posts(run.table), _kinds(run.table)
     layered = table[table.layer >= 0]
     span = max(1e-3, float(np.nanmax(np.abs(np.log(layered.a_geo))))) if len(layered) else 0.1

@@ -15,7 +15,7 @@ def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
 
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
-    written = [_svsm(run, folder / "svsm.png")]
+    written = [_svsm(run, folder / "svsm.png")] if has(run, "a_geo") else []
     if has(run, "incons"):
         written.append(_per_layer(run, "incons", "incons_null", folder / "consistency.png"))
     if has(run, "sym_frac"):

@@ -45,7 +45,7 @@ def trajectories(run: Run) -> go.Figure | None:
     kinds = _kinds(table)
     counts = table.groupby("step").size()
     fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, vertical_spacing=0.25 / len(metrics),
-                        subplot_titles=[f"{label} (median per kind; band: {_band_name(null)})"
+                        subplot_titles=[f"{label} (median per kind{_band_name(table, null)})"
                                         for _, null, label in metrics])
     for r, (metric, null, label) in enumerate(metrics, start=1):
         for i, kind in enumerate(kinds):
@@ -69,10 +69,12 @@ def trajectories(run: Run) -> go.Figure | None:
     return fig
 
 
-def _band_name(null) -> str:
+def _band_name(table: pd.DataFrame, null) -> str:
     if isinstance(null, tuple):
-        return f"|z| < {null[1]:g} under the pairing null"
-    return f"{null} 25-75 %" if null else "none"
+        return f"; band: |z| < {null[1]:g} under the pairing null"
+    if isinstance(null, str) and null in table and table[null].notna().any():
+        return f"; band: {null} 25-75 %"
+    return ""
 
 
 def _band(fig: go.Figure, x, lo, hi, colour: str, row: int, kind: str) -> None:

@@ -26,11 +26,16 @@ def _float(value) -> str:
     return str(value)
 
 
+def _cell(value) -> str:
+    """Numbers right-aligned, text left-aligned."""
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return f"<td{'' if numeric else ' class=t'}>{html.escape(_float(value))}</td>"
+
+
 def html_table(frame: pd.DataFrame, cls: str = "") -> str:
     """A plain HTML table (strings escaped, floats to 4 significant digits, missing as blank)."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_float(v))}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
+    rows = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in frame.itertuples(index=False))
     return f"<table class='{cls}'><tr>{head}</tr>{rows}</table>"
 
 

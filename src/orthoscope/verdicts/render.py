@@ -106,7 +106,8 @@ def _kind_table(entry: dict) -> str:
                  _bh(r["bh_pair"], r["n_p_pair"]), _bh(r["bh_gauss"], r["n_p_gauss"]), contrast,
                  LABELS[r["verdict"]])
         style = " style='font-weight:bold'" if kind == "all" else ""
-        body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
+        body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells[:-1])
+                    + f"<td class=t>{html.escape(cells[-1])}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in HEAD)
     return f"<table class='verdict-table'><tr>{head}</tr>{''.join(body)}</table>"
 
