@@ -54,7 +54,7 @@ def test_first_screen_is_the_verdict_then_settings_as_a_table(page, planted_run)
     verdicts = page.index("<h2>Verdicts</h2>")
     assert verdicts < page.index("<h2>Inputs and settings</h2>") < page.index('class="plotly-graph-div"')
     assert "Rotations: consistent beyond the pairing null" in page  # the planted z_pair ~ 6
-    assert '{"precision"' not in page and "<td>precision</td>" in page
+    assert '{"precision"' not in page and "<td class=t>precision</td>" in page
     for name in ("metrics.csv", "metrics.parquet", "summary.json"):
         assert f"<a href='{name}'>" in page and (planted_run / name).is_file()
 
