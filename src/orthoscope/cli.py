@@ -191,7 +191,7 @@ def _print_verdicts(verdicts: dict | None, table: pd.DataFrame) -> None:
     if not verdicts:
         verdicts = compute_verdicts(table)
     out.print("verdicts:", highlight=False)
-    for line in verdict_lines(verdicts):
+    for line in verdict_lines(verdicts, per_kind=len(verdicts.get("posts", {})) <= 4):  # a long series: posts only
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 

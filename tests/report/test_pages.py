@@ -93,6 +93,7 @@ def test_series_is_drawn_against_step_with_the_null_band(series_run):
     write_report(series_run)
     page = (series_run / "report.html").read_text()
     assert "Checkpoint series" in page and "Singular-value scaling" not in page  # no panel per checkpoint
+    assert (series_run / "figures" / "trajectory.png").stat().st_size > 10_000
     table = pd.read_parquet(series_run / "metrics.parquet")
     traces = figure_data(page, "fig-checkpoint-series")
     lines = [t for t in traces if t.get("mode") == "lines+markers" and t.get("yaxis", "y") == "y2"]

@@ -16,7 +16,7 @@ from orthoscope._version import __version__
 from orthoscope.pipeline.store import write_text
 from orthoscope.report import figures, series, tables
 from orthoscope.report.data import Run, load_run
-from orthoscope.report.pngs import write_pngs
+from orthoscope.report.pngs import write_pngs, write_trajectory_png
 
 CONTROL_SENTENCE = (
     "Any small update looks 'consistent' under incons (the shared part of the left and right rotations is "
@@ -76,7 +76,9 @@ def write_report(folder: str | Path) -> Path:
     body += [_section(title, text, fig) for title, text, fig in sections if fig is not None]
     body += [tables.medians_table(run), tables.evaluation_tables(run)]
     write_text(run.folder / "report.html", _page("\n".join(part for part in body if part)))
-    write_pngs(panels if len(panels.table) else run, run.folder / "figures", names)
+    if len(panels.table):
+        write_pngs(panels, run.folder / "figures", names)
+    write_trajectory_png(run, run.folder / "figures" / "trajectory.png")
     return run.folder / "report.html"
 
 

@@ -24,6 +24,34 @@ def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
     return written + [_ratios(run, ratio_names, folder / "ratio_curves.png")]
 
 
+def write_trajectory_png(run: Run, path: Path) -> Path | None:
+    """Per-kind medians against step for a checkpoint series (the HTML figure's metrics), or None."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from orthoscope.report.series import TRAJECTORY, series_table
+
+    table = series_table(run.table)
+    metrics = [m for m in TRAJECTORY if m[0] in table and table[m[0]].notna().any()]
+    if table.empty or not metrics:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = table.assign(step=table["step"].astype(float))
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(7, 2.2 * len(metrics)), sharex=True, squeeze=False)
+    for ax, (metric, null, label) in zip(axes[:, 0], metrics):
+        for kind in _kinds(table):
+            medians = table[table["kind"] == kind].groupby("step")[metric].median()
+            ax.plot(medians.index, medians.values, "o-", ms=3, label=kind)
+        if isinstance(null, tuple):
+            ax.axhspan(null[0], null[1], color="#888", alpha=0.15, lw=0)
+        ax.set_ylabel(label)
+    axes[0, 0].legend(fontsize=7, ncol=4)
+    axes[-1, 0].set_xlabel("training step")
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
