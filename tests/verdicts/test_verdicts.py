@@ -191,3 +191,19 @@ def test_bootstrap_and_permutation_are_calibrated():
     rejections = sum(permutation_p(rng.normal(0, 1, 20), rng.normal(0, 1, 20), paired=True, rng=rng,
                                    permutations=200) < 0.05 for _ in range(200))
     assert rejections <= 22  # about 5 % of 200 under the null
+
+
+def test_many_significant_but_small_z_is_only_weakly_consistent():
+    entry = compute_verdicts(make_post("weak", 1.9))["posts"]["weak"]  # p = 0.029 everywhere: all BH-significant
+    rotation = entry["overall"]["rotation"]
+    assert rotation["bh_pair"] == 28 and rotation["z_pair_ci"] == [1.9, 1.9]
+    assert rotation["verdict"] == "weak"
+    assert entry["sentences"]["rotation"].startswith("Rotations: weakly consistent: 28 of 28")
+    assert "minority" not in entry["sentences"]["rotation"]
+
+
+def test_a_long_series_folds_its_posts_under_the_overview():
+    table = pd.concat([make_post(f"step-{s}", 3.0, seed=s).assign(step=s) for s in range(6)])
+    page = verdict_html(compute_verdicts(table))
+    assert page.count("<details><summary><b>") == 6 and "<h3>" not in page
+    assert page.index("verdict-overview") < page.index("<details>")

@@ -92,7 +92,7 @@ h1{{margin-bottom:.2em}} h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;ma
 h3{{margin:1.2em 0 .3em}} .verdicts li{{margin:.3em 0;max-width:1000px}}
 table{{border-collapse:collapse;font-size:13px;margin:.5em 0}} td,th{{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}} td.t{{text-align:left}}
 th{{background:#f6f6f6}} td:first-child,.verdict-overview td,.verdict-overview th{{text-align:left}} details{{margin:.2em 0 1em}}
-.note{{color:#555;max-width:900px}} code{{background:#f4f4f4;padding:0 3px}} .links a{{margin:0 .3em}}</style>
+.note{{color:#555;max-width:900px}} code{{background:#f4f4f4;padding:0 3px}} .links a{{margin:0 .3em}} .wide{{overflow-x:auto}}</style>
 <script type="text/javascript">{get_plotlyjs()}</script></head>
 <body>{body}</body></html>"""
 

@@ -47,6 +47,7 @@ def write_trajectory_png(run: Run, path: Path) -> Path | None:
         if isinstance(null, tuple):
             ax.axhspan(null[0], null[1], color="#888", alpha=0.15, lw=0)
         ax.set_ylabel(label)
+        ax.ticklabel_format(axis="y", useOffset=False)
     axes[0, 0].legend(fontsize=7, ncol=4)
     axes[-1, 0].set_xlabel("training step")
     return _save(fig, path)

@@ -36,7 +36,7 @@ def html_table(frame: pd.DataFrame, cls: str = "") -> str:
     """A plain HTML table (strings escaped, floats to 4 significant digits, missing as blank)."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in frame.itertuples(index=False))
-    return f"<table class='{cls}'><tr>{head}</tr>{rows}</table>"
+    return f"<div class='wide'><table class='{cls}'><tr>{head}</tr>{rows}</table></div>"
 
 
 def data_links(run: Run) -> str:

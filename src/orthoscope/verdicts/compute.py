@@ -148,8 +148,8 @@ def _rotation_verdict(r: dict, group: dict) -> str:
         return "unavailable"
     if r["n"] < T.MIN_MATRICES:
         return "insufficient"
-    if r["share_bh_pair"] >= T.CONSISTENT_SHARE and r["z_pair_ci"][0] > T.Z_CI_LOW:
-        return "consistent"
+    if r["share_bh_pair"] >= T.CONSISTENT_SHARE:
+        return "consistent" if r["z_pair_ci"][0] > T.Z_CI_LOW else "weak"
     if r["share_bh_pair"] >= T.PARTIAL_SHARE:
         return "partial"
     if r["share_bh_gauss"] is not None and r["share_bh_gauss"] >= T.PARTIAL_SHARE:

@@ -7,6 +7,8 @@ import html
 from orthoscope.verdicts.text import LABELS, num
 
 CLAIMS = ("scaling", "rotation", "control")
+FOLD_POSTS = 4
+"""With more posts than this (a checkpoint series) each post's sentences fold under its title."""
 
 
 def verdict_lines(verdicts: dict, per_kind: bool = True) -> list[str]:
@@ -36,16 +38,21 @@ def verdict_html(verdicts: dict) -> str:
     parts = ["<section class='verdicts'><h2>Verdicts</h2>"]
     parts += [f"<p class='note'>{html.escape(note)}</p>" for note in verdicts.get("notes", [])]
     parts.append(_overview(verdicts))
+    folded = len(verdicts["posts"]) > FOLD_POSTS  # a long series: the overview table leads, posts fold
     for post, entry in verdicts["posts"].items():
         o = entry["overall"]
         step = f" (step {entry['step']})" if entry.get("step") is not None else ""
-        parts.append(f"<h3>{html.escape(post)}{step}: {o['n']} matrices, {o['n_changed']} changed, "
-                     f"{o['n_noise_floor']} at the noise floor</h3><ul>")
+        title = (f"{html.escape(post)}{step}: {o['n']} matrices, {o['n_changed']} changed, "
+                 f"{o['n_noise_floor']} at the noise floor")
+        parts.append(f"<details><summary><b>{title}</b></summary>" if folded else f"<h3>{title}</h3>")
+        parts.append("<ul>")
         parts += [f"<li>{html.escape(entry['sentences'][c])}</li>" for c in CLAIMS if entry["sentences"].get(c)]
         parts.append("</ul>")
         if o["n_used"]:
             parts.append(f"<details><summary>numbers per kind ({len(entry['kinds'])} kinds)</summary>"
                          f"{_kind_table(entry)}</details>")
+        if folded:
+            parts.append("</details>")
     t = verdicts.get("thresholds", {})
     parts.append(f"<p class='note'>Matrices count when changed and above the noise floor. BH: Benjamini-Hochberg at "
                  f"q = {t.get('q_bh')} over the matrices of a row; interval: bootstrap 95% of the median z_pair "
@@ -85,8 +92,8 @@ def _overview(verdicts: dict) -> str:
     control = verdicts.get("control")
     head = ("post", "matrices used", "scaling", "median z_pair [95%]", "rotations", "BH p_pair",
             f"vs {control}: z_pair diff (p)" if control else "vs control")
-    return ("<table class='verdict-overview'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-            + "</tr>" + "".join(rows) + "</table>")
+    return ("<div class='wide'><table class='verdict-overview'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + "</tr>" + "".join(rows) + "</table></div>")
 
 
 def _bh(count, n) -> str:
@@ -109,7 +116,7 @@ def _kind_table(entry: dict) -> str:
         body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells[:-1])
                     + f"<td class=t>{html.escape(cells[-1])}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in HEAD)
-    return f"<table class='verdict-table'><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<div class='wide'><table class='verdict-table'><tr>{head}</tr>{''.join(body)}</table></div>"
 
 
 def _thresholds(t: dict) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from orthoscope.verdicts import thresholds as T
 
 LABELS = {
-    "consistent": "consistent rotations", "partial": "consistent in a minority of matrices",
+    "consistent": "consistent rotations", "weak": "weakly consistent rotations",
+    "partial": "consistent in a minority of matrices",
     "shape-only": "above the Gaussian null only", "none": "no consistent rotations",
     "insufficient": "too few matrices for a verdict", "unavailable": "no pairing null in this run",
     "unchanged": "unchanged",
@@ -77,6 +78,10 @@ def rotation_sentence(r: dict, group: dict) -> str:
     if verdict == "consistent":
         return (f"Rotations: consistent beyond the pairing null: {bh_pair} matrices BH-significant "
                 f"(q = {num(T.Q_BH)}), {z}; {nulls}.")
+    if verdict == "weak":
+        return (f"Rotations: weakly consistent: {bh_pair} matrices BH-significant under the pairing null "
+                f"(q = {num(T.Q_BH)}) but the typical matrix is not clearly beyond it: {z}, lower end not above "
+                f"{num(T.Z_CI_LOW)}; {nulls}.")
     if verdict == "partial":
         return (f"Rotations: consistent in a minority of matrices only: {bh_pair} BH-significant under the "
                 f"pairing null (q = {num(T.Q_BH)}), {z}; {nulls}.")

@@ -16,7 +16,8 @@ pairing null..."""
 
 Z_CI_LOW = 2.0
 """... and the lower end of the bootstrap 95 % interval of the median `z_pair` above this value
-(the typical matrix, not a few outliers, sits 2 sd above the pairing null)."""
+(the typical matrix, not a few outliers, sits 2 sd above the pairing null). With the share met but
+the interval's lower end at or below this value the verdict is 'weakly consistent'."""
 
 PARTIAL_SHARE = 0.1
 """Below `CONSISTENT_SHARE` but at least this share BH-significant under the pairing null: 'a minority
