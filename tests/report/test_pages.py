@@ -178,3 +178,21 @@ def test_truncated_spectra_file_is_named(planted_run, tmp_path):
         path.write_bytes(path.read_bytes()[:100])
     result = runner.invoke(app, ["report", str(folder)])
     assert result.exit_code == 2 and "damaged spectra file" in result.output, result.output
+
+
+def test_a_post_identical_to_its_base_reads_as_such(planted_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(planted_run, folder)
+    table = pd.read_parquet(folder / "metrics.parquet")
+    table["changed"], table["rel_delta"] = False, 0.0
+    for column in ("incons", "sym_frac", "sym_frac_pair_null", "z_pair", "p_pair", "p_gauss", "z_gauss", "z_pair_top"):
+        table[column] = np.nan
+    table.to_parquet(folder / "metrics.parquet", index=False)
+    shutil.rmtree(folder / "spectra")
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    page = (folder / "report.html").read_text()
+    assert "Post identical to base: no matrix changed (n = 14)." in page
+    assert "No singular values were stored for these matrices" in page
+    body = page[page.index("<body>"):]  # plotly.js itself says "fromScaling:"
+    assert "Scaling:" not in body and "Rotations:" not in body

@@ -46,7 +46,7 @@ def svsm(run: Run) -> go.Figure | None:
     return fig
 
 
-def ratio_curves(run: Run, names: list[str]) -> go.Figure | None:
+def ratio_curves(run: Run, names: list[str]) -> go.Figure | str:
     """s_p,i / s_b,i against the relative index i/r for chosen matrices, per post.
 
     The y axis spans the 1-99 % quantiles of the plotted ratios (a few tail values near the
@@ -56,7 +56,7 @@ def ratio_curves(run: Run, names: list[str]) -> go.Figure | None:
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{post}: {_short(name)}"))
         values.append(y)
     if not values:
-        return None
+        return "No singular values were stored for these matrices (spectra/ is empty): no ratio curves."
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888")
     lo, hi = robust_range(np.concatenate(values), include=1.0)
     fig.update_layout(title="Singular-value ratio s_p,i / s_b,i by index (flat line = uniform scaling; "
@@ -138,11 +138,12 @@ def _per_layer(run: Run, metric: str, null: str | None, title: str) -> go.Figure
     return fig
 
 
-def overlap_images(run: Run) -> go.Figure | None:
-    """Top-left blocks of Q_U and Q_V for the most and the least consistent matrices."""
-    table = run.table.sort_values("incons")
-    if table.empty or not has(run, "incons"):
+def overlap_images(run: Run) -> go.Figure | str | None:
+    """Top-left blocks of Q_U and Q_V for the most and the least consistent matrices (unchanged ones,
+    whose incons is NaN, left out); a sentence when the run stored no blocks."""
+    if not has(run, "incons"):
         return None
+    table = run.table[run.table.incons.notna()].sort_values("incons")
     picks = [("most consistent", table.iloc[0]), ("least consistent", table.iloc[-1])]
     titles = [f"{label}: {_short(row['name'])} ({row.post}) {side}" for label, row in picks for side in ("Q_U", "Q_V")]
     fig = make_subplots(rows=len(picks), cols=2, subplot_titles=titles, vertical_spacing=0.12)
@@ -155,6 +156,8 @@ def overlap_images(run: Run) -> go.Figure | None:
                                      showscale=(r, c) == (1, 2), colorbar=dict(title="cos")), row=r, col=c)
             fig.update_yaxes(autorange="reversed", title_text="base index j", row=r, col=c)
             fig.update_xaxes(title_text="post index i", row=r, col=c)
+    if not fig.data:
+        return "No overlap blocks were stored for these matrices (spectra/ lacks Q_U_block): nothing to draw."
     fig.update_layout(title="Overlaps U_b^T U_p and V_b^T V_p (top-left 32 x 32, signs fixed): a shared pattern = consistent",
                       height=900)
     return fig

@@ -121,8 +121,8 @@ def _ratios(run: Run, names: list[str], path: Path) -> Path:
         values.append(y)
     if values:  # 1-99 % quantiles: tail values near the floor would squash the curves
         ax.set_ylim(*robust_range(np.concatenate(values), include=1.0))
+        ax.legend(fontsize=6)
     ax.axhline(1.0, color="#888", ls=":")
     ax.set_xlabel("relative index i / r")
     ax.set_ylabel("s_p,i / s_b,i")
-    ax.legend(fontsize=6)
     return _save(fig, path)
