@@ -86,9 +86,9 @@ def rotation_sentence(r: dict, group: dict) -> str:
         return (f"Rotations: consistent in a minority of matrices only: {bh_pair} BH-significant under the "
                 f"pairing null (q = {num(T.Q_BH)}), {z}; {nulls}.")
     if verdict == "shape-only":
-        return (f"Rotations: not beyond the pairing null ({bh_pair} BH-significant, {z}) although {bh_gauss} are "
-                f"above the Gaussian null: sym_frac exceeds the Gaussian null because of where the update sits, "
-                f"not because left and right rotations agree ({nulls}).")
+        return (f"Rotations: not beyond the pairing null: {bh_pair} BH-significant (q = {num(T.Q_BH)}), {z}; "
+                f"{bh_gauss} are above the Gaussian null, so sym_frac exceeds it because of where the update sits, "
+                f"not because left and right rotations agree; {nulls}.")
     return (f"Rotations: no sign of consistent rotations: {bh_pair} BH-significant under the pairing null and "
             f"{bh_gauss} under the Gaussian null (q = {num(T.Q_BH)}), {z}; {nulls}.")
 
