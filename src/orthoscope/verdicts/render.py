@@ -32,7 +32,7 @@ def verdict_lines(verdicts: dict, per_kind: bool = True) -> list[str]:
 def verdict_html(verdicts: dict) -> str:
     """The verdicts as an HTML fragment: an overview row per post, its sentences, a table per kind.
 
-    >>> verdict_html({"posts": {}, "notes": ["empty table: nothing to judge"]})[-56:]
+    >>> verdict_html({"posts": {}, "notes": ["empty table: nothing to judge"]})[-57:]
     'No verdicts: empty table: nothing to judge.</p></section>'
     """
     if not verdicts or not verdicts.get("posts"):
