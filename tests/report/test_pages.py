@@ -196,3 +196,21 @@ def test_a_post_identical_to_its_base_reads_as_such(planted_run, tmp_path):
     assert "No singular values were stored for these matrices" in page
     body = page[page.index("<body>"):]  # plotly.js itself says "fromScaling:"
     assert "Scaling:" not in body and "Rotations:" not in body
+
+
+def test_update_cos_from_summary_when_the_parquet_is_absent(planted_run):
+    from orthoscope.report.data import load_run
+    from orthoscope.report.series import update_cos_grid, update_cos_heatmap
+
+    run = load_run(planted_run)
+    run.summary = {**run.summary, "update_cos": [
+        {"post_a": "instruct", "post_b": "cot", "kind": "q", "median": 0.4, "n": 24},
+        {"post_a": "instruct", "post_b": "control", "kind": "q", "median": 0.05, "n": 24},
+        {"post_a": "cot", "post_b": "control", "kind": "q", "median": None, "n": 0}]}
+    posts, value, count = update_cos_grid(run)["q"]
+    assert posts == ["instruct", "cot", "control"]
+    assert value[0, 1] == value[1, 0] == 0.4 and np.isnan(value[1, 2]) and count[0, 2] == 24
+    assert np.all(np.diag(value) == 1)
+    assert update_cos_heatmap(run) is not None
+    run.summary = {k: v for k, v in run.summary.items() if k != "update_cos"}
+    assert update_cos_heatmap(run) is None
