@@ -214,3 +214,16 @@ def test_update_cos_from_summary_when_the_parquet_is_absent(planted_run):
     assert update_cos_heatmap(run) is not None
     run.summary = {k: v for k, v in run.summary.items() if k != "update_cos"}
     assert update_cos_heatmap(run) is None
+
+
+def test_a_run_where_every_matrix_was_skipped_still_reports(tmp_path):
+    from orthoscope.pipeline.summary import empty_table
+
+    empty_table().to_parquet(tmp_path / "metrics.parquet", index=False)
+    (tmp_path / "summary.json").write_text(json.dumps({"skipped": [{"post": "p", "name": "w", "reason": "NaN"}]}))
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report.html").read_text()
+    assert "No verdicts: empty table: nothing to judge." in page and "<li>p w: NaN</li>" in page
+    result = runner.invoke(app, ["summary", str(tmp_path)])
+    assert result.exit_code == 0 and "note: empty table: nothing to judge" in result.output
