@@ -155,30 +155,44 @@ def _report(result, quiet: bool, as_json: bool) -> None:
         print(json.dumps(result.summary, indent=2))
     elif not quiet:
         _print_tables(result.table)
+        _print_verdicts(result.summary.get("verdicts"), result.table)
 
 
 @app.command()
 @user_errors
 def summary(run: Path = typer.Argument(..., help="A run folder written by compare.")) -> None:
-    """Print a compact table per post model: medians per kind."""
-    table_path = run / "metrics.parquet"
-    if not table_path.is_file():
-        raise OrthoscopeError(f"no metrics.parquet in {run} (run `orthoscope compare ... -o {run}` first)")
-    _print_tables(pd.read_parquet(table_path))
+    """Print a compact table per post model (medians per kind), then the verdicts."""
+    from orthoscope.report.data import read_table_and_summary
+
+    table, summary_json = read_table_and_summary(run)
+    _print_tables(table)
+    _print_verdicts(summary_json.get("verdicts"), table)
 
 
 def _print_tables(table: pd.DataFrame) -> None:
+    columns = [c for c in SUMMARY_COLUMNS if c in table]  # runs of other versions lack some
     for post, frame in table.groupby("post", sort=False):
-        medians = frame.groupby("kind", sort=False)[list(SUMMARY_COLUMNS)].median()
+        medians = frame.groupby("kind", sort=False)[columns].median()
         view = Table(title=f"{post}: medians per kind", title_justify="left")
         view.add_column("kind")
         view.add_column("n", justify="right")
-        for column in SUMMARY_COLUMNS:
+        for column in columns:
             view.add_column(column, justify="right")
         counts = frame.groupby("kind", sort=False).size()
         for kind, values in medians.iterrows():
-            view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.3g}" for c in SUMMARY_COLUMNS))
+            view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.3g}" for c in columns))
         out.print(view)
+
+
+def _print_verdicts(verdicts: dict | None, table: pd.DataFrame) -> None:
+    """The verdict sentences: from summary.json, or computed from the table for runs that lack them."""
+    from orthoscope.verdicts import compute_verdicts, verdict_lines
+
+    if not verdicts:
+        verdicts = compute_verdicts(table)
+    out.print("verdicts:", highlight=False)
+    for line in verdict_lines(verdicts, per_kind=len(verdicts.get("posts", {})) <= 4):  # a long series: posts only
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -28,10 +28,13 @@ def run_folder(tmp_path_factory):
 def test_compare_writes_a_self_contained_report_and_pngs(run_folder):
     page = (run_folder / "report.html").read_text()
     assert "<script src=" not in page and "<link" not in page  # plotly.js is inline: works offline
-    for heading in ("Singular-value scaling", "Rotation consistency", "The control: delta symmetry",
-                    "Singular-vector overlaps", "Intruder dimensions", "Medians per kind"):
-        assert heading in page
-    assert page.count('class="plotly-graph-div"') == 7
+    for heading in ("Verdicts", "Inputs and settings", "Singular-value scaling", "Rotation consistency",
+                    "The control: delta symmetry", "Singular-vector overlaps", "Intruder dimensions", "Medians per kind"):
+        assert f"<h2>{heading}</h2>" in page
+    # svsm, ratios, consistency, symmetry, misfit, overlaps; intruders drawn only when some exist
+    intruders = 'id="fig-intruder-dimensions"' in page
+    assert intruders != ("No intruder dimensions: in all 42 matrices" in page)
+    assert page.count('class="plotly-graph-div"') == 6 + intruders
     for png in ("svsm.png", "consistency.png", "sym_frac.png", "ratio_curves.png"):
         assert (run_folder / "figures" / png).stat().st_size > 10_000
 
@@ -52,11 +55,16 @@ def test_report_renders_in_headless_chromium_without_console_errors(run_folder, 
                          capture_output=True, text=True, timeout=120)
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert console == []
-    assert dom.stdout.count('class="main-svg"') >= 7  # plotly drew every figure
-    shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *FLAGS, *profile, "--window-size=1300,1100", "--virtual-time-budget=15000",
-                    f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
-    pixels = matplotlib.image.imread(shot)[..., :3]
+    drawn = (run_folder / "report.html").read_text().count('class="plotly-graph-div"')
+    assert dom.stdout.count('class="main-svg"') >= drawn >= 6  # plotly drew every figure
+    assert "Scaling: near-uniform" in dom.stdout
+    first, tall = tmp_path / "first.png", tmp_path / "tall.png"
+    for shot, size in ((first, "1300,1100"), (tall, "1300,5000")):
+        subprocess.run([CHROMIUM, *FLAGS, *profile, f"--window-size={size}", "--virtual-time-budget=15000",
+                        f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    top = matplotlib.image.imread(first)[..., :3]
+    assert (top.max(axis=2) < 0.3).mean() > 0.01  # the first screen is text (the verdicts), not blank
+    pixels = matplotlib.image.imread(tall)[..., :3]
     red = (pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.45) & (pixels[..., 2] < 0.45)
     blue = (pixels[..., 2] > 0.6) & (pixels[..., 0] < 0.45)
     assert red.sum() + blue.sum() > 2000  # the SVSM heatmap's cells are on screen

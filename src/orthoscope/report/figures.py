@@ -22,8 +22,10 @@ def _posts(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(table.post))
 
 
-def svsm(run: Run) -> go.Figure:
+def svsm(run: Run) -> go.Figure | None:
     """Singular Value Scaling Matrix: a_geo per (layer, kind), one panel per post, centred at 1."""
+    if not has(run, "a_geo"):
+        return None
     table, posts, kinds = run.table, _posts(run.table), _kinds(run.table)
     layered = table[table.layer >= 0]
     span = max(1e-3, float(np.nanmax(np.abs(np.log(layered.a_geo))))) if len(layered) else 0.1
@@ -44,16 +46,40 @@ def svsm(run: Run) -> go.Figure:
     return fig
 
 
-def ratio_curves(run: Run, names: list[str]) -> go.Figure:
-    """s_p,i / s_b,i against the relative index i/r for chosen matrices, per post."""
-    fig = go.Figure()
+def ratio_curves(run: Run, names: list[str]) -> go.Figure | str:
+    """s_p,i / s_b,i against the relative index i/r for chosen matrices, per post.
+
+    The y axis spans the 1-99 % quantiles of the plotted ratios (a few tail values near the
+    numerical floor would otherwise squash every curve into a line)."""
+    fig, values = go.Figure(), []
     for post, name, x, y in run.ratio_curves(names):
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{post}: {_short(name)}"))
+        values.append(y)
+    if not values:
+        return "No singular values were stored for these matrices (spectra/ is empty): no ratio curves."
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888")
-    fig.update_layout(title="Singular-value ratio s_p,i / s_b,i by index (flat line = uniform scaling)",
-                      xaxis_title="relative index i / r (0 = largest singular value)", yaxis_title="s_p,i / s_b,i (log)",
-                      yaxis_type="log", height=420)
+    lo, hi = robust_range(np.concatenate(values), include=1.0)
+    fig.update_layout(title="Singular-value ratio s_p,i / s_b,i by index (flat line = uniform scaling; "
+                            "axis clipped to the 1-99 % quantiles)",
+                      xaxis_title="relative index i / r (0 = largest singular value)", yaxis_title="s_p,i / s_b,i",
+                      yaxis_range=[lo, hi], height=420)
     return fig
+
+
+def robust_range(values: np.ndarray, include: float | None = None, pad: float = 0.05) -> tuple[float, float]:
+    """The 1-99 % quantile span of the finite `values` (widened to hold `include`), padded.
+
+    >>> robust_range(np.r_[np.linspace(0.9, 1.1, 1000), 50.0], include=1.0)
+    (0.892192, 1.108008)
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.quantile(finite, [0.01, 0.99])
+    if include is not None:
+        lo, hi = min(lo, include), max(hi, include)
+    span = max(hi - lo, 1e-9)
+    return (round(float(lo - pad * span), 6), round(float(hi + pad * span), 6))
 
 
 def _short(name: str) -> str:
@@ -77,6 +103,10 @@ def symmetry(run: Run) -> go.Figure | None:
     """sym_frac per layer and kind against its null (0.5)."""
     if not has(run, "sym_frac"):
         return None
+    if has(run, "sym_frac_pair_null"):
+        return _per_layer(run, "sym_frac", "sym_frac_pair_null",
+                          "Delta symmetry sym_frac (solid) against its pairing null (dotted: same update shape, "
+                          "left/right agreement randomised); only sym_frac above the dotted line is evidence")
     fig = _per_layer(run, "sym_frac", "sym_frac_null",
                      "Delta symmetry sym_frac: above 0.5 = consistent rotations beyond what any small update gives")
     fig.add_hline(y=0.5, line_dash="dash", line_color="#c44e52", annotation_text="null 0.5")
@@ -98,7 +128,7 @@ def _per_layer(run: Run, metric: str, null: str | None, title: str) -> go.Figure
             colour = COLOURS[i % len(COLOURS)]
             fig.add_trace(go.Scatter(x=rows.layer, y=rows[metric], mode="lines+markers", name=kind, legendgroup=kind,
                                      showlegend=col == 1, line=dict(color=colour)), row=1, col=col)
-            if null:
+            if null and null in rows:
                 fig.add_trace(go.Scatter(x=rows.layer, y=rows[null], mode="lines", name=f"{kind} null",
                                          legendgroup=kind, showlegend=False,
                                          line=dict(color=colour, dash="dot", width=1)), row=1, col=col)
@@ -108,11 +138,12 @@ def _per_layer(run: Run, metric: str, null: str | None, title: str) -> go.Figure
     return fig
 
 
-def overlap_images(run: Run) -> go.Figure | None:
-    """Top-left blocks of Q_U and Q_V for the most and the least consistent matrices."""
-    table = run.table.sort_values("incons")
-    if table.empty or not has(run, "incons"):
+def overlap_images(run: Run) -> go.Figure | str | None:
+    """Top-left blocks of Q_U and Q_V for the most and the least consistent matrices (unchanged ones,
+    whose incons is NaN, left out); a sentence when the run stored no blocks."""
+    if not has(run, "incons"):
         return None
+    table = run.table[run.table.incons.notna()].sort_values("incons")
     picks = [("most consistent", table.iloc[0]), ("least consistent", table.iloc[-1])]
     titles = [f"{label}: {_short(row['name'])} ({row.post}) {side}" for label, row in picks for side in ("Q_U", "Q_V")]
     fig = make_subplots(rows=len(picks), cols=2, subplot_titles=titles, vertical_spacing=0.12)
@@ -125,29 +156,67 @@ def overlap_images(run: Run) -> go.Figure | None:
                                      showscale=(r, c) == (1, 2), colorbar=dict(title="cos")), row=r, col=c)
             fig.update_yaxes(autorange="reversed", title_text="base index j", row=r, col=c)
             fig.update_xaxes(title_text="post index i", row=r, col=c)
+    if not fig.data:
+        return "No overlap blocks were stored for these matrices (spectra/ lacks Q_U_block): nothing to draw."
     fig.update_layout(title="Overlaps U_b^T U_p and V_b^T V_p (top-left 32 x 32, signs fixed): a shared pattern = consistent",
                       height=900)
     return fig
 
 
-def intruder_bars(run: Run) -> go.Figure | None:
+def intruder_bars(run: Run) -> go.Figure | str | None:
+    """Intruder counts per post and kind; one sentence instead of an empty axis when all are zero."""
     if not has(run, "intruders"):
         return None
-    counts = run.table.groupby(["post", "kind"], sort=False).intruders.sum().reset_index()
-    fig = go.Figure([go.Bar(x=rows.kind, y=rows.intruders, name=post) for post, rows in counts.groupby("post", sort=False)])
-    fig.update_layout(title="Intruder dimensions: top-10 post left vectors with max |cos| < 0.5 to every base vector (sum over layers)",
+    counts = run.table.groupby(["post", "kind"], sort=False).intruders.agg(["sum", "size"]).reset_index()
+    if counts["sum"].fillna(0).eq(0).all():
+        return (f"No intruder dimensions: in all {int(counts['size'].sum())} matrices, each of the top-10 post left "
+                f"singular vectors has |cos| >= 0.5 with some base vector.")
+    fig = go.Figure([go.Bar(x=rows.kind, y=rows["sum"], name=post, customdata=rows["size"],
+                            hovertemplate="%{x}: %{y} intruders in %{customdata} matrices<extra></extra>")
+                     for post, rows in counts.groupby("post", sort=False)])
+    fig.update_layout(title="Intruder dimensions: top-10 post left vectors with max |cos| < 0.5 to every base vector "
+                            "(sum over layers; n matrices in the hover)",
                       barmode="group", yaxis_title="count", height=360)
     return fig
+
+
+EXPERIMENT_SKIPPED = ("scale", "t", "seconds")
+LOG_SCORES = ("ppl",)
+"""Scores drawn on a log axis: a broken model's perplexity reaches thousands and would flatten the rest."""
+
+
+def experiment_scores(table: pd.DataFrame) -> list[str]:
+    """Float columns that are scores (not n, interval ends or settings)."""
+    return [c for c in table.columns if table[c].dtype.kind == "f" and c not in EXPERIMENT_SKIPPED
+            and not c.endswith(("_n", "_lo", "_hi")) and not c.startswith("n_")]
+
+
+def score_n(table: pd.DataFrame, score: str) -> str:
+    """'n = 20' from a `<score>_n` / `n_<score>` / `n` column, '' when the table has none."""
+    for column in (f"{score}_n", f"n_{score}", "n"):
+        if column in table and table[column].notna().any():
+            values = sorted({int(v) for v in table[column].dropna()})
+            return "n = " + "/".join(str(v) for v in values)
+    return ""
 
 
 def experiment_figure(run: Run) -> go.Figure | None:
     table = run.experiment
     if table is None:
         return None
-    scores = [c for c in table.columns if table[c].dtype.kind == "f" and c not in ("scale", "t", "seconds")]
-    fig = make_subplots(rows=len(scores), cols=1, subplot_titles=scores, vertical_spacing=0.08)
+    scores = experiment_scores(table)
+    if not scores:
+        return None
+    titles = [f"{score} ({score_n(table, score)})" if score_n(table, score) else score for score in scores]
+    fig = make_subplots(rows=len(scores), cols=1, subplot_titles=titles, vertical_spacing=0.3 / len(scores))
     for r, score in enumerate(scores, start=1):
-        fig.add_trace(go.Bar(x=table.condition, y=table[score], showlegend=False,
+        error = None
+        if f"{score}_lo" in table and f"{score}_hi" in table:
+            error = dict(type="data", symmetric=False, array=table[f"{score}_hi"] - table[score],
+                         arrayminus=table[score] - table[f"{score}_lo"])
+        fig.add_trace(go.Bar(x=table.condition, y=table[score], showlegend=False, error_y=error,
                              marker_color=["#444" if c == "post" else "#4c72b0" for c in table.condition]), row=r, col=1)
+        if score in LOG_SCORES:
+            fig.update_yaxes(type="log", title_text=f"{score} (log)", row=r, col=1)
     fig.update_layout(title="Interventions: each model's scores (dark = the post model as is)", height=260 * len(scores))
     return fig

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from orthoscope.report.data import Run
-from orthoscope.report.figures import _kinds, _posts, _short, has
+from orthoscope.report.figures import _kinds, _posts, _short, has, robust_range
 
 
 def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
@@ -15,12 +15,42 @@ def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
 
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
-    written = [_svsm(run, folder / "svsm.png")]
+    written = [_svsm(run, folder / "svsm.png")] if has(run, "a_geo") else []
     if has(run, "incons"):
         written.append(_per_layer(run, "incons", "incons_null", folder / "consistency.png"))
     if has(run, "sym_frac"):
-        written.append(_per_layer(run, "sym_frac", "sym_frac_null", folder / "sym_frac.png", line=0.5))
+        null = "sym_frac_pair_null" if has(run, "sym_frac_pair_null") else "sym_frac_null"
+        written.append(_per_layer(run, "sym_frac", null, folder / "sym_frac.png", line=0.5))
     return written + [_ratios(run, ratio_names, folder / "ratio_curves.png")]
+
+
+def write_trajectory_png(run: Run, path: Path) -> Path | None:
+    """Per-kind medians against step for a checkpoint series (the HTML figure's metrics), or None."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from orthoscope.report.series import TRAJECTORY, series_table
+
+    table = series_table(run.table)
+    metrics = [m for m in TRAJECTORY if m[0] in table and table[m[0]].notna().any()]
+    if table.empty or not metrics:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = table.assign(step=table["step"].astype(float))
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(7, 2.2 * len(metrics)), sharex=True, squeeze=False)
+    for ax, (metric, null, label) in zip(axes[:, 0], metrics):
+        for kind in _kinds(table):
+            medians = table[table["kind"] == kind].groupby("step")[metric].median()
+            ax.plot(medians.index, medians.values, "o-", ms=3, label=kind)
+        if isinstance(null, tuple):
+            ax.axhspan(null[0], null[1], color="#888", alpha=0.15, lw=0)
+        ax.set_ylabel(label)
+        ax.ticklabel_format(axis="y", useOffset=False)
+    axes[0, 0].legend(fontsize=7, ncol=4)
+    axes[-1, 0].set_xlabel("training step")
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:
@@ -69,13 +99,14 @@ def _per_layer(run: Run, metric: str, null: str, path: Path, line: float | None 
         for i, kind in enumerate(kinds):
             rows = table[(table.post == post) & (table.kind == kind)].sort_values("layer")
             (handle,) = ax.plot(rows.layer, rows[metric], "o-", ms=3, label=kind)
-            ax.plot(rows.layer, rows[null], ":", color=handle.get_color(), lw=1)
+            if null in rows:
+                ax.plot(rows.layer, rows[null], ":", color=handle.get_color(), lw=1)
         if line is not None:
             ax.axhline(line, color="#c44e52", ls="--", lw=1)
         ax.set_title(post)
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][0].set_ylabel(f"{metric} (dotted: Gaussian null)")
+    axes[0][0].set_ylabel(f"{metric} (dotted: {null})")
     axes[0][-1].legend(fontsize=7, ncol=2)
     return _save(fig, path)
 
@@ -84,11 +115,14 @@ def _ratios(run: Run, names: list[str], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    values = []
     for post, name, x, y in run.ratio_curves(names):
         ax.plot(x, y, lw=1, label=f"{post}: {_short(name)}")
-    ax.set_yscale("log")
+        values.append(y)
+    if values:  # 1-99 % quantiles: tail values near the floor would squash the curves
+        ax.set_ylim(*robust_range(np.concatenate(values), include=1.0))
+        ax.legend(fontsize=6)
     ax.axhline(1.0, color="#888", ls=":")
     ax.set_xlabel("relative index i / r")
     ax.set_ylabel("s_p,i / s_b,i")
-    ax.legend(fontsize=6)
     return _save(fig, path)

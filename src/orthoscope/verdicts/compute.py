@@ -1,0 +1,219 @@
+"""The numbers behind the verdicts: per post, per kind and overall (a JSON-ready dict)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from orthoscope.errors import OrthoscopeError
+from orthoscope.verdicts import thresholds as T
+from orthoscope.verdicts.stats import bh_count, bootstrap_median_ci, permutation_p
+from orthoscope.verdicts.text import group_sentence, post_sentences
+
+SCALING = ("a_geo", "disp", "fit_resid")
+SCALING_NULL = {"a_geo": "a_geo_null", "disp": "disp_null", "fit_resid": "fit_resid_null"}
+"""Columns of the Gaussian null's scaling, used where a run has them."""
+CONTROL_NAME = "control"
+"""The post a run is contrasted with when no `control=` is given."""
+
+
+def compute_verdicts(table: pd.DataFrame, control: str | None = None) -> dict:
+    """Per post, per kind and overall verdicts with the numbers they rest on.
+
+    Matrices count when `changed` and not `at_noise_floor` (a run without those columns counts
+    every row). `control` names the post every other post is contrasted with (default: a post
+    named `control`, if any); naming a post that is not in the table is an error.
+
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(8, 1, 12)
+    >>> table = pd.DataFrame({"post": "mine", "name": [f"m{i}" for i in range(12)], "kind": "q",
+    ...                       "a_geo": 1.02, "disp": 0.01, "fit_resid": 0.005, "sym_frac": 0.8,
+    ...                       "sym_frac_null": 0.5, "sym_frac_pair_null": 0.55, "z_pair": z,
+    ...                       "p_pair": 1e-9, "p_gauss": 1e-9, "changed": True, "at_noise_floor": False})
+    >>> verdicts = compute_verdicts(table)
+    >>> verdicts["posts"]["mine"]["overall"]["rotation"]["verdict"]
+    'consistent'
+    >>> verdicts["posts"]["mine"]["sentences"]["scaling"][:21]
+    'Scaling: near-uniform'
+    """
+    out: dict = {"thresholds": dict(T.THRESHOLDS), "control": None, "notes": [], "posts": {}}
+    if table is None or len(table) == 0 or "post" not in table:
+        out["notes"].append("empty table: nothing to judge")
+        return out
+    table = table.copy()
+    table["post"] = table["post"].astype(str)
+    posts = list(dict.fromkeys(table["post"]))
+    if control is not None and control not in posts:
+        raise OrthoscopeError(f"--control {control!r}: no post of that name in this run (posts: {', '.join(posts)})")
+    control = control if control is not None else (CONTROL_NAME if CONTROL_NAME in posts and len(posts) > 1 else None)
+    out["control"] = control
+    used = _usable(table, out["notes"])
+    for post in posts:
+        mine = (table["post"] == post).to_numpy()
+        theirs = (table["post"] == control).to_numpy() if control and post != control else None
+        entry = {"step": _step(table[mine]), "overall": _group(table, mine, used, theirs, control), "kinds": {}}
+        kinds = table.loc[mine, "kind"].astype(str) if "kind" in table else pd.Series(dtype=str)
+        for kind in dict.fromkeys(kinds):
+            in_kind = (table["kind"].astype(str) == kind).to_numpy()
+            group = _group(table, mine & in_kind, used, None if theirs is None else theirs & in_kind, control)
+            group["sentence"] = group_sentence(kind, group)
+            entry["kinds"][kind] = group
+        entry["sentences"] = post_sentences(entry["overall"])
+        out["posts"][post] = entry
+    return jsonable(out)
+
+
+def _usable(table: pd.DataFrame, notes: list[str]) -> np.ndarray:
+    """changed and not at the noise floor; older runs without the columns count every row."""
+    if "changed" in table:
+        changed = table["changed"].fillna(True).astype(bool).to_numpy()
+    else:
+        changed = np.ones(len(table), dtype=bool)
+        notes.append("no `changed` column (a run of an older orthoscope): every matrix counted as changed")
+    floor = (table["at_noise_floor"].fillna(False).astype(bool).to_numpy() if "at_noise_floor" in table
+             else np.zeros(len(table), dtype=bool))
+    table["_changed"], table["_floor"] = changed, changed & floor
+    return changed & ~floor
+
+
+def _step(frame: pd.DataFrame) -> int | None:
+    if "step" not in frame:
+        return None
+    steps = pd.to_numeric(frame["step"], errors="coerce").dropna()
+    return int(steps.iloc[0]) if len(steps) else None
+
+
+def _group(table: pd.DataFrame, rows: np.ndarray, used: np.ndarray, control_rows: np.ndarray | None,
+           control: str | None) -> dict:
+    frame = table[rows & used]
+    group = {"n": int(rows.sum()), "n_changed": int(table["_changed"].to_numpy()[rows].sum()),
+             "n_noise_floor": int(table["_floor"].to_numpy()[rows].sum()), "n_used": int(len(frame))}
+    group["scaling"] = _scaling(frame)
+    group["rotation"] = _rotation(frame, group)
+    group["contrast"] = None if control_rows is None else _contrast(frame, table[control_rows & used], control)
+    return group
+
+
+def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.empty(0)
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    return values[np.isfinite(values)]
+
+
+def _median(frame: pd.DataFrame, column: str) -> float | None:
+    values = _values(frame, column)
+    return float(np.median(values)) if values.size else None
+
+
+def _scaling(frame: pd.DataFrame) -> dict:
+    result = {"n": int(_values(frame, "a_geo").size), **{c: _median(frame, c) for c in SCALING}}
+    nulls = {c: _median(frame, column) for c, column in SCALING_NULL.items()}
+    result["null"] = ({"n": int(_values(frame, SCALING_NULL["disp"]).size), **nulls}
+                      if any(v is not None for v in nulls.values()) else None)
+    if result["disp"] is None or result["fit_resid"] is None:
+        result["verdict"] = "unavailable"
+    elif result["n"] < T.MIN_MATRICES:
+        result["verdict"] = "insufficient"
+    elif result["disp"] < T.DISP_UNIFORM and result["fit_resid"] < T.FIT_RESID_UNIFORM:
+        result["verdict"] = "uniform"
+    else:
+        result["verdict"] = "non-uniform"
+    return result
+
+
+def _rotation(frame: pd.DataFrame, group: dict) -> dict:
+    z = _values(frame, "z_pair")
+    p_pair, p_gauss = _values(frame, "p_pair"), _values(frame, "p_gauss")
+    result = {"n": int(z.size), "z_pair": float(np.median(z)) if z.size else None, "z_pair_ci": None,
+              **{c: _median(frame, c) for c in ("sym_frac", "sym_frac_pair_null", "sym_frac_null", "z_gauss",
+                                                "sym_frac_top", "z_pair_top")},
+              "n_p_pair": int(p_pair.size), "bh_pair": bh_count(p_pair, T.Q_BH) if p_pair.size else None,
+              "n_p_gauss": int(p_gauss.size), "bh_gauss": bh_count(p_gauss, T.Q_BH) if p_gauss.size else None}
+    result["share_bh_pair"] = result["bh_pair"] / p_pair.size if p_pair.size else None
+    result["share_bh_gauss"] = result["bh_gauss"] / p_gauss.size if p_gauss.size else None
+    if z.size:
+        result["z_pair_ci"] = list(bootstrap_median_ci(z, np.random.default_rng(T.SEED), T.BOOTSTRAP_RESAMPLES))
+    result["verdict"] = _rotation_verdict(result, group)
+    return result
+
+
+def _rotation_verdict(r: dict, group: dict) -> str:
+    if group["n_used"] == 0:
+        return "unchanged"
+    if r["n"] == 0 or r["bh_pair"] is None:
+        return "unavailable"
+    if r["n"] < T.MIN_MATRICES:
+        return "insufficient"
+    if r["share_bh_pair"] >= T.CONSISTENT_SHARE:
+        return "consistent" if r["z_pair_ci"][0] > T.Z_CI_LOW else "weak"
+    if r["share_bh_pair"] >= T.PARTIAL_SHARE:
+        return "partial"
+    if r["share_bh_gauss"] is not None and r["share_bh_gauss"] >= T.PARTIAL_SHARE:
+        return "shape-only"
+    return "none"
+
+
+def _contrast(frame: pd.DataFrame, control_frame: pd.DataFrame, control: str) -> dict:
+    """Post against the control: medians, their difference, a permutation p (paired by matrix name)."""
+    result: dict = {"control": control, "paired": False, "n": 0, "n_control": 0}
+    keep = ["name", "z_pair", "sym_frac"]
+    if "z_pair" not in frame or "name" not in frame:
+        result["verdict"] = "unavailable"
+        return result
+    mine = frame[[c for c in keep if c in frame]].dropna(subset=["z_pair"])
+    theirs = control_frame[[c for c in keep if c in control_frame]].dropna(subset=["z_pair"])
+    unique = mine["name"].is_unique and theirs["name"].is_unique
+    both = mine.merge(theirs, on="name", suffixes=("", "_control")) if unique else mine.iloc[:0]
+    paired = len(both) >= T.MIN_MATRICES
+    if paired:
+        result.update(paired=True, n=int(len(both)), n_control=int(len(both)))
+        a = {c: both[c].to_numpy(float) for c in ("z_pair", "sym_frac") if c in both}
+        b = {c: both[f"{c}_control"].to_numpy(float) for c in ("z_pair", "sym_frac") if f"{c}_control" in both}
+    else:
+        result.update(n=int(len(mine)), n_control=int(len(theirs)))
+        a = {c: mine[c].to_numpy(float) for c in ("z_pair", "sym_frac") if c in mine}
+        b = {c: theirs[c].to_numpy(float) for c in ("z_pair", "sym_frac") if c in theirs}
+    if min(result["n"], result["n_control"]) < T.MIN_MATRICES:
+        result["verdict"] = "insufficient"
+        return result
+    for column in ("z_pair", "sym_frac"):
+        if column not in a or column not in b:
+            continue
+        x, y = a[column], b[column]
+        ok_x, ok_y = np.isfinite(x), np.isfinite(y)
+        if paired:
+            ok_x = ok_y = ok_x & ok_y
+        if min(ok_x.sum(), ok_y.sum()) < T.MIN_MATRICES:
+            continue
+        x, y = x[ok_x], y[ok_y]
+        result[column] = float(np.median(x))
+        result[f"{column}_control"] = float(np.median(y))
+        result[f"{column}_diff"] = result[column] - result[f"{column}_control"]
+        result[f"p_{column}"] = permutation_p(x, y, paired=paired, rng=np.random.default_rng(T.SEED),
+                                              permutations=T.PERMUTATIONS)
+    if "p_z_pair" not in result:
+        result["verdict"] = "insufficient"
+    elif result["p_z_pair"] < T.ALPHA_CONTRAST:
+        result["verdict"] = "more" if result["z_pair_diff"] > 0 else "less"
+    else:
+        result["verdict"] = "same"
+    return result
+
+
+def jsonable(value):
+    """NaN/inf -> None and numpy scalars -> Python, recursively (summary.json stays strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value

@@ -1,0 +1,229 @@
+"""What the report page says and draws, read back from report.html; damaged run folders."""
+
+import base64
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from orthoscope.cli import app
+from orthoscope.report import write_report
+
+runner = CliRunner()
+
+
+def figure_data(page: str, div_id: str) -> list[dict]:
+    """The traces plotly draws in the div `div_id` (typed arrays decoded)."""
+    start = page.index(f'Plotly.newPlot(                        "{div_id}"')
+    start = page.index("[", start)
+    traces, _ = json.JSONDecoder().raw_decode(page[start:])
+    return [decode(trace) for trace in traces]
+
+
+def figure_layout(page: str, div_id: str) -> dict:
+    start = page.index("[", page.index(f'"{div_id}"', page.index("Plotly.newPlot")))
+    decoder = json.JSONDecoder()
+    _, end = decoder.raw_decode(page[start:])
+    rest = page[start + end:]
+    return decoder.raw_decode(rest[rest.index("{"):])[0]
+
+
+def decode(value):
+    if isinstance(value, dict) and set(value) >= {"dtype", "bdata"}:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return array.reshape([int(n) for n in str(shape).split(",")]) if shape is not None else array
+    if isinstance(value, dict):
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def page(planted_run):
+    write_report(planted_run)
+    return (planted_run / "report.html").read_text()
+
+
+def test_first_screen_is_the_verdict_then_settings_as_a_table(page, planted_run):
+    verdicts = page.index("<h2>Verdicts</h2>")
+    assert verdicts < page.index("<h2>Inputs and settings</h2>") < page.index('class="plotly-graph-div"')
+    assert "Rotations: consistent beyond the pairing null" in page  # the planted z_pair ~ 6
+    assert '{"precision"' not in page and "<td class=t>precision</td>" in page
+    for name in ("metrics.csv", "metrics.parquet", "summary.json"):
+        assert f"<a href='{name}'>" in page and (planted_run / name).is_file()
+
+
+def test_most_changed_matrices_are_the_largest_rel_delta(page, planted_run):
+    table = pd.read_parquet(planted_run / "metrics.parquet")
+    section = page[page.index("<h2>Most changed matrices</h2>"):]
+    first_row = re.search(r"<table class='changed'><tr>.*?</tr><tr>(.*?)</tr>", section).group(1)
+    assert table.loc[table.rel_delta.idxmax(), "name"] in first_row
+    assert "The 15 of 14 rows" not in section and f"of {len(table)} rows" in section
+
+
+def test_svsm_values_read_back_from_the_page_equal_the_table(page, planted_run):
+    table = pd.read_parquet(planted_run / "metrics.parquet")
+    (heatmap,) = figure_data(page, "fig-singular-value-scaling")
+    expected = table.pivot_table(index="layer", columns="kind", values="a_geo")[heatmap["x"]]
+    assert list(heatmap["y"]) == list(expected.index)
+    np.testing.assert_allclose(np.asarray(heatmap["customdata"], dtype=float), expected.values, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(heatmap["z"], dtype=float), np.log(expected.values), rtol=1e-12)
+
+
+def test_ratio_axis_is_clipped_to_the_bulk_and_intruders_say_a_sentence(page, planted_run):
+    layout = figure_layout(page, "fig-ratio-curves")
+    lo, hi = layout["yaxis"]["range"]
+    curves = [np.asarray(t["y"], dtype=float) for t in figure_data(page, "fig-ratio-curves") if "y" in t]
+    values = np.concatenate(curves)
+    assert lo <= np.quantile(values, 0.01) and hi >= np.quantile(values, 0.99)
+    assert hi - lo < 1.2 * (max(values.max(), 1) - min(values.min(), 1)) + 1e-9
+    table = pd.read_parquet(planted_run / "metrics.parquet")
+    if table.intruders.sum() == 0:
+        assert f"No intruder dimensions: in all {len(table)} matrices" in page
+        assert 'id="fig-intruder-dimensions"' not in page
+
+
+def test_series_is_drawn_against_step_with_the_null_band(series_run):
+    write_report(series_run)
+    page = (series_run / "report.html").read_text()
+    assert "Checkpoint series" in page and "Singular-value scaling" not in page  # no panel per checkpoint
+    assert (series_run / "figures" / "trajectory.png").stat().st_size > 10_000
+    table = pd.read_parquet(series_run / "metrics.parquet")
+    traces = figure_data(page, "fig-checkpoint-series")
+    lines = [t for t in traces if t.get("mode") == "lines+markers" and t.get("yaxis", "y") == "y2"]
+    metric = "a_geo"  # second panel (rel_delta is first)
+    for trace in lines:
+        expected = table[table.kind == trace["name"]].groupby("step")[metric].median()
+        assert list(np.asarray(trace["x"], dtype=float)) == list(expected.index.astype(float))
+        np.testing.assert_allclose(np.asarray(trace["y"], dtype=float), expected.values, rtol=1e-12)
+    assert len(lines) == table.kind.nunique()
+    z_panel = [t for t in traces if t.get("mode") == "lines+markers" and t.get("yaxis") == "y5"]
+    medians = table.groupby("step").z_pair.median()
+    assert max(np.max(np.asarray(t["y"], dtype=float)) for t in z_panel) > medians.iloc[0]
+    # update_cos: post x post heatmap per kind, the median over matrices
+    cos = pd.read_parquet(series_run / "update_cos.parquet")
+    heatmaps = figure_data(page, "fig-post-against-post")
+    q = heatmaps[[i for i, k in enumerate(["q", "k", "v", "o", "gate", "up", "down"]) if k in set(cos.kind)][0]]
+    posts = list(q["x"])
+    z = np.asarray(q["z"], dtype=float)
+    expected = cos[(cos.kind == "q") & (cos.post_a == "step-100") & (cos.post_b == "step-400")].update_cos.median()
+    assert z[posts.index("step-100"), posts.index("step-400")] == pytest.approx(expected)
+    assert "n=" in json.dumps(q["text"])
+    # the verdicts name the step
+    assert "step-400 (step 400)" in page
+
+
+def test_summary_prints_verdicts_computed_from_an_older_run(planted_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(planted_run, folder)
+    result = runner.invoke(app, ["summary", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "verdicts:" in result.output and "Rotations: consistent beyond the pairing null" in result.output
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["verdicts"] = {"posts": {}, "notes": ["verdicts taken from summary.json"]}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    result = runner.invoke(app, ["summary", str(folder)])
+    assert "note: verdicts taken from summary.json" in result.output
+
+
+def test_experiment_perplexity_on_a_log_axis(planted_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(planted_run, folder)
+    pd.DataFrame({"condition": ["post", "swap-sigma", "break-left"], "op": ["post", "swap-sigma", "break-left"],
+                  "scale": [np.nan, 1.0, np.nan], "t": np.nan, "lab-facts": [0.9, 0.85, 0.05],
+                  "lab-facts_n": [20, 20, 20], "ppl": [8.06, 8.3, 3604.0]}).to_parquet(folder / "experiment.parquet")
+    write_report(folder)
+    page = (folder / "report.html").read_text()
+    layout = figure_layout(page, "fig-interventions")
+    axes = {k: v for k, v in layout.items() if k.startswith("yaxis")}
+    assert [v.get("type") for v in axes.values()] == [None, "log"]
+    assert "lab-facts (n = 20)" in page
+
+
+def damage(folder, name, how):
+    path = folder / name
+    if how == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_text("{not json")
+
+
+@pytest.mark.parametrize("name, how, message", [
+    ("metrics.parquet", "truncate", "damaged table"),
+    ("summary.json", "corrupt", "damaged summary.json"),
+])
+@pytest.mark.parametrize("command", ["report", "summary"])
+def test_damaged_run_folder_gives_one_line_and_exit_2(planted_run, tmp_path, name, how, message, command):
+    folder = tmp_path / "run"
+    shutil.copytree(planted_run, folder)
+    damage(folder, name, how)
+    result = runner.invoke(app, [command, str(folder)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and str(folder) in result.output.replace("\n", "")
+    assert "Traceback" not in result.output
+
+
+def test_truncated_spectra_file_is_named(planted_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(planted_run, folder)
+    spectra = sorted((folder / "spectra" / "post").glob("*.npz"))
+    for path in spectra:
+        path.write_bytes(path.read_bytes()[:100])
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 2 and "damaged spectra file" in result.output, result.output
+
+
+def test_a_post_identical_to_its_base_reads_as_such(planted_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(planted_run, folder)
+    table = pd.read_parquet(folder / "metrics.parquet")
+    table["changed"], table["rel_delta"] = False, 0.0
+    for column in ("incons", "sym_frac", "sym_frac_pair_null", "z_pair", "p_pair", "p_gauss", "z_gauss", "z_pair_top"):
+        table[column] = np.nan
+    table.to_parquet(folder / "metrics.parquet", index=False)
+    shutil.rmtree(folder / "spectra")
+    result = runner.invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    page = (folder / "report.html").read_text()
+    assert "Post identical to base: no matrix changed (n = 14)." in page
+    assert "No singular values were stored for these matrices" in page
+    body = page[page.index("<body>"):]  # plotly.js itself says "fromScaling:"
+    assert "Scaling:" not in body and "Rotations:" not in body
+
+
+def test_update_cos_from_summary_when_the_parquet_is_absent(planted_run):
+    from orthoscope.report.data import load_run
+    from orthoscope.report.series import update_cos_grid, update_cos_heatmap
+
+    run = load_run(planted_run)
+    run.summary = {**run.summary, "update_cos": [
+        {"post_a": "instruct", "post_b": "cot", "kind": "q", "median": 0.4, "n": 24},
+        {"post_a": "instruct", "post_b": "control", "kind": "q", "median": 0.05, "n": 24},
+        {"post_a": "cot", "post_b": "control", "kind": "q", "median": None, "n": 0}]}
+    posts, value, count = update_cos_grid(run)["q"]
+    assert posts == ["instruct", "cot", "control"]
+    assert value[0, 1] == value[1, 0] == 0.4 and np.isnan(value[1, 2]) and count[0, 2] == 24
+    assert np.all(np.diag(value) == 1)
+    assert update_cos_heatmap(run) is not None
+    run.summary = {k: v for k, v in run.summary.items() if k != "update_cos"}
+    assert update_cos_heatmap(run) is None
+
+
+def test_a_run_where_every_matrix_was_skipped_still_reports(tmp_path):
+    from orthoscope.pipeline.summary import empty_table
+
+    empty_table().to_parquet(tmp_path / "metrics.parquet", index=False)
+    (tmp_path / "summary.json").write_text(json.dumps({"skipped": [{"post": "p", "name": "w", "reason": "NaN"}]}))
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report.html").read_text()
+    assert "No verdicts: empty table: nothing to judge." in page and "<li>p w: NaN</li>" in page
+    result = runner.invoke(app, ["summary", str(tmp_path)])
+    assert result.exit_code == 0 and "note: empty table: nothing to judge" in result.output
