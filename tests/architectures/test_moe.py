@@ -158,11 +158,13 @@ def test_stacked_state_dict_splits_into_the_same_matrices(family, built):
     disk_refs, _ = find_matrices(on_disk)
     mem_refs, notes = find_matrices(in_memory)
     assert not [n for n in notes if "not in the" in n], notes
-    key = lambda r: (r.layer, r.kind, r.expert, r.shared_expert, r.shape)  # noqa: E731
-    disk = {key(r): r for r in disk_refs}
-    assert sorted(disk, key=repr) == sorted(map(key, mem_refs), key=repr)
+    disk = {r.key: r for r in disk_refs}
+    assert len(disk) == len(disk_refs) == len(mem_refs)  # the key identifies a matrix in both layouts
+    assert sorted(disk, key=repr) == sorted((r.key for r in mem_refs), key=repr)
     for ref in mem_refs:
-        assert torch.equal(read_matrix(in_memory, ref), read_matrix(on_disk, disk[key(ref)])), ref.name
+        twin = disk[ref.key]
+        assert ref.shape == twin.shape
+        assert torch.equal(read_matrix(in_memory, ref), read_matrix(on_disk, twin)), ref.name
     stacked = [r for r in mem_refs if r.expert_slice is not None]
     assert len(stacked) == EXPERTS * 3 * sum(any(row[1] is not None for row in rows) for rows in EXPECTED[family])
 
@@ -277,3 +279,34 @@ def test_compare_finds_planted_expert_scalings(family, built, tmp_path):
         seen.add(key)
         assert row.a_geo == pytest.approx(planted.get(key, 1.0), abs=1e-6), row.name
     assert set(planted) <= seen
+
+
+class _Stub:
+    """A checkpoint whose source reports stored dtypes (safetensors headers do)."""
+
+    model_type, path, config = "no_such_family", Path("stub"), {}
+    tensors = {
+        "model.layers.0.mlp.fc.weight": ((4, 4), "BF16"),
+        "model.layers.0.mlp.packed.weight": ((4, 4), "I8"),
+        "model.layers.0.mlp.mask.weight": ((4, 4), "BOOL"),
+        "model.layers.0.mlp.phase.weight": ((4, 4), "C64"),
+        "model.layers.1.mlp.fc.weight": ((4, 4), torch.float16),
+        "model.layers.1.mlp.ids.weight": ((4, 4), torch.int64),
+    }
+
+    def names(self):
+        return list(self.tensors)
+
+    def shape(self, name):
+        return self.tensors[name][0]
+
+    def dtype(self, name):
+        return self.tensors[name][1]
+
+
+def test_fallback_skips_non_float_tensors_with_a_note():
+    refs, notes = find_matrices(_Stub())
+    assert [r.name for r in refs] == ["model.layers.0.mlp.fc.weight", "model.layers.1.mlp.fc.weight"]
+    skipped = [n for n in notes if "non-floating-point" in n]
+    assert len(skipped) == 1 and skipped[0].startswith("4 non-floating-point 2-D tensors skipped")
+    assert "model.layers.0.mlp.packed.weight (I8)" in skipped[0]

@@ -38,6 +38,19 @@ class MatrixRef:
     expert_slice: int | None = None  # index along dim 0 of a stored (E, ., .) stacked-experts tensor
     row_step: int = 1  # with `rows`: take every row_step-th row from rows[0]
 
+    @property
+    def key(self) -> tuple[int, str, int | None, bool]:
+        """(layer, kind, expert, shared_expert): the same logical matrix whatever the storage.
+
+        A Mixtral expert saved per expert (`block_sparse_moe.experts.3.w1.weight`) and
+        the same expert in a loaded transformers-5 model (`mlp.experts.gate_up_proj`,
+        part 3 gate) differ in `name` and `tensor` but share this key.
+
+        >>> MatrixRef("m:3:gate", "m", 1, "gate", (8, 4), expert=3, expert_slice=3).key
+        (1, 'gate', 3, False)
+        """
+        return (self.layer, self.kind, self.expert, self.shared_expert)
+
     def with_rows(self, count: int) -> "MatrixRef":
         """Keep the first `count` rows (common vocabulary of two embeddings)."""
         start = self.rows[0] if self.rows else 0
