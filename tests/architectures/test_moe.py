@@ -25,6 +25,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 import orthoscope  # noqa: E402
 from orthoscope.architectures import find_matrices, read_matrix, write_matrix  # noqa: E402
 from orthoscope.architectures.matrices import cut_matrix  # noqa: E402
+from orthoscope.errors import OrthoscopeError  # noqa: E402
 from orthoscope.sources import open_checkpoint  # noqa: E402
 
 hf_logging.set_verbosity_error()
@@ -310,3 +311,64 @@ def test_fallback_skips_non_float_tensors_with_a_note():
     skipped = [n for n in notes if "non-floating-point" in n]
     assert len(skipped) == 1 and skipped[0].startswith("4 non-floating-point 2-D tensors skipped")
     assert "model.layers.0.mlp.packed.weight (I8)" in skipped[0]
+
+
+FP8_BLOCK = 16
+
+
+def quantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepSeek-V3's block FP8: weight ~ q * scale_inv per (16, 16) block (here blocks of 16)."""
+    rows, cols = weight.shape
+    br, bc = -(-rows // FP8_BLOCK), -(-cols // FP8_BLOCK)
+    padded = torch.zeros(br * FP8_BLOCK, bc * FP8_BLOCK)
+    padded[:rows, :cols] = weight
+    tiles = padded.view(br, FP8_BLOCK, bc, FP8_BLOCK)
+    scale_inv = tiles.abs().amax(dim=(1, 3)) / 448.0
+    q = (tiles / scale_inv[:, None, :, None]).view_as(padded)[:rows, :cols].to(torch.float8_e4m3fn)
+    return q, scale_inv
+
+
+def fp8_copy(source: Path, folder: Path, double: str | None = None) -> Path:
+    """Quantize the per-layer projections of `source` as DeepSeek-V3 ships them (routers stay float),
+    optionally doubling one weight first."""
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                     "weight_block_size": [FP8_BLOCK, FP8_BLOCK]}
+    (folder / "config.json").write_text(json.dumps(config))
+    index = folder / "model.safetensors.index.json"
+    weight_map = json.loads(index.read_text())["weight_map"]
+    for shard in sorted(folder.glob("*.safetensors")):
+        tensors = load_file(shard)
+        for name in [n for n, t in tensors.items() if ".layers." in n and n.endswith(("proj.weight", "mqa.weight")) and t.ndim == 2]:
+            weight = tensors[name] * (2.0 if name == double else 1.0)
+            tensors[name], tensors[name + "_scale_inv"] = quantize_fp8(weight)
+            weight_map[name + "_scale_inv"] = shard.name
+        save_file(tensors, shard, metadata={"format": "pt"})
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return folder
+
+
+def test_block_fp8_weights_are_read_dequantized(built, tmp_path):
+    _, saved, _ = built("deepseek_v3")
+    doubled = "model.layers.1.self_attn.kv_b_proj.weight"
+    base, post = fp8_copy(saved, tmp_path / "base"), fp8_copy(saved, tmp_path / "post", double=doubled)
+    full, fp8 = open_checkpoint(saved), open_checkpoint(base)
+    refs, notes = find_matrices(fp8)
+    assert ref_rows(refs) == ref_rows(find_matrices(full)[0])
+    assert not [n for n in notes if "not in the" in n], notes  # scale tensors belong to their weights
+    scaled = [r for r in refs if r.scale is not None]
+    assert {r.kind for r in refs if r.scale is None} == {"router"}
+    assert len(scaled) > 20 and all(r.scale == r.tensor + "_scale_inv" for r in scaled)
+    originals = {r.key: r for r in find_matrices(full)[0]}
+    for ref in refs:
+        W, original = read_matrix(fp8, ref), read_matrix(full, originals[ref.key])
+        assert W.dtype == (torch.float32 if ref.scale else original.dtype)
+        assert torch.allclose(W, original, rtol=0.07, atol=1e-6), ref.name  # e4m3: 3 mantissa bits
+    # doubling one weight doubles only its scales (same fp8 codes): a_geo is 2 only if scales are applied
+    table = orthoscope.compare(base, post, metrics="sign-free").table
+    assert (table.name == doubled).sum() == 1
+    for row in table.itertuples():
+        assert row.a_geo == pytest.approx(2.0 if row.name == doubled else 1.0, abs=1e-6), row.name
+    with pytest.raises(OrthoscopeError, match="block-quantized FP8"):
+        write_matrix(fp8.read(refs[0].tensor), refs[0], torch.zeros(refs[0].shape))

@@ -8,9 +8,11 @@ from dataclasses import dataclass, replace
 import torch
 
 from orthoscope.architectures.maps import FAMILIES, Family, Fused, kind_order
+from orthoscope.errors import OrthoscopeError
 from orthoscope.sources import Checkpoint
 
 NO_LAYER = -1
+SCALE_SUFFIX = "_scale_inv"  # `<name>.weight_scale_inv`: block-FP8 factors of `<name>.weight`
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,9 @@ class MatrixRef:
     stacked-experts tensor), `transpose` (stored (in, out)), `neox_part` (q, k or
     v from GPT-NeoX's per-head interleaving), then `rows` with `row_step` (output
     rows of the logical matrix: a fused part, every other row of gpt-oss's
-    interleaved gate|up, or the common vocabulary of two embeddings).
+    interleaved gate|up, or the common vocabulary of two embeddings). A
+    block-quantized FP8 weight (DeepSeek-V3, Qwen3-FP8) is read dequantized
+    (float32: stored value x its block's `weight_scale_inv`).
     """
 
     name: str
@@ -37,6 +41,8 @@ class MatrixRef:
     shared_expert: bool = False  # a shared (always-on) expert of an MoE layer (its expert is None)
     expert_slice: int | None = None  # index along dim 0 of a stored (E, ., .) stacked-experts tensor
     row_step: int = 1  # with `rows`: take every row_step-th row from rows[0]
+    scale: str | None = None  # block-FP8: the `*.weight_scale_inv` tensor (one factor per block)
+    scale_block: tuple[int, int] = (128, 128)  # its block size (quantization_config.weight_block_size)
 
     @property
     def key(self) -> tuple[int, str, int | None, bool]:
@@ -67,7 +73,23 @@ def read_matrix(ckpt: Checkpoint, ref: MatrixRef) -> torch.Tensor:
     tensor([[13., 17., 21.],
             [15., 19., 23.]])
     """
-    return cut_matrix(ckpt.read(ref.tensor), ref)
+    tensor = ckpt.read(ref.tensor)
+    if ref.scale is not None:
+        tensor = dequantize_blocks(tensor, ckpt.read(ref.scale), ref.scale_block)
+    return cut_matrix(tensor, ref)
+
+
+def dequantize_blocks(tensor: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
+    """Block-FP8 to float32: each (block[0], block[1]) tile times its factor in `scale_inv`.
+
+    >>> dequantize_blocks(torch.ones(3, 5), torch.tensor([[1., 2., 3.], [4., 5., 6.]]), (2, 2))
+    tensor([[1., 1., 2., 2., 3.],
+            [1., 1., 2., 2., 3.],
+            [4., 4., 5., 5., 6.]])
+    """
+    rows, cols = tensor.shape
+    factors = scale_inv.float().repeat_interleave(block[0], 0)[:rows].repeat_interleave(block[1], 1)[:, :cols]
+    return tensor.float() * factors
 
 
 def cut_matrix(tensor: torch.Tensor, ref: MatrixRef) -> torch.Tensor:
@@ -96,6 +118,9 @@ def write_matrix(tensor: torch.Tensor, ref: MatrixRef, W: torch.Tensor) -> None:
     >>> bool(stacked[0].eq(0).all())
     True
     """
+    if ref.scale is not None:
+        raise OrthoscopeError(f"cannot write {ref.name}: block-quantized FP8 weights are read-only here "
+                              "(dequantize the checkpoint first)")
     view = _logical(tensor, ref)
     W = W.to(tensor.dtype)
     if ref.neox_part is not None:
@@ -153,9 +178,15 @@ def _from_family(ckpt: Checkpoint, family: Family, include_embeddings: bool) -> 
     experts = family.expert_patterns()
     refs: list[MatrixRef] = []
     unmapped: list[str] = []
+    names = set(ckpt.names())
+    block = tuple((ckpt.config.get("quantization_config") or {}).get("weight_block_size") or (128, 128))
     for name in ckpt.names():
         shape = ckpt.shape(name)
         found = _layer_matrices(name, shape, prefix, family, experts, ckpt.config)
+        if found and len(shape) == 2 and name + SCALE_SUFFIX in names:
+            found = [replace(ref, scale=name + SCALE_SUFFIX, scale_block=block) for ref in found]
+        if name.endswith(SCALE_SUFFIX) and name.removesuffix(SCALE_SUFFIX) in names:
+            continue  # read with its weight
         if found is None and include_embeddings:
             kind = next((k for p, k in family.embeddings.items() if re.fullmatch(p, name)), None)
             found = [MatrixRef(name, name, NO_LAYER, kind, shape)] if kind and len(shape) == 2 else None
