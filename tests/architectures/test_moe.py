@@ -54,6 +54,10 @@ CONFIGS = {
     "olmoe": dict(COMMON, num_experts=EXPERTS, num_experts_per_tok=2),
     "deepseek_v2": dict(DEEPSEEK, q_lora_rank=Q_LORA),
     "deepseek_v3": dict(DEEPSEEK, q_lora_rank=None),
+    "phimoe": dict(COMMON, num_local_experts=EXPERTS, num_experts_per_tok=2),
+    "granitemoe": dict(COMMON, num_local_experts=EXPERTS, num_experts_per_tok=2),
+    "glm4_moe": dict(COMMON, n_routed_experts=EXPERTS, n_shared_experts=1, num_experts_per_tok=2, n_group=1,
+                     topk_group=1, moe_intermediate_size=MOE_INTER, first_k_dense_replace=1, head_dim=HEAD_DIM),
     "gpt_oss": dict(COMMON, num_local_experts=EXPERTS, num_experts_per_tok=2, head_dim=HEAD_DIM,
                     layer_types=["full_attention"] * LAYERS),
     "llama4_text": dict(COMMON, num_local_experts=EXPERTS, num_experts_per_tok=1, head_dim=HEAD_DIM,
@@ -88,6 +92,9 @@ EXPECTED: dict[str, tuple[list[Row], list[Row]]] = {
     "olmoe": (GQA + ROUTER + experts(INTER),) * 2,
     "deepseek_v2": (MLA_LORA + mlp(INTER), MLA_LORA + ROUTER + mlp(MOE_INTER, shared=True) + experts(MOE_INTER)),
     "deepseek_v3": (MLA_FULL + mlp(INTER), MLA_FULL + ROUTER + mlp(MOE_INTER, shared=True) + experts(MOE_INTER)),
+    "phimoe": (GQA + ROUTER + experts(INTER),) * 2,
+    "granitemoe": (GQA + ROUTER + experts(INTER),) * 2,
+    "glm4_moe": (GQA + mlp(INTER), GQA + ROUTER + mlp(MOE_INTER, shared=True) + experts(MOE_INTER)),
     "gpt_oss": (GQA + ROUTER + experts(INTER),) * 2,
     "llama4_text": (GQA + mlp(DENSE_INTER), GQA + ROUTER + mlp(INTER, shared=True) + experts(INTER)),
 }
@@ -201,7 +208,7 @@ def test_llama4_gate_up_halves_follow_the_forward(built):
         assert torch.allclose(x @ mats["up"].T, up, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", ["gpt_oss", "mixtral", "llama4_text"])
+@pytest.mark.parametrize("family", ["gpt_oss", "mixtral", "llama4_text", "granitemoe"])
 def test_write_matrix_inverts_read_on_stacked_experts(family, built):
     _, _, raw = built(family)
     ckpt = open_checkpoint(raw)

@@ -207,6 +207,27 @@ MIXTRAL = Family(
     embeddings=DECODER_EMBEDDINGS,
 )
 
+PHIMOE = Family(
+    DECODER_PREFIX,
+    {**MIXTRAL.matrices, "mlp.router.weight": "router"},  # transformers >= 5 in memory: mlp.router
+    fused=STACKED,
+    embeddings=DECODER_EMBEDDINGS,
+)
+
+# Granite MoE stores experts stacked (E, out, in): input_linear = gate | up halves, output_linear = down
+GRANITEMOE = Family(
+    DECODER_PREFIX,
+    {**ATTENTION, "block_sparse_moe.router.layer.weight": "router",
+     "block_sparse_moe.router.weight": "router"},  # transformers >= 5 in memory
+    fused={
+        "block_sparse_moe.input_linear.weight": Fused(("gate", "up"), experts=True),
+        "block_sparse_moe.output_linear.weight": Fused(("down",), experts=True),
+        "block_sparse_moe.experts.gate_up_proj": Fused(("gate", "up"), experts=True),
+        "block_sparse_moe.experts.down_proj": Fused(("down",), experts=True),
+    },
+    embeddings=DECODER_EMBEDDINGS,
+)
+
 # Qwen2/3-MoE and OLMoE: routed experts under mlp.experts; dense layers (mlp_only_layers) keep mlp.*_proj
 QWEN_MOE = Family(
     DECODER_PREFIX,
@@ -237,6 +258,15 @@ DEEPSEEK = Family(
         "mlp.gate.weight": "router",
         **_experts("mlp", PROJ),
     },
+    shared=_shared("mlp.shared_experts"),
+    fused=STACKED,
+    embeddings=DECODER_EMBEDDINGS,
+)
+
+# GLM-4.5 (glm4_moe): grouped-query attention with DeepSeek's experts, shared experts and dense first layers
+GLM4_MOE = Family(
+    DECODER_PREFIX,
+    {**ATTENTION, **MLP, "mlp.gate.weight": "router", **_experts("mlp", PROJ)},
     shared=_shared("mlp.shared_experts"),
     fused=STACKED,
     embeddings=DECODER_EMBEDDINGS,
@@ -294,6 +324,9 @@ FAMILIES: dict[str, Family] = {
     "gpt_neox": GPT_NEOX,
     "bert": BERT,
     "mixtral": MIXTRAL,
+    "phimoe": PHIMOE,
+    "granitemoe": GRANITEMOE,
+    "glm4_moe": GLM4_MOE,
     "qwen2_moe": QWEN2_MOE,
     "qwen3_moe": QWEN_MOE,
     "olmoe": QWEN_MOE,

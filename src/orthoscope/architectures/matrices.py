@@ -165,8 +165,10 @@ def find_matrices(ckpt: Checkpoint, include_embeddings: bool = False) -> tuple[l
         refs, unmapped = _from_family(ckpt, family, include_embeddings)
         unmapped = [n for n in unmapped if not n.endswith("bias")]
         if unmapped:
-            notes.append(f"{len(unmapped)} tensors of 2 or more dimensions are not in the "
-                         f"{ckpt.model_type} map and are not analysed (e.g. {unmapped[0]})")
+            many = len(unmapped) > 1
+            notes.append(f"{len(unmapped)} {'tensors' if many else 'tensor'} of 2 or more dimensions "
+                         f"{'are' if many else 'is'} not in the {ckpt.model_type} map and not analysed "
+                         f"(e.g. {unmapped[0]})")
     if biases:
         notes.append(f"{len(biases)} bias vectors present (ignored)")
     return sorted(refs, key=_order), notes
