@@ -6,6 +6,7 @@ functions; each accepts the text form or an iterable, and gives a set or None (a
 
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Iterable
 
@@ -17,7 +18,7 @@ MAX_LAYERS = 100_000
 
 
 def parse_layers(layers: str | int | Iterable[int] | None) -> set[int] | None:
-    """Layer indices from `0-3,10` (ranges inclusive) or from ints; None (or "") means all.
+    """Layer indices from `0-3,10` (ranges inclusive) or from integers (numpy's too); None (or "") means all.
 
     >>> sorted(parse_layers("0-3,10"))
     [0, 1, 2, 3, 10]
@@ -32,13 +33,13 @@ def parse_layers(layers: str | int | Iterable[int] | None) -> set[int] | None:
         return None
     if isinstance(layers, str):
         return _layers_from_text(layers)
-    items = [layers] if isinstance(layers, int) else layers
+    items = [layers] if isinstance(layers, numbers.Integral) else layers
     try:
         items = list(items)
     except TypeError:
         raise OrthoscopeError(f"bad --layers {layers!r} (expected e.g. '0-3,10' or a list of integers)") from None
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < MAX_LAYERS:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or not 0 <= item < MAX_LAYERS:
             raise OrthoscopeError(f"bad --layers item {item!r} (expected an integer from 0 to {MAX_LAYERS - 1})")
     return {int(item) for item in items} or None
 
