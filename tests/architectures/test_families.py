@@ -22,6 +22,7 @@ from transformers import (  # noqa: E402
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
     AutoModelForMaskedLM,
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
@@ -50,6 +51,8 @@ DECODER = dict(
     num_hidden_layers=LAYERS, num_attention_heads=HEADS, max_position_embeddings=64,
 )
 GQA = dict(DECODER, num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM)
+VISION = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+              patch_size=14)
 
 View = Callable[[torch.Tensor], torch.Tensor]
 
@@ -70,9 +73,14 @@ def _neox(part: int) -> View:
     return lambda t: t.view(HEADS, 3, HEAD_DIM, HIDDEN)[:, part]
 
 
-def _llama_locate(layer: int, kind: str) -> tuple[str, View]:
+def _llama_locate(layer: int, kind: str, prefix: str = "model.") -> tuple[str, View]:
     module = "self_attn" if kind in ("q", "k", "v", "o") else "mlp"
-    return f"model.layers.{layer}.{module}.{kind}_proj.weight", _whole
+    return f"{prefix}layers.{layer}.{module}.{kind}_proj.weight", _whole
+
+
+def _gemma3_locate(layer: int, kind: str) -> tuple[str, View]:
+    """Gemma 3 multimodal as transformers 5 saves it: the text model under language_model.model."""
+    return _llama_locate(layer, kind, "language_model.model.")
 
 
 def _phi3_locate(layer: int, kind: str) -> tuple[str, View]:
@@ -130,6 +138,11 @@ FAMILIES = {
     "qwen3": ("qwen3", GQA, AutoModelForCausalLM, _llama_locate, LLAMA_KINDS, GQA_SHAPES, PLANTS),
     "gemma": ("gemma", GQA, AutoModelForCausalLM, _llama_locate, LLAMA_KINDS, GQA_SHAPES, PLANTS),
     "gemma2": ("gemma2", GQA, AutoModelForCausalLM, _llama_locate, LLAMA_KINDS, GQA_SHAPES, PLANTS),
+    "gemma3_text": ("gemma3_text", GQA, AutoModelForCausalLM, _llama_locate, LLAMA_KINDS, GQA_SHAPES, PLANTS),
+    "gemma3": ("gemma3", dict(TOKENS, text_config=dict(GQA), vision_config=VISION, mm_tokens_per_image=4),
+               AutoModelForImageTextToText, _gemma3_locate, LLAMA_KINDS, GQA_SHAPES, PLANTS),
+    "olmo2": ("olmo2", GQA, AutoModelForCausalLM, _llama_locate, LLAMA_KINDS, GQA_SHAPES, PLANTS),
+    "granite": ("granite", GQA, AutoModelForCausalLM, _llama_locate, LLAMA_KINDS, GQA_SHAPES, PLANTS),
     "phi3": ("phi3", dict(DECODER, num_key_value_heads=KV_HEADS), AutoModelForCausalLM, _phi3_locate,
              LLAMA_KINDS, GQA_SHAPES, PHI3_PLANTS),
     "gpt2": ("gpt2", dict(bos_token_id=1, eos_token_id=2, vocab_size=VOCAB, n_embd=HIDDEN, n_layer=LAYERS,
@@ -192,7 +205,7 @@ def check_planted(table, plants, kind_of=lambda kind: kind) -> None:
             assert row.rot < 1e-9, row.name
         else:
             assert row.a_geo == pytest.approx(factor, abs=1e-6), row.name
-            assert row.disp < 1e-6 and row.rot < 1e-5, row.name
+            assert row.disp < 1e-5 and row.rot < 1e-5, row.name  # float32 SVD noise
     found = {(r.layer, r.kind) for r in table.itertuples()}
     assert set(planted) <= found
 
@@ -207,7 +220,9 @@ def one_thread():
 
 
 def test_every_architecture_is_covered():
-    assert {FAMILIES[f][0] for f in FAMILIES} == set(ARCHITECTURES)
+    from tests.architectures.test_moe import MOE_FAMILIES
+
+    assert {FAMILIES[f][0] for f in FAMILIES} | set(MOE_FAMILIES) == set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -1,45 +1,97 @@
-"""`--layers 0-3,10` and `--kinds q,k,o`: which matrices to analyse."""
+"""`--layers 0-3,10` and `--kinds q,k,o`: which matrices to analyse.
+
+The CLI and the API (`compare(layers=..., kinds=...)`) go through the same two
+functions; each accepts the text form or an iterable, and gives a set or None (all).
+"""
 
 from __future__ import annotations
 
+import numbers
 import re
+from typing import Iterable
 
 from orthoscope.architectures import KINDS
 from orthoscope.errors import OrthoscopeError
 
+MAX_LAYERS = 100_000
+"""Layer indices must be below this (no model has more layers; a typo must not allocate a huge set)."""
 
-def parse_layers(text: str | None) -> set[int] | None:
-    """Layer indices from `0-3,10` (ranges inclusive); None means all.
+
+def parse_layers(layers: str | int | Iterable[int] | None) -> set[int] | None:
+    """Layer indices from `0-3,10` (ranges inclusive) or from integers (numpy's too); None (or "") means all.
 
     >>> sorted(parse_layers("0-3,10"))
     [0, 1, 2, 3, 10]
+    >>> sorted(parse_layers(range(2))), parse_layers(5), parse_layers(None)
+    ([0, 1], {5}, None)
+    >>> parse_layers("0-99999999999")
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: bad --layers range '0-99999999999': layer indices stop at 99999
     """
-    if not text:
+    if layers is None or (isinstance(layers, str) and not layers.strip()):
         return None
-    layers: set[int] = set()
+    if isinstance(layers, str):
+        return _layers_from_text(layers)
+    items = [layers] if isinstance(layers, numbers.Integral) else layers
+    try:
+        items = list(items)
+    except TypeError:
+        raise OrthoscopeError(f"bad --layers {layers!r} (expected e.g. '0-3,10' or a list of integers)") from None
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or not 0 <= item < MAX_LAYERS:
+            raise OrthoscopeError(f"bad --layers item {item!r} (expected an integer from 0 to {MAX_LAYERS - 1})")
+    return {int(item) for item in items} or None
+
+
+def _layers_from_text(text: str) -> set[int]:
+    chosen: set[int] = set()
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not match:
-            raise OrthoscopeError(f"bad --layers item {part!r} (expected e.g. 0-3,10)")
+            raise OrthoscopeError(f"bad --layers item {part.strip()!r} (expected e.g. 0-3,10)")
         lo = int(match.group(1))
         hi = int(match.group(2)) if match.group(2) else lo
+        if hi >= MAX_LAYERS:
+            what = "range" if match.group(2) else "item"
+            raise OrthoscopeError(f"bad --layers {what} {part.strip()!r}: layer indices stop at {MAX_LAYERS - 1}")
         if hi < lo:
-            raise OrthoscopeError(f"bad --layers range {part!r}: end before start")
-        layers.update(range(lo, hi + 1))
-    return layers
+            raise OrthoscopeError(f"bad --layers range {part.strip()!r}: end before start")
+        chosen.update(range(lo, hi + 1))
+    return chosen
 
 
-def parse_kinds(text: str | None, known: set[str] | None = None) -> set[str] | None:
-    """Kinds from `q,k,o`; None means all. Unknown kinds are an error.
+def parse_kinds(kinds: str | Iterable[str] | None, known: Iterable[str] | None = None) -> set[str] | None:
+    """Kinds from `q,k,o` or an iterable of names; None (or "") means all. Unknown kinds are an error.
 
-    >>> sorted(parse_kinds("q,k,o"))
-    ['k', 'o', 'q']
+    Each name is matched whole (`up,down` never selects `o`). `known` adds names
+    beyond KINDS (module names of an unknown architecture).
+
+    >>> sorted(parse_kinds("up, down"))
+    ['down', 'up']
+    >>> sorted(parse_kinds(["q", "kv_b"]))
+    ['kv_b', 'q']
+    >>> parse_kinds("qq")
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: unknown --kinds qq (known: q, q_a, q_b, k, v, kv_a, kv_b, o, router, gate, up, down, embed, lm_head)
     """
-    if not text:
+    if kinds is None:
         return None
-    kinds = {k.strip() for k in text.split(",") if k.strip()}
-    allowed = set(KINDS) | (known or set())
-    unknown = sorted(kinds - allowed)
+    if isinstance(kinds, str):
+        names = kinds.split(",")
+    else:
+        try:
+            names = list(kinds)
+        except TypeError:
+            raise OrthoscopeError(f"bad --kinds {kinds!r} (expected e.g. 'q,k,o' or a list of names)") from None
+        if not all(isinstance(name, str) for name in names):
+            raise OrthoscopeError(f"bad --kinds {kinds!r} (expected names such as 'q' or 'down')")
+    chosen = {name.strip() for name in names if name.strip()}
+    if not chosen:
+        return None
+    extra = sorted(set(known or ()) - set(KINDS))
+    unknown = sorted(chosen - set(KINDS) - set(extra))
     if unknown:
-        raise OrthoscopeError(f"unknown --kinds {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
-    return kinds
+        raise OrthoscopeError(f"unknown --kinds {', '.join(unknown)} (known: {', '.join([*KINDS, *extra])})")
+    return chosen

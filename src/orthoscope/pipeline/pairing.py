@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from orthoscope.architectures import MatrixRef, find_matrices
 from orthoscope.errors import PairingError
+from orthoscope.pipeline.filters import parse_kinds, parse_layers
 from orthoscope.sources import Checkpoint
 
 SHOWN_DIFFERENCES = 5
@@ -58,9 +60,17 @@ def make_plan(
     return Plan(base, posts, post_labels(posts), refs, notes)
 
 
-def select(refs: list[MatrixRef], layers: set[int] | None, kinds: set[str] | None) -> list[MatrixRef]:
-    """The matrices in `layers` and of `kinds` (None: all)."""
-    return [r for r in refs if (layers is None or r.layer in layers) and (kinds is None or r.kind in kinds)]
+def select(refs: list[MatrixRef], layers: str | Iterable[int] | None,
+           kinds: str | Iterable[str] | None) -> list[MatrixRef]:
+    """The matrices in `layers` and of `kinds` (None: all), validated as the CLI's --layers/--kinds.
+
+    Kinds match whole names (a string "up,down" once matched `o` as a substring);
+    kinds present in `refs` (module names of an unknown architecture) are accepted.
+    """
+    layer_set = parse_layers(layers)
+    kind_set = parse_kinds(kinds, known={r.kind for r in refs})
+    return [r for r in refs
+            if (layer_set is None or r.layer in layer_set) and (kind_set is None or r.kind in kind_set)]
 
 
 def _check_same_architecture(base: Checkpoint, post: Checkpoint) -> None:

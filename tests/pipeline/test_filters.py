@@ -1,0 +1,108 @@
+"""--layers / --kinds: one parser for the CLI and the API, exact kind names, bounded layer ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import orthoscope
+from orthoscope.architectures import KINDS
+from orthoscope.errors import OrthoscopeError
+from orthoscope.pipeline.filters import MAX_LAYERS, parse_kinds, parse_layers
+from orthoscope.pipeline.pairing import make_plan
+from orthoscope.sources import open_checkpoint
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("0-1", {0, 1}), ("3", {3}), (" 0 - 2 , 7 ", {0, 1, 2, 7}), ("1,1,0-1", {0, 1}),
+    ([0, 1], {0, 1}), ((2,), {2}), (np.array([3, 1]), {1, 3}), (np.int64(2), {2}), (range(3), {0, 1, 2}), ({4, 5}, {4, 5}), (6, {6}),
+    (None, None), ("", None), ([], None),
+])
+def test_parse_layers_accepts_text_and_iterables(given, expected):
+    assert parse_layers(given) == expected
+
+
+@pytest.mark.parametrize("given, words", [
+    ("0-99999999999", ["'0-99999999999'", f"stop at {MAX_LAYERS - 1}"]),
+    (str(MAX_LAYERS), [f"'{MAX_LAYERS}'", "stop at"]),
+    ("3-1", ["'3-1'", "end before start"]),
+    ("a", ["'a'", "expected e.g. 0-3,10"]),
+    ("-1", ["'-1'"]),
+    ([0, "1"], ["'1'", "integer"]),
+    ([True], ["True"]),
+    ([-1], ["-1"]),
+    ([MAX_LAYERS], [str(MAX_LAYERS)]),
+    (1.5, ["1.5"]),
+])
+def test_parse_layers_rejects_with_one_line(given, words):
+    with pytest.raises(OrthoscopeError) as caught:
+        parse_layers(given)
+    message = str(caught.value)
+    assert "\n" not in message and "--layers" in message
+    for word in words:
+        assert word in message
+
+
+def test_huge_layer_range_is_refused_before_allocating():
+    # a set of 1e11 ints would need terabytes; the bound is checked before range() is expanded
+    with pytest.raises(OrthoscopeError, match="stop at"):
+        parse_layers("5,0-99999999999")
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("up,down", {"up", "down"}), (" q , k ", {"q", "k"}), (["kv_a", "router"], {"kv_a", "router"}),
+    (("o",), {"o"}), ({"gate"}, {"gate"}), (None, None), ("", None), (" , ", None),
+])
+def test_parse_kinds_accepts_text_and_iterables(given, expected):
+    assert parse_kinds(given) == expected
+
+
+@pytest.mark.parametrize("given", ["qq", "q,qq", ["q", "qq"], "Q", "up down"])
+def test_parse_kinds_rejects_unknown_names_with_one_line(given):
+    with pytest.raises(OrthoscopeError) as caught:
+        parse_kinds(given)
+    message = str(caught.value)
+    assert message.startswith("unknown --kinds ") and "\n" not in message
+    assert ", ".join(KINDS) in message  # the list of known kinds, in the one KINDS order
+
+
+def test_parse_kinds_rejects_non_names():
+    with pytest.raises(OrthoscopeError, match="bad --kinds"):
+        parse_kinds([1, 2])
+    with pytest.raises(OrthoscopeError, match="bad --kinds"):
+        parse_kinds(3)
+
+
+def test_known_extends_the_accepted_names():
+    assert parse_kinds("self_attn.q_proj", known={"self_attn.q_proj"}) == {"self_attn.q_proj"}
+
+
+@pytest.fixture(scope="module")
+def planted_pair(planted):
+    return open_checkpoint(planted[0]), open_checkpoint(planted[1])
+
+
+@pytest.mark.parametrize("kinds", ["up,down", ["up", "down"], {"up", "down"}])
+def test_plan_kinds_match_whole_names_whatever_the_form(planted_pair, kinds):
+    base, post = planted_pair
+    plan = make_plan(base, [post], kinds=kinds)
+    assert {r.kind for r in plan.refs} == {"up", "down"}  # "o" is a substring of "down": not selected
+
+
+@pytest.mark.parametrize("layers", ["1", [1], {1}, 1, range(1, 2)])
+def test_plan_layers_from_text_or_ints(planted_pair, layers):
+    base, post = planted_pair
+    plan = make_plan(base, [post], layers=layers)
+    assert {r.layer for r in plan.refs} == {1} and len(plan.refs) == 7
+
+
+def test_plan_rejects_unknown_kind(planted_pair):
+    base, post = planted_pair
+    with pytest.raises(OrthoscopeError, match="unknown --kinds qq"):
+        make_plan(base, [post], kinds="qq")
+
+
+def test_compare_api_filters_exactly(planted):
+    result = orthoscope.compare(*planted, kinds="up,down", layers="0-1", metrics="sign-free")
+    assert sorted(result.table.kind) == ["down", "down", "up", "up"]
+    assert sorted(set(result.table.layer)) == [0, 1]
