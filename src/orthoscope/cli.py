@@ -19,13 +19,14 @@ from rich.table import Table
 
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
+from orthoscope.metrics.registry import summary_columns
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="What did post-training do to a language model's weights?")
 err = Console(stderr=True, soft_wrap=True)
 out = Console() if sys.stdout.isatty() else Console(width=160)
 
-SUMMARY_COLUMNS = ("a_geo", "disp", "incons", "incons_null", "asym", "sym_frac", "sym_frac_null", "intruders")
+SUMMARY_COLUMNS = summary_columns()
 
 
 def user_errors(command: Callable) -> Callable:
@@ -179,6 +180,26 @@ def _print_tables(table: pd.DataFrame) -> None:
         for kind, values in medians.iterrows():
             view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.3g}" for c in SUMMARY_COLUMNS))
         out.print(view)
+
+
+@app.command("metrics")
+@user_errors
+def metrics_command(as_json: bool = typer.Option(False, "--json", help="Print the registry as a JSON list.")) -> None:
+    """List every metric column: family, what it needs (route), float32-safe, type, formula."""
+    from orthoscope.metrics.registry import records
+
+    rows = records()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    view = Table(title="metric columns (orthoscope compare --metrics NAME,... or all, sign-free, delta)",
+                 title_justify="left")
+    for column in ("name", "family", "route", "f32", "type", "formula"):
+        view.add_column(column, overflow="fold")
+    for row in rows:
+        view.add_row(row["name"], row["family"], row["route"], "yes" if row["f32_safe"] else "no", row["dtype"],
+                     row["formula"])
+    out.print(view)
 
 
 @app.command()
