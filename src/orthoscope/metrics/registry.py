@@ -86,15 +86,15 @@ METRICS: tuple[Metric, ...] = (
     M("rel_incons", "rotation", "post-svd", False, "float", "incons / rot"),
     M("leak_u", "rotation", "post-svd", True, "float", "||Q_U^T Q_U - I||_F / sqrt r"),
     M("leak_v", "rotation", "post-svd", True, "float", "||Q_V^T Q_V - I||_F / sqrt r"),
-    M("incons_gap", "rotation", "post-svd", False, "float",
+    M("incons_gap", "rotation", "post-svd", True, "float",
       "incons over pairs whose relative gap to both neighbours in s_b exceeds 0.05 (NaN if none)"),
     M("intruders", "rotation", "post-svd", True, "int", "top-10 post left vectors with max_j |cos| to base < 0.5",
       True, True),
     # principal angles between top-k subspaces, k = min(r, 64)
-    M("pa_mean_u", "angles", "post-svd", False, "float", "mean principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])",
+    M("pa_mean_u", "angles", "post-svd", True, "float", "mean principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])",
       False, True),
     M("pa_max_u", "angles", "post-svd", False, "float", "max principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])"),
-    M("pa_mean_v", "angles", "post-svd", False, "float", "mean principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
+    M("pa_mean_v", "angles", "post-svd", True, "float", "mean principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
     M("pa_max_v", "angles", "post-svd", False, "float", "max principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
     # symmetry of the update in the base frame, D = U_b^T dW V_b - (a_fro - 1) S_b
     M("asym", "symmetry", "base-svd", True, "float", "||M - M^T||_F / (sqrt 2 ||M||_F), M = U_b^T W_p V_b", True, True),
@@ -115,7 +115,7 @@ METRICS: tuple[Metric, ...] = (
     M("z_pair_top", "nulls", "base-svd", True, "float", "z_pair of D[:k, :k], k = min(r, 64)", False, True),
     M("incons_null", "nulls", "null-svd", True, "float", "incons of W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F",
       True, True),
-    M("pa_mean_u_null", "nulls", "null-svd", False, "float", "pa_mean_u of the Gaussian null W_null", False, True),
+    M("pa_mean_u_null", "nulls", "null-svd", True, "float", "pa_mean_u of the Gaussian null W_null", False, True),
 )
 del M
 
