@@ -36,9 +36,16 @@ def unchanged_mask(W_b: torch.Tensor, W_p: torch.Tensor) -> torch.Tensor:
     return W_b.to(wide) == W_p.to(wide)
 
 
+def norms(W_b: torch.Tensor, dW: torch.Tensor) -> tuple[float, float, float]:
+    """(||W_b||_F^2, <W_b, dW>_F, ||dW||_F^2) in float64 (one conversion, BLAS dots, no temporaries)."""
+    b, d = W_b.reshape(-1).double(), dW.reshape(-1).double()
+    return torch.dot(b, b).item(), torch.dot(b, d).item(), torch.dot(d, d).item()
+
+
 def rel_delta(dW: torch.Tensor, W_b: torch.Tensor) -> float:
     """rel_delta = ||dW||_F / ||W_b||_F (float64 accumulation)."""
-    return (torch.linalg.vector_norm(dW.double()) / torch.linalg.vector_norm(W_b.double())).item()
+    nb2, _, nd2 = norms(W_b, dW)
+    return math.sqrt(nd2 / nb2)
 
 
 def noise_floor(dtype: torch.dtype) -> float:
@@ -60,9 +67,12 @@ def a_fro_minus_one(W_b: torch.Tensor, dW: torch.Tensor) -> float:
     >>> a_fro_minus_one(W, 0.5 * W)
     0.5
     """
-    W_b, dW = W_b.double(), dW.double()
-    nb2 = (W_b * W_b).sum().item()
-    num = 2 * (W_b * dW).sum().item() + (dW * dW).sum().item()
+    return a_fro_minus_one_from(*norms(W_b, dW))
+
+
+def a_fro_minus_one_from(nb2: float, cross: float, nd2: float) -> float:
+    """a_fro - 1 from the three numbers of `norms`."""
+    num = 2 * cross + nd2
     nb = math.sqrt(nb2)
     return num / (nb * (math.sqrt(max(nb2 + num, 0.0)) + nb))
 

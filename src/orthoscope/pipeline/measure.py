@@ -163,10 +163,11 @@ def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype) -> Update:
     same = m.unchanged_mask(raw_b, raw_p)
     changed = not bool(same.all())
     dW = m.exact_difference(raw_b, raw_p, dtype)
-    rel = m.rel_delta(dW, raw_b) if changed else 0.0
+    nb2, cross, nd2 = m.norms(raw_b, dW) if changed else (1.0, 0.0, 0.0)
+    rel = math.sqrt(nd2 / nb2)
     row = {"changed": changed, "at_noise_floor": rel < m.noise_floor(dtype), "rel_delta": rel,
-           "frac_unchanged": same.double().mean().item()}
-    return Update(dW, changed, m.a_fro_minus_one(raw_b, dW) if changed else 0.0, row)
+           "frac_unchanged": same.sum().item() / same.numel()}
+    return Update(dW, changed, m.a_fro_minus_one_from(nb2, cross, nd2) if changed else 0.0, row)
 
 
 def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
