@@ -169,16 +169,17 @@ def summary(run: Path = typer.Argument(..., help="A run folder written by compar
 
 
 def _print_tables(table: pd.DataFrame) -> None:
+    columns = [c for c in SUMMARY_COLUMNS if c in table]  # a run folder of an older version lacks new columns
     for post, frame in table.groupby("post", sort=False):
-        medians = frame.groupby("kind", sort=False)[list(SUMMARY_COLUMNS)].median()
+        medians = frame.groupby("kind", sort=False)[columns].median()
         view = Table(title=f"{post}: medians per kind", title_justify="left")
         view.add_column("kind")
         view.add_column("n", justify="right")
-        for column in SUMMARY_COLUMNS:
+        for column in columns:
             view.add_column(column, justify="right")
         counts = frame.groupby("kind", sort=False).size()
         for kind, values in medians.iterrows():
-            view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.3g}" for c in SUMMARY_COLUMNS))
+            view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.3g}" for c in columns))
         out.print(view)
 
 

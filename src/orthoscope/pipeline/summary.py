@@ -22,6 +22,29 @@ def empty_table() -> pd.DataFrame:
     return pd.DataFrame(columns=list(ID_COLUMNS + METRIC_COLUMNS))
 
 
+def cast_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Column dtypes from the registry: int columns int64 (Int64 when some are NaN: not asked for or
+    not defined), bool columns bool (nullable boolean when some are missing), the rest float.
+
+    >>> t = cast_columns(pd.DataFrame({"intruders": [1.0, float("nan")], "changed": [True, False],
+    ...                                "delta_rank90": [3.0, 4.0]}))
+    >>> [str(t[c].dtype) for c in t]
+    ['Int64', 'bool', 'int64']
+    """
+    types = {}
+    for column in table.columns:
+        if column not in registry.COLUMNS:
+            continue
+        kind, missing = registry.get(column).dtype, table[column].isna().any()
+        if kind == "int":
+            types[column] = "Int64" if missing else "int64"
+        elif kind == "bool":
+            types[column] = "boolean" if missing else "bool"
+        else:
+            types[column] = "float64"
+    return table.astype(types)
+
+
 def _flag(frame: pd.DataFrame, column: str, default: bool) -> pd.Series:
     """A boolean column (missing in older runs: `default`; missing values: `default`)."""
     if column not in frame:
