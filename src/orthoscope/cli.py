@@ -19,13 +19,14 @@ from rich.table import Table
 
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
+from orthoscope.metrics.registry import summary_columns
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="What did post-training do to a language model's weights?")
 err = Console(stderr=True, soft_wrap=True)
 out = Console() if sys.stdout.isatty() else Console(width=160)
 
-SUMMARY_COLUMNS = ("a_geo", "disp", "incons", "incons_null", "asym", "sym_frac", "sym_frac_null", "intruders")
+SUMMARY_COLUMNS = summary_columns()
 
 
 def user_errors(command: Callable) -> Callable:
@@ -170,7 +171,7 @@ def summary(run: Path = typer.Argument(..., help="A run folder written by compar
 
 
 def _print_tables(table: pd.DataFrame) -> None:
-    columns = [c for c in SUMMARY_COLUMNS if c in table]  # runs of other versions lack some
+    columns = [c for c in SUMMARY_COLUMNS if c in table]  # a run folder of an older version lacks new columns
     for post, frame in table.groupby("post", sort=False):
         medians = frame.groupby("kind", sort=False)[columns].median()
         view = Table(title=f"{post}: medians per kind", title_justify="left")
@@ -193,6 +194,26 @@ def _print_verdicts(verdicts: dict | None, table: pd.DataFrame) -> None:
     out.print("verdicts:", highlight=False)
     for line in verdict_lines(verdicts, per_kind=len(verdicts.get("posts", {})) <= 4):  # a long series: posts only
         out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("metrics")
+@user_errors
+def metrics_command(as_json: bool = typer.Option(False, "--json", help="Print the registry as a JSON list.")) -> None:
+    """List every metric column: family, what it needs (route), float32-safe, type, formula."""
+    from orthoscope.metrics.registry import records
+
+    rows = records()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    view = Table(title="metric columns (orthoscope compare --metrics NAME,... or all, sign-free, delta)",
+                 title_justify="left")
+    for column in ("name", "family", "route", "f32", "type", "formula"):
+        view.add_column(column, overflow="fold")
+    for row in rows:
+        view.add_row(row["name"], row["family"], row["route"], "yes" if row["f32_safe"] else "no", row["dtype"],
+                     row["formula"])
+    out.print(view)
 
 
 @app.command()

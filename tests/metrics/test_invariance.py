@@ -1,12 +1,15 @@
 """SPEC: every metric is invariant under the gauge of the SVD (common signs, degenerate blocks)."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
 from orthoscope.kernels import SVD, svd
 from orthoscope.lab.planted import near_identity_rotation
 from orthoscope.metrics import one_svd_form, overlaps
-from orthoscope.pipeline.measure import rotation_metrics, scaling_metrics, symmetry_metrics
+from orthoscope.pipeline.measure import angle_metrics, rotation_metrics, scaling_metrics, symmetry_metrics
 
 from tests.helpers import orthonormal
 
@@ -29,12 +32,18 @@ def degenerate_pair(seed: int):
 
 
 def all_metrics(base: SVD, post: SVD) -> dict:
+    """Every column of the full route, D from the Q form, and the sign-free ones from the exact dW as well."""
     W_p = post.U @ torch.diag(post.S) @ post.V.T
+    W_b = base.U @ torch.diag(base.S) @ base.V.T
     Q_U, Q_V = overlaps(base.U, post.U), overlaps(base.V, post.V)
     row = scaling_metrics(base.S, post.S)
-    row.update(rotation_metrics(Q_U, Q_V, post.S))
-    row.update(symmetry_metrics((Q_U * post.S) @ Q_V.T, base.S, row["a_fro"]))
-    one_svd = symmetry_metrics(one_svd_form(base.U, W_p, base.V), base.S, row["a_fro"])
+    a = row["a_fro"]
+    row.update(rotation_metrics(Q_U, Q_V, post.S, base.S))
+    row.update(angle_metrics(base, post))
+    D_q = (Q_U * post.S) @ Q_V.T - a * torch.diag(base.S)
+    row.update(symmetry_metrics(D_q, base.S, a, np.random.default_rng(0)))
+    D = one_svd_form(base.U, W_p - W_b, base.V) - (a - 1) * torch.diag(base.S)
+    one_svd = symmetry_metrics(D, base.S, a, np.random.default_rng(0))
     row.update({f"{name}_one_svd": value for name, value in one_svd.items()})
     return row
 
@@ -45,12 +54,15 @@ def test_one_svd_route_equals_the_q_form():
     row = all_metrics(base, post)
     assert row["asym_one_svd"] == pytest.approx(row["asym"], abs=1e-12)
     assert row["sym_frac_one_svd"] == pytest.approx(row["sym_frac"], abs=1e-12)
+    for name in ("z_pair", "p_pair", "z_gauss", "sym_frac_pair_null", "sym_frac_top", "z_pair_top"):
+        assert row[f"{name}_one_svd"] == pytest.approx(row[name], rel=1e-9), name
     assert 0.01 < row["asym"] < 0.5
 
 
 def assert_same(a: dict, b: dict) -> None:
+    assert all(math.isfinite(v) for v in a.values())  # every column is defined here (no NaN to hide behind)
     for key in a:
-        assert b[key] == pytest.approx(a[key], abs=1e-12), key
+        assert b[key] == pytest.approx(a[key], abs=1e-9 if key.startswith("pa_") else 1e-12), key
 
 
 def flip(X: torch.Tensor, columns: list[int]) -> torch.Tensor:

@@ -11,7 +11,7 @@ from orthoscope.errors import OrthoscopeError
 from orthoscope.lab.planted import KIND_SCALE
 from orthoscope.pipeline.measure import ONE_SVD_METRICS, resolve_metrics
 
-from tests.helpers import count_svds
+from tests.helpers import Q0, copy_with, count_svds
 
 
 def test_sign_free_runs_one_svd_per_matrix_and_matches_the_full_route(planted, tmp_path, monkeypatch):
@@ -21,8 +21,11 @@ def test_sign_free_runs_one_svd_per_matrix_and_matches_the_full_route(planted, t
     assert len(calls) == 14  # the base SVDs, nothing else
     fast = result.table
     for column in sorted(ONE_SVD_METRICS):
-        assert fast[column].to_numpy() == pytest.approx(full[column].to_numpy(), abs=1e-9), column
-    for column in ("incons", "rot", "rel_incons", "leak_u", "incons_null", "intruders"):
+        assert fast[column].astype(float).to_numpy() == pytest.approx(full[column].astype(float).to_numpy(),
+                                                                      abs=1e-9), column
+    assert fast.changed.all() and fast.z_pair.notna().all() and fast.p_pair.notna().all()
+    for column in ("incons", "rot", "rel_incons", "leak_u", "incons_null", "intruders", "incons_gap", "pa_mean_u",
+                   "pa_max_v", "pa_mean_u_null", "delta_rank90"):
         assert fast[column].isna().all(), column
     for kind, a in KIND_SCALE.items():
         assert fast[fast.kind == kind].a_geo.to_numpy() == pytest.approx(a, abs=1e-6)  # f32 storage
@@ -78,18 +81,48 @@ def test_metric_names_are_checked():
         resolve_metrics(",")
 
 
-def test_the_null_sym_frac_draw_has_the_distribution_of_a_gaussian_update():
-    """Beta(r(r+1)/4, r(r-1)/4) against sym_frac of explicit r x r Gaussian matrices: mean (r+1)/(2r)."""
-    import numpy as np
+def test_sym_frac_null_is_the_exact_gaussian_mean_not_a_draw(planted):
+    table = orthoscope.compare(*planted, metrics="sign-free", kinds={"q", "down"}, cache=False).table
+    r = table[["rows", "cols"]].min(axis=1)
+    assert table.sym_frac_null.to_numpy() == pytest.approx(((r + 1) / (2 * r)).to_numpy(), rel=1e-15)
+
+
+@pytest.mark.parametrize("metrics", ["all", "sign-free"])
+def test_a_model_against_itself_has_no_changed_matrix_and_no_structure(planted, metrics):
+    from orthoscope.metrics.registry import change_columns
+    from orthoscope.pipeline.summary import change_notes, unchanged_counts
+
+    result = orthoscope.compare(planted[0], planted[0], metrics=metrics, cache=False)
+    table = result.table
+    assert len(table) == 14 and not table.changed.any() and table.at_noise_floor.all()
+    assert (table.a_geo == 1).all() and (table.rel_delta == 0).all() and (table.frac_unchanged == 1).all()
+    for column in change_columns():
+        assert table[column].isna().all(), column
+    for kind, entry in result.summary["per_kind"]["base"].items():
+        assert entry["unchanged"] == entry["matrices"] and entry["sym_frac"] is None, kind
+    assert unchanged_counts(table) == {"base": {k: 2 for k in ("down", "gate", "k", "o", "q", "up", "v")}}
+    assert change_notes(table) == ["base: identical to the base (all 14 matrices bit-identical): "
+                                   "no rotation or symmetry metric is defined"]
+
+
+def test_a_partial_update_changes_only_the_touched_matrix(planted, tmp_path):
+    """LoRA-style: one matrix moved, the rest bit-identical; medians of symmetry columns use the moved one only."""
     import torch
+    from safetensors.torch import load_file
 
-    from orthoscope.metrics import sym_frac
-    from orthoscope.pipeline.measure import gaussian_sym_frac
+    from tests.helpers import shard_of
+    from orthoscope.pipeline.summary import change_notes
 
-    g, r, n = torch.Generator().manual_seed(0), 8, 3000
-    explicit = np.array([sym_frac(torch.randn(r, r, generator=g, dtype=torch.float64)) for _ in range(n)])
-    drawn = np.array([gaussian_sym_frac(r, g) for _ in range(n)])
-    for sample in (explicit, drawn):
-        assert abs(sample.mean() - (r + 1) / (2 * r)) < 0.006
-    assert abs(drawn.std() - explicit.std()) < 0.006
-    assert gaussian_sym_frac(r, torch.Generator().manual_seed(5)) == gaussian_sym_frac(r, torch.Generator().manual_seed(5))
+    base = planted[0]
+    W = load_file(shard_of(base, Q0))[Q0]
+    g = torch.Generator().manual_seed(0)
+    post = copy_with(base, tmp_path / "lora", Q0, W + 0.01 * torch.randn(W.shape, generator=g).to(W.dtype))
+    result = orthoscope.compare(base, post, cache=False)
+    table = result.table
+    assert table.changed.sum() == 1 and table[table.changed].name.item() == Q0
+    assert table[~table.changed].sym_frac.isna().all() and table[table.changed].sym_frac.notna().all()
+    q = result.summary["per_kind"]["lora"]["q"]
+    assert q["unchanged"] == 1 and q["matrices"] == 2
+    assert q["z_pair"] == pytest.approx(table[table.changed].z_pair.item())
+    assert q["a_geo"] == pytest.approx(table[table.kind == "q"].a_geo.median())  # scaling: over all matrices
+    assert change_notes(table)[0].startswith("lora: 13 of 14 matrices unchanged (")

@@ -1,10 +1,10 @@
 """Which metrics may be computed from float32 factors (`--precision auto`).
 
-A metric is listed in F32_SAFE only if tests/kernels/test_precision.py shows it
-agrees with float64 within 1e-4 on an LLM-like pair (power-law spectrum with a
-dense tail). The rest (rot, and rel_incons = incons / rot) read individual
-diagonal entries of the sign-fixed U_b^T U_p in the dense tail, where float32
-vectors of nearly equal singular values are mixed arbitrarily; incons survives
+A metric's registry record (`orthoscope.metrics.registry`) says f32_safe only if
+tests/kernels/test_precision.py shows it agrees with float64 within 1e-4 on an
+LLM-like pair (power-law spectrum with a dense tail). rot and rel_incons = incons / rot
+read individual diagonal entries of the sign-fixed U_b^T U_p in the dense tail, where
+float32 vectors of nearly equal singular values are mixed arbitrarily; incons survives
 because that mixing acts alike on the left and right vectors of a pair.
 """
 
@@ -13,12 +13,9 @@ from __future__ import annotations
 import torch
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.metrics.registry import f32_safe
 
-F32_SAFE = frozenset({
-    "a_geo", "a_fro", "disp", "fit_resid", "stable_rank_base", "stable_rank_post",
-    "incons", "coherence", "leak_u", "leak_v", "intruders", "incons_null",
-    "asym", "sym_frac", "sym_frac_null",
-})
+F32_SAFE = f32_safe()
 
 PRECISIONS = ("auto", "f32", "f64")
 

@@ -63,3 +63,46 @@ def build_planted_pair(folder: str | Path, seed: int = 0, angle: float = 0.02) -
                 param.copy_(plant_consistent(param, KIND_SCALE[kind], angle, generator).to(param.dtype))
     model.save_pretrained(folder / "post", max_shard_size="100KB")
     return folder / "base", folder / "post"
+
+
+# ---- updates planted in the base frame: W_p = W_b + U_b D V_b^T with a chosen D (SPEC: pairing null)
+
+def consistent_delta(r: int, generator: torch.Generator) -> torch.Tensor:
+    """A symmetric r x r D (a consistent rotation to first order): z_pair far above 5.
+
+    >>> D = consistent_delta(4, torch.Generator().manual_seed(0))
+    >>> bool(torch.equal(D, D.T))
+    True
+    """
+    G = torch.randn(r, r, generator=generator, dtype=torch.float64)
+    return (G + G.T) / 2
+
+
+def magnitude_only_delta(r: int, generator: torch.Generator, decay: float = 4.0) -> torch.Tensor:
+    """|D_ij| = c_i c_j with c_i = exp(-i / decay) (concentrated on the top directions) and independent signs.
+
+    sym_frac sits well above the Gaussian null (the diagonal carries a large share)
+    while left and right rotations are unrelated: |z_pair| small.
+    """
+    c = torch.exp(-torch.arange(r, dtype=torch.float64) / decay)
+    signs = torch.randint(0, 2, (r, r), generator=generator).double() * 2 - 1
+    return signs * torch.outer(c, c)
+
+
+def isotropic_delta(r: int, generator: torch.Generator) -> torch.Tensor:
+    """An i.i.d. Gaussian D: what noise of any size looks like in the base frame."""
+    return torch.randn(r, r, generator=generator, dtype=torch.float64)
+
+
+def plant_update(W_b: torch.Tensor, D: torch.Tensor, size: float = 0.05) -> torch.Tensor:
+    """W_p = W_b + U_b D' V_b^T (float64) with D' = D scaled so that ||dW||_F = size ||W_b||_F.
+
+    >>> W = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    >>> W_p = plant_update(W, torch.eye(4, dtype=torch.float64), 0.1)
+    >>> round((torch.linalg.matrix_norm(W_p - W) / torch.linalg.matrix_norm(W)).item(), 12)
+    0.1
+    """
+    W_b = W_b.double()
+    U, S, Vh = torch.linalg.svd(W_b, full_matrices=False)
+    D = D.double() * (size * torch.linalg.matrix_norm(W_b) / torch.linalg.matrix_norm(D))
+    return W_b + U @ D @ Vh

@@ -81,3 +81,34 @@ def intruders(Q_U: torch.Tensor, k: int = 10, eps: float = 0.5) -> int:
     """
     k = min(k, Q_U.shape[1])
     return int((Q_U[:, :k].abs().amax(dim=0) < eps).sum().item())
+
+
+GAP_MIN = 0.05  # relative gap to both neighbours for a pair to count in incons_gap
+
+
+def separated_pairs(s: torch.Tensor, min_gap: float = GAP_MIN) -> torch.Tensor:
+    """Indices i whose relative gap to both neighbours, |s_i - s_j| / s_i, exceeds `min_gap`.
+
+    >>> separated_pairs(torch.tensor([10.0, 5.0, 4.9, 1.0])).tolist()
+    [0, 3]
+    """
+    s = s.double()
+    gaps = (s[:-1] - s[1:]).abs()
+    inf = torch.full((1,), torch.inf, dtype=s.dtype, device=s.device)
+    nearest = torch.minimum(torch.cat([inf, gaps]), torch.cat([gaps, inf]))
+    keep = (nearest > min_gap * s.abs()) & (s > 0)
+    return torch.nonzero(keep).flatten()
+
+
+def inconsistency_gap(Q_U: torch.Tensor, Q_V: torch.Tensor, s_b: torch.Tensor, min_gap: float = GAP_MIN) -> float:
+    """incons restricted to well-separated pairs: ||Q_U[:, I] - Q_V[:, I]||_F / (2 sqrt |I|).
+
+    I holds the indices whose relative gap in the base spectrum `s_b` to both
+    neighbours exceeds `min_gap` (first-order theory amplifies the shared part
+    of a rotation by 1 / gap, so small gaps make any update look consistent).
+    NaN if no index qualifies.
+    """
+    idx = separated_pairs(s_b, min_gap).to(Q_U.device)
+    if idx.numel() == 0:
+        return math.nan
+    return (torch.linalg.matrix_norm(Q_U[:, idx] - Q_V[:, idx]) / (2 * math.sqrt(idx.numel()))).item()

@@ -22,10 +22,20 @@ def effective_rank(s: torch.Tensor) -> float:
 
 
 def principal_angles(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """Principal angles (radians, ascending) between span(X) and span(Y).
+    """Principal angles (radians, ascending) between span(X) and span(Y), accurate for small angles.
 
-    X, Y have orthonormal columns (e.g. the top-k singular vectors); the cosines
-    are the singular values of X^T Y.
+    X, Y have orthonormal columns (e.g. the top-k singular vectors). The cosines
+    are the singular values of X^T Y; small angles are read from their sines,
+    the singular values of Y - X X^T Y (as scipy.linalg.subspace_angles does),
+    since arccos near 1 loses half the digits. Arithmetic in float64.
+
+    >>> X = torch.eye(3, 1, dtype=torch.float64)
+    >>> Y = torch.tensor([[1.0], [1.0], [0.0]], dtype=torch.float64) / 2 ** 0.5
+    >>> round(torch.rad2deg(principal_angles(X, Y)).item(), 6)
+    45.0
     """
-    cos = torch.linalg.svdvals(X.T @ Y).clamp(max=1.0)
-    return torch.arccos(cos)
+    X, Y = X.double(), Y.double()
+    C = X.T @ Y
+    cos = torch.linalg.svdvals(C).clamp(max=1.0)
+    sin = torch.linalg.svdvals(Y - X @ C).clamp(max=1.0).flip(0)
+    return torch.where(cos.square() < 0.5, torch.arccos(cos), torch.arcsin(sin))

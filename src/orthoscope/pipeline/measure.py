@@ -1,11 +1,16 @@
 """One matrix pair -> one table row: SVDs (kernels) feeding the metrics.
 
-Two routes, chosen by the metrics asked for:
-- one-SVD (every asked metric in ONE_SVD_METRICS, all sign-free): the base SVD
-  (cacheable), the post singular values by the cheapest exact route, and
-  M = U_b^T W_p V_b;
-- full: the post SVD too, for the rotation metrics, and the Gaussian null's SVD
-  when incons_null is asked for.
+What each column is and which route computes it lives in
+`orthoscope.metrics.registry`; this module only runs the routes:
+- always: the update dW = W_p - W_b formed exactly from the stored tensors
+  (`changed`, `at_noise_floor`, `rel_delta`, `frac_unchanged`); a bit-identical
+  matrix is unchanged and its rotation, angle, symmetry and null columns are NaN;
+- one-SVD (every asked metric sign-free): the base SVD (cacheable), the post
+  singular values by the cheapest exact route, and D = U_b^T dW V_b - (a_fro - 1) S_b
+  with everything computed from it (sym_frac, both nulls, the top block);
+- full: the post SVD too, for rotations and principal angles, and the Gaussian
+  null's SVD when a null-svd column is asked for;
+- the singular values of dW only when `delta_rank90` is asked for.
 Columns a route does not compute are NaN.
 """
 
@@ -21,23 +26,19 @@ import torch
 
 from orthoscope import metrics as m
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels import SVD, singular_values, svd
+from orthoscope.kernels import SVD, singular_values, svd, svdvals
 from orthoscope.kernels.precision import F32_SAFE
+from orthoscope.metrics import registry
 from orthoscope.pipeline.cache import SVDCache
 
-SCALING_COLUMNS = ("a_geo", "a_fro", "disp", "fit_resid", "stable_rank_base", "stable_rank_post")
-METRIC_COLUMNS = (
-    "a_geo", "a_fro", "disp", "fit_resid",
-    "incons", "coherence", "rot", "rel_incons", "leak_u", "leak_v",
-    "asym", "sym_frac", "sym_frac_null", "incons_null",
-    "intruders", "stable_rank_base", "stable_rank_post",
-)
-ONE_SVD_METRICS = frozenset(SCALING_COLUMNS + ("asym", "sym_frac", "sym_frac_null"))
-METRIC_SETS = {"all": frozenset(METRIC_COLUMNS), "sign-free": ONE_SVD_METRICS}
+METRIC_COLUMNS = registry.COLUMNS
+METRIC_SETS = registry.metric_sets()
+ONE_SVD_METRICS = METRIC_SETS["sign-free"]
 RATIO_BINS = 32
 INTRUDER_K = 10
 INTRUDER_EPS = 0.5
 BLOCK = 32
+TOP_K = 64  # top block of D (sym_frac_top, z_pair_top) and principal angles
 
 
 def resolve_metrics(spec: str | Iterable[str] | None) -> frozenset[str]:
@@ -58,15 +59,29 @@ def resolve_metrics(spec: str | Iterable[str] | None) -> frozenset[str]:
         elif name in METRIC_COLUMNS:
             chosen.add(name)
         else:
-            raise OrthoscopeError(f"unknown metric {name!r} (use all, sign-free or any of {', '.join(METRIC_COLUMNS)})")
+            raise OrthoscopeError(f"unknown metric {name!r} (use {', '.join(METRIC_SETS)} or any of "
+                                  f"{', '.join(METRIC_COLUMNS)}; `orthoscope metrics` lists them)")
     if not chosen:
         raise OrthoscopeError("no metrics asked for")
     return frozenset(chosen)
 
 
+def _routes(metrics: Iterable[str]) -> set[str]:
+    return {registry.get(name).route for name in metrics}
+
+
 def needs_post_svd(metrics: frozenset[str]) -> bool:
-    """True unless every metric can come from the one-SVD route."""
-    return not metrics <= ONE_SVD_METRICS
+    """True unless every metric can come from the one-SVD route.
+
+    >>> needs_post_svd(frozenset({"a_geo", "z_pair"})), needs_post_svd(frozenset({"pa_mean_u"}))
+    (False, True)
+    """
+    return bool(_routes(metrics) & {"post-svd", "null-svd"})
+
+
+def needs_null_svd(metrics: frozenset[str]) -> bool:
+    """True if a column of the Gaussian null's SVD (incons_null, pa_mean_u_null) is asked for."""
+    return "null-svd" in _routes(metrics)
 
 
 class SkipMatrix(Exception):
@@ -75,10 +90,26 @@ class SkipMatrix(Exception):
 
 @dataclass
 class Base:
-    """A base matrix prepared once and reused for every post model."""
+    """A base matrix prepared once and reused for every post model.
+
+    `W` is in the working dtype on the working device; `raw` is the tensor as
+    stored (its own dtype, on that device), for the exact difference dW.
+    """
 
     W: torch.Tensor
     factors: SVD
+    raw: torch.Tensor | None = None
+
+    @property
+    def stored(self) -> torch.Tensor:
+        return self.raw if self.raw is not None else self.W
+
+
+def check_floating(W: torch.Tensor, side: str) -> None:
+    """Raise SkipMatrix for integer, boolean or complex tensors (quantised or not a weight matrix)."""
+    if not W.is_floating_point():
+        raise SkipMatrix(f"{side} matrix has dtype {str(W.dtype).replace('torch.', '')}, not a real floating-point "
+                         "type (quantised or not a weight: not analysed)")
 
 
 def check_finite(W: torch.Tensor, side: str) -> None:
@@ -93,6 +124,7 @@ def check_finite(W: torch.Tensor, side: str) -> None:
 def prepare_base(W_b: torch.Tensor, dtype: torch.dtype, device: torch.device,
                  cache: SVDCache | None = None) -> Base:
     """Check `W_b` and decompose it once (or take its factors from `cache`)."""
+    check_floating(W_b, "base")
     W = W_b.to(device=device, dtype=dtype)
     check_finite(W, "base")
     key = cache.key(W_b, dtype) if cache is not None else None
@@ -101,7 +133,7 @@ def prepare_base(W_b: torch.Tensor, dtype: torch.dtype, device: torch.device,
         factors = svd(W, dtype, device)
         if cache is not None:
             cache.put(key, factors)
-    return Base(W, factors)
+    return Base(W, factors, W_b.to(device=device))
 
 
 def null_generator(seed: int, name: str) -> torch.Generator:
@@ -109,23 +141,62 @@ def null_generator(seed: int, name: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
 
 
+def pair_rng(seed: int, name: str) -> np.random.Generator:
+    """The sign draws of the pairing null, seeded by (seed, matrix name)."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+@dataclass
+class Update:
+    """dW = W_p - W_b, formed exactly, and what it says before any SVD."""
+
+    dW: torch.Tensor
+    changed: bool
+    a_fro_m1: float  # a_fro - 1, without cancellation
+    row: dict
+
+
+def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype) -> Update:
+    """The exact update and its columns: changed, at_noise_floor, rel_delta, frac_unchanged."""
+    raw_b = base.stored
+    raw_p = W_p.to(raw_b.device)
+    same = m.unchanged_mask(raw_b, raw_p)
+    changed = not bool(same.all())
+    dW = m.exact_difference(raw_b, raw_p, dtype)
+    nb2, cross, nd2 = m.norms(raw_b, dW) if changed else (1.0, 0.0, 0.0)
+    rel = math.sqrt(nd2 / nb2)
+    row = {"changed": changed, "at_noise_floor": rel < m.noise_floor(dtype), "rel_delta": rel,
+           "frac_unchanged": same.sum().item() / same.numel()}
+    return Update(dW, changed, m.a_fro_minus_one_from(nb2, cross, nd2) if changed else 0.0, row)
+
+
 def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
             metrics: frozenset[str] = METRIC_SETS["all"]) -> tuple[dict, dict]:
     """The asked metrics of one pair (others NaN), and its spectra for the .npz.
 
-    Returns (row, arrays): row maps every METRIC_COLUMNS entry to a float;
-    arrays holds s_base, s_post, rho_bins, effective_rank and, on the full
-    route, the top-left blocks of Q_U and Q_V.
+    Returns (row, arrays): row maps every METRIC_COLUMNS entry to a value
+    (float, or bool for `changed`/`at_noise_floor`); arrays holds s_base, s_post,
+    rho_bins, effective_rank and, on the full route, the top-left blocks of Q_U and Q_V.
     """
     if W_p.shape != base.W.shape:
         raise SkipMatrix(f"shape {tuple(W_p.shape)} differs from base {tuple(base.W.shape)}")
-    W_p = W_p.to(device=base.W.device, dtype=base.W.dtype)
-    check_finite(W_p, "post")
-    generator = null_generator(seed, name)
-    if needs_post_svd(metrics):
-        row, s_p, blocks = _full_route(base, W_p, generator, "incons_null" in metrics)
+    check_floating(W_p, "post")
+    dtype = base.W.dtype
+    W = W_p.to(device=base.W.device, dtype=dtype)
+    check_finite(W, "post")
+    update = update_of(base, W_p, dtype)
+    full = needs_post_svd(metrics)
+    if not update.changed:
+        row, s_p, blocks = _unchanged_route(base, full)
+    elif full:
+        row, s_p, blocks = _full_route(base, W, update, null_generator(seed, name), pair_rng(seed, name),
+                                       needs_null_svd(metrics))
     else:
-        row, s_p, blocks = _one_svd_route(base, W_p, generator)
+        row, s_p, blocks = _one_svd_route(base, W, update, pair_rng(seed, name))
+    row.update(update.row)
+    row["a_fro"] = 1.0 + update.a_fro_m1  # from the tensors: exact where the spectra round
+    if "delta-svd" in _routes(metrics):
+        row["delta_rank90"] = m.rank90(svdvals(update.dW, dtype, base.W.device)) if update.changed else 0
     arrays = {
         "s_base": base.factors.S.double().cpu().numpy(),
         "s_post": s_p.double().cpu().numpy(),
@@ -133,7 +204,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         "effective_rank": np.array([m.effective_rank(base.factors.S), m.effective_rank(s_p)]),
         **blocks,
     }
-    return {c: row.get(c, math.nan) if _reportable(c, metrics, W_p.dtype) else math.nan for c in METRIC_COLUMNS}, arrays
+    return {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}, arrays
 
 
 def _reportable(column: str, metrics: frozenset[str], dtype: torch.dtype) -> bool:
@@ -141,29 +212,42 @@ def _reportable(column: str, metrics: frozenset[str], dtype: torch.dtype) -> boo
     return column in metrics or dtype == torch.float64 or column in F32_SAFE
 
 
-def _one_svd_route(base: Base, W_p: torch.Tensor, generator: torch.Generator) -> tuple[dict, torch.Tensor, dict]:
+def _unchanged_route(base: Base, full: bool) -> tuple[dict, torch.Tensor, dict]:
+    """dW = 0: the post factors are the base ones; every change-dependent column stays NaN."""
+    s_b = base.factors.S
+    blocks = {}
+    if full:
+        eye = torch.eye(s_b.numel(), dtype=s_b.dtype, device=s_b.device)
+        blocks = overlap_blocks(eye, eye, BLOCK)
+    return scaling_metrics(s_b, s_b), s_b, blocks
+
+
+def delta_frame(base: Base, update: Update) -> torch.Tensor:
+    """D = U_b^T dW V_b - (a_fro - 1) S_b (= U_b^T (W_p - a_fro W_b) V_b without cancellation)."""
+    f = base.factors
+    D = m.one_svd_form(f.U, update.dW, f.V)
+    return D - update.a_fro_m1 * torch.diag(f.S.to(D.dtype))
+
+
+def _one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
+                   rng: np.random.Generator) -> tuple[dict, torch.Tensor, dict]:
     s_p = singular_values(W_p, W_p.device)
     row = scaling_metrics(base.factors.S, s_p)
-    M = m.one_svd_form(base.factors.U, W_p, base.factors.V)
-    row.update(symmetry_metrics(M, base.factors.S, row["a_fro"]))
-    row["sym_frac_null"] = gaussian_sym_frac(M.shape[0], generator)
+    row.update(symmetry_metrics(delta_frame(base, update), base.factors.S, 1.0 + update.a_fro_m1, rng))
     return row, s_p, {}
 
 
-def _full_route(base: Base, W_p: torch.Tensor, generator: torch.Generator,
-                null_svd: bool) -> tuple[dict, torch.Tensor, dict]:
+def _full_route(base: Base, W_p: torch.Tensor, update: Update, generator: torch.Generator,
+                rng: np.random.Generator, null_svd: bool) -> tuple[dict, torch.Tensor, dict]:
     post = svd(W_p, base.W.dtype, base.W.device)
     row = scaling_metrics(base.factors.S, post.S)
     Q_U, Q_V = m.overlaps(base.factors.U, post.U), m.overlaps(base.factors.V, post.V)
-    row.update(rotation_metrics(Q_U, Q_V, post.S))
-    # U_b^T W_p V_b = Q_U S_p Q_V^T exactly (W_p = U_p S_p V_p^T): r x r products instead of m x n ones
-    row.update(symmetry_metrics((Q_U * post.S) @ Q_V.T, base.factors.S, row["a_fro"]))
-    row["sym_frac_null"] = gaussian_sym_frac(Q_U.shape[0], generator)
+    row.update(rotation_metrics(Q_U, Q_V, post.S, base.factors.S))
+    row.update(angle_metrics(base.factors, post))
+    row.update(symmetry_metrics(delta_frame(base, update), base.factors.S, 1.0 + update.a_fro_m1, rng))
     if null_svd:
-        row["incons_null"] = null_inconsistency(base, W_p, row["a_fro"], generator)
+        row.update(null_metrics(base, update, generator))
     return row, post.S, overlap_blocks(Q_U, Q_V, BLOCK)
-
-
 def overlap_blocks(Q_U: torch.Tensor, Q_V: torch.Tensor, k: int) -> dict:
     """Top-left k x k blocks of Q_U and Q_V, signs fixed so that diag(Q_U) >= 0 (for the report's images)."""
     k = min(k, Q_U.shape[1])
@@ -189,7 +273,9 @@ def _gauge_rtol(dtype: torch.dtype) -> float:
     return 100 * torch.finfo(dtype).eps
 
 
-def rotation_metrics(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor) -> dict:
+def rotation_metrics(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor,
+                     s_b: torch.Tensor | None = None) -> dict:
+    """Rotation columns from Q_U = U_b^T U_p and Q_V = V_b^T V_p (incons_gap needs the base spectrum `s_b`)."""
     fixed_U, _ = m.fix_gauge(Q_U, Q_V, s_p, _gauge_rtol(Q_U.dtype))
     incons, rot = m.inconsistency(Q_U, Q_V), m.rotation_size(fixed_U)
     return {
@@ -200,34 +286,60 @@ def rotation_metrics(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor) ->
         "leak_u": m.leak(Q_U),
         "leak_v": m.leak(Q_V),
         "intruders": m.intruders(Q_U, INTRUDER_K, INTRUDER_EPS),
+        "incons_gap": m.inconsistency_gap(Q_U, Q_V, s_b) if s_b is not None else math.nan,
     }
 
 
-def symmetry_metrics(M: torch.Tensor, s_b: torch.Tensor, a_fro: float) -> dict:
-    """asym of M = U_b^T W_p V_b, and sym_frac of D = M - a_fro S_b (= U_b^T (W_p - a_fro W_b) V_b)."""
-    D = M - a_fro * torch.diag(s_b.to(M.dtype))
-    return {"asym": m.asym(M), "sym_frac": m.sym_frac(D)}
+def _angles_deg(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    k = min(TOP_K, X.shape[1])
+    return torch.rad2deg(m.principal_angles(X[:, :k], Y[:, :k]))
 
 
-def gaussian_sym_frac(r: int, generator: torch.Generator) -> float:
-    """sym_frac of the Gaussian null's D = U_b^T G V_b, drawn from its exact distribution.
+def angle_metrics(base: SVD, post: SVD) -> dict:
+    """Mean and max principal angles (degrees) between the top-k left (u) and right (v) subspaces, k = min(r, 64)."""
+    u, v = _angles_deg(base.U, post.U), _angles_deg(base.V, post.V)
+    return {"pa_mean_u": u.mean().item(), "pa_max_u": u.max().item(),
+            "pa_mean_v": v.mean().item(), "pa_max_v": v.max().item()}
 
-    U_b and V_b have orthonormal columns, so for i.i.d. Gaussian G the r x r matrix
-    Z = U_b^T G V_b is i.i.d. Gaussian. Its symmetric part carries r(r+1)/2 unit
-    Gaussian coordinates and its antisymmetric part r(r-1)/2, so
-    sym_frac(Z) = X / (X + Y) with X ~ chi2(r(r+1)/2), Y ~ chi2(r(r-1)/2):
-    Beta(r(r+1)/4, r(r-1)/4). One draw, whatever the size of the matrix.
+
+def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a_fro: float,
+                     rng: np.random.Generator | None = None) -> dict:
+    """Columns read from D = U_b^T (W_p - a_fro W_b) V_b: asym, sym_frac, both nulls, the top block.
+
+    asym of M = U_b^T W_p V_b = D + a_fro S_b uses M - M^T = D - D^T (S_b is diagonal).
+    p_pair needs `rng` (the sign draws); without it p_pair is NaN.
     """
-    if r < 2:
-        return 1.0  # a 1 x 1 D is symmetric
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return float(np.random.default_rng(seed).beta(r * (r + 1) / 4, r * (r - 1) / 4))
+    D = D.double()
+    r = D.shape[0]
+    M_norm = torch.linalg.matrix_norm(D + a_fro * torch.diag(s_b.to(D))).item()
+    asym = (torch.linalg.matrix_norm(D - D.T).item() / (math.sqrt(2) * M_norm)) if M_norm > 0 else 0.0
+    value = m.sym_frac(D)
+    pair = m.pairing(D)
+    z_gauss, p_gauss = m.gauss_tail(value, r)
+    k = min(r, TOP_K)
+    top = D[:k, :k]
+    return {
+        "asym": asym,
+        "sym_frac": value,
+        "sym_frac_null": m.gauss_mean(r),
+        "sym_frac_pair_null": pair.null_mean,
+        "z_pair": pair.z,
+        "p_pair": m.p_pair(pair, rng) if rng is not None else math.nan,
+        "z_gauss": z_gauss,
+        "p_gauss": p_gauss,
+        "sym_frac_top": m.sym_frac(top),
+        "z_pair_top": m.pairing(top).z,
+    }
 
 
-def null_inconsistency(base: Base, W_p: torch.Tensor, a_fro: float, generator: torch.Generator) -> float:
-    """incons of the Gaussian null W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F (a third SVD)."""
-    delta_norm = torch.linalg.matrix_norm(W_p - a_fro * base.W)
-    G = torch.randn(tuple(base.W.shape), generator=generator, dtype=torch.float64)
-    G = (G * (delta_norm.item() / torch.linalg.matrix_norm(G).item())).to(base.W)
-    null = svd(a_fro * base.W + G, base.W.dtype, base.W.device)
-    return m.inconsistency(m.overlaps(base.factors.U, null.U), m.overlaps(base.factors.V, null.V))
+def null_metrics(base: Base, update: Update, generator: torch.Generator) -> dict:
+    """incons and pa_mean_u of the Gaussian null W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F (a third SVD)."""
+    W = base.W
+    resid = update.dW.to(W.dtype) - update.a_fro_m1 * W  # W_p - a_fro W_b without cancellation
+    delta_norm = torch.linalg.matrix_norm(resid.double()).item()
+    G = torch.randn(tuple(W.shape), generator=generator, dtype=torch.float64)
+    G = (G * (delta_norm / torch.linalg.matrix_norm(G).item())).to(W)
+    null = svd((1.0 + update.a_fro_m1) * W + G, W.dtype, W.device)
+    f = base.factors
+    return {"incons_null": m.inconsistency(m.overlaps(f.U, null.U), m.overlaps(f.V, null.V)),
+            "pa_mean_u_null": _angles_deg(f.U, null.U).mean().item()}

@@ -1,4 +1,10 @@
-"""Aggregates of the metrics table: per kind and per layer, for each post model."""
+"""Aggregates of the metrics table: per kind and per layer, for each post model.
+
+Medians are robust to a few odd matrices. Rotation, angle, symmetry and null
+columns are medians over changed matrices only (an unchanged matrix has no
+rotation to measure); every group also counts its `unchanged` and
+`at_noise_floor` matrices.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import math
 
 import pandas as pd
 
+from orthoscope.metrics import registry
 from orthoscope.pipeline.measure import METRIC_COLUMNS
 
 ID_COLUMNS = ("post", "step", "name", "layer", "kind", "expert", "rows", "cols")
@@ -15,17 +22,99 @@ def empty_table() -> pd.DataFrame:
     return pd.DataFrame(columns=list(ID_COLUMNS + METRIC_COLUMNS))
 
 
+def cast_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Column dtypes from the registry: int columns int64 (Int64 when some are NaN: not asked for or
+    not defined), bool columns bool (nullable boolean when some are missing), the rest float.
+
+    >>> t = cast_columns(pd.DataFrame({"intruders": [1.0, float("nan")], "changed": [True, False],
+    ...                                "delta_rank90": [3.0, 4.0]}))
+    >>> [str(t[c].dtype) for c in t]
+    ['Int64', 'bool', 'int64']
+    """
+    types = {}
+    for column in table.columns:
+        if column not in registry.COLUMNS:
+            continue
+        kind, missing = registry.get(column).dtype, table[column].isna().any()
+        if kind == "int":
+            types[column] = "Int64" if missing else "int64"
+        elif kind == "bool":
+            types[column] = "boolean" if missing else "bool"
+        else:
+            types[column] = "float64"
+    return table.astype(types)
+
+
+def _flag(frame: pd.DataFrame, column: str, default: bool) -> pd.Series:
+    """A boolean column (missing in older runs: `default`; missing values: `default`)."""
+    if column not in frame:
+        return pd.Series(default, index=frame.index, dtype=bool)
+    return frame[column].astype("boolean").fillna(default).astype(bool)
+
+
 def aggregate(table: pd.DataFrame, by: str) -> dict:
-    """{post: {group: {metric: median}}}, medians being robust to a few odd matrices."""
+    """{post: {group: {metric: median, "matrices": n, "unchanged": n, "at_noise_floor": n}}}.
+
+    >>> t = pd.DataFrame({"post": ["p", "p"], "kind": ["q", "q"], "a_geo": [1.0, 1.2],
+    ...                   "sym_frac": [float("nan"), 0.7], "changed": [False, True],
+    ...                   "at_noise_floor": [True, False]})
+    >>> e = aggregate(t, "kind")["p"]["q"]
+    >>> e["a_geo"], e["sym_frac"], e["matrices"], e["unchanged"], e["at_noise_floor"]
+    (1.1, 0.7, 2, 1, 1)
+    """
     out: dict = {}
     if table.empty:
         return out
+    numeric = [c for c in METRIC_COLUMNS if c in table and registry.get(c).dtype != "bool"]
+    change = set(registry.change_columns())
     for (post, group), frame in table.groupby(["post", by], sort=True):
-        medians = frame[list(METRIC_COLUMNS)].astype(float).median()
-        entry = {k: _finite(v) for k, v in medians.items()}
+        changed = _flag(frame, "changed", True)
+        entry = {}
+        for column in numeric:
+            values = frame.loc[changed, column] if column in change else frame[column]
+            entry[column] = _finite(pd.to_numeric(values, errors="coerce").astype(float).median())
         entry["matrices"] = int(len(frame))
+        entry["unchanged"] = int((~changed).sum())
+        entry["at_noise_floor"] = int(_flag(frame, "at_noise_floor", False).sum())
         out.setdefault(str(post), {})[str(group)] = entry
     return out
+
+
+def unchanged_counts(table: pd.DataFrame) -> dict:
+    """summary.json `unchanged`: {post: {kind: number of bit-identical matrices}} (kinds with none included).
+
+    >>> unchanged_counts(pd.DataFrame({"post": ["p", "p"], "kind": ["q", "k"], "changed": [False, True]}))
+    {'p': {'k': 0, 'q': 1}}
+    """
+    out: dict = {}
+    if table.empty:
+        return out
+    flags = ~_flag(table, "changed", True)
+    for (post, kind), frame in flags.groupby([table["post"], table["kind"]], sort=True):
+        out.setdefault(str(post), {})[str(kind)] = int(frame.sum())
+    return out
+
+
+def change_notes(table: pd.DataFrame) -> list[str]:
+    """One line per post with unchanged matrices (all of them: "identical to the base").
+
+    >>> change_notes(pd.DataFrame({"post": ["p", "p"], "kind": ["q", "k"], "changed": [False, False]}))
+    ['p: identical to the base (all 2 matrices bit-identical): no rotation or symmetry metric is defined']
+    """
+    notes = []
+    if table.empty:
+        return notes
+    for post, frame in table.groupby("post", sort=False):
+        unchanged = ~_flag(frame, "changed", True)
+        n = int(unchanged.sum())
+        if n == len(frame):
+            notes.append(f"{post}: identical to the base (all {n} matrices bit-identical): "
+                         "no rotation or symmetry metric is defined")
+        elif n:
+            kinds = ", ".join(f"{k} {c}" for k, c in frame[unchanged].groupby("kind", sort=False).size().items())
+            notes.append(f"{post}: {n} of {len(frame)} matrices unchanged ({kinds}); their rotation and symmetry "
+                         "metrics are NaN and left out of the medians")
+    return notes
 
 
 def _finite(value: float) -> float | None:

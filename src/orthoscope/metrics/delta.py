@@ -1,0 +1,93 @@
+"""The update itself, dW = W_p - W_b, formed exactly (SPEC: Numerics of D, Delta shape)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+NOISE_FLOOR = 1e3  # times machine epsilon of the working dtype, times ||W_b||_F
+_BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def exact_difference(W_b: torch.Tensor, W_p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """dW = W_p - W_b in the wider of `dtype`, float32 and both stored dtypes.
+
+    The difference of two bfloat16/float16 tensors is exact in float32.
+
+    >>> b = torch.tensor([1.0, 2.0], dtype=torch.bfloat16)
+    >>> exact_difference(b, b + 0.0078125, torch.float32)
+    tensor([0.0078, 0.0000])
+    """
+    wide = torch.promote_types(torch.promote_types(W_b.dtype, W_p.dtype), torch.promote_types(dtype, torch.float32))
+    return W_p.to(wide) - W_b.to(wide)
+
+
+def unchanged_mask(W_b: torch.Tensor, W_p: torch.Tensor) -> torch.Tensor:
+    """Entries of W_p bit-identical to W_b (same storage dtype), else equal in value after promotion.
+
+    >>> unchanged_mask(torch.tensor([0.0, 1.0]), torch.tensor([-0.0, 1.0])).tolist()
+    [False, True]
+    """
+    if W_b.dtype == W_p.dtype and W_b.dtype.itemsize in _BITS:
+        bits = _BITS[W_b.dtype.itemsize]
+        return W_b.view(bits) == W_p.view(bits)
+    wide = torch.promote_types(W_b.dtype, W_p.dtype)
+    return W_b.to(wide) == W_p.to(wide)
+
+
+def norms(W_b: torch.Tensor, dW: torch.Tensor) -> tuple[float, float, float]:
+    """(||W_b||_F^2, <W_b, dW>_F, ||dW||_F^2) in float64 (one conversion, BLAS dots, no temporaries)."""
+    b, d = W_b.reshape(-1).double(), dW.reshape(-1).double()
+    return torch.dot(b, b).item(), torch.dot(b, d).item(), torch.dot(d, d).item()
+
+
+def rel_delta(dW: torch.Tensor, W_b: torch.Tensor) -> float:
+    """rel_delta = ||dW||_F / ||W_b||_F (float64 accumulation)."""
+    nb2, _, nd2 = norms(W_b, dW)
+    return math.sqrt(nd2 / nb2)
+
+
+def noise_floor(dtype: torch.dtype) -> float:
+    """Relative size below which an update is rounding noise of `dtype`: 1e3 eps.
+
+    >>> noise_floor(torch.float32) == 1e3 * torch.finfo(torch.float32).eps
+    True
+    """
+    return NOISE_FLOOR * torch.finfo(dtype).eps
+
+
+def a_fro_minus_one(W_b: torch.Tensor, dW: torch.Tensor) -> float:
+    """a_fro - 1 = (||W_b + dW||_F - ||W_b||_F) / ||W_b||_F without cancellation.
+
+    ||W_p||^2 - ||W_b||^2 = 2 <W_b, dW> + ||dW||^2, so
+    a_fro - 1 = (2 <W_b, dW> + ||dW||^2) / (||W_b|| (||W_p|| + ||W_b||)).
+
+    >>> W = torch.ones(2, 2, dtype=torch.float64)
+    >>> a_fro_minus_one(W, 0.5 * W)
+    0.5
+    """
+    return a_fro_minus_one_from(*norms(W_b, dW))
+
+
+def a_fro_minus_one_from(nb2: float, cross: float, nd2: float) -> float:
+    """a_fro - 1 from the three numbers of `norms`."""
+    num = 2 * cross + nd2
+    nb = math.sqrt(nb2)
+    return num / (nb * (math.sqrt(max(nb2 + num, 0.0)) + nb))
+
+
+def rank90(s: torch.Tensor, share: float = 0.9) -> int:
+    """How many leading singular values hold `share` of sum s_i^2 (0 for s = 0).
+
+    >>> rank90(torch.tensor([4.0, 1.0, 0.5]))
+    1
+    >>> rank90(torch.tensor([1.0, 1.0, 1.0]))
+    3
+    """
+    energy = s.double().square()
+    total = energy.sum()
+    if total == 0:
+        return 0
+    cumulative = energy.cumsum(0) / total
+    return int((cumulative < share - 1e-12).sum().item()) + 1

@@ -1,0 +1,200 @@
+"""One record per metric column: the single place that says what a column is and what it costs.
+
+Everything that needs to know about metrics reads this module: the column list
+and routes of `pipeline/measure.py`, the float32-safe set of
+`kernels/precision.py`, `--metrics` parsing, the terminal summary, the
+report's figure selection, `orthoscope metrics` and the README table (a test
+keeps the README equal to `markdown_table()`).
+
+Routes (what a column needs besides the stored tensors):
+- `post-values`: the post tensor and its singular values (no vectors);
+- `base-svd`: the base SVD as well (D = U_b^T dW V_b and everything sign-free on it);
+- `post-svd`: the post SVD (singular vectors: rotations, principal angles);
+- `null-svd`: the SVD of the Gaussian null W_null = a_fro W_b + G;
+- `delta-svd`: the singular values of dW (only when asked for by name or with the `delta` set).
+
+Adding a metric: one record here, one pure function in `orthoscope.metrics`,
+one line in `pipeline/measure.py` where its route computes it, one test.
+
+>>> get("z_pair").route
+'base-svd'
+>>> "delta_rank90" in metric_sets()["all"], "delta_rank90" in metric_sets()["delta"]
+(False, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+ROUTES = ("post-values", "base-svd", "post-svd", "null-svd", "delta-svd")
+FAMILIES = ("scaling", "spectra", "delta", "rotation", "angles", "symmetry", "nulls")
+# families that are NaN on an unchanged matrix (dW = 0): nothing moved, so no structure
+CHANGE_FAMILIES = frozenset({"rotation", "angles", "symmetry", "nulls"})
+DTYPES = ("float", "int", "bool")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What one column of the metrics table is.
+
+    >>> m = get("a_geo")
+    >>> (m.family, m.route, m.f32_safe, m.dtype, m.summary)
+    ('scaling', 'post-values', True, 'float', True)
+    """
+
+    name: str
+    family: str
+    route: str
+    f32_safe: bool  # agrees with float64 within 1e-4 on an LLM-like pair (tests/kernels/test_precision.py)
+    dtype: str
+    formula: str
+    summary: bool = False  # a column of the terminal summary
+    report: bool = False  # a figure of the report uses it
+
+    def __post_init__(self) -> None:
+        if self.route not in ROUTES or self.family not in FAMILIES or self.dtype not in DTYPES:
+            raise ValueError(f"bad metric record {self}")
+
+    @property
+    def needs_change(self) -> bool:
+        """NaN on an unchanged matrix (rotation, angle, symmetry and null columns)."""
+        return self.family in CHANGE_FAMILIES
+
+
+M = Metric
+METRICS: tuple[Metric, ...] = (
+    # scaling of the singular values
+    M("a_geo", "scaling", "post-values", True, "float", "exp(mean(log rho_i)), rho_i = s_p,i / s_b,i", True, True),
+    M("a_fro", "scaling", "post-values", True, "float", "||W_p||_F / ||W_b||_F"),
+    M("disp", "scaling", "post-values", True, "float", "std(log rho_i)", True, True),
+    M("fit_resid", "scaling", "post-values", True, "float", "||s_p - a_geo s_b|| / ||s_p||", False, True),
+    M("stable_rank_base", "spectra", "post-values", True, "float", "||W_b||_F^2 / ||W_b||_2^2"),
+    M("stable_rank_post", "spectra", "post-values", True, "float", "||W_p||_F^2 / ||W_p||_2^2"),
+    # shape of the update dW = W_p - W_b (formed exactly from the stored tensors)
+    M("changed", "delta", "post-values", True, "bool", "dW != 0 (some entry differs in storage dtype)"),
+    M("at_noise_floor", "delta", "post-values", True, "bool",
+      "||dW||_F < 1e3 eps(working dtype) ||W_b||_F (unchanged matrices included)"),
+    M("rel_delta", "delta", "post-values", True, "float", "||dW||_F / ||W_b||_F", True),
+    M("frac_unchanged", "delta", "post-values", True, "float", "share of entries bit-identical in storage dtype"),
+    M("delta_rank90", "delta", "delta-svd", True, "int",
+      "number of singular values of dW holding 90% of ||dW||_F^2 (asked for only)"),
+    # rotations of the singular vectors (post SVD)
+    M("incons", "rotation", "post-svd", True, "float", "||Q_U - Q_V||_F / (2 sqrt r), Q_U = U_b^T U_p, Q_V = V_b^T V_p",
+      True, True),
+    M("coherence", "rotation", "post-svd", True, "float", "tr(Q_U^T Q_V) / r"),
+    M("rot", "rotation", "post-svd", False, "float", "||Q_U - I||_F / (2 sqrt r), sign-fixed"),
+    M("rel_incons", "rotation", "post-svd", False, "float", "incons / rot"),
+    M("leak_u", "rotation", "post-svd", True, "float", "||Q_U^T Q_U - I||_F / sqrt r"),
+    M("leak_v", "rotation", "post-svd", True, "float", "||Q_V^T Q_V - I||_F / sqrt r"),
+    M("incons_gap", "rotation", "post-svd", True, "float",
+      "incons over pairs whose relative gap to both neighbours in s_b exceeds 0.05 (NaN if none)"),
+    M("intruders", "rotation", "post-svd", True, "int", "top-10 post left vectors with max_j |cos| to base < 0.5",
+      True, True),
+    # principal angles between top-k subspaces, k = min(r, 64)
+    M("pa_mean_u", "angles", "post-svd", True, "float", "mean principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])",
+      False, True),
+    M("pa_max_u", "angles", "post-svd", False, "float", "max principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])"),
+    M("pa_mean_v", "angles", "post-svd", True, "float", "mean principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
+    M("pa_max_v", "angles", "post-svd", False, "float", "max principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
+    # symmetry of the update in the base frame, D = U_b^T dW V_b - (a_fro - 1) S_b
+    M("asym", "symmetry", "base-svd", True, "float", "||M - M^T||_F / (sqrt 2 ||M||_F), M = U_b^T W_p V_b", True, True),
+    M("sym_frac", "symmetry", "base-svd", True, "float", "||(D + D^T)/2||_F^2 / ||D||_F^2", True, True),
+    M("sym_frac_top", "symmetry", "base-svd", True, "float", "sym_frac of D[:k, :k], k = min(r, 64)", False, True),
+    # nulls: what sym_frac and incons would be without a shared rotation
+    M("sym_frac_null", "nulls", "base-svd", True, "float", "(r+1)/(2r): mean of sym_frac under a Gaussian update",
+      True, True),
+    M("sym_frac_pair_null", "nulls", "base-svd", True, "float",
+      "1/2 + sum_i D_ii^2 / (2 ||D||_F^2): mean of sym_frac under sign flips D -> diag(e) D", True, True),
+    M("z_pair", "nulls", "base-svd", True, "float", "T / sqrt(2 ||A||_F^2), A = O o O^T, O = D - diag(D), T = sum(A)",
+      True, True),
+    M("p_pair", "nulls", "base-svd", True, "float", "P(e^T A e >= T), 4096 sign draws (normal limit if r > 256)",
+      False, True),
+    M("z_gauss", "nulls", "base-svd", True, "float", "(sym_frac - mean) / sd of Beta(r(r+1)/4, r(r-1)/4)"),
+    M("p_gauss", "nulls", "base-svd", True, "float", "upper tail of Beta(r(r+1)/4, r(r-1)/4) at sym_frac",
+      True, True),
+    M("z_pair_top", "nulls", "base-svd", True, "float", "z_pair of D[:k, :k], k = min(r, 64)", False, True),
+    M("incons_null", "nulls", "null-svd", True, "float", "incons of W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F",
+      True, True),
+    M("pa_mean_u_null", "nulls", "null-svd", True, "float", "pa_mean_u of the Gaussian null W_null", False, True),
+)
+del M
+
+_BY_NAME = {metric.name: metric for metric in METRICS}
+if len(_BY_NAME) != len(METRICS):
+    raise ValueError("duplicate metric names in the registry")
+
+COLUMNS: tuple[str, ...] = tuple(metric.name for metric in METRICS)
+
+
+def get(name: str) -> Metric:
+    """The record of column `name` (KeyError if there is none)."""
+    return _BY_NAME[name]
+
+
+def names(*, route: str | None = None, family: str | None = None) -> tuple[str, ...]:
+    """Column names, in table order, optionally of one route or family.
+
+    >>> names(route="null-svd")
+    ('incons_null', 'pa_mean_u_null')
+    """
+    return tuple(m.name for m in METRICS
+                 if (route is None or m.route == route) and (family is None or m.family == family))
+
+
+ONE_SVD_ROUTES = frozenset({"post-values", "base-svd"})
+
+
+def sign_free() -> frozenset[str]:
+    """Columns the one-SVD route computes (the base SVD, post singular values, D)."""
+    return frozenset(m.name for m in METRICS if m.route in ONE_SVD_ROUTES)
+
+
+def f32_safe() -> frozenset[str]:
+    """Columns that may come from float32 factors (`--precision auto`)."""
+    return frozenset(m.name for m in METRICS if m.f32_safe)
+
+
+def metric_sets() -> dict[str, frozenset[str]]:
+    """Named sets for `--metrics`: `all` (every column but the extra delta SVD), `sign-free`, `delta`."""
+    return {
+        "all": frozenset(m.name for m in METRICS if m.route != "delta-svd"),
+        "sign-free": sign_free(),
+        "delta": frozenset(names(family="delta")),
+    }
+
+
+def summary_columns() -> tuple[str, ...]:
+    """Columns of the terminal summary (medians per kind), in table order."""
+    return tuple(m.name for m in METRICS if m.summary)
+
+
+def report_columns() -> tuple[str, ...]:
+    """Columns some report figure uses."""
+    return tuple(m.name for m in METRICS if m.report)
+
+
+def change_columns() -> tuple[str, ...]:
+    """Columns that are NaN on unchanged matrices (their medians are over changed matrices only)."""
+    return tuple(m.name for m in METRICS if m.needs_change)
+
+
+def records() -> list[dict]:
+    """Every record as a plain dict (`orthoscope metrics --json`).
+
+    >>> records()[0]["name"], sorted(records()[0])[:4]
+    ('a_geo', ['dtype', 'f32_safe', 'family', 'formula'])
+    """
+    return [asdict(m) for m in METRICS]
+
+
+def markdown_table() -> str:
+    """The README's metric table, one row per column, generated from the registry.
+
+    >>> markdown_table().splitlines()[2].startswith("| `a_geo` | scaling | post-values |")
+    True
+    """
+    lines = ["| column | family | needs | f32 | type | definition |", "|---|---|---|---|---|---|"]
+    for m in METRICS:
+        formula = m.formula.replace("|", "\\|")
+        lines.append(f"| `{m.name}` | {m.family} | {m.route} | {'yes' if m.f32_safe else 'no'} | {m.dtype} | {formula} |")
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""Planted updates with known truth, the exact nulls against explicit draws, and the numerics of D."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.stats
+import torch
+
+from orthoscope.lab.planted import consistent_delta, isotropic_delta, magnitude_only_delta, plant_update
+from orthoscope.metrics import gauss_mean, gauss_tail, p_pair, pairing, principal_angles, sym_frac
+from orthoscope.metrics import registry
+from orthoscope.pipeline.measure import METRIC_SETS, SkipMatrix, measure, prepare_base
+
+from tests.helpers import orthonormal
+
+CPU = torch.device("cpu")
+ALL = METRIC_SETS["all"] | METRIC_SETS["delta"]
+
+
+def base_matrix(m: int = 96, n: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    S = 10 * torch.arange(1, n + 1, dtype=torch.float64) ** -0.7 + 0.05
+    return orthonormal(m, n, g) @ torch.diag(S) @ orthonormal(n, n, g).T
+
+
+def run(W_b, W_p, dtype=torch.float64, metrics=ALL, name="m"):
+    return measure(prepare_base(W_b, dtype, CPU), W_p, name, 0, metrics)[0]
+
+
+def reference_D(W_b: torch.Tensor, W_p: torch.Tensor) -> np.ndarray:
+    """D = U_b^T (W_p - a_fro W_b) V_b from numpy's own SVD (independent of the pipeline)."""
+    Wb, Wp = W_b.numpy(), W_p.numpy()
+    U, _, Vh = np.linalg.svd(Wb, full_matrices=False)
+    a = np.linalg.norm(Wp) / np.linalg.norm(Wb)
+    return U.T @ (Wp - a * Wb) @ Vh.T
+
+
+def test_consistent_plant_is_far_above_both_nulls():
+    W_b = base_matrix()
+    row = run(W_b, plant_update(W_b, consistent_delta(64, torch.Generator().manual_seed(1))))
+    assert row["changed"] and not row["at_noise_floor"]
+    assert row["z_pair"] > 5 and row["z_pair_top"] > 5
+    assert row["p_pair"] == pytest.approx(1 / 4097) and row["p_gauss"] < 1e-6
+    assert row["sym_frac"] > 0.95 and row["sym_frac_top"] > 0.95
+
+
+def test_magnitude_only_plant_beats_the_gaussian_null_but_not_the_pairing_null():
+    W_b = base_matrix()
+    row = run(W_b, plant_update(W_b, magnitude_only_delta(64, torch.Generator().manual_seed(2))))
+    assert row["sym_frac"] > gauss_mean(64) + 0.05 and row["p_gauss"] < 0.01 and row["z_gauss"] > 3
+    assert abs(row["z_pair"]) < 3 and row["p_pair"] > 0.01
+    assert row["sym_frac_pair_null"] > 0.6  # the diagonal share alone explains sym_frac
+    assert abs(row["sym_frac"] - row["sym_frac_pair_null"]) < 0.1
+
+
+def test_isotropic_plant_is_null_under_both():
+    W_b = base_matrix()
+    row = run(W_b, plant_update(W_b, isotropic_delta(64, torch.Generator().manual_seed(3))))
+    assert abs(row["z_pair"]) < 3 and abs(row["z_gauss"]) < 3
+    assert row["p_pair"] > 0.01 and row["p_gauss"] > 0.01
+    assert row["sym_frac"] == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize("metrics", ["all", "sign-free"])
+def test_an_unchanged_matrix_has_no_structure(metrics):
+    W_b = base_matrix().float()
+    row = run(W_b, W_b.clone(), torch.float32, METRIC_SETS[metrics] | {"delta_rank90"})
+    assert row["changed"] is False and row["at_noise_floor"] is True
+    assert row["rel_delta"] == 0 and row["frac_unchanged"] == 1 and row["delta_rank90"] == 0
+    assert row["a_geo"] == 1 and row["a_fro"] == 1 and row["disp"] == 0
+    for name in registry.change_columns():
+        assert math.isnan(row[name]), name
+
+
+def test_one_changed_entry_is_seen_exactly_in_bfloat16():
+    W_b = base_matrix().to(torch.bfloat16)
+    W_p = W_b.clone()
+    W_p[3, 5] = W_p[3, 5] * 1.0078125  # one bfloat16 ulp
+    row = run(W_b, W_p, torch.float32)
+    exact = (W_p.double() - W_b.double()).norm() / W_b.double().norm()
+    assert row["changed"] is True and row["frac_unchanged"] == pytest.approx(1 - 1 / W_b.numel())
+    assert row["rel_delta"] == pytest.approx(exact.item(), rel=1e-6)
+    assert row["at_noise_floor"] is (exact.item() < 1e3 * torch.finfo(torch.float32).eps)
+    assert math.isfinite(row["sym_frac"])  # changed: defined, however small
+
+
+def test_noise_floor_depends_on_the_working_precision():
+    W_b = base_matrix()
+    W_p = W_b + 1e-6 * W_b.norm() / 80 * torch.randn(W_b.shape, generator=torch.Generator().manual_seed(4),
+                                                       dtype=torch.float64)
+    assert run(W_b, W_p, torch.float32)["at_noise_floor"] is True
+    f64 = run(W_b, W_p, torch.float64)
+    assert f64["at_noise_floor"] is False
+    # tiny update, yet no catastrophic cancellation: D is noise, so sym_frac is near its null
+    assert abs(f64["z_gauss"]) < 4 and abs(f64["z_pair"]) < 4
+
+
+def test_z_pair_and_both_null_means_match_an_independent_reference():
+    W_b = base_matrix(80, 48, 5)
+    W_p = plant_update(W_b, isotropic_delta(48, torch.Generator().manual_seed(6))
+                       + 0.5 * consistent_delta(48, torch.Generator().manual_seed(7)))
+    row = run(W_b, W_p)
+    D = reference_D(W_b, W_p)
+    O = D - np.diag(np.diag(D))
+    A = O * O.T
+    assert row["z_pair"] == pytest.approx(A.sum() / math.sqrt(2 * (A**2).sum()), rel=1e-6)
+    assert row["sym_frac_pair_null"] == pytest.approx(0.5 + (np.diag(D) ** 2).sum() / (2 * (D**2).sum()), rel=1e-9)
+    assert row["sym_frac"] == pytest.approx(((D + D.T) ** 2).sum() / 4 / (D**2).sum(), rel=1e-9)
+    assert row["sym_frac_null"] == (48 + 1) / (2 * 48)
+    k = 48  # r < 64: the top block is all of D
+    assert row["z_pair_top"] == pytest.approx(row["z_pair"], rel=1e-12) and k == D.shape[0]
+
+
+def test_pairing_null_mean_and_variance_match_monte_carlo():
+    g = torch.Generator().manual_seed(8)
+    D = torch.randn(12, 12, generator=g, dtype=torch.float64) + 0.7 * torch.diag(torch.randn(12, generator=g))
+    stats = pairing(D)
+    rng = np.random.default_rng(0)
+    e = torch.from_numpy(rng.choice([-1.0, 1.0], size=(40000, 12)))
+    flipped = e[:, :, None] * D[None]  # diag(e) D
+    values = ((flipped + flipped.transpose(1, 2)) ** 2).sum((1, 2)) / 4 / (D**2).sum()
+    T = torch.einsum("ni,ij,nj->n", e, stats.A, e)
+    assert values.mean().item() == pytest.approx(stats.null_mean, abs=4 * values.std().item() / 200)
+    assert T.mean().item() == pytest.approx(0, abs=4 * math.sqrt(stats.var / 40000))
+    assert T.var().item() == pytest.approx(stats.var, rel=0.03)
+
+
+def test_p_pair_from_draws_matches_exhaustive_enumeration():
+    D = torch.randn(8, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    D = D + 0.3 * D.T
+    stats = pairing(D)
+    A = stats.A.numpy()
+    all_e = np.array(list(itertools.product([-1.0, 1.0], repeat=8)))
+    exact = np.mean(np.einsum("ni,ij,nj->n", all_e, A, all_e) >= stats.T - 1e-12)
+    assert p_pair(stats, np.random.default_rng(1)) == pytest.approx(exact, abs=0.025)
+
+
+def test_p_pair_uses_the_normal_limit_above_256():
+    D = torch.randn(300, 300, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    stats = pairing(D + 0.05 * D.T)
+    assert p_pair(stats, np.random.default_rng(0)) == pytest.approx(scipy.stats.norm.sf(stats.z), rel=1e-12)
+
+
+def test_p_gauss_is_the_beta_tail_and_matches_explicit_gaussian_draws():
+    r, n = 8, 6000
+    g = torch.Generator().manual_seed(11)
+    explicit = np.array([sym_frac(torch.randn(r, r, generator=g, dtype=torch.float64)) for _ in range(n)])
+    a, b = r * (r + 1) / 4, r * (r - 1) / 4
+    x = float(np.quantile(explicit, 0.9))
+    z, p = gauss_tail(x, r)
+    assert p == scipy.stats.beta.sf(x, a, b)
+    assert p == pytest.approx((explicit >= x).mean(), abs=0.015)
+    assert z == pytest.approx((x - explicit.mean()) / explicit.std(), abs=0.06)
+    assert gauss_mean(r) == pytest.approx(explicit.mean(), abs=0.004)
+
+
+def test_principal_angles_match_scipy():
+    g = torch.Generator().manual_seed(12)
+    X = orthonormal(50, 6, g)
+    Y = torch.linalg.qr(X + 1e-5 * torch.randn(50, 6, generator=g, dtype=torch.float64))[0]
+    Y[:, 5] = orthonormal(50, 1, g)[:, 0]
+    Y = torch.linalg.qr(Y)[0]
+    ours = principal_angles(X, Y).numpy()
+    theirs = np.sort(scipy.linalg.subspace_angles(X.numpy(), Y.numpy()))
+    assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-12)
+    assert ours[0] < 1e-4  # small angles kept to full accuracy (arccos would lose half the digits)
+
+
+def test_angles_and_gap_aware_consistency_on_planted_rotations():
+    W_b = base_matrix(160, 128)  # r = 128 > k = 64: the top-64 subspaces can turn
+    U, S, Vh = torch.linalg.svd(W_b, full_matrices=False)
+    from orthoscope.lab.planted import near_identity_rotation
+
+    Q = near_identity_rotation(128, 0.02, torch.Generator().manual_seed(13))
+    both = run(W_b, U @ Q @ torch.diag(1.1 * S) @ Q.T @ Vh)
+    left = run(W_b, U @ Q @ torch.diag(S) @ Vh)
+    assert both["incons_gap"] < 1e-8 and left["incons_gap"] > 1e-3
+    assert both["pa_mean_u"] == pytest.approx(both["pa_mean_v"], abs=1e-8) and both["pa_max_u"] > 0.1
+    assert left["pa_mean_v"] < 1e-6 < left["pa_mean_u"]
+    assert left["pa_mean_u_null"] > 0 and left["incons_null"] > 0
+    flat = run(torch.eye(64, dtype=torch.float64), torch.eye(64, dtype=torch.float64) + 1e-3 * W_b[:64, :64])
+    assert math.isnan(flat["incons_gap"])  # no well-separated pair
+
+
+def test_delta_rank90_counts_the_update_rank():
+    W_b = base_matrix()
+    D = torch.zeros(64, 64, dtype=torch.float64)
+    D[0, 1], D[5, 2], D[9, 9] = 1.0, 1.0, 1.0  # three equal singular values
+    row = run(W_b, plant_update(W_b, D))
+    assert row["delta_rank90"] == 3
+    assert math.isnan(run(W_b, plant_update(W_b, D), metrics=METRIC_SETS["all"])["delta_rank90"])
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bool, torch.complex64])
+def test_non_floating_matrices_are_skipped_with_a_reason(dtype):
+    W = torch.ones(8, 4, dtype=dtype)
+    with pytest.raises(SkipMatrix, match="not a real floating-point type"):
+        prepare_base(W, torch.float32, CPU)
+    good = prepare_base(torch.randn(8, 4), torch.float32, CPU)
+    with pytest.raises(SkipMatrix, match="post matrix has dtype"):
+        measure(good, W, "w", 0)
