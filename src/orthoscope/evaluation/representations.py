@@ -43,15 +43,13 @@ def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
 
     1 for representations equal up to rotation and isotropic scaling; rows of X and
     Y are the same inputs (Kornblith et al. 2019).
+
+    >>> X = torch.randn(50, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> Q = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))[0]
+    >>> round(linear_cka(X, 3 * X @ Q), 9)
+    1.0
     """
     X = X - X.mean(0, keepdim=True)
     Y = Y - Y.mean(0, keepdim=True)
     cross = torch.linalg.matrix_norm(Y.T @ X) ** 2
     return (cross / (torch.linalg.matrix_norm(X.T @ X) * torch.linalg.matrix_norm(Y.T @ Y))).item()
-
-
-def cka_per_layer(model_a, model_b, tokenizer, texts: list[str], max_length: int = 128) -> list[float]:
-    """Linear CKA between two models' hidden states on the same inputs, per layer."""
-    states_a = hidden_states(model_a, tokenizer, texts, max_length)
-    states_b = hidden_states(model_b, tokenizer, texts, max_length)
-    return [linear_cka(a, b) for a, b in zip(states_a, states_b)]
