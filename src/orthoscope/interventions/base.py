@@ -145,12 +145,6 @@ class MatrixPair:
 
         return m.a_geo(m.ratios(self.base.S, self.post.S))
 
-    @cached_property
-    def post_fixed(self) -> SVD:
-        """The post SVD in the sign gauge diag(U_b^T U_p) >= 0 (each pair u_i, v_i flipped together)."""
-        signs = torch.where((self.base.U * self.post.U).sum(0) < 0, -1.0, 1.0).to(self.post.U.dtype)
-        return SVD(self.post.U * signs, self.post.S, self.post.V * signs)
-
 
 class OpSpec:
     """One intervention op: name, parameters, formula, the claim it tests and its controls.
@@ -168,6 +162,7 @@ class OpSpec:
     seeded: ClassVar[bool] = False
     claim: ClassVar[str] = ""          # the claim of the paper the op's score speaks to ("" = none)
     controls: ClassVar[tuple[str, ...]] = ()  # ops whose score this one must be read against
+    diagnostic_names: ClassVar[tuple[str, ...]] = ()  # the keys `diagnostics` returns
 
     def make(self, scale: str | float | None = None, t: str | float | None = None, seed: int = 0) -> Op:
         """Validate the arguments for this op; one-line errors naming the option."""

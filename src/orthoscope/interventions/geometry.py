@@ -59,31 +59,57 @@ def random_rotation(r: int, size: float, generator: torch.Generator) -> torch.Te
 
 
 def orthogonal_power(O: np.ndarray, t: float) -> np.ndarray:
-    """O^t = expm(t logm O) for an orthogonal O, with scipy's real logarithm.
+    """O^t = expm(t L) for an orthogonal O, with L a real (skew) logarithm of O.
 
-    The logarithm of an orthogonal matrix near the identity is skew; its skew part
-    is kept so O^t stays orthogonal. When O has an eigenvalue at -1 (a reflection:
-    no real logarithm exists) the principal branch's real part is used, which is
-    still exact at t = 0 and t = 1.
+    L is scipy.linalg.logm(O) when that is real (no eigenvalue at -1). Otherwise the
+    real Schur form of O (block diagonal: 2 x 2 rotations and +-1) gives L block by
+    block, pairing the eigenvalues at -1 into rotations by pi. When their count is
+    odd (det O = -1: no real logarithm exists) the principal branch's real part is
+    used, which is exact at t = 0 and t = 1 but not orthogonal in between.
 
     >>> c, s = math.cos(0.6), math.sin(0.6)
     >>> np.round(orthogonal_power(np.array([[c, -s], [s, c]]), 0.5), 6).tolist() == np.round(
     ...     [[math.cos(0.3), -math.sin(0.3)], [math.sin(0.3), math.cos(0.3)]], 6).tolist()
     True
+    >>> np.round(orthogonal_power(-np.eye(2), 0.5) @ orthogonal_power(-np.eye(2), 0.5), 12).tolist()
+    [[-1.0, 0.0], [0.0, -1.0]]
     """
     import scipy.linalg
 
-    k = O.shape[0]
-    if k == 0:
+    if O.shape[0] == 0:
         return O.copy()
     L = scipy.linalg.logm(O)
     if np.iscomplexobj(L):
-        if np.abs(L.imag).max() > 1e-8 * max(1.0, np.abs(L).max()):
-            T, Z = scipy.linalg.schur(O.astype(np.complex128), output="complex")
-            return np.real((Z * np.diag(T) ** t) @ Z.conj().T)
-        L = L.real
+        L = L.real if np.abs(L.imag).max() <= 1e-8 * max(1.0, np.abs(L).max()) else _real_log(O)
+    if L is None:
+        T, Z = scipy.linalg.schur(O.astype(np.complex128), output="complex")
+        return np.real((Z * np.diag(T) ** t) @ Z.conj().T)
     L = (L - L.T) / 2
     return scipy.linalg.expm(t * L)
+
+
+def _real_log(O: np.ndarray) -> np.ndarray | None:
+    """A real skew logarithm of an orthogonal O from its real Schur form; None when det O = -1."""
+    import scipy.linalg
+
+    T, Z = scipy.linalg.schur(O, output="real")
+    k = O.shape[0]
+    L = np.zeros_like(T)
+    minus, i = [], 0
+    while i < k:
+        if i + 1 < k and abs(T[i + 1, i]) > 1e-12:  # a 2 x 2 rotation block
+            theta = math.atan2((T[i + 1, i] - T[i, i + 1]) / 2, (T[i, i] + T[i + 1, i + 1]) / 2)
+            L[i, i + 1], L[i + 1, i] = -theta, theta
+            i += 2
+        else:
+            if T[i, i] < 0:
+                minus.append(i)
+            i += 1
+    if len(minus) % 2:
+        return None
+    for a, b in zip(minus[::2], minus[1::2]):
+        L[a, b], L[b, a] = -math.pi, math.pi
+    return Z @ L @ Z.T
 
 
 def span_geodesic(X_b: torch.Tensor, X_p: torch.Tensor, t: float, tol: float = 1e-9) -> torch.Tensor:
@@ -104,15 +130,64 @@ def span_geodesic(X_b: torch.Tensor, X_p: torch.Tensor, t: float, tol: float = 1
     >>> bool(torch.allclose(span_geodesic(X_b, X_p, 0.0), X_b)), bool(torch.allclose(span_geodesic(X_b, X_p, 1.0), X_p))
     (True, True)
     """
-    n, r = X_b.shape
+    B, O = orthogonal_map(X_b, X_p, tol)
+    _make_proper(O, X_b.shape[1])
+    return along(B, O, X_b.shape[1], t)
+
+
+def geodesic_factors(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_p: torch.Tensor, t: float,
+                     tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(U(t), V(t), sign(t)) for a pair of thin SVDs: `span_geodesic` on both sides with one joint gauge.
+
+    W(t) = U(t) diag(sign(t) S(t)) V(t)^T. A post pair (u_i, v_i) is defined up to a
+    common sign: it is chosen so that u_b,i . u_p,i + v_b,i . v_p,i >= 0. A side whose
+    orthogonal map O has det -1 has no real geodesic. When both sides are improper,
+    or a square side is and the other is rectangular, the weakest pair (smallest
+    |cosines|: typically two near-degenerate pairs that swapped) is flipped on both
+    sides, which turns a swap into a quarter turn; a rectangular side still improper
+    flips its least aligned completion column. A square matrix whose determinant
+    changes sign cannot be joined without passing through a singular matrix: the
+    smallest pair is flipped on one side and its singular value follows sign(t) = 1 - 2t.
+    Exact at t = 0 (U_b, V_b, +1) and t = 1 (the same product as U_p S_p V_p^T).
+    """
+    r = U_b.shape[1]
+    cos_u, cos_v = (U_b * U_p).sum(0), (V_b * V_p).sum(0)
+    signs = torch.where(cos_u + cos_v < 0, -1.0, 1.0).to(U_p.dtype)
+    (B_u, O_u), (B_v, O_v) = orthogonal_map(U_b, U_p * signs, tol), orthogonal_map(V_b, V_p * signs, tol)
+    improper = [bool(torch.linalg.det(O) < 0) for O in (O_u, O_v)]
+    square = [O.shape[0] == r for O in (O_u, O_v)]
+    sign = torch.ones(r, dtype=U_b.dtype)
+    if all(improper) or (any(improper) and not all(square) and square[improper.index(True)]):
+        weakest = int(torch.argmin(cos_u.abs() + cos_v.abs()))
+        O_u[:, weakest], O_v[:, weakest] = -O_u[:, weakest], -O_v[:, weakest]
+    elif any(improper) and all(square):
+        O = (O_u, O_v)[improper.index(True)]
+        O[:, r - 1] = -O[:, r - 1]
+        sign[r - 1] = 1 - 2 * t
+    _make_proper(O_u, r)
+    _make_proper(O_v, r)
+    return along(B_u, O_u, r, t), along(B_v, O_v, r, t), sign
+
+
+def orthogonal_map(X_b: torch.Tensor, X_p: torch.Tensor, tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, O): an orthonormal basis B = [X_b, N] of span[X_b, X_p] and the orthogonal O with B O[:, :r] = X_p."""
     B = torch.cat([X_b, _outside(X_b, X_p, tol)], dim=1)
-    k = B.shape[1]
     P = B.T @ X_p
-    O = P if k == r else torch.cat([P, _completion(P)], dim=1)
-    if k > r and torch.linalg.det(O) < 0:
-        O[:, -1] = -O[:, -1]
-    power = torch.from_numpy(np.ascontiguousarray(orthogonal_power(O.numpy(), t))).to(X_b)
-    return B @ power[:, :r]
+    O = P if B.shape[1] == X_b.shape[1] else torch.cat([P, _completion(P)], dim=1)
+    return B, O.clone()
+
+
+def _make_proper(O: torch.Tensor, r: int) -> None:
+    """det O = +1 by flipping the least aligned completion column (only where O has one)."""
+    if O.shape[0] > r and torch.linalg.det(O) < 0:
+        j = r + int(torch.argmin(torch.diagonal(O)[r:]))
+        O[:, j] = -O[:, j]
+
+
+def along(B: torch.Tensor, O: torch.Tensor, r: int, t: float) -> torch.Tensor:
+    """B O^t [:, :r]: the first r columns of the basis moved a fraction t of the way."""
+    power = orthogonal_power(O.cpu().numpy(), t)
+    return B @ torch.from_numpy(np.ascontiguousarray(power[:, :r])).to(B)
 
 
 def _outside(X_b: torch.Tensor, X_p: torch.Tensor, tol: float) -> torch.Tensor:

@@ -29,8 +29,8 @@ import torch
 
 from orthoscope import metrics as m
 from orthoscope.interventions.base import A_SCALE, SCALE, T, MatrixPair, Op, OpSpec, Param, register
-from orthoscope.interventions.geometry import (compose, dropped_share, interpolated_values, random_rotation,
-                                               span_geodesic)
+from orthoscope.interventions.geometry import (compose, dropped_share, geodesic_factors, interpolated_values,
+                                               random_rotation)
 
 INTERPOLATION = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -135,6 +135,7 @@ class Reconstruct(OpSpec):
     params = (A_SCALE,)
     claim = FRAMEWORK
     controls = ("rotate-random",)
+    diagnostic_names = ("dropped_share",)
 
     def conditions(self, grid, seed):
         return [Op(self.name, None)]
@@ -160,10 +161,8 @@ class Interpolate(OpSpec):
         return [Op(self.name, None, t=t) for t in INTERPOLATION]
 
     def apply(self, op, pair, generator):
-        post = pair.post_fixed
-        U = span_geodesic(pair.base.U, post.U, op.t)
-        V = span_geodesic(pair.base.V, post.V, op.t)
-        return compose(U, interpolated_values(pair.base.S, post.S, op.t), V)
+        U, V, sign = geodesic_factors(pair.base.U, pair.base.V, pair.post.U, pair.post.V, op.t)
+        return compose(U, sign * interpolated_values(pair.base.S, pair.post.S, op.t), V)
 
 
 @register

@@ -53,6 +53,15 @@ def op_help() -> str:
     return "\n".join(spec.help_line() for spec in OPS.values())
 
 
+def diagnostic_names() -> tuple[str, ...]:
+    """Every per-matrix diagnostic any op reports (columns of the experiment table that are not scores).
+
+    >>> diagnostic_names()
+    ('dropped_share',)
+    """
+    return tuple(dict.fromkeys(name for spec in OPS.values() for name in spec.diagnostic_names))
+
+
 def experiment_conditions(grid: tuple[float, ...], seed: int) -> list[Op]:
     """Every op's experiment settings, in registry order (validated like user input)."""
     conditions = []
