@@ -213,10 +213,13 @@ def demo(
     err.print(f"demo written to {output.resolve()}", highlight=False)
 
 
-def _op_help() -> str:
-    from orthoscope.interventions import op_help
+def _op_help(option: str = "op") -> str:
+    """Help texts built from the op registry: the ops and their formulas, or the ops taking an option."""
+    from orthoscope.interventions.registry import op_help, ops_taking
 
-    return "One of: " + "; ".join(op_help().splitlines()) + "."
+    if option == "op":
+        return "One of: " + "; ".join(op_help().splitlines()) + "."
+    return ", ".join(ops_taking(option))
 
 
 @app.command()
@@ -226,9 +229,10 @@ def intervene(
     post: str = typer.Argument(..., help="Post-trained checkpoint the op is applied to."),
     op: str = typer.Option(..., "--op", help=_op_help()),
     output: Path = typer.Option(..., "-o", "--output", help="New checkpoint folder (must not exist)."),
-    scale: Optional[str] = typer.Option(None, help="The factor of ops with --scale; auto = a_geo per matrix."),
-    t: Optional[str] = typer.Option(None, help="Position for interpolate, in [0, 1] (0 = base, 1 = post)."),
-    seed: int = typer.Option(0, help="Seed of the random ops (break-random, noise, rotate-random)."),
+    scale: Optional[str] = typer.Option(None, help=f"The factor c or a of {_op_help('scale')}; auto = a_geo per "
+                                        "matrix."),
+    t: Optional[str] = typer.Option(None, help=f"Position for {_op_help('t')}, in [0, 1] (0 = base, 1 = post)."),
+    seed: int = typer.Option(0, help=f"Seed of the random ops ({_op_help('seed')})."),
     layers: Optional[str] = typer.Option(None, help="Layers to change, e.g. 0-3,10."),
     kinds: Optional[str] = typer.Option(None, help="Kinds to change, e.g. q,k."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -256,7 +260,7 @@ def experiment(
     task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Lab tasks (default: all, for lab models)."),
     limit: int = typer.Option(100, help="Problems per task."),
     text: Optional[Path] = typer.Option(None, help="Text file for perplexity (default: lab held-out text)."),
-    seed: int = typer.Option(0, help="Seed of the random ops (break-random, noise, rotate-random)."),
+    seed: int = typer.Option(0, help=f"Seed of the random ops ({_op_help('seed')})."),
     layers: Optional[str] = typer.Option(None, help="Layers to intervene on."),
     kinds: Optional[str] = typer.Option(None, help="Kinds to intervene on."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),

@@ -11,8 +11,8 @@ arguments, `intervene` writes a checkpoint, `load_patched` patches one in memory
 
 from orthoscope.interventions.apply import patch_model, write_intervened
 from orthoscope.interventions.base import MatrixPair, Op, OpSpec, Param
-from orthoscope.interventions.registry import OPS, apply_op, experiment_conditions, get, make_op, op_help
+from orthoscope.interventions.registry import OPS, apply_op, experiment_conditions, get, make_op, op_help, ops_taking
 from orthoscope.interventions.run import intervene, load_patched
 
 __all__ = ["OPS", "MatrixPair", "Op", "OpSpec", "Param", "apply_op", "experiment_conditions", "get", "intervene",
-           "load_patched", "make_op", "op_help", "patch_model", "write_intervened"]
+           "load_patched", "make_op", "op_help", "ops_taking", "patch_model", "write_intervened"]

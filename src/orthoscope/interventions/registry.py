@@ -53,6 +53,17 @@ def op_help() -> str:
     return "\n".join(spec.help_line() for spec in OPS.values())
 
 
+def ops_taking(option: str) -> list[str]:
+    """Names of the ops that use `option` ("scale", "t" or "seed"), for help texts.
+
+    >>> ops_taking("t"), ops_taking("seed")
+    (['interpolate'], ['break-random', 'noise', 'rotate-random'])
+    """
+    if option == "seed":
+        return [name for name, spec in OPS.items() if spec.seeded]
+    return [name for name, spec in OPS.items() if any(p.name == option for p in spec.params)]
+
+
 def diagnostic_names() -> tuple[str, ...]:
     """Every per-matrix diagnostic any op reports (columns of the experiment table that are not scores).
 
