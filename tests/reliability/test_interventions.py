@@ -109,6 +109,13 @@ def test_experiment_refuses_bad_options(tmp_path, args, words):
     refused(result, *words, out=out)
 
 
+def test_experiment_refuses_an_output_that_is_a_file(tmp_path):
+    (tmp_path / "exp").write_text("keep me")
+    result, out = experiment(tmp_path, "--limit", "1")
+    refused(result, "--output", str(out), "is a file")
+    assert out.read_text() == "keep me"
+
+
 def test_experiment_refuses_lab_facts_on_a_model_outside_the_lab(tmp_path, planted):
     result, out = experiment(tmp_path, "--task", "lab-facts", post=planted[1])
     refused(result, "--task lab-facts", str(planted[1]), "not a lab model", out=out)

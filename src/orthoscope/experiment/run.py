@@ -66,6 +66,8 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
     >>> table = run_experiment(family["base"], family["instruct"], "runs/exp", grid=(1.0,))  # doctest: +SKIP
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OrthoscopeError(f"--output {out} is a file, not a run folder")
     check_limit(limit)
     ops = conditions(grid, seed)
     for task in tasks or []:
@@ -101,12 +103,15 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
             row.update(_evaluate(model, tokenizer, world, tasks, limit, text, probe, reference))
         row.update(_medians(diagnostics))
         row["seconds"] = round(time.time() - started, 2)
-        write_text(path, json.dumps({**row, "key": condition_key}))
+        _save(path, {**row, "key": condition_key})
         rows.append(row)
         log(f"  {label:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()
                                           if isinstance(v, float) and ":" not in k and k not in ("t", "scale")))
     table = pd.DataFrame(rows)
-    _write(out, table)
+    try:
+        _write(out, table)
+    except OSError as error:
+        raise OrthoscopeError(f"cannot write the experiment table in {out}: {error.strerror or error}") from None
     return table
 
 
@@ -186,6 +191,13 @@ def _patched(model, plan, op: Op | None, pairs):
         with torch.no_grad():
             for name, value in saved.items():
                 params[name].data.copy_(value)
+
+
+def _save(path: Path, record: dict) -> None:
+    try:
+        write_text(path, json.dumps(record))
+    except OSError as error:
+        raise OrthoscopeError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _load(path: Path, key: dict) -> dict | None:

@@ -118,7 +118,10 @@ class Op:
 
 
 class MatrixPair:
-    """One (base, post) matrix pair in float64; its thin SVDs are computed once, when first used.
+    """One (base, post) matrix pair; float64 views and thin SVDs are computed when first used.
+
+    The matrices are kept in their stored dtype (a bf16 model costs 2 bytes per entry
+    while it waits); `W_b`, `W_p` give float64 copies.
 
     >>> pair = MatrixPair(torch.eye(3), 2 * torch.eye(3))
     >>> round(pair.a_geo, 6), pair.post.S.tolist()
@@ -128,8 +131,15 @@ class MatrixPair:
     def __init__(self, W_b: torch.Tensor, W_p: torch.Tensor):
         if W_b.shape != W_p.shape:
             raise OrthoscopeError(f"base and post matrices differ in shape: {tuple(W_b.shape)} vs {tuple(W_p.shape)}")
-        self.W_b = W_b.double()
-        self.W_p = W_p.double()
+        self._W_b, self._W_p = W_b, W_p
+
+    @property
+    def W_b(self) -> torch.Tensor:
+        return self._W_b.double()
+
+    @property
+    def W_p(self) -> torch.Tensor:
+        return self._W_p.double()
 
     @cached_property
     def base(self) -> SVD:
