@@ -286,35 +286,45 @@ def experiment(
 
 
 def _print_experiment(table: pd.DataFrame, claims: pd.DataFrame) -> None:
+    """Two tables: every condition's scores, then each claim's condition against its controls."""
     from orthoscope.experiment.columns import score_columns
 
     scores = score_columns(table)
-    view = Table(title="conditions (accuracy: value [Wilson 95 %] of n)", title_justify="left")
-    for column in ("condition", "control", *scores):
+    headers = {s: _score_header(table, s) for s in scores}
+    view = Table(title="conditions (accuracy [Wilson 95 %])", title_justify="left")
+    for column in ("condition", "control", *headers.values()):
         view.add_column(column, justify="left" if column in ("condition", "control") else "right")
     for _, row in table.iterrows():
         view.add_row(row["condition"], row.get("control") or "", *(_score_cell(row, s) for s in scores))
     out.print(view)
-    pairs = Table(title="each claim's condition vs its size-matched control", title_justify="left")
-    for column in ("condition", "control", "score", "condition value", "control value"):
-        pairs.add_column(column, justify="right" if "value" in column else "left")
-    for _, row in claims.iterrows():
-        pairs.add_row(row["condition"], row["control"], row["score"],
-                      _cell(row["value"], row["n"], row["lo"], row["hi"]),
-                      _cell(row["control_value"], row["control_n"], row["control_lo"], row["control_hi"]))
+    pairs = Table(title="each claim's condition vs its size-matched control (intervals above and in claims.csv)",
+                  title_justify="left")
+    for column in ("condition", "control", *headers.values()):
+        pairs.add_column(column, justify="left" if column in ("condition", "control") else "right")
+    for (condition, control), frame in claims.groupby(["condition", "control"], sort=False):
+        by = frame.set_index("score")
+        pairs.add_row(condition, control, *(f"{by.loc[s, 'value']:.4g} vs {by.loc[s, 'control_value']:.4g}"
+                                            for s in scores))
     out.print(pairs)
+
+
+def _score_header(table: pd.DataFrame, score: str) -> str:
+    if f"{score}:n" not in table:
+        return score
+    counts = sorted({int(n) for n in table[f"{score}:n"].dropna()})
+    return f"{score} (n={','.join(map(str, counts))})"
 
 
 def _score_cell(row, score: str) -> str:
     if f"{score}:n" in row:
-        return _cell(row[score], row[f"{score}:n"], row[f"{score}:lo"], row[f"{score}:hi"])
-    return _cell(row[score], None, None, None)
+        return _cell(row[score], row[f"{score}:lo"], row[f"{score}:hi"])
+    return _cell(row[score], None, None)
 
 
-def _cell(value, n, lo, hi) -> str:
-    if n is None or pd.isna(n):
+def _cell(value, lo, hi) -> str:
+    if lo is None or pd.isna(lo):
         return f"{value:.4g}"
-    return f"{value:.3f} [{lo:.2f}, {hi:.2f}] of {int(n)}"
+    return f"{value:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 @app.command()

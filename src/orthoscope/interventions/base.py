@@ -1,15 +1,16 @@
 """What an intervention op is: its parameters, its formula, its validation (one object per op).
 
-An `OpSpec` describes one op of SPEC's "Interventions" (docs/method.md): the
+An `OpSpec` describes one op of docs/method.md ("Interventions"): the
 parameters it takes, the formula it applies, the claim of the paper it tests and
 the size-matched controls it must be read against. An `Op` is one choice of it:
 the op's name and validated arguments. `register` adds an OpSpec to `REGISTRY`;
 everything else (`make_op`, the CLI help, the experiment's conditions) reads the
 registry, so a new op is one class in `ops.py` and one test.
 
->>> spec = OpSpec()
->>> spec.name, spec.params
-('', ())
+>>> from orthoscope.interventions.registry import get
+>>> spec = get("interpolate")
+>>> [p.name for p in spec.params], spec.make(t="0.5").label()
+(['t'], 'interpolate@0.5')
 """
 
 from __future__ import annotations
