@@ -61,9 +61,13 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
     `tasks` default to every lab task for a lab model and none otherwise;
     `text` (perplexity) defaults to the lab's held-out text for a lab model.
 
+    >>> import tempfile
     >>> from orthoscope.lab.shipped import shipped_family
-    >>> family = shipped_family()
-    >>> table = run_experiment(family["base"], family["instruct"], "runs/exp", grid=(1.0,))  # doctest: +SKIP
+    >>> family, folder = shipped_family(), Path(tempfile.mkdtemp())
+    >>> table = run_experiment(family["base"], family["instruct"], folder, grid=(1.0,), tasks=[],
+    ...                        text="The cat sees a dog.", layers={0}, kinds={"q"}, log=lambda line: None)
+    >>> round(float(table.set_index("condition").loc["interpolate@1", "cka_vs_post"]), 6)
+    1.0
     """
     out = Path(out)
     if out.exists() and not out.is_dir():

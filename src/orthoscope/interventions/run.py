@@ -25,8 +25,12 @@ def intervene(base: str | Path, post: str | Path, op: str | Op, out: str | Path,
 
     `op` is an op name (validated with `scale`, `t`, `seed`) or an `Op` from `make_op`.
 
-    >>> intervene("lab/tiny/base", "lab/tiny/instruct", "interpolate", "models/half", t=0.5)  # doctest: +SKIP
-    PosixPath('models/half')
+    >>> import tempfile
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> family, folder = shipped_family(), Path(tempfile.mkdtemp())
+    >>> out = intervene(family["base"], family["instruct"], "interpolate", folder / "half", t=0.5, kinds={"q"})
+    >>> sorted(p.name for p in out.iterdir())[:3]
+    ['config.json', 'generation_config.json', 'model.safetensors']
     """
     op = op if isinstance(op, Op) else make_op(op, scale, t, seed)
     return write_intervened(plan_for(base, post, layers, kinds), op, out, progress)
@@ -36,7 +40,11 @@ def load_patched(base: str | Path, post: str | Path, op: Op, layers: set[int] | 
                  kinds: set[str] | None = None, progress: Progress | None = None):
     """(model, tokenizer): the post model loaded and patched in memory.
 
-    >>> model, tok = load_patched("lab/tiny/base", "lab/tiny/cot", make_op("break-left"))  # doctest: +SKIP
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> family = shipped_family()
+    >>> model, tok = load_patched(family["base"], family["cot"], make_op("break-left"), layers={0}, kinds={"o"})
+    >>> model.model.layers[0].self_attn.o_proj.weight.shape
+    torch.Size([96, 96])
     """
     from orthoscope.evaluation.models import load_model
 
