@@ -16,11 +16,16 @@ def attention_entropy(model, tokenizer, texts: list[str], max_length: int = 128)
 
     H = -sum_j p_ij log p_ij for each head and each real (non-pad) query position i,
     averaged. Scaling W_q by a_q and W_k by a_k multiplies the logits by a_q a_k:
-    a factor above 1 sharpens attention (lower H), below 1 flattens it.
+    a factor above 1 sharpens attention (lower H), below 1 flattens it. The model's
+    attention implementation is switched to eager for this call only.
     """
+    previous = model.config._attn_implementation
     model.set_attn_implementation("eager")  # sdpa returns no attention weights
-    enc = _batch(tokenizer, texts, max_length)
-    attentions = model(**enc, output_attentions=True).attentions
+    try:
+        enc = _batch(tokenizer, texts, max_length)
+        attentions = model(**enc, output_attentions=True).attentions
+    finally:  # the model's other uses (generation) keep their attention code path
+        model.set_attn_implementation(previous)
     mask = enc["attention_mask"].bool()
     entropies = []
     for layer in attentions:  # (batch, heads, query, key)

@@ -94,7 +94,6 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
             continue
         if model is None:
             model, tokenizer = load_model(post)
-            model.set_attn_implementation("eager")  # one attention code path for every condition
             probe = _probe_texts(text)
             reference = hidden_states(model, tokenizer, probe)
             pairs = matrix_pairs(plan)
