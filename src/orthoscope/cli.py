@@ -248,17 +248,26 @@ def demo(
     err.print(f"demo written to {output.resolve()}", highlight=False)
 
 
+def _op_help(option: str = "op") -> str:
+    """Help texts built from the op registry: the ops and their formulas, or the ops taking an option."""
+    from orthoscope.interventions.registry import op_help, ops_taking
+
+    if option == "op":
+        return "One of: " + "; ".join(op_help().splitlines()) + "."
+    return ", ".join(ops_taking(option))
+
+
 @app.command()
 @user_errors
 def intervene(
     base: str = typer.Argument(..., help="Base checkpoint."),
     post: str = typer.Argument(..., help="Post-trained checkpoint the op is applied to."),
-    op: str = typer.Option(..., "--op", help="swap-sigma, base-vectors, break-left, break-right, break-random, "
-                                             "reconstruct, interpolate, temperature."),
+    op: str = typer.Option(..., "--op", help=_op_help()),
     output: Path = typer.Option(..., "-o", "--output", help="New checkpoint folder (must not exist)."),
-    scale: Optional[str] = typer.Option(None, help="c for swap-sigma/temperature; auto = a_geo per matrix."),
-    t: Optional[float] = typer.Option(None, help="Position for interpolate (0 = base, 1 = post)."),
-    seed: int = typer.Option(0, help="Seed of break-random."),
+    scale: Optional[str] = typer.Option(None, help=f"The factor c or a of {_op_help('scale')}; auto = a_geo per "
+                                        "matrix."),
+    t: Optional[str] = typer.Option(None, help=f"Position for {_op_help('t')}, in [0, 1] (0 = base, 1 = post)."),
+    seed: int = typer.Option(0, help=f"Seed of the random ops ({_op_help('seed')})."),
     layers: Optional[str] = typer.Option(None, help="Layers to change, e.g. 0-3,10."),
     kinds: Optional[str] = typer.Option(None, help="Kinds to change, e.g. q,k."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -281,44 +290,76 @@ def intervene(
 def experiment(
     base: str = typer.Argument(..., help="Base checkpoint."),
     post: str = typer.Argument(..., help="Post-trained checkpoint."),
-    output: Path = typer.Option(..., "-o", "--output", help="Run folder (reruns resume)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder (reruns with the same options resume)."),
     grid: str = typer.Option("0.5,0.75,0.9,1.0,1.1,1.25,1.5", help="swap-sigma scales c to try."),
     task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Lab tasks (default: all, for lab models)."),
     limit: int = typer.Option(100, help="Problems per task."),
     text: Optional[Path] = typer.Option(None, help="Text file for perplexity (default: lab held-out text)."),
-    seed: int = typer.Option(0, help="Seed of break-random."),
+    seed: int = typer.Option(0, help=f"Seed of the random ops ({_op_help('seed')})."),
     layers: Optional[str] = typer.Option(None, help="Layers to intervene on."),
     kinds: Optional[str] = typer.Option(None, help="Kinds to intervene on."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """The paper's causal table: swap, break, rebuild and interpolate POST, evaluating each model."""
-    from orthoscope.experiment import run_experiment
+    """The paper's causal table: every registered op on POST next to its size-matched controls, each evaluated."""
+    from orthoscope.evaluation.run import check_limit, check_task, read_text
+    from orthoscope.experiment import claims_table, conditions, parse_grid, run_experiment
     from orthoscope.pipeline.filters import parse_kinds, parse_layers
 
-    scales = _parse_grid(grid)
-    if text is not None and not text.is_file():
-        raise OrthoscopeError(f"text file does not exist: {text}")
+    scales = parse_grid(grid)
+    check_limit(limit)
+    conditions(scales, seed)  # validates --seed with the ops
     for name in task or []:
-        from orthoscope.evaluation.run import _check_task
-
-        _check_task(name)
+        check_task(name, post)
+    text_value = read_text(text, "--text") if text is not None else None
     log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
-    table = run_experiment(base, post, output, grid=scales, tasks=task or None, limit=limit,
-                           text=text.read_text() if text else None, seed=seed, layers=parse_layers(layers),
+    table = run_experiment(base, post, output, grid=scales, tasks=task or None, limit=limit, text=text_value,
+                           seed=seed, layers=parse_layers(layers),
                            kinds=parse_kinds(kinds, known=_fallback_kinds(kinds)), log=log)
     if not quiet:
-        out.print(table.drop(columns=["op", "scale", "t"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        err.print(f"written to {output}/experiment.parquet and experiment.png", highlight=False)
+        _print_experiment(table, claims_table(table))
+        err.print(f"written to {output}/experiment.parquet, claims.csv and experiment.png", highlight=False)
 
 
-def _parse_grid(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise OrthoscopeError(f"bad --grid {text!r} (expected numbers like 0.9,1.0,1.1)") from None
-    if not values or min(values) <= 0:
-        raise OrthoscopeError(f"bad --grid {text!r}: scales must be positive")
-    return values
+def _print_experiment(table: pd.DataFrame, claims: pd.DataFrame) -> None:
+    """Two tables: every condition's scores, then each claim's condition against its controls."""
+    from orthoscope.experiment.columns import score_columns
+
+    scores = score_columns(table)
+    headers = {s: _score_header(table, s) for s in scores}
+    view = Table(title="conditions (accuracy [Wilson 95 %])", title_justify="left")
+    for column in ("condition", "control", *headers.values()):
+        view.add_column(column, justify="left" if column in ("condition", "control") else "right")
+    for _, row in table.iterrows():
+        view.add_row(row["condition"], row.get("control") or "", *(_score_cell(row, s) for s in scores))
+    out.print(view)
+    pairs = Table(title="each claim's condition vs its size-matched control (intervals above and in claims.csv)",
+                  title_justify="left")
+    for column in ("condition", "control", *headers.values()):
+        pairs.add_column(column, justify="left" if column in ("condition", "control") else "right")
+    for (condition, control), frame in claims.groupby(["condition", "control"], sort=False):
+        by = frame.set_index("score")
+        pairs.add_row(condition, control, *(f"{by.loc[s, 'value']:.4g} vs {by.loc[s, 'control_value']:.4g}"
+                                            for s in scores))
+    out.print(pairs)
+
+
+def _score_header(table: pd.DataFrame, score: str) -> str:
+    if f"{score}:n" not in table:
+        return score
+    counts = sorted({int(n) for n in table[f"{score}:n"].dropna()})
+    return f"{score} (n={','.join(map(str, counts))})"
+
+
+def _score_cell(row, score: str) -> str:
+    if f"{score}:n" in row:
+        return _cell(row[score], row[f"{score}:lo"], row[f"{score}:hi"])
+    return _cell(row[score], None, None)
+
+
+def _cell(value, lo, hi) -> str:
+    if lo is None or pd.isna(lo):
+        return f"{value:.4g}"
+    return f"{value:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 @app.command()
@@ -354,13 +395,15 @@ def evaluate(
     limit: int = typer.Option(200, help="Problems per task."),
     batch_size: int = typer.Option(8, help="lm-eval batch size."),
     seed: int = typer.Option(0, help="Seed of the lab world, when the model does not record it."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (task, task:n, task:lo, task:hi)."),
 ) -> None:
-    """Evaluate a model on lab tasks (exact match), text files (perplexity) or lm-eval tasks."""
-    from orthoscope.evaluation.run import evaluate_model
+    """Evaluate a model on lab tasks (exact match, with n and a Wilson 95 % interval), text files (perplexity)
+    or lm-eval tasks."""
+    from orthoscope.evaluation.run import check_limit, evaluate_model
 
     if not task and not lm_eval:
         raise OrthoscopeError("nothing to evaluate: give --task and/or --lm-eval")
+    check_limit(limit)
     results = evaluate_model(model, task or [], limit=limit, seed=seed) if task else {}
     if lm_eval:
         from orthoscope.evaluation.harness import lm_eval_scores
@@ -373,7 +416,21 @@ def evaluate(
     if as_json:
         print(json.dumps(results, indent=2))
     else:
-        _print_eval({str(model): results})
+        _print_scores(str(model), results)
+
+
+def _print_scores(model: str, results: dict) -> None:
+    """One row per score: value, and n with the Wilson 95 % interval for accuracies."""
+    view = Table(title=f"evaluation of {model}", title_justify="left")
+    for column in ("score", "value", "n", "95 % interval"):
+        view.add_column(column, justify="left" if column == "score" else "right")
+    for name, value in results.items():
+        if name.endswith((":n", ":lo", ":hi")) and name.rsplit(":", 1)[0] in results:
+            continue
+        n, lo, hi = (results.get(f"{name}:{k}") for k in ("n", "lo", "hi"))
+        view.add_row(name, f"{value:.4g}", "" if n is None else str(int(n)),
+                     "" if lo is None else f"[{lo:.3f}, {hi:.3f}]")
+    out.print(view)
 
 
 def _print_eval(results: dict) -> None:

@@ -1,35 +1,75 @@
-"""The paper's intervention table on the shipped family: every condition, sane values, resume."""
+"""The paper's intervention table on the shipped family: every registered condition, controls, intervals, resume."""
 
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 
 from orthoscope.experiment import run as run_module
 from orthoscope.experiment import run_experiment
 from orthoscope.lab.shipped import shipped_family
 
 TEXT = "The colour of Zorvin is red.\n12 + 30 = 42.\nThe small cat sees a dog.\n"
+CONDITIONS = [
+    "post", "swap-sigma@1", "swap-sigma@auto", "swap-sigma@0.9", "swap-sigma@1.1", "base-vectors", "break-left",
+    "break-right", "break-random", "reconstruct", "interpolate@0", "interpolate@0.25", "interpolate@0.5",
+    "interpolate@0.75", "interpolate@1", "noise", "rotate-random"]
 
 
-def test_experiment_table_plot_and_resume(tmp_path, monkeypatch):
+def test_experiment_table_controls_intervals_plot_and_resume(tmp_path, monkeypatch):
     family = shipped_family()
-    # square matrices only: there the geodesic ends exactly at the post model (no subspace leak)
-    kwargs = dict(grid=(0.9, 1.1), tasks=["lab-facts"], limit=4, text=TEXT, kinds={"q", "o"}, log=lambda m: None)
+    # one layer, a square (o), a GQA (k: 48 x 96) and a tall (gate: 288 x 96) matrix
+    kwargs = dict(grid=(0.9, 1.1), tasks=["lab-facts"], limit=4, text=TEXT, layers={0}, kinds={"o", "k", "gate"},
+                  log=lambda m: None)
     table = run_experiment(family["base"], family["instruct"], tmp_path / "exp", **kwargs)
-    assert list(table.condition) == [
-        "post", "swap-sigma@1", "swap-sigma@auto", "swap-sigma@0.9", "swap-sigma@1.1", "base-vectors", "break-left",
-        "break-right", "break-random", "reconstruct", "interpolate@0", "interpolate@0.25", "interpolate@0.5",
-        "interpolate@0.75", "interpolate@1"]
+    assert list(table.condition) == CONDITIONS
     by = table.set_index("condition")
-    assert by.loc["interpolate@1", "ppl"] == pytest.approx(by.loc["post", "ppl"], rel=1e-4)
-    assert by.loc["interpolate@1", "cka_vs_post"] == pytest.approx(1.0, abs=1e-5)
+    # the geodesic ends at the post model on every shape
+    assert by.loc["interpolate@1", "ppl"] == pytest.approx(by.loc["post", "ppl"], rel=1e-5)
+    assert by.loc["interpolate@1", "cka_vs_post"] == pytest.approx(1.0, abs=1e-6)
+    assert by.loc["interpolate@0", "ppl"] != pytest.approx(by.loc["post", "ppl"], rel=1e-3)
     assert by.loc["post", "cka_vs_post"] == pytest.approx(1.0, abs=1e-9)
-    assert by.loc["break-left", "cka_vs_post"] < by.loc["swap-sigma@1", "cka_vs_post"]
+    # each claim's condition names its size-matched controls
+    assert by.loc["break-left", "control"] == "noise,rotate-random"
+    assert by.loc["swap-sigma@0.9", "control"] == "noise" and by.loc["reconstruct", "control"] == "rotate-random"
+    assert by.loc["noise", "claim"].startswith("control") and by.loc["post", "control"] == ""
+    # n and the Wilson 95 % interval of every accuracy
+    for _, row in table.iterrows():
+        n = row["lab-facts:n"]
+        ci = binomtest(round(row["lab-facts"] * n), n).proportion_ci(method="wilson")
+        assert n == 4 and (row["lab-facts:lo"], row["lab-facts:hi"]) == pytest.approx((ci.low, ci.high))
+    # the post row is what `orthoscope eval` reports for the same model, task and limit: same n, same interval
+    from orthoscope.evaluation.run import evaluate_model
+
+    evaluated = evaluate_model(family["instruct"], ["lab-facts"], limit=4)
+    assert {k: by.loc["post", k] for k in evaluated} == evaluated
+    # reconstruct drops what leaves the base subspaces of the rectangular matrices
+    assert 0.01 < by.loc["reconstruct", "dropped_share"] < 0.5
+    assert by["dropped_share"].drop("reconstruct").isna().all()
+    claims = pd.read_csv(tmp_path / "exp" / "claims.csv")
+    pair = claims[(claims.condition == "break-left") & (claims.control == "noise") & (claims.score == "lab-facts")]
+    assert len(pair) == 1 and pair.n.item() == pair.control_n.item() == 4
+    assert pair.control_value.item() == by.loc["noise", "lab-facts"]
     assert (tmp_path / "exp" / "experiment.png").stat().st_size > 10_000
-    assert pd.read_csv(tmp_path / "exp" / "experiment.csv").shape[0] == 15
+    assert pd.read_csv(tmp_path / "exp" / "experiment.csv").shape[0] == len(CONDITIONS)
 
     calls = []
     monkeypatch.setattr(run_module, "_evaluate", lambda *a: calls.append(1) or {})
     again = run_experiment(family["base"], family["instruct"], tmp_path / "exp", **kwargs)
     assert calls == [] and again.equals(table)
     run_experiment(family["base"], family["instruct"], tmp_path / "exp", **{**kwargs, "limit": 5})
-    assert len(calls) == 15  # other settings: nothing reused
+    assert len(calls) == len(CONDITIONS)  # another option: nothing reused
+    run_experiment(family["base"], family["instruct"], tmp_path / "exp", **{**kwargs, "limit": 5, "layers": {1}})
+    assert len(calls) == 2 * len(CONDITIONS)  # the same count of matrices, other ones: nothing reused
+
+
+def test_condition_records_of_another_selection_are_not_served(tmp_path, monkeypatch):
+    """A resume key names the matrices and every option: changing any one of them recomputes."""
+    family = shipped_family()
+    plan_a = run_module.plan_for(family["base"], family["instruct"], {0}, {"q"})
+    plan_b = run_module.plan_for(family["base"], family["instruct"], {1}, {"q"})
+    base = dict(grid=(1.0,), tasks=[], limit=3, text=None, seed=0, layers={0}, kinds={"q"})
+    key = run_module.run_key(plan_a, **base)
+    assert key != run_module.run_key(plan_b, **{**base, "layers": {1}})
+    for option, value in [("grid", (1.0, 2.0)), ("tasks", ["lab-arith"]), ("limit", 4), ("text", "x"),
+                          ("seed", 1), ("kinds", {"q", "k"}), ("layers", {0, 1})]:
+        assert run_module.run_key(plan_a, **{**base, option: value}) != key, option

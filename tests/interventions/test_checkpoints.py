@@ -55,6 +55,16 @@ def test_in_memory_patch_equals_the_written_checkpoint(tmp_path):
         assert torch.equal(state[name], written[name])
 
 
+def test_reconstruct_manifest_reports_the_dropped_share_per_matrix(tmp_path):
+    family = shipped_family()
+    path = intervene(family["base"], family["cot"], "reconstruct", tmp_path / "rebuilt", layers={0}, kinds={"q", "k"})
+    marker = json.loads((path / "orthoscope_intervention.json").read_text())
+    shares = {name: d["dropped_share"] for name, d in marker["diagnostics"].items()}
+    assert set(shares) == set(marker["matrices"]) and marker["formula"].startswith("U_b Q_U (a S_b)")
+    q, k = shares["model.layers.0.self_attn.q_proj.weight"], shares["model.layers.0.self_attn.k_proj.weight"]
+    assert q < 1e-12 < 0.01 < k  # square: nothing leaves the base subspaces; GQA k (48 x 96): its rows do
+
+
 def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypatch):
     family = shipped_family()
     calls = []

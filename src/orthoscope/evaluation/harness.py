@@ -46,8 +46,10 @@ def lm_eval_scores(model, tokenizer, tasks: list[str], *, limit: int | None = No
     (lm-eval reseeds them all for its own reproducibility).
 
     >>> from orthoscope.evaluation import load_model
-    >>> model, tok = load_model("lab/tiny/instruct")                 # doctest: +SKIP
-    >>> lm_eval_scores(model, tok, ["arc_easy"], limit=50)          # doctest: +SKIP
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> model, tok = load_model(shipped_family()["instruct"])
+    >>> # a hub task: its data are downloaded, so this line is not run by the doctests
+    >>> lm_eval_scores(model, tok, ["arc_easy"], limit=50)  # doctest: +SKIP
     {'arc_easy': {'acc': 0.3, 'acc_stderr': 0.065, 'acc_norm': 0.32, 'acc_norm_stderr': 0.066}}
     """
     tasks = _check_arguments(tasks, limit, batch_size)

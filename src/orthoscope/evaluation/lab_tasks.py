@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import torch
 
+from orthoscope.evaluation.stats import Accuracy
 from orthoscope.lab.corpus import Example
 
 LAB_TASKS = {"lab-arith": 6, "lab-cot": 90, "lab-facts": 8}  # task -> max new tokens
+WORLD_TASKS = ("lab-facts",)  # ask about the lab world's invented entities: need a lab model
 
 
 def extract_answer(text: str) -> str:
-    """The answer in a completion: after `Answer:` if present, else the first line."""
+    """The answer in a completion: after `Answer:` if present, else the first line.
+
+    >>> extract_answer("12 + 30 = 42. Answer: 42.\\nmore")
+    '42'
+    """
     line = text.split("\n")[0]
     if "Answer:" in line:
         line = line.rsplit("Answer:", 1)[1]
@@ -31,8 +37,13 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch: i
     return outputs
 
 
-def lab_accuracy(model, tokenizer, examples: list[Example], max_new_tokens: int) -> float:
-    """Fraction of examples whose generated answer equals the reference exactly."""
+def lab_score(model, tokenizer, examples: list[Example], max_new_tokens: int) -> Accuracy:
+    """Correct answers (exact match of the generated answer) out of the examples."""
     completions = generate(model, tokenizer, [ex.prompt for ex in examples], max_new_tokens)
-    hits = sum(extract_answer(text) == ex.answer for text, ex in zip(completions, examples))
-    return hits / max(1, len(examples))
+    return Accuracy(sum(extract_answer(text) == ex.answer for text, ex in zip(completions, examples)), len(examples))
+
+
+def lab_accuracy(model, tokenizer, examples: list[Example], max_new_tokens: int) -> float:
+    """Fraction of examples whose generated answer equals the reference exactly (0 for none)."""
+    score = lab_score(model, tokenizer, examples, max_new_tokens)
+    return score.value if score.n else 0.0

@@ -16,11 +16,16 @@ def attention_entropy(model, tokenizer, texts: list[str], max_length: int = 128)
 
     H = -sum_j p_ij log p_ij for each head and each real (non-pad) query position i,
     averaged. Scaling W_q by a_q and W_k by a_k multiplies the logits by a_q a_k:
-    a factor above 1 sharpens attention (lower H), below 1 flattens it.
+    a factor above 1 sharpens attention (lower H), below 1 flattens it. The model's
+    attention implementation is switched to eager for this call only.
     """
+    previous = model.config._attn_implementation
     model.set_attn_implementation("eager")  # sdpa returns no attention weights
-    enc = _batch(tokenizer, texts, max_length)
-    attentions = model(**enc, output_attentions=True).attentions
+    try:
+        enc = _batch(tokenizer, texts, max_length)
+        attentions = model(**enc, output_attentions=True).attentions
+    finally:  # the model's other uses (generation) keep their attention code path
+        model.set_attn_implementation(previous)
     mask = enc["attention_mask"].bool()
     entropies = []
     for layer in attentions:  # (batch, heads, query, key)
@@ -43,15 +48,13 @@ def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
 
     1 for representations equal up to rotation and isotropic scaling; rows of X and
     Y are the same inputs (Kornblith et al. 2019).
+
+    >>> X = torch.randn(50, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> Q = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))[0]
+    >>> round(linear_cka(X, 3 * X @ Q), 9)
+    1.0
     """
     X = X - X.mean(0, keepdim=True)
     Y = Y - Y.mean(0, keepdim=True)
     cross = torch.linalg.matrix_norm(Y.T @ X) ** 2
     return (cross / (torch.linalg.matrix_norm(X.T @ X) * torch.linalg.matrix_norm(Y.T @ Y))).item()
-
-
-def cka_per_layer(model_a, model_b, tokenizer, texts: list[str], max_length: int = 128) -> list[float]:
-    """Linear CKA between two models' hidden states on the same inputs, per layer."""
-    states_a = hidden_states(model_a, tokenizer, texts, max_length)
-    states_b = hidden_states(model_b, tokenizer, texts, max_length)
-    return [linear_cka(a, b) for a, b in zip(states_a, states_b)]

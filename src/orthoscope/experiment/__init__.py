@@ -1,5 +1,11 @@
-"""`orthoscope experiment`: the paper's intervention table for one base/post pair, in one go."""
+"""`orthoscope experiment`: the paper's intervention table for one base/post pair, with its controls.
 
-from orthoscope.experiment.run import conditions, run_experiment
+>>> from orthoscope.experiment import conditions
+>>> [op.name for op in conditions((1.0,)) if op is not None and op.spec.claim.startswith("control")]
+['noise', 'rotate-random']
+"""
 
-__all__ = ["conditions", "run_experiment"]
+from orthoscope.experiment.columns import claims_table
+from orthoscope.experiment.run import conditions, parse_grid, run_experiment
+
+__all__ = ["claims_table", "conditions", "parse_grid", "run_experiment"]

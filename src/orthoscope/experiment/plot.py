@@ -1,4 +1,4 @@
-"""The experiment's figure: each score per condition, and the swap-sigma scale grid."""
+"""The experiment's figure: each score per condition (with Wilson 95 % intervals), and the swap-sigma grid."""
 
 from __future__ import annotations
 
@@ -6,25 +6,34 @@ from pathlib import Path
 
 import pandas as pd
 
-SCORES_SKIPPED = ("scale", "t", "seconds")
+from orthoscope.evaluation.stats import interval_columns
+from orthoscope.experiment.columns import GRID_OP, POST, score_columns
 
 
 def plot_experiment(table: pd.DataFrame, path: Path) -> None:
+    """Write `path` (PNG): bars per condition (error bars: Wilson 95 % for accuracies) and the c-grid curve."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scores = [c for c in table.columns if table[c].dtype.kind == "f" and c not in SCORES_SKIPPED]
+    scores = score_columns(table)
     if not scores:
         return
-    fig, axes = plt.subplots(len(scores), 2, figsize=(13, 2.6 * len(scores)), squeeze=False,
+    intervals = interval_columns(table.columns)
+    fig, axes = plt.subplots(len(scores), 2, figsize=(14, 2.6 * len(scores)), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 1]})
-    post = table[table.condition == "post"].iloc[0]
-    grid = table[(table.op == "swap-sigma") & table.scale.notna()].sort_values("scale")
+    post = table[table.condition == POST].iloc[0]
+    grid = table[(table.op == GRID_OP) & table.scale.notna()].sort_values("scale")
+    colours = ["#444" if c == POST else "#999" if claim.startswith("control") else "#4c72b0"
+               for c, claim in zip(table.condition, table.claim.fillna(""))]
     for row, score in zip(axes, scores):
         bars, curve = row
-        bars.bar(table.condition, table[score], color=["#444" if c == "post" else "#4c72b0" for c in table.condition])
+        errors = None
+        if score in intervals:
+            _, lo, hi = intervals[score]
+            errors = [(table[score] - table[lo]).clip(lower=0), (table[hi] - table[score]).clip(lower=0)]
+        bars.bar(table.condition, table[score], color=colours, yerr=errors, capsize=2)
         bars.axhline(post[score], color="#c44e52", lw=1, ls="--", label="post as is")
         bars.set_ylabel(score)
         bars.tick_params(axis="x", labelrotation=60, labelsize=8)
@@ -35,7 +44,7 @@ def plot_experiment(table: pd.DataFrame, path: Path) -> None:
             bars.set_yscale("log")
             curve.set_yscale("log")
     axes[0][0].legend(loc="best", fontsize=8)
-    axes[0][0].set_title("each intervened model vs the post model as is")
+    axes[0][0].set_title("each intervened model vs the post model as is (grey: size-matched controls)")
     axes[0][1].set_title("honest test of the temperature claim")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")

@@ -1,101 +1,215 @@
-"""Build every intervened model in memory, evaluate it, and write a resumable table and a plot.
+"""Build every intervened model in memory, evaluate it, and write a resumable table, its pairs and a plot.
+
+The conditions are those of the op registry (`OpSpec.conditions`), in registry
+order, after the post model as is. Each row names the claim its condition
+speaks to and the size-matched controls it must be read against; every accuracy
+comes with its n and Wilson 95 % interval (the same columns as `orthoscope eval`).
 
 Layout of OUT:
     conditions/<label>.json    one evaluated condition (written atomically: the resume marker)
     experiment.parquet/.csv    one row per condition
+    claims.csv                 each claim's condition next to its control, score by score
     experiment.png             the scores per condition and the swap-sigma grid
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import torch
 
-from orthoscope.evaluation.lab_tasks import LAB_TASKS, lab_accuracy
+from orthoscope.errors import OrthoscopeError
+from orthoscope.evaluation.lab_tasks import LAB_TASKS, lab_score
 from orthoscope.evaluation.models import load_model
 from orthoscope.evaluation.perplexity import perplexity
-from orthoscope.evaluation.representations import attention_entropy, cka_per_layer, hidden_states, linear_cka
-from orthoscope.interventions.apply import pair_factors, patch_model
-from orthoscope.interventions.registry import Op
+from orthoscope.evaluation.representations import attention_entropy, hidden_states, linear_cka
+from orthoscope.evaluation.run import check_limit, check_task, is_lab_model
+from orthoscope.experiment.columns import GRID_OP, POST, claims_table
+from orthoscope.interventions.apply import matrix_pairs, patch
+from orthoscope.interventions.base import Op
+from orthoscope.interventions.registry import experiment_conditions, make_op
 from orthoscope.interventions.run import plan_for
 from orthoscope.lab.build import lab_world
 from orthoscope.lab.corpus import held_out_problems, held_out_text
 from orthoscope.pipeline.store import safe_name, write_text
 
 DEFAULT_GRID = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
-INTERPOLATION = (0.0, 0.25, 0.5, 0.75, 1.0)
+KEY_VERSION = 2  # bump when a condition's numbers would change for the same inputs
 Log = Callable[[str], None]
 
 
 def conditions(grid: tuple[float, ...] = DEFAULT_GRID, seed: int = 0) -> list[Op | None]:
-    """The paper's table: post as is (None), sigma swaps, broken and rebuilt models, the geodesic."""
-    ops: list[Op | None] = [None, Op("swap-sigma", 1.0), Op("swap-sigma", None)]
-    ops += [Op("swap-sigma", c) for c in grid if c != 1.0]
-    ops += [Op("base-vectors"), Op("break-left"), Op("break-right"), Op("break-random", seed=seed),
-            Op("reconstruct", None)]
-    ops += [Op("interpolate", t=t) for t in INTERPOLATION]
-    return ops
+    """The table's conditions: the post model as is (None), then every registered op's settings.
+
+    >>> [op.label() if op else "post" for op in conditions((0.9,))][:5]
+    ['post', 'swap-sigma@1', 'swap-sigma@auto', 'swap-sigma@0.9', 'base-vectors']
+    """
+    return [None, *experiment_conditions(tuple(grid), seed)]
 
 
 def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid: tuple[float, ...] = DEFAULT_GRID,
                    tasks: list[str] | None = None, limit: int = 100, text: str | None = None, seed: int = 0,
                    layers: set[int] | None = None, kinds: set[str] | None = None, log: Log = print) -> pd.DataFrame:
-    """Evaluate every condition on the pair; finished conditions are not recomputed on a rerun."""
+    """Evaluate every condition on the pair; a rerun with the same inputs and options reuses finished ones.
+
+    `tasks` default to every lab task for a lab model and none otherwise;
+    `text` (perplexity) defaults to the lab's held-out text for a lab model.
+
+    >>> import tempfile
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> family, folder = shipped_family(), Path(tempfile.mkdtemp())
+    >>> table = run_experiment(family["base"], family["instruct"], folder, grid=(1.0,), tasks=[],
+    ...                        text="The cat sees a dog.", layers={0}, kinds={"q"}, log=lambda line: None)
+    >>> round(float(table.set_index("condition").loc["interpolate@1", "cka_vs_post"]), 6)
+    1.0
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OrthoscopeError(f"--output {out} is a file, not a run folder")
+    check_limit(limit)
+    ops = conditions(grid, seed)
+    for task in tasks or []:
+        check_task(task, post)
+    tasks = list(LAB_TASKS) if tasks is None and is_lab_model(post) else list(tasks or [])
     plan = plan_for(base, post, layers, kinds)
-    is_lab = (Path(post) / "orthoscope_lab.json").is_file()
-    world = lab_world(post) if is_lab else None
-    tasks = list(LAB_TASKS) if tasks is None and is_lab else (tasks or [])
-    text = text if text is not None else (held_out_text(world, seed) if world else None)
-    reference_model, tokenizer = load_model(post)
-    probe = _probe_texts(text)
-    reference_states = hidden_states(reference_model, tokenizer, probe)
-    key = {"base": plan.base.fingerprint(), "post": plan.posts[0].fingerprint(), "tasks": tasks, "limit": limit,
-           "text": hash_text(text), "seed": seed, "matrices": len(plan.refs)}
-    factors = None
+    world = lab_world(post, seed)
+    text = text if text is not None else (held_out_text(world, seed) if is_lab_model(post) else None)
+    key = run_key(plan, grid, tasks, limit, text, seed, layers, kinds)
+    labels = [POST if op is None else op.label() for op in ops]
+    model = tokenizer = probe = reference = pairs = None
     rows = []
-    for op in conditions(grid, seed):
-        label = "post" if op is None else op.label()
+    for op, label in zip(ops, labels):
         path = out / "conditions" / f"{safe_name(label)}.json"
-        done = _load(path, key)
+        condition_key = {**key, "condition": label, **({} if op is None else
+                                                       {"formula": op.spec.formula, "settings": op.settings()})}
+        done = _load(path, condition_key)
         if done is not None:
             rows.append(done)
             continue
-        factors = factors if factors is not None else pair_factors(plan)
+        if model is None:
+            model, tokenizer = load_model(post)
+            probe = _probe_texts(text)
+            reference = hidden_states(model, tokenizer, probe)
+            pairs = matrix_pairs(plan)
         started = time.time()
-        model, _ = load_model(post)
-        if op is not None:
-            patch_model(model, plan, op, factors=factors)
-        row = {"condition": label, "op": "post" if op is None else op.name,
-               "scale": op.scale if op is not None and op.name in ("swap-sigma", "temperature") else None,
-               "t": op.t if op is not None and op.name == "interpolate" else None}
-        row.update(_evaluate(model, tokenizer, world, tasks, limit, text, probe, reference_states))
+        with _patched(model, plan, op, pairs) as diagnostics:
+            row = {"condition": label, "op": POST if op is None else op.name,
+                   "claim": "" if op is None else op.spec.claim,
+                   "control": "" if op is None else ",".join(_controls(op, ops)),
+                   "scale": _setting(op, "scale"), "t": _setting(op, "t")}
+            row.update(_evaluate(model, tokenizer, world, tasks, limit, text, probe, reference))
+        row.update(_medians(diagnostics))
         row["seconds"] = round(time.time() - started, 2)
-        write_text(path, json.dumps({**row, "key": key}))
+        _save(path, {**row, "key": condition_key})
         rows.append(row)
-        log(f"  {label:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float) and k != "t"))
+        log(f"  {label:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()
+                                          if isinstance(v, float) and ":" not in k and k not in ("t", "scale")))
     table = pd.DataFrame(rows)
-    _write(out, table)
+    try:
+        _write(out, table)
+    except OSError as error:
+        raise OrthoscopeError(f"cannot write the experiment table in {out}: {error.strerror or error}") from None
     return table
 
 
-def hash_text(text: str | None) -> str | None:
-    import hashlib
+def parse_grid(text: str) -> tuple[float, ...]:
+    """--grid: comma-separated swap-sigma scales c, each validated by the op (finite, positive).
 
+    >>> parse_grid("0.9, 1.1")
+    (0.9, 1.1)
+    >>> parse_grid("1,nan")
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: bad --grid '1,nan': 'nan' is not a finite positive scale c
+    """
+    values = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            op = make_op(GRID_OP, item)
+        except OrthoscopeError:
+            op = None
+        if op is None or op.scale is None:
+            raise OrthoscopeError(f"bad --grid {text!r}: {item!r} is not a finite positive scale c")
+        values.append(op.scale)
+    if not values:
+        raise OrthoscopeError(f"bad --grid {text!r}: give at least one scale, e.g. 0.9,1.0,1.1")
+    return tuple(values)
+
+
+def run_key(plan, grid, tasks, limit, text, seed, layers, kinds) -> dict:
+    """What a finished condition depends on: both models, the selected matrices (by name) and every option.
+
+    The matrices enter as a digest of their names, so another --layers or --kinds
+    selection, even of the same count, recomputes.
+    """
+    names = "\n".join(ref.name for ref in plan.refs)
+    return {"version": KEY_VERSION, "base": plan.base.fingerprint(), "post": plan.posts[0].fingerprint(),
+            "matrices": f"{len(plan.refs)}:{hashlib.sha256(names.encode()).hexdigest()[:24]}",
+            "grid": [float(c) for c in grid], "tasks": list(tasks), "limit": limit, "text": hash_text(text),
+            "seed": seed, "layers": sorted(layers) if layers else None, "kinds": sorted(kinds) if kinds else None}
+
+
+def hash_text(text: str | None) -> str | None:
+    """A short digest of the perplexity text (None when there is none).
+
+    >>> hash_text("abc")
+    'ba7816bf8f01cfea'
+    """
     return hashlib.sha256(text.encode()).hexdigest()[:16] if text else None
+
+
+def _controls(op: Op, ops: list[Op | None]) -> list[str]:
+    return [other.label() for other in ops if other is not None and other.name in op.spec.controls]
+
+
+def _setting(op: Op | None, name: str) -> float | None:
+    return None if op is None else op.settings().get(name)
+
+
+def _medians(diagnostics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Median over matrices of each per-matrix diagnostic (e.g. reconstruct's dropped share)."""
+    frame = pd.DataFrame(list(diagnostics.values()))
+    return {} if frame.empty else {c: float(frame[c].median()) for c in frame.columns}
+
+
+@contextlib.contextmanager
+def _patched(model, plan, op: Op | None, pairs):
+    """The model with `op` applied to the plan's matrices; the original values are put back afterwards."""
+    if op is None:
+        yield {}
+        return
+    params = dict(model.named_parameters())
+    saved = {ref.tensor: params[ref.tensor].data.clone() for ref in plan.refs if ref.tensor in params}
+    try:
+        yield patch(model, plan, op, pairs)
+    finally:
+        with torch.no_grad():
+            for name, value in saved.items():
+                params[name].data.copy_(value)
+
+
+def _save(path: Path, record: dict) -> None:
+    try:
+        write_text(path, json.dumps(record))
+    except OSError as error:
+        raise OrthoscopeError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _load(path: Path, key: dict) -> dict | None:
     """A finished condition made with the same inputs and settings, else None."""
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
-    return record if record.pop("key", None) == key else None
+    return record if isinstance(record, dict) and record.pop("key", None) == key else None
 
 
 def _probe_texts(text: str | None) -> list[str]:
@@ -106,7 +220,7 @@ def _probe_texts(text: str | None) -> list[str]:
 def _evaluate(model, tokenizer, world, tasks, limit, text, probe, reference_states) -> dict:
     scores = {}
     for task in tasks:
-        scores[task] = lab_accuracy(model, tokenizer, held_out_problems(world, task, limit), LAB_TASKS[task])
+        scores.update(lab_score(model, tokenizer, held_out_problems(world, task, limit), LAB_TASKS[task]).fields(task))
     if text:
         scores["ppl"] = perplexity(model, tokenizer, text)
     entropies = attention_entropy(model, tokenizer, probe)
@@ -120,6 +234,8 @@ def _write(out: Path, table: pd.DataFrame) -> None:
     from orthoscope.experiment.plot import plot_experiment
     from orthoscope.pipeline.store import atomic_write
 
+    claims = claims_table(table)
     atomic_write(out / "experiment.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     atomic_write(out / "experiment.csv", lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(out / "claims.csv", lambda tmp: claims.to_csv(tmp, index=False))
     plot_experiment(table, out / "experiment.png")

@@ -1,119 +1,211 @@
-"""The interventions of SPEC.md, one pure function per op, on SVD factors (float64).
+"""The interventions of docs/method.md ("Interventions"), one registered object per op.
 
-Each op builds one new matrix from the thin SVDs of a base and a post matrix:
+Each op builds one new matrix in float64 from a (base, post) pair, W_b = U_b S_b V_b^T
+and W_p = U_p S_p V_p^T (thin SVDs; the post's pairs in the sign gauge diag(U_b^T U_p) >= 0
+where the path matters):
 
-    swap-sigma     U_p (c S_b) V_p^T
+    swap-sigma     U_p (c S_b) V_p^T            c given, or auto = a_geo per matrix
     base-vectors   U_b S_p V_b^T
     break-left     U_p S_p V_b^T
     break-right    U_b S_p V_p^T
-    break-random   U_p S_p (V_p R)^T, R random orthogonal with ||R - I||_F / (2 sqrt r) = rot
-    reconstruct    U_b Q_U (a S_b) Q_U^T V_b^T, Q_U = U_b^T U_p, a = a_geo
-    interpolate t  U_b Q_U^t S(t) (Q_V^t)^T V_b^T, S(t) = S_b^(1-t) S_p^t, Q^t = expm(t logm Q)
+    break-random   U_p S_p (V_p R)^T            R random orthogonal, ||R - I||_F = ||Q_U - I||_F
+    reconstruct    U_b Q_U (a S_b) Q_U^T V_b^T  Q_U = U_b^T U_p, a = a_geo
+    interpolate t  U(t) S(t) V(t)^T             S(t) = S_b^(1-t) S_p^t, U(t), V(t) on the geodesic
     temperature c  U_p (c S_p) V_p^T
+    noise          W_b + G                      G Gaussian, ||G||_F = ||W_p - W_b||_F
+    rotate-random  U_b R (a S_b) R^T V_b^T      R random orthogonal, ||R - I||_F = ||Q_U - I||_F
+
+A new op is one class here with `@register`; `make_op`, the CLI and the experiment
+read the registry.
+
+>>> from orthoscope.interventions.base import REGISTRY
+>>> list(REGISTRY)[:3]
+['swap-sigma', 'base-vectors', 'break-left']
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-import scipy.linalg
 import torch
 
 from orthoscope import metrics as m
-from orthoscope.kernels import SVD
+from orthoscope.interventions.base import A_SCALE, SCALE, T, MatrixPair, Op, OpSpec, Param, register
+from orthoscope.interventions.geometry import (compose, dropped_share, geodesic_factors, interpolated_values,
+                                               random_rotation)
+
+INTERPOLATION = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+SCALING = "singular values: the post's vectors with the base's values keep the post's scores"
+CONSISTENCY = "rotations: breaking the left/right consistency collapses the model"
+FRAMEWORK = "framework: the base subspaces with Q and a rebuild the post model"
+GEODESIC = "path: scores along the geodesic from base (t=0) to post (t=1)"
+CONTROL = "control: an update of the same size without the claimed structure"
 
 
-def _compose(U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    return (U * S) @ V.T
+def matched_rotation(pair: MatrixPair, generator: torch.Generator) -> torch.Tensor:
+    """A random orthogonal R (r x r) with rot(R) equal to the pair's sign-fixed rot(Q_U)."""
+    Q_U, _ = m.fix_gauge(m.overlaps(pair.base.U, pair.post.U), m.overlaps(pair.base.V, pair.post.V),
+                         pair.post.S, 1e-12)
+    return random_rotation(pair.post.S.numel(), m.rotation_size(Q_U), generator)
 
 
-def swap_sigma(base: SVD, post: SVD, c: float = 1.0) -> torch.Tensor:
-    """U_p (c S_b) V_p^T: the post's vectors with the base's singular values times c."""
-    return _compose(post.U, c * base.S, post.V)
+@register
+class SwapSigma(OpSpec):
+    name = "swap-sigma"
+    formula = "U_p (c S_b) V_p^T"
+    summary = "the post's singular vectors with the base's singular values times c"
+    params = (SCALE,)
+    claim = SCALING
+    controls = ("noise",)
+
+    def conditions(self, grid, seed):
+        return [Op(self.name, 1.0), Op(self.name, None)] + [Op(self.name, c) for c in grid if c != 1.0]
+
+    def apply(self, op, pair, generator):
+        c = pair.a_geo if op.scale is None else op.scale
+        return compose(pair.post.U, c * pair.base.S, pair.post.V)
 
 
-def base_vectors(base: SVD, post: SVD) -> torch.Tensor:
-    """U_b S_p V_b^T: the rotation removed, the scaling kept."""
-    return _compose(base.U, post.S, base.V)
+@register
+class BaseVectors(OpSpec):
+    name = "base-vectors"
+    formula = "U_b S_p V_b^T"
+    summary = "the rotation removed, the scaling kept"
+    claim = CONSISTENCY
+    controls = ("rotate-random", "noise")
+
+    def conditions(self, grid, seed):
+        return [Op(self.name, None)]
+
+    def apply(self, op, pair, generator):
+        return compose(pair.base.U, pair.post.S, pair.base.V)
 
 
-def break_left(base: SVD, post: SVD) -> torch.Tensor:
-    """U_p S_p V_b^T: only the left vectors rotated."""
-    return _compose(post.U, post.S, base.V)
+@register
+class BreakLeft(OpSpec):
+    name = "break-left"
+    formula = "U_p S_p V_b^T"
+    summary = "only the left singular vectors rotated"
+    claim = CONSISTENCY
+    controls = ("rotate-random", "noise")
+
+    def conditions(self, grid, seed):
+        return [Op(self.name, None)]
+
+    def apply(self, op, pair, generator):
+        return compose(pair.post.U, pair.post.S, pair.base.V)
 
 
-def break_right(base: SVD, post: SVD) -> torch.Tensor:
-    """U_b S_p V_p^T: only the right vectors rotated."""
-    return _compose(base.U, post.S, post.V)
+@register
+class BreakRight(OpSpec):
+    name = "break-right"
+    formula = "U_b S_p V_p^T"
+    summary = "only the right singular vectors rotated"
+    claim = CONSISTENCY
+    controls = ("rotate-random", "noise")
+
+    def conditions(self, grid, seed):
+        return [Op(self.name, None)]
+
+    def apply(self, op, pair, generator):
+        return compose(pair.base.U, pair.post.S, pair.post.V)
 
 
-def temperature(base: SVD, post: SVD, c: float) -> torch.Tensor:
-    """U_p (c S_p) V_p^T = c W_p."""
-    return _compose(post.U, c * post.S, post.V)
+@register
+class BreakRandom(OpSpec):
+    name = "break-random"
+    formula = "U_p S_p (V_p R)^T, R random orthogonal with ||R - I||_F = ||Q_U - I||_F"
+    summary = "the right vectors turned by a random rotation as large as the pair's"
+    seeded = True
+    claim = CONSISTENCY
+    controls = ("rotate-random", "noise")
+
+    def conditions(self, grid, seed):
+        return [Op(self.name, None, seed=seed)]
+
+    def apply(self, op, pair, generator):
+        R = matched_rotation(pair, generator)
+        return compose(pair.post.U, pair.post.S, pair.post.V @ R)
 
 
-def random_rotation(r: int, size: float, generator: torch.Generator) -> torch.Tensor:
-    """A random orthogonal R = expm(theta K) (K random skew) with ||R - I||_F / (2 sqrt r) = size.
+@register
+class Reconstruct(OpSpec):
+    name = "reconstruct"
+    formula = "U_b Q_U (a S_b) Q_U^T V_b^T, Q_U = U_b^T U_p, a = a_geo"
+    summary = "the post model rebuilt from the base subspaces (what leaves them is dropped)"
+    params = (A_SCALE,)
+    claim = FRAMEWORK
+    controls = ("rotate-random",)
+    diagnostic_names = ("dropped_share",)
 
-    theta is found by bisection; `size` must lie below the largest value reachable
-    (about 1/sqrt 2 for a generic K), else the closest reachable rotation is returned.
-    """
-    A = torch.randn(r, r, generator=generator, dtype=torch.float64)
-    K = (A - A.T) / torch.linalg.matrix_norm(A - A.T)
+    def conditions(self, grid, seed):
+        return [Op(self.name, None)]
 
-    def rot(theta: float) -> float:
-        R = torch.linalg.matrix_exp(theta * K)
-        return (torch.linalg.matrix_norm(R - torch.eye(r, dtype=torch.float64)) / (2 * math.sqrt(r))).item()
+    def apply(self, op, pair, generator):
+        a = pair.a_geo if op.scale is None else op.scale
+        Q_U = m.overlaps(pair.base.U, pair.post.U)
+        return pair.base.U @ Q_U @ torch.diag(a * pair.base.S) @ Q_U.T @ pair.base.V.T
 
-    lo, hi = 0.0, 1.0
-    while rot(hi) < size and hi < 1e4:
-        lo, hi = hi, 2 * hi
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if rot(mid) < size else (lo, mid)
-    return torch.linalg.matrix_exp(hi * K)
-
-
-def break_random(base: SVD, post: SVD, generator: torch.Generator) -> torch.Tensor:
-    """U_p S_p (V_p R)^T with R random, its rotation size matched to the pair's rot."""
-    Q_U, Q_V = m.fix_gauge(m.overlaps(base.U, post.U), m.overlaps(base.V, post.V), post.S, 1e-12)
-    R = random_rotation(post.S.numel(), m.rotation_size(Q_U), generator).to(post.V)
-    return _compose(post.U, post.S, post.V @ R)
+    def diagnostics(self, op, pair):
+        return {"dropped_share": dropped_share(pair.base.U, pair.base.V, pair.W_p)}
 
 
-def reconstruct(base: SVD, post: SVD, a: float | None = None) -> torch.Tensor:
-    """U_b Q_U (a S_b) Q_U^T V_b^T with Q_U = U_b^T U_p and a = a_geo unless given."""
-    if a is None:
-        a = m.a_geo(m.ratios(base.S, post.S))
-    Q_U = m.overlaps(base.U, post.U)
-    return base.U @ Q_U @ torch.diag(a * base.S) @ Q_U.T @ base.V.T
+@register
+class Interpolate(OpSpec):
+    name = "interpolate"
+    formula = "U(t) S_b^(1-t) S_p^t V(t)^T, U(t), V(t) on the orthogonal geodesic in span[U_b, U_p], span[V_b, V_p]"
+    summary = "a geodesic from W_b (t=0) to W_p (t=1), exact at both ends on every shape"
+    params = (T,)
+    claim = GEODESIC
+
+    def conditions(self, grid, seed):
+        return [Op(self.name, None, t=t) for t in INTERPOLATION]
+
+    def apply(self, op, pair, generator):
+        U, V, sign = geodesic_factors(pair.base.U, pair.base.V, pair.post.U, pair.post.V, op.t)
+        return compose(U, sign * interpolated_values(pair.base.S, pair.post.S, op.t), V)
 
 
-def _orthogonal_power(Q: torch.Tensor, t: float) -> torch.Tensor:
-    """Q^t = expm(t logm Q) for the nearest orthogonal matrix to Q (its polar factor).
+@register
+class Temperature(OpSpec):
+    name = "temperature"
+    formula = "U_p (c S_p) V_p^T"
+    summary = "the post model with every singular value times c (= c W_p)"
+    params = (Param("scale", "the factor c", required=True, low_open=True),)
 
-    Computed from the complex Schur form Q = Z diag(lambda) Z^H (Q is normal):
-    Q^t = Re(Z diag(lambda^t) Z^H) with the principal branch, so Q^0 = I and Q^1 = Q
-    exactly; an eigenvalue at -1 (no real logarithm) follows the principal branch.
-    """
-    A, _, Bh = torch.linalg.svd(Q)
-    polar = (A @ Bh).cpu().numpy()
-    T, Z = scipy.linalg.schur(polar, output="complex")
-    power = (Z * np.diag(T) ** t) @ Z.conj().T
-    return torch.from_numpy(np.ascontiguousarray(np.real(power))).to(Q)
+    def apply(self, op, pair, generator):
+        return compose(pair.post.U, op.scale * pair.post.S, pair.post.V)
 
 
-def interpolate(base: SVD, post: SVD, t: float) -> torch.Tensor:
-    """U_b Q_U^t S(t) (Q_V^t)^T V_b^T, S(t) = S_b^(1-t) S_p^t: a geodesic from W_b (t=0).
+@register
+class Noise(OpSpec):
+    name = "noise"
+    formula = "W_b + G, G Gaussian with ||G||_F = ||W_p - W_b||_F"
+    summary = "control: an update as large as the real one, without structure"
+    seeded = True
+    claim = CONTROL
 
-    Q_U, Q_V are taken in the fixed gauge (diag(Q_U) >= 0) so that the path starts
-    at the identity. For square matrices t=1 gives W_p exactly. For rectangular ones
-    the post vectors of the long side may leave the base subspace (leak_u/leak_v > 0);
-    Q is then replaced by its polar factor and t=1 gives W_p projected onto the base
-    subspaces, as SPEC's formula implies.
-    """
-    Q_U, Q_V = m.fix_gauge(m.overlaps(base.U, post.U), m.overlaps(base.V, post.V), post.S, 1e-12)
-    keep = base.S > 0
-    S_t = torch.where(keep, base.S.clamp(min=1e-300) ** (1 - t) * post.S.clamp(min=1e-300) ** t, post.S * t)
-    return base.U @ _orthogonal_power(Q_U, t) @ torch.diag(S_t) @ _orthogonal_power(Q_V, t).T @ base.V.T
+    def conditions(self, grid, seed):
+        return [Op(self.name, None, seed=seed)]
+
+    def apply(self, op, pair, generator):
+        G = torch.randn(pair.W_b.shape, generator=generator, dtype=torch.float64)
+        size = torch.linalg.matrix_norm(pair.W_p - pair.W_b)
+        return pair.W_b + G * (size / torch.linalg.matrix_norm(G).clamp(min=1e-300))
+
+
+@register
+class RotateRandom(OpSpec):
+    name = "rotate-random"
+    formula = "U_b R (a S_b) R^T V_b^T, R random orthogonal with ||R - I||_F = ||Q_U - I||_F"
+    summary = "control: a consistent rotation as large as the pair's, in a random direction"
+    params = (A_SCALE,)
+    seeded = True
+    claim = CONTROL
+
+    def conditions(self, grid, seed):
+        return [Op(self.name, None, seed=seed)]
+
+    def apply(self, op, pair, generator):
+        a = pair.a_geo if op.scale is None else op.scale
+        R = matched_rotation(pair, generator)
+        return pair.base.U @ R @ torch.diag(a * pair.base.S) @ R.T @ pair.base.V.T

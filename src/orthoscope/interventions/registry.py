@@ -1,84 +1,99 @@
-"""Op names, their arguments, and one function turning a (base, post) matrix pair into a new matrix."""
+"""The registry of intervention ops: look an op up by name, validate its arguments, apply it.
+
+Ops are the registered objects of `ops.py`; this module is the one interface to
+them (the CLI's help, `intervene` and the experiment read it).
+
+>>> make_op("swap-sigma", "auto").label()
+'swap-sigma@auto'
+>>> make_op("interpolate", t=2)
+Traceback (most recent call last):
+...
+orthoscope.errors.OrthoscopeError: bad --t 2 for interpolate: must be a finite number in [0, 1]
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from orthoscope import metrics as m
 from orthoscope.errors import OrthoscopeError
-from orthoscope.interventions import ops
-from orthoscope.kernels import SVD, svd
+from orthoscope.interventions import ops as _ops  # noqa: F401  (registers every op)
+from orthoscope.interventions.base import REGISTRY, MatrixPair, Op, OpSpec
 
-OPS = ("swap-sigma", "base-vectors", "break-left", "break-right", "break-random", "reconstruct",
-       "interpolate", "temperature")
-
-
-@dataclass(frozen=True)
-class Op:
-    """One intervention: its name and arguments (`scale` None means a_geo per matrix)."""
-
-    name: str
-    scale: float | None = 1.0
-    t: float = 1.0
-    seed: int = 0
-
-    def label(self) -> str:
-        if self.name in ("swap-sigma", "temperature"):
-            return f"{self.name}@{'auto' if self.scale is None else f'{self.scale:g}'}"
-        if self.name == "interpolate":
-            return f"interpolate@{self.t:g}"
-        return self.name
+OPS = REGISTRY
 
 
-def make_op(name: str, scale: str | float | None = None, t: float | None = None, seed: int = 0) -> Op:
-    """Validate an op and its arguments; clear errors for what does not fit.
+def get(name: str) -> OpSpec:
+    """The op registered under `name`; a one-line error listing the known ones.
 
-    >>> make_op("swap-sigma", "auto").label()
-    'swap-sigma@auto'
+    >>> get("noise").formula
+    'W_b + G, G Gaussian with ||G||_F = ||W_p - W_b||_F'
     """
     if name not in OPS:
         raise OrthoscopeError(f"unknown op {name!r} (known: {', '.join(OPS)})")
-    if name == "interpolate" and t is None:
-        raise OrthoscopeError("op interpolate needs --t (0 = base, 1 = post)")
-    if name == "temperature" and scale in (None, "auto"):
-        raise OrthoscopeError("op temperature needs a numeric --scale c")
-    value = _parse_scale(scale, default=1.0 if name == "swap-sigma" else None)
-    return Op(name, value, t if t is not None else 1.0, seed)
+    return OPS[name]
 
 
-def _parse_scale(scale: str | float | None, default: float | None) -> float | None:
-    if scale is None:
-        return default
-    if scale == "auto":
-        return None
-    try:
-        value = float(scale)
-    except ValueError:
-        raise OrthoscopeError(f"bad --scale {scale!r} (a number, or auto for a_geo per matrix)") from None
-    if not value > 0:
-        raise OrthoscopeError(f"bad --scale {scale!r}: must be positive")
-    return value
+def make_op(name: str, scale: str | float | None = None, t: str | float | None = None, seed: int = 0) -> Op:
+    """A validated op: its name, scale, t and seed checked by the op's own spec.
+
+    >>> make_op("break-left", scale=2)
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: op break-left takes no --scale (it computes U_p S_p V_b^T)
+    """
+    return get(name).make(scale, t, seed)
+
+
+def op_help() -> str:
+    """One line per op, `name [--param]: formula`, for the CLI's --op help.
+
+    >>> op_help().splitlines()[0]
+    'swap-sigma --scale: U_p (c S_b) V_p^T'
+    """
+    return "\n".join(spec.help_line() for spec in OPS.values())
+
+
+def ops_taking(option: str) -> list[str]:
+    """Names of the ops that use `option` ("scale", "t" or "seed"), for help texts.
+
+    >>> ops_taking("t"), ops_taking("seed")
+    (['interpolate'], ['break-random', 'noise', 'rotate-random'])
+    """
+    if option == "seed":
+        return [name for name, spec in OPS.items() if spec.seeded]
+    return [name for name, spec in OPS.items() if any(p.name == option for p in spec.params)]
+
+
+def diagnostic_names() -> tuple[str, ...]:
+    """Every per-matrix diagnostic any op reports (columns of the experiment table that are not scores).
+
+    >>> diagnostic_names()
+    ('dropped_share',)
+    """
+    return tuple(dict.fromkeys(name for spec in OPS.values() for name in spec.diagnostic_names))
+
+
+def experiment_conditions(grid: tuple[float, ...], seed: int) -> list[Op]:
+    """Every op's experiment settings, in registry order (validated like user input)."""
+    conditions = []
+    for spec in OPS.values():
+        for op in spec.conditions(grid, seed):
+            args = {p.name: "auto" if getattr(op, p.name) is None and p.auto else getattr(op, p.name)
+                    for p in spec.params}
+            conditions.append(spec.make(**args, seed=op.seed))
+    return conditions
 
 
 def apply_op(op: Op, W_b: torch.Tensor, W_p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The new matrix for one pair, computed in float64 from both thin SVDs."""
-    return apply_op_to_factors(op, svd(W_b.double()), svd(W_p.double()), generator)
+    """The new matrix (float64) for one (base, post) pair.
+
+    >>> W_b, W_p = torch.eye(3, dtype=torch.float64), 2 * torch.eye(3, dtype=torch.float64)
+    >>> apply_op(make_op("swap-sigma"), W_b, W_p, torch.Generator()).diagonal().tolist()
+    [1.0, 1.0, 1.0]
+    """
+    return apply_to_pair(op, MatrixPair(W_b, W_p), generator)
 
 
-def apply_op_to_factors(op: Op, base: SVD, post: SVD, generator: torch.Generator) -> torch.Tensor:
-    """The new matrix from the float64 thin SVDs of a pair (reusable across ops)."""
-    if op.name == "swap-sigma":
-        scale = m.a_geo(m.ratios(base.S, post.S)) if op.scale is None else op.scale
-        return ops.swap_sigma(base, post, scale)
-    if op.name == "temperature":
-        return ops.temperature(base, post, op.scale)
-    if op.name == "break-random":
-        return ops.break_random(base, post, generator)
-    if op.name == "reconstruct":
-        return ops.reconstruct(base, post, op.scale)
-    if op.name == "interpolate":
-        return ops.interpolate(base, post, op.t)
-    simple = {"base-vectors": ops.base_vectors, "break-left": ops.break_left, "break-right": ops.break_right}
-    return simple[op.name](base, post)
+def apply_to_pair(op: Op, pair: MatrixPair, generator: torch.Generator) -> torch.Tensor:
+    """The new matrix for a pair whose SVDs may already be known (reused across ops)."""
+    return get(op.name).apply(op, pair, generator)

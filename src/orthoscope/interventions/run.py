@@ -5,26 +5,47 @@ from __future__ import annotations
 from pathlib import Path
 
 from orthoscope.interventions.apply import Progress, patch_model, write_intervened
-from orthoscope.interventions.registry import Op, make_op
+from orthoscope.interventions.base import Op
+from orthoscope.interventions.registry import make_op
 from orthoscope.pipeline.pairing import Plan, make_plan
 from orthoscope.sources import open_checkpoint
 
 
-def plan_for(base: str | Path, post: str | Path, layers: set[int] | None = None, kinds: set[str] | None = None) -> Plan:
-    return make_plan(open_checkpoint(base), [open_checkpoint(post)], layers, kinds)
+def plan_for(base: str | Path, post: str | Path, layers: set[int] | None = None,
+             kinds: set[str] | None = None) -> Plan:
+    """The matrices of `post` to intervene on, paired with `base` (a post stored relative to it opens too)."""
+    base_ckpt = open_checkpoint(base)
+    return make_plan(base_ckpt, [open_checkpoint(post, base=base_ckpt)], layers, kinds)
 
 
 def intervene(base: str | Path, post: str | Path, op: str | Op, out: str | Path, *, scale: str | float | None = None,
               t: float | None = None, seed: int = 0, layers: set[int] | None = None, kinds: set[str] | None = None,
               progress: Progress | None = None) -> Path:
-    """Write `post` with `op` applied to the selected matrices as a new checkpoint in `out`."""
+    """Write `post` with `op` applied to the selected matrices as a new checkpoint in `out`.
+
+    `op` is an op name (validated with `scale`, `t`, `seed`) or an `Op` from `make_op`.
+
+    >>> import tempfile
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> family, folder = shipped_family(), Path(tempfile.mkdtemp())
+    >>> out = intervene(family["base"], family["instruct"], "interpolate", folder / "half", t=0.5, kinds={"q"})
+    >>> sorted(p.name for p in out.iterdir())[:3]
+    ['config.json', 'generation_config.json', 'model.safetensors']
+    """
     op = op if isinstance(op, Op) else make_op(op, scale, t, seed)
     return write_intervened(plan_for(base, post, layers, kinds), op, out, progress)
 
 
 def load_patched(base: str | Path, post: str | Path, op: Op, layers: set[int] | None = None,
                  kinds: set[str] | None = None, progress: Progress | None = None):
-    """(model, tokenizer): the post model loaded and patched in memory."""
+    """(model, tokenizer): the post model loaded and patched in memory.
+
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> family = shipped_family()
+    >>> model, tok = load_patched(family["base"], family["cot"], make_op("break-left"), layers={0}, kinds={"o"})
+    >>> model.model.layers[0].self_attn.o_proj.weight.shape
+    torch.Size([96, 96])
+    """
     from orthoscope.evaluation.models import load_model
 
     model, tokenizer = load_model(post)

@@ -1,0 +1,235 @@
+"""The geometry the ops need: matched random rotations and the geodesic between two bases.
+
+All functions take and return float64 torch tensors; scipy.linalg does the
+matrix logarithm and exponential of the geodesic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def compose(U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """U diag(S) V^T.
+
+    >>> compose(torch.eye(2, dtype=torch.float64), torch.tensor([2., 3.], dtype=torch.float64),
+    ...         torch.eye(2, dtype=torch.float64)).tolist()
+    [[2.0, 0.0], [0.0, 3.0]]
+    """
+    return (U * S) @ V.T
+
+
+def random_rotation(r: int, size: float, generator: torch.Generator) -> torch.Tensor:
+    """A random orthogonal R = expm(theta K), K random skew, with ||R - I||_F / (2 sqrt r) = size.
+
+    With K = Z diag(i lambda) Z^H, ||expm(theta K) - I||_F^2 = sum_j 2 (1 - cos(theta lambda_j)),
+    so theta is found by bisection on that closed form (one eigendecomposition, one
+    expm). `size` above the largest value reachable on the first monotone stretch
+    gives the closest reachable rotation.
+
+    >>> R = random_rotation(6, 0.1, torch.Generator().manual_seed(0))
+    >>> bool(torch.allclose(R.T @ R, torch.eye(6, dtype=torch.float64)))
+    True
+    >>> round(torch.linalg.matrix_norm(R - torch.eye(6, dtype=torch.float64)).item() / (2 * 6 ** 0.5), 9)
+    0.1
+    """
+    A = torch.randn(r, r, generator=generator, dtype=torch.float64)
+    K = A - A.T
+    K = K / torch.linalg.matrix_norm(K).clamp(min=1e-300)
+    if r < 2 or size <= 0:
+        return torch.eye(r, dtype=torch.float64)
+    lam = torch.linalg.eigvalsh(1j * K.to(torch.complex128)).abs()
+    target = (2 * math.sqrt(r) * size) ** 2
+
+    def energy(theta: float) -> float:
+        return float((2 * (1 - torch.cos(theta * lam))).sum())
+
+    lo, hi = 0.0, math.pi / float(lam.max())  # energy rises monotonically on [0, pi / max lambda]
+    if energy(hi) <= target:
+        return torch.linalg.matrix_exp(hi * K)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if energy(mid) < target else (lo, mid)
+    return torch.linalg.matrix_exp((lo + hi) / 2 * K)
+
+
+def orthogonal_power(O: np.ndarray, t: float) -> np.ndarray:
+    """O^t = expm(t L) for an orthogonal O, with L a real (skew) logarithm of O.
+
+    L is scipy.linalg.logm(O) when that is real (no eigenvalue at -1). Otherwise the
+    real Schur form of O (block diagonal: 2 x 2 rotations and +-1) gives L block by
+    block, pairing the eigenvalues at -1 into rotations by pi. When their count is
+    odd (det O = -1: no real logarithm exists) the principal branch's real part is
+    used, which is exact at t = 0 and t = 1 but not orthogonal in between.
+
+    >>> c, s = math.cos(0.6), math.sin(0.6)
+    >>> np.round(orthogonal_power(np.array([[c, -s], [s, c]]), 0.5), 6).tolist() == np.round(
+    ...     [[math.cos(0.3), -math.sin(0.3)], [math.sin(0.3), math.cos(0.3)]], 6).tolist()
+    True
+    >>> np.round(orthogonal_power(-np.eye(2), 0.5) @ orthogonal_power(-np.eye(2), 0.5), 12).tolist()
+    [[-1.0, 0.0], [0.0, -1.0]]
+    """
+    import scipy.linalg
+
+    if O.shape[0] == 0:
+        return O.copy()
+    L = scipy.linalg.logm(O)
+    if np.iscomplexobj(L):
+        L = L.real if np.abs(L.imag).max() <= 1e-8 * max(1.0, np.abs(L).max()) else _real_log(O)
+    if L is None:
+        T, Z = scipy.linalg.schur(O.astype(np.complex128), output="complex")
+        return np.real((Z * np.diag(T) ** t) @ Z.conj().T)
+    L = (L - L.T) / 2
+    return scipy.linalg.expm(t * L)
+
+
+def _real_log(O: np.ndarray) -> np.ndarray | None:
+    """A real skew logarithm of an orthogonal O from its real Schur form; None when det O = -1."""
+    import scipy.linalg
+
+    T, Z = scipy.linalg.schur(O, output="real")
+    k = O.shape[0]
+    L = np.zeros_like(T)
+    minus, i = [], 0
+    while i < k:
+        if i + 1 < k and abs(T[i + 1, i]) > 1e-12:  # a 2 x 2 rotation block
+            theta = math.atan2((T[i + 1, i] - T[i, i + 1]) / 2, (T[i, i] + T[i + 1, i + 1]) / 2)
+            L[i, i + 1], L[i + 1, i] = -theta, theta
+            i += 2
+        else:
+            if T[i, i] < 0:
+                minus.append(i)
+            i += 1
+    if len(minus) % 2:
+        return None
+    for a, b in zip(minus[::2], minus[1::2]):
+        L[a, b], L[b, a] = -math.pi, math.pi
+    return Z @ L @ Z.T
+
+
+def span_geodesic(X_b: torch.Tensor, X_p: torch.Tensor, t: float, tol: float = 1e-9) -> torch.Tensor:
+    """X(t) with X(0) = X_b and X(1) = X_p, along a geodesic of the orthogonal group in span[X_b, X_p].
+
+    X_b, X_p: (n, r) with orthonormal columns. Let B = [X_b, N] be an orthonormal
+    basis of span[X_b, X_p] (N: the part of X_p outside span X_b, directions with
+    singular value below `tol` dropped, which moves X(1) by at most tol sqrt r).
+    In B's coordinates X_b is [I; 0] and X_p is P = B^T X_p; P is completed to an
+    orthogonal O = [P, P_perp] whose added columns are the closest (Procrustes) to
+    [0; I], so that O = I when X_p = X_b, with det O = +1 where the span allows.
+    Then X(t) = B O^t [:, :r]. For square bases (span X_b = everything) this is
+    X_b Q^t with Q = X_b^T X_p.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X_b = torch.linalg.qr(torch.randn(9, 3, generator=g, dtype=torch.float64))[0]
+    >>> X_p = torch.linalg.qr(X_b + 0.3 * torch.randn(9, 3, generator=g, dtype=torch.float64))[0]
+    >>> bool(torch.allclose(span_geodesic(X_b, X_p, 0.0), X_b)), bool(torch.allclose(span_geodesic(X_b, X_p, 1.0), X_p))
+    (True, True)
+    """
+    B, O = orthogonal_map(X_b, X_p, tol)
+    _make_proper(O, X_b.shape[1])
+    return along(B, O, X_b.shape[1], t)
+
+
+def geodesic_factors(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_p: torch.Tensor, t: float,
+                     tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(U(t), V(t), sign(t)) for a pair of thin SVDs: `span_geodesic` on both sides with one joint gauge.
+
+    W(t) = U(t) diag(sign(t) S(t)) V(t)^T. A post pair (u_i, v_i) is defined up to a
+    common sign: it is chosen so that u_b,i . u_p,i + v_b,i . v_p,i >= 0. A side whose
+    orthogonal map O has det -1 has no real geodesic. When both sides are improper,
+    or a square side is and the other is rectangular, the weakest pair (smallest
+    |cosines|: typically two near-degenerate pairs that swapped) is flipped on both
+    sides, which turns a swap into a quarter turn; a rectangular side still improper
+    flips its least aligned completion column. A square matrix whose determinant
+    changes sign cannot be joined without passing through a singular matrix: the
+    smallest pair is flipped on one side and its singular value follows sign(t) = 1 - 2t.
+    Exact at t = 0 (U_b, V_b, +1) and t = 1 (the same product as U_p S_p V_p^T).
+    """
+    r = U_b.shape[1]
+    cos_u, cos_v = (U_b * U_p).sum(0), (V_b * V_p).sum(0)
+    signs = torch.where(cos_u + cos_v < 0, -1.0, 1.0).to(U_p.dtype)
+    (B_u, O_u), (B_v, O_v) = orthogonal_map(U_b, U_p * signs, tol), orthogonal_map(V_b, V_p * signs, tol)
+    improper = [bool(torch.linalg.det(O) < 0) for O in (O_u, O_v)]
+    square = [O.shape[0] == r for O in (O_u, O_v)]
+    sign = torch.ones(r, dtype=U_b.dtype)
+    if all(improper) or (any(improper) and not all(square) and square[improper.index(True)]):
+        weakest = int(torch.argmin(cos_u.abs() + cos_v.abs()))
+        O_u[:, weakest], O_v[:, weakest] = -O_u[:, weakest], -O_v[:, weakest]
+    elif any(improper) and all(square):
+        O = (O_u, O_v)[improper.index(True)]
+        O[:, r - 1] = -O[:, r - 1]
+        sign[r - 1] = 1 - 2 * t
+    _make_proper(O_u, r)
+    _make_proper(O_v, r)
+    return along(B_u, O_u, r, t), along(B_v, O_v, r, t), sign
+
+
+def orthogonal_map(X_b: torch.Tensor, X_p: torch.Tensor, tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, O): an orthonormal basis B = [X_b, N] of span[X_b, X_p] and the orthogonal O with B O[:, :r] = X_p."""
+    B = torch.cat([X_b, _outside(X_b, X_p, tol)], dim=1)
+    P = B.T @ X_p
+    O = P if B.shape[1] == X_b.shape[1] else torch.cat([P, _completion(P)], dim=1)
+    return B, O.clone()
+
+
+def _make_proper(O: torch.Tensor, r: int) -> None:
+    """det O = +1 by flipping the least aligned completion column (only where O has one)."""
+    if O.shape[0] > r and torch.linalg.det(O) < 0:
+        j = r + int(torch.argmin(torch.diagonal(O)[r:]))
+        O[:, j] = -O[:, j]
+
+
+def along(B: torch.Tensor, O: torch.Tensor, r: int, t: float) -> torch.Tensor:
+    """B O^t [:, :r]: the first r columns of the basis moved a fraction t of the way."""
+    power = orthogonal_power(O.cpu().numpy(), t)
+    return B @ torch.from_numpy(np.ascontiguousarray(power[:, :r])).to(B)
+
+
+def _outside(X_b: torch.Tensor, X_p: torch.Tensor, tol: float) -> torch.Tensor:
+    """An orthonormal basis of the part of span X_p outside span X_b (two projection passes)."""
+    n, r = X_b.shape
+    residual = X_p - X_b @ (X_b.T @ X_p)
+    residual = residual - X_b @ (X_b.T @ residual)
+    A, s, _ = torch.linalg.svd(residual, full_matrices=False)
+    N = A[:, s > tol][:, : n - r]
+    if N.shape[1] == 0:
+        return N
+    N = N - X_b @ (X_b.T @ N)
+    return torch.linalg.qr(N)[0]
+
+
+def _completion(P: torch.Tensor) -> torch.Tensor:
+    """k x (k - r) orthonormal columns orthogonal to P (k x r), closest to [0; I]."""
+    k, r = P.shape
+    M = torch.linalg.qr(P, mode="complete")[0][:, r:]
+    A, _, Bh = torch.linalg.svd(M[r:, :].T)
+    return M @ (A @ Bh)
+
+
+def interpolated_values(s_b: torch.Tensor, s_p: torch.Tensor, t: float) -> torch.Tensor:
+    """S(t) = S_b^(1-t) S_p^t (exact at t = 0 and 1); linear where either value is zero.
+
+    >>> interpolated_values(torch.tensor([4.0, 0.0]), torch.tensor([1.0, 2.0]), 0.5).tolist()
+    [2.0, 1.0]
+    """
+    geometric = s_b ** (1 - t) * s_p**t
+    linear = (1 - t) * s_b + t * s_p
+    return torch.where((s_b > 0) & (s_p > 0), geometric, linear)
+
+
+def dropped_share(U_b: torch.Tensor, V_b: torch.Tensor, W_p: torch.Tensor) -> float:
+    """||W_p - P(W_p)||_F / ||W_p||_F with P(W) = U_b U_b^T W V_b V_b^T: what base subspaces cannot hold.
+
+    >>> U = torch.eye(3, 2, dtype=torch.float64)
+    >>> W_p = torch.tensor([[1., 0.], [0., 0.], [0., 1.]], dtype=torch.float64)
+    >>> round(dropped_share(U, torch.eye(2, dtype=torch.float64), W_p), 12)  # half the energy: 1/sqrt 2
+    0.707106781187
+    """
+    projected = U_b @ (U_b.T @ W_p @ V_b) @ V_b.T
+    norm = torch.linalg.matrix_norm(W_p).item()
+    return torch.linalg.matrix_norm(W_p - projected).item() / norm if norm > 0 else 0.0
