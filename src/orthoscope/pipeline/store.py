@@ -28,7 +28,7 @@ def safe_name(name: str) -> str:
     >>> safe_name("a b") != safe_name("a_b") == "a_b"
     True
     >>> safe_name("a:b")
-    'a_b~9c4a4f5bbf'
+    'a_b~1a2ed37ca1'
     """
     if name and not _UNSAFE.search(name) and not name.startswith("."):
         return name
