@@ -357,7 +357,7 @@ import sys, time
 from orthoscope.pipeline import work
 real = work.measure
 def slow(*args, **kwargs):
-    time.sleep(0.05)
+    time.sleep(0.1)
     return real(*args, **kwargs)
 work.measure = slow
 from orthoscope.cli import main
@@ -378,7 +378,7 @@ def test_kill_9_at_several_moments_then_resume_gives_the_uninterrupted_table(pla
     reference = orthoscope.compare(base, [post, ("other", other)], precision="f64")
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}
-    for moment in (1, 9, 20):  # parts on disk when the kill lands (of 28)
+    for moment in (1, 9, 18):  # parts on disk when the kill lands (of 28)
         process = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], env=env, stderr=subprocess.PIPE)
         while parts_written(tmp_path / "r") < moment and process.poll() is None:
             time.sleep(0.02)
