@@ -33,7 +33,7 @@ def test_strings_and_sets_give_the_same_options():
     ("layers", [-1], "bad layers"),
     ("kinds", "q,nope", "unknown --kinds nope"),
     ("metrics", "a_geo,banana", "unknown metric 'banana'"),
-    ("precision", "half", "unknown --precision"),
+    ("precision", "half", "unknown precision"),
     ("control", "", "--control must name a post"),
 ])
 def test_each_bad_value_is_refused_by_the_object(field, value, message):

@@ -245,7 +245,7 @@ def test_full_disk_while_writing_results(planted, tmp_path, monkeypatch):
     (["--seed", "-1"], "--seed must be an integer from 0 to"),
     (["--layers", "0-99999999999"], "bad --layers"),
     (["--kinds", "qq"], "unknown --kinds qq"),
-    (["--precision", "f16"], "unknown --precision 'f16'"),
+    (["--precision", "f16"], "unknown precision 'f16'"),
     (["--workers", "2"], "--workers applies to --executor ray only"),
     (["--executor", "ray", "--workers", "0"], "--workers must be a positive integer"),
     (["--executor", "dask"], "unknown executor 'dask'"),

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Iterable
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.kernels.precision import resolve_precision
 from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
 from orthoscope.pipeline.executors import Executor, make_executor
 from orthoscope.pipeline.filters import parse_kinds, parse_layers
 from orthoscope.pipeline.measure import resolve_metrics
 
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
-PRECISIONS = ("auto", "f32", "f64")
 MAX_SEED = 2**32 - 1  # the null's generator mixes the seed with the matrix name within 64 bits
 MAX_LAYER = 1_000_000  # no model has more layers; a bigger range is a typo, not a selection
 
@@ -61,8 +61,7 @@ class CompareOptions:
         put("layers", _layers(self.layers))
         put("kinds", _kinds(self.kinds))
         put("metrics", resolve_metrics(self.metrics))
-        if self.precision not in PRECISIONS:
-            raise OrthoscopeError(f"unknown --precision {self.precision!r} (use {', '.join(PRECISIONS)})")
+        resolve_precision(self.precision, self.metrics)  # validates the name
         if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
             raise OrthoscopeError(f"unknown --device {self.device!r} (use cpu, cuda or cuda:N)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
