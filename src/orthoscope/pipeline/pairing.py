@@ -61,18 +61,20 @@ def series_order(labels: list[str]) -> list[int]:
     return [key[2] for key in sorted(keys)]
 
 
-def post_labels(posts: list[Checkpoint], given: list[str | None] | None = None) -> list[str]:
+def post_labels(posts: list[Checkpoint], given: list[str | None] | None = None,
+                in_memory: list[bool] | None = None) -> list[str]:
     """Unique names for the posts: the name given, else the folder or hub repo name
     (`post` for a model held in memory); repeats get `-2`, `-3`, ... (a checkpoint
     of a series first tries its parent folder: `cot/step-150`)."""
     given = given or [None] * len(posts)
+    in_memory = in_memory or [False] * len(posts)
     named = {name for name in given if name}
     labels: list[str] = []
-    for ckpt, name in zip(posts, given):
+    for ckpt, name, held in zip(posts, given, in_memory):
         if name:
             labels.append(name)
             continue
-        spec = ckpt.spec if isinstance(ckpt.spec, str) else ""
+        spec = ckpt.spec if isinstance(ckpt.spec, str) and not held else ""
         path = Path(spec.rstrip("/")) if spec and not spec.startswith("<") else None
         label = (path.name if path else "") or "post"
         taken = set(labels) | named
@@ -92,6 +94,7 @@ def make_plan(
     kinds: set[str] | None = None,
     include_embeddings: bool = False,
     names: list[str | None] | None = None,
+    in_memory: list[bool] | None = None,
 ) -> Plan:
     """Match every post to the base by name; one clear error listing the first differences.
 
@@ -108,7 +111,7 @@ def make_plan(
             f"no matrices to analyse in {base.spec} with these filters "
             f"(layers={sorted(layers) if layers else 'all'}, kinds={sorted(kinds) if kinds else 'all'})"
         )
-    labels = post_labels(posts, names)
+    labels = post_labels(posts, names, in_memory)
     order = series_order(labels)
     posts, labels = [posts[i] for i in order], [labels[i] for i in order]
     return Plan(base, posts, labels, refs, notes, [step_of(label) for label in labels])

@@ -71,7 +71,7 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
     base_ckpt = open_checkpoint(base, opts.revision)
     post_ckpts = [open_checkpoint(model, base=base_ckpt) for model in models]
     plan = make_plan(base_ckpt, post_ckpts, _as_set(opts.layers), _as_set(opts.kinds), opts.include_embeddings,
-                     list(names))
+                     list(names), [not isinstance(m, (str, Path)) for m in models])
     given = {id(ckpt): model for ckpt, model in zip(post_ckpts, models)}
     control = _control(opts.control, plan.labels)
     dtype = resolve_precision(opts.precision, opts.metrics)
