@@ -141,17 +141,16 @@ class _progress:
         self.task = None
 
     def __enter__(self):
-        if self.bar is None:
-            return None
-        self.bar.start()
-        self.task = self.bar.add_task("matrices", total=None)
-        return self.advance
+        return None if self.bar is None else self.advance
 
     def advance(self, done: int, total: int, name: str) -> None:
+        if self.task is None:  # started by the first result: an early error stays one line
+            self.bar.start()
+            self.task = self.bar.add_task("matrices", total=None)
         self.bar.update(self.task, completed=done, total=total, description=f"{name[-48:]:>48}")
 
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:
             self.bar.stop()
 
 

@@ -259,13 +259,19 @@ def _why(error: OSError) -> str:
 
 
 def _difference(stored: dict, identity: dict) -> str:
-    """The first field that differs, for the refusal message."""
-    for field in sorted(set(stored) | set(identity)):
-        if stored.get(field) != identity.get(field):
-            old, new = stored.get(field), identity.get(field)
-            if isinstance(old, dict) and isinstance(new, dict):
-                for sub in sorted(set(old) | set(new)):
-                    if old.get(sub) != new.get(sub):
-                        return f"{field}.{sub}: {old.get(sub)!r} there, {new.get(sub)!r} now"
-            return f"{field}: {old!r} there, {new!r} now"
+    """The first field that differs, for the refusal message.
+
+    >>> _difference({"posts": {"a": "/x"}}, {"posts": {"b": "/x"}})
+    "posts: ['a'] there, ['b'] now"
+    """
+    for name in sorted(set(stored) | set(identity)):
+        old, new = stored.get(name), identity.get(name)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            if set(old) != set(new):
+                return f"{name}: {sorted(old)} there, {sorted(new)} now"
+            sub = next(k for k in sorted(old) if old[k] != new[k])
+            return f"{name}.{sub}: {old[sub]!r} there, {new[sub]!r} now"
+        return f"{name}: {old!r} there, {new!r} now"
     return "unknown difference"
