@@ -18,7 +18,7 @@ count as not stored; a write that fails for want of space (an OSError, or the
 SafetensorError the bindings raise for it) stops further writes for this process:
 the run goes on without caching.
 
-Every entry carries a BLAKE2b checksum of its factors in its metadata, verified on
+Every entry carries a SHA-256 checksum of its factors in its metadata, verified on
 read: a damaged entry (flipped bits, length intact) is a miss and is replaced.
 
 >>> cache = SVDCache("/tmp/orthoscope-svd")            # doctest: +SKIP
@@ -88,14 +88,14 @@ def tensor_digest(W: torch.Tensor) -> str:
 
 
 def checksum(tensors: dict[str, torch.Tensor]) -> str:
-    """BLAKE2b over the names, dtypes, shapes and bytes of `tensors` (what a cache entry must still hold).
+    """SHA-256 over the names, dtypes, shapes and bytes of `tensors` (what a cache entry must still hold).
 
     >>> checksum({"S": torch.ones(3)}) == checksum({"S": torch.ones(3)})
     True
     >>> checksum({"S": torch.ones(3)}) == checksum({"S": torch.tensor([1.0, 1.0, 1.0 + 2**-20])})
     False
     """
-    h = hashlib.blake2b(digest_size=16)
+    h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
@@ -124,10 +124,17 @@ class SVDCache:
         self._size: int | None = None  # bytes in the folder as of the last scan plus our writes since
         self.hits = self.misses = self.not_stored = 0
         self.writable = True  # False after a write failed for want of space or rights
+        self._known: tuple[torch.Tensor, str] | None = None
 
     def key(self, W: torch.Tensor, dtype: torch.dtype) -> str:
         """The entry name for the SVD of `W` computed in `dtype`."""
-        return f"{tensor_digest(W)}-{str(dtype).removeprefix('torch.')}-{FORMAT}"
+        known, self._known = self._known, None
+        digest = known[1] if known is not None and known[0] is W else tensor_digest(W)
+        return f"{digest}-{str(dtype).removeprefix('torch.')}-{FORMAT}"
+
+    def remember(self, W: torch.Tensor, digest: str) -> None:
+        """`tensor_digest(W)`, already computed by the caller: the next `key(W, ...)` uses it instead of hashing again."""
+        self._known = (W, digest)
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}{SUFFIX}"
