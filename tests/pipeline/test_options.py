@@ -117,7 +117,5 @@ def test_run_folder_layout(tmp_path):
 
 
 def test_job_result_shapes():
-    from orthoscope.architectures import MatrixRef  # noqa: F401 (Job carries a MatrixRef)
-
     assert Job.__dataclass_fields__.keys() >= {"ref", "posts", "known", "pairs", "known_pairs"}
     assert JobResult([]).pairs == [] and JobResult([]).cache == {}

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from typer.testing import CliRunner

@@ -133,7 +133,7 @@ class SVDCache:
         return f"{digest}-{str(dtype).removeprefix('torch.')}-{FORMAT}"
 
     def remember(self, W: torch.Tensor, digest: str) -> None:
-        """`tensor_digest(W)`, already computed by the caller: the next `key(W, ...)` uses it instead of hashing again."""
+        """`tensor_digest(W)` computed by the caller: the next `key(W, ...)` uses it instead of hashing again."""
         self._known = (W, digest)
 
     def _path(self, key: str) -> Path:

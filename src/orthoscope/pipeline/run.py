@@ -81,8 +81,8 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
     key = _settings_key(worker)
     # what a folder's run is: its inputs and the settings that change numbers; the selection
     # (layers, kinds, metrics) may change between runs into one folder (results are keyed on it)
-    identity = {"base": _input_id(base) + (f"@{opts.revision}" if opts.revision else ""), "posts": {label: _input_id(given[id(ckpt)])
-                                                   for label, ckpt in zip(plan.labels, plan.posts)},
+    identity = {"base": _input_id(base) + (f"@{opts.revision}" if opts.revision else ""),
+                "posts": {label: _input_id(given[id(ckpt)]) for label, ckpt in zip(plan.labels, plan.posts)},
                 "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
     folder = RunFolder(out) if out is not None else MemoryRun()
     with folder.open(identity, opts.overwrite):

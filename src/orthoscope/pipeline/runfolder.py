@@ -145,8 +145,9 @@ class RunFolder:
         if overwrite:
             self.clear()
         elif stored is not None and stored != identity:
-            raise OrthoscopeError(f"{self.path} holds a run of other inputs or settings ({_difference(stored, identity)}); "
-                                  f"use --overwrite to replace it, or choose another --output")
+            raise OrthoscopeError(f"{self.path} holds a run of other inputs or settings "
+                                  f"({_difference(stored, identity)}); use --overwrite to replace it, "
+                                  f"or choose another --output")
         elif stored is None and held:
             raise OrthoscopeError(f"{self.path} holds files of an unknown run ({', '.join(held[:3])}); "
                                   f"use --overwrite to replace them, or choose another --output")
