@@ -408,3 +408,22 @@ def test_ctrl_c_in_a_real_process(planted, tmp_path):
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
     assert "Traceback" not in stderr
+
+
+def test_damaged_table_or_summary_is_one_line(planted, tmp_path):
+    out = tmp_path / "r"
+    orthoscope.compare(*planted, out, kinds="q")
+    folder = RunFolder(out)
+    assert len(folder.read_table()) == 2 and folder.read_summary()["matrices"] == 2
+    raw = folder.metrics_parquet.read_bytes()
+    folder.metrics_parquet.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(OrthoscopeError, match=r"metrics.parquet is damaged"):
+        folder.read_table()
+    folder.summary_json.write_text('{"per_kind": ')
+    with pytest.raises(OrthoscopeError, match=r"summary.json is damaged"):
+        folder.read_summary()
+    folder.summary_json.write_text("[1, 2]")
+    with pytest.raises(OrthoscopeError, match=r"summary.json is damaged \(not a JSON object\)"):
+        folder.read_summary()
+    with pytest.raises(OrthoscopeError, match="no metrics.parquet in"):
+        RunFolder(tmp_path / "empty").read_table()

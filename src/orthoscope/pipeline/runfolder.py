@@ -190,6 +190,33 @@ class RunFolder:
     def save_pairs(self, name: str, key: dict, record: dict) -> None:
         self._write(self.pairs_path(name), lambda p: write_text(p, json.dumps({**record, "key": key})))
 
+    # ------------------------------------------------------------------ reading a finished run
+    def read_table(self):
+        """metrics.parquet as a DataFrame; a missing or damaged file is one line naming it."""
+        import pandas as pd
+
+        if not self.metrics_parquet.is_file():
+            raise OrthoscopeError(f"no metrics.parquet in {self.path} "
+                                  f"(run `orthoscope compare ... -o {self.path}` first)")
+        try:
+            return pd.read_parquet(self.metrics_parquet)
+        except Exception as error:  # pyarrow raises several types for a truncated or foreign file
+            raise OrthoscopeError(f"{self.metrics_parquet} is damaged ({type(error).__name__}); "
+                                  f"rerun compare into {self.path} to rewrite it") from None
+
+    def read_summary(self) -> dict:
+        """summary.json as a dict; a missing or damaged file is one line naming it."""
+        try:
+            summary = json.loads(self.summary_json.read_text())
+        except FileNotFoundError:
+            raise OrthoscopeError(f"no summary.json in {self.path}") from None
+        except (OSError, ValueError) as error:
+            raise OrthoscopeError(f"{self.summary_json} is damaged ({type(error).__name__}); "
+                                  f"rerun compare into {self.path} to rewrite it") from None
+        if not isinstance(summary, dict):
+            raise OrthoscopeError(f"{self.summary_json} is damaged (not a JSON object)")
+        return summary
+
     # ------------------------------------------------------------------ outputs
     def write_table(self, table, update_cos=None) -> None:
         """metrics.parquet and metrics.csv (and update_cos.parquet when given)."""
