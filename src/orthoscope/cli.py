@@ -176,9 +176,10 @@ def _report(result, quiet: bool, as_json: bool) -> None:
 @user_errors
 def summary(run: Path = typer.Argument(..., help="A run folder written by compare.")) -> None:
     """Print a compact table per post model: medians per kind."""
-    from orthoscope.pipeline.runfolder import RunFolder
-
-    _print_tables(RunFolder(run).read_table())  # missing or damaged: one line
+    table_path = run / "metrics.parquet"
+    if not table_path.is_file():
+        raise OrthoscopeError(f"no metrics.parquet in {run} (run `orthoscope compare ... -o {run}` first)")
+    _print_tables(pd.read_parquet(table_path))
 
 
 def _print_tables(table: pd.DataFrame) -> None:

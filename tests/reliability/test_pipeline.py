@@ -428,11 +428,3 @@ def test_damaged_table_or_summary_is_one_line(planted, tmp_path):
     with pytest.raises(OrthoscopeError, match="no metrics.parquet in"):
         RunFolder(tmp_path / "empty").read_table()
 
-
-def test_summary_of_a_damaged_run_is_one_line(planted, tmp_path):
-    out = tmp_path / "r"
-    orthoscope.compare(*planted, out, kinds="q")
-    (out / "metrics.parquet").write_bytes(b"PAR1 not really")
-    code, output = cli("summary", out)
-    assert code == 2
-    one_line_error(output, "metrics.parquet is damaged")
