@@ -78,3 +78,16 @@ def test_eval_and_lab_bad_arguments(tmp_path):
     assert result.exit_code == 2 and "no config.json in" in result.output
     result = runner.invoke(app, ["lab", "-o", str(tmp_path / "lab"), "--preset", "huge"])
     assert result.exit_code == 2 and "unknown preset 'huge'" in result.output
+
+
+def test_compare_named_posts_control_and_pairs(planted, tmp_path):
+    base, post = planted
+    result = runner.invoke(app, ["compare", str(base), f"mine={post}", f"control={post}", "-o", str(tmp_path / "r"),
+                                 "--json", "-q", "--no-report", "--kinds", "q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert list(summary["posts"]) == ["mine", "control"] and summary["settings"]["control"] == "control"
+    [pair] = summary["update_cos"]
+    assert (pair["post_a"], pair["post_b"], pair["kind"], pair["n"]) == ("mine", "control", "q", 2)
+    assert abs(pair["median"] - 1.0) < 1e-12
+    assert "verdicts" in summary and (tmp_path / "r" / "update_cos.parquet").is_file()

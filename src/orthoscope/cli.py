@@ -26,6 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 err = Console(stderr=True, soft_wrap=True)
 out = Console() if sys.stdout.isatty() else Console(width=160)
 
+INTERRUPTED = "interrupted; rerun the same command to resume"
 SUMMARY_COLUMNS = summary_columns()
 
 
@@ -38,6 +39,9 @@ def user_errors(command: Callable) -> Callable:
         except OrthoscopeError as error:
             err.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print(INTERRUPTED, highlight=False)
+            raise typer.Exit(130) from None
     return wrapper
 
 
@@ -57,7 +61,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 @user_errors
 def compare(
     base: str = typer.Argument(..., help="Base checkpoint: local folder or hub id."),
-    posts: List[str] = typer.Argument(..., help="One or more post-trained checkpoints."),
+    posts: List[str] = typer.Argument(..., help="One or more post-trained checkpoints; NAME=PATH names one."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (created; reruns resume)."),
     layers: Optional[str] = typer.Option(None, help="Layers to analyse, e.g. 0-3,10."),
     kinds: Optional[str] = typer.Option(None, help="Kinds to analyse, e.g. q,k,o."),
@@ -65,9 +69,9 @@ def compare(
     metrics: str = typer.Option("all", help="all, sign-free (one SVD per matrix: scaling, asym, sym_frac) "
                                 "or metric names, e.g. a_geo,sym_frac."),
     precision: str = typer.Option("auto", help="SVD precision: auto, f32 or f64."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     revision: Optional[str] = typer.Option(None, help="Hub revision of the base."),
-    seed: int = typer.Option(0, help="Seed of the Gaussian null."),
+    seed: int = typer.Option(0, help="Seed of the Gaussian null (0 to 2**32-1)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse base SVDs from the disk cache."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default $ORTHOSCOPE_CACHE_DIR or "
                                              "~/.cache/orthoscope/svd)."),
@@ -76,24 +80,36 @@ def compare(
     executor: str = typer.Option("local", help="local, or ray: one task per matrix on a Ray cluster."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local one)."),
     workers: Optional[int] = typer.Option(None, help="CPUs of the local Ray cluster (default: all)."),
+    control: Optional[str] = typer.Option(None, help="The control post (default: a post named control)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Clear OUTPUT if it holds a run of other inputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html and figures/."),
 ) -> None:
     """Compare BASE with each POST, matrix by matrix; write OUTPUT/metrics.parquet, summary.json, report.html."""
+    from orthoscope.pipeline import CompareOptions, make_executor
     from orthoscope.pipeline import compare as run_compare
-    from orthoscope.pipeline.filters import parse_kinds, parse_layers
 
-    layer_set, kind_set = parse_layers(layers), parse_kinds(kinds, known=_fallback_kinds(kinds))
+    options = CompareOptions(layers=layers, kinds=kinds, include_embeddings=include_embeddings, metrics=metrics,
+                             precision=precision, device=device, seed=seed, revision=revision, cache=cache,
+                             cache_dir=cache_dir, cache_limit_gib=cache_limit,
+                             executor=make_executor(executor, address=address, workers=workers),
+                             control=control, overwrite=overwrite)
     with _progress(quiet) as advance:
-        result = run_compare(base, posts, output, layers=layer_set, kinds=kind_set,
-                             include_embeddings=include_embeddings, metrics=metrics, precision=precision,
-                             device=device, seed=seed, revision=revision, cache=cache, cache_dir=cache_dir,
-                             cache_limit_gib=cache_limit, executor=executor, address=address,
-                             workers=workers, progress=advance)
+        result = run_compare(base, [_named_post(p) for p in posts], output, options, progress=advance)
     _report(result, quiet, as_json)
     if not no_report:
         _write_report(output, quiet)
+
+
+def _named_post(text: str):
+    """`name=path` names a post when `name` is a plain name and the whole text is not an existing path."""
+    import re
+
+    name, sep, spec = text.partition("=")
+    if sep and spec and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) and not Path(text).expanduser().exists():
+        return name, spec
+    return text
 
 
 def _write_report(folder: Path, quiet: bool) -> None:
@@ -126,17 +142,16 @@ class _progress:
         self.task = None
 
     def __enter__(self):
-        if self.bar is None:
-            return None
-        self.bar.start()
-        self.task = self.bar.add_task("matrices", total=None)
-        return self.advance
+        return None if self.bar is None else self.advance
 
     def advance(self, done: int, total: int, name: str) -> None:
+        if self.task is None:  # started by the first result: an early error stays one line
+            self.bar.start()
+            self.task = self.bar.add_task("matrices", total=None)
         self.bar.update(self.task, completed=done, total=total, description=f"{name[-48:]:>48}")
 
     def __exit__(self, *exc) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:
             self.bar.stop()
 
 
@@ -481,7 +496,11 @@ def cache_clear(cache_dir: Optional[Path] = CACHE_DIR_OPTION) -> None:
 
 
 def main() -> None:
-    app(prog_name="orthoscope")
+    try:
+        app(prog_name="orthoscope")
+    except KeyboardInterrupt:  # outside a command (while importing, parsing)
+        err.print(INTERRUPTED, highlight=False)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

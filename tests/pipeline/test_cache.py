@@ -111,3 +111,20 @@ def test_cli_ls_and_clear(planted, private_svd_cache):
     cleared = runner.invoke(app, ["cache", "clear", "--cache-dir", str(private_svd_cache)])
     assert cleared.exit_code == 0 and "removed 4 entries" in cleared.output
     assert SVDCache(private_svd_cache).entries() == []
+
+
+def test_each_matrix_is_hashed_once_per_model(planted, monkeypatch):
+    """The content hash that keys resume also keys the cache: base and post bytes are hashed once each."""
+    from orthoscope.pipeline import work
+
+    calls = []
+    real = cache_module.tensor_digest
+
+    def counted(W):
+        calls.append(tuple(W.shape))
+        return real(W)
+
+    monkeypatch.setattr(cache_module, "tensor_digest", counted)
+    monkeypatch.setattr(work, "tensor_digest", counted)
+    orthoscope.compare(*planted, kinds="q,o")
+    assert len(calls) == 4 * 2

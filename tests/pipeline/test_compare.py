@@ -8,7 +8,7 @@ import pytest
 
 import orthoscope
 from orthoscope.lab.planted import KIND_SCALE
-from orthoscope.pipeline import executors
+from orthoscope.pipeline import work
 from orthoscope.pipeline.measure import METRIC_COLUMNS
 from orthoscope.pipeline.summary import ID_COLUMNS
 
@@ -48,7 +48,7 @@ def test_filters(planted):
 
 def counting(monkeypatch, fail_at: int | None = None) -> list:
     calls = []
-    real = executors.measure
+    real = work.measure
 
     def wrapped(*args, **kwargs):
         calls.append(args[2])
@@ -56,7 +56,7 @@ def counting(monkeypatch, fail_at: int | None = None) -> list:
             raise KeyboardInterrupt  # the run is killed here
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(executors, "measure", wrapped)
+    monkeypatch.setattr(work, "measure", wrapped)
     return calls
 
 
@@ -85,5 +85,5 @@ def test_half_written_or_stale_results_are_recomputed(planted, tmp_path, monkeyp
     orthoscope.compare(*planted, out)
     assert calls == ["model.layers.0.mlp.up_proj.weight"]
     calls = counting(monkeypatch)
-    orthoscope.compare(*planted, out, seed=1)  # other arguments: nothing is reused
+    orthoscope.compare(*planted, out, seed=1, overwrite=True)  # other settings: nothing is reused
     assert len(calls) == 14

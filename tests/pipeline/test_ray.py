@@ -39,3 +39,12 @@ def test_ray_resumes_a_local_run_and_shares_the_cache(planted, tmp_path, cluster
 def test_unknown_executor(planted):
     with pytest.raises(OrthoscopeError, match="unknown executor 'dask'"):
         orthoscope.compare(*planted, executor="dask")
+
+
+def test_ray_executor_object_with_its_options(planted, tmp_path, cluster):
+    from orthoscope.pipeline import RayExecutor
+
+    result = orthoscope.compare(*planted, tmp_path / "r", executor=RayExecutor(workers=2), kinds="q", cache=False)
+    assert result.summary["settings"]["executor_options"] == {"executor": "ray", "address": None, "workers": 2}
+    local = orthoscope.compare(*planted, kinds="q", cache=False).table
+    pd.testing.assert_frame_equal(result.table, local, rtol=1e-9, atol=1e-12)

@@ -29,3 +29,11 @@ def test_a_nan_matrix_is_named(planted, tmp_path):
     bad = copy_with(planted[0], tmp_path / "bad", Q0, value)
     with pytest.raises(SourceError, match=f"{Q0}: 1 NaN/Inf entries"):
         orthoscope.spectra(bad)
+
+
+def test_spectra_checks_its_options_like_compare(planted):
+    from orthoscope.errors import OrthoscopeError
+
+    with pytest.raises(OrthoscopeError, match="unknown --device 'bogus'"):
+        orthoscope.spectra(planted[0], device="bogus")
+    assert sorted(orthoscope.spectra(planted[0], layers="1", kinds="q")) == ["model.layers.1.self_attn.q_proj.weight"]

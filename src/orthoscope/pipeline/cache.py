@@ -14,7 +14,12 @@ each matrix evicting the one before it. A process rescans the folder only when
 its own running total nears the limit (not on every write), so processes writing
 at the same time can overshoot the limit by what the others wrote meanwhile. A cache the process cannot
 write (read-only shared storage, a full disk) still serves hits: failed writes
-count as not stored.
+count as not stored; a write that fails for want of space (an OSError, or the
+SafetensorError the bindings raise for it) stops further writes for this process:
+the run goes on without caching.
+
+Every entry carries a SHA-256 checksum of its factors in its metadata, verified on
+read: a damaged entry (flipped bits, length intact) is a miss and is replaced.
 
 >>> cache = SVDCache("/tmp/orthoscope-svd")            # doctest: +SKIP
 >>> key = cache.key(W_b, torch.float32)                # doctest: +SKIP
@@ -24,14 +29,15 @@ count as not stored.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels import SVD
@@ -41,7 +47,7 @@ DIR_ENV = "ORTHOSCOPE_CACHE_DIR"
 LIMIT_ENV = "ORTHOSCOPE_CACHE_LIMIT"
 DEFAULT_LIMIT_GIB = 20.0
 # bump when the stored factors would differ (routine, orientation, layout)
-FORMAT = "svd-v1"
+FORMAT = "svd-v2"  # v2: entries carry a checksum
 SUFFIX = ".safetensors"
 
 
@@ -59,9 +65,12 @@ def default_limit_gib() -> float:
     if not text:
         return DEFAULT_LIMIT_GIB
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise OrthoscopeError(f"{LIMIT_ENV}={text!r} is not a number of GiB") from None
+    if not math.isfinite(value) or value < 0:
+        raise OrthoscopeError(f"{LIMIT_ENV}={text!r} must be a finite number of GiB >= 0")
+    return value
 
 
 def tensor_digest(W: torch.Tensor) -> str:
@@ -75,6 +84,22 @@ def tensor_digest(W: torch.Tensor) -> str:
     h = hashlib.sha256(f"{W.dtype}|{tuple(W.shape)}|".encode())
     flat = W.detach().contiguous().cpu().reshape(-1).view(torch.uint8)
     h.update(memoryview(flat.numpy()))
+    return h.hexdigest()
+
+
+def checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of `tensors` (what a cache entry must still hold).
+
+    >>> checksum({"S": torch.ones(3)}) == checksum({"S": torch.ones(3)})
+    True
+    >>> checksum({"S": torch.ones(3)}) == checksum({"S": torch.tensor([1.0, 1.0, 1.0 + 2**-20])})
+    False
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
     return h.hexdigest()
 
 
@@ -98,10 +123,18 @@ class SVDCache:
         self._used: set[Path] = set()  # entries this process read or wrote: never evicted by it
         self._size: int | None = None  # bytes in the folder as of the last scan plus our writes since
         self.hits = self.misses = self.not_stored = 0
+        self.writable = True  # False after a write failed for want of space or rights
+        self._known: tuple[torch.Tensor, str] | None = None
 
     def key(self, W: torch.Tensor, dtype: torch.dtype) -> str:
         """The entry name for the SVD of `W` computed in `dtype`."""
-        return f"{tensor_digest(W)}-{str(dtype).removeprefix('torch.')}-{FORMAT}"
+        known, self._known = self._known, None
+        digest = known[1] if known is not None and known[0] is W else tensor_digest(W)
+        return f"{digest}-{str(dtype).removeprefix('torch.')}-{FORMAT}"
+
+    def remember(self, W: torch.Tensor, digest: str) -> None:
+        """`tensor_digest(W)` computed by the caller: the next `key(W, ...)` uses it instead of hashing again."""
+        self._known = (W, digest)
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}{SUFFIX}"
@@ -110,10 +143,14 @@ class SVDCache:
         """The cached factors, or None (a missing or unreadable entry counts as a miss)."""
         path = self._path(key)
         try:
-            tensors = load_file(path)
+            with safe_open(str(path), framework="pt") as handle:
+                stored = (handle.metadata() or {}).get("checksum")
+                tensors = {name: handle.get_tensor(name) for name in ("U", "S", "V")}
             factors = SVD(U=tensors["U"], S=tensors["S"], V=tensors["V"])
-        except (SafetensorError, KeyError):
-            _remove(path)  # torn or foreign file: recompute and rewrite
+            if stored != checksum(tensors):
+                raise ValueError("checksum mismatch")
+        except (SafetensorError, KeyError, ValueError, RuntimeError):
+            _remove(path)  # torn, damaged or foreign file: recompute and rewrite
             self.misses += 1
             return None
         except OSError:  # absent, or unreadable here: a miss, the file is left alone
@@ -128,13 +165,15 @@ class SVDCache:
         """Store `factors` if the limit allows after evicting stale entries; False if not stored."""
         tensors = {"U": factors.U, "S": factors.S, "V": factors.V}
         size = sum(t.numel() * t.element_size() for t in tensors.values())
-        if not self._make_room(size):
+        if not self.writable or not self._make_room(size):
             self.not_stored += 1
             return False
         cpu = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+        metadata = {"format": FORMAT, "checksum": checksum(cpu)}
         try:
-            atomic_write(self._path(key), lambda tmp: save_file(cpu, str(tmp), metadata={"format": FORMAT}))
-        except OSError:  # read-only or full storage: the run goes on without this entry
+            atomic_write(self._path(key), lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
+        except (OSError, SafetensorError):  # read-only or full storage: the run goes on without caching
+            self.writable = False
             self.not_stored += 1
             return False
         self._used.add(self._path(key))

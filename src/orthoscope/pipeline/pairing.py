@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -24,15 +25,65 @@ class Plan:
     labels: list[str]
     refs: list[MatrixRef]
     notes: list[str]
+    steps: list[int | None] = field(default_factory=list)
+
+    def pairs(self) -> tuple[tuple[int, int], ...]:
+        """Every pair of posts (i < j), for post-against-post measures."""
+        n = len(self.posts)
+        return tuple((i, j) for i in range(n) for j in range(i + 1, n))
 
 
-def post_labels(posts: list[Checkpoint]) -> list[str]:
-    """Short unique names for the posts: folder name or hub repo name."""
+STEP = re.compile(r"(?:^|[^A-Za-z0-9])?(?:global_step|step|checkpoint|ckpt|iter)[-_]?(\d+)$", re.IGNORECASE)
+
+
+def step_of(label: str) -> int | None:
+    """The training step a post's name ends in (`step-150`, `checkpoint-150`, `global_step150`), else None.
+
+    >>> [step_of(n) for n in ("step-150", "cot/checkpoint-20", "global_step7", "instruct", "v2")]
+    [150, 20, 7, None, None]
+    """
+    match = STEP.search(label)
+    return int(match.group(1)) if match else None
+
+
+def series_order(labels: list[str]) -> list[int]:
+    """Indices of `labels` with each series (same name before the step) sorted by step, at the
+    place of its first member; other posts keep their place.
+
+    >>> series_order(["step-1000", "base-chat", "step-150", "step-20"])
+    [3, 2, 0, 1]
+    """
+    first: dict[str, int] = {}
+    keys = []
+    for index, label in enumerate(labels):
+        step = step_of(label)
+        group = label[: STEP.search(label).start(1)] if step is not None else f"\0{label}"
+        first.setdefault(group, index)
+        keys.append((first[group], -1 if step is None else step, index))
+    return [key[2] for key in sorted(keys)]
+
+
+def post_labels(posts: list[Checkpoint], given: list[str | None] | None = None,
+                in_memory: list[bool] | None = None) -> list[str]:
+    """Unique names for the posts: the name given, else the folder or hub repo name
+    (`post` for a model held in memory); repeats get `-2`, `-3`, ... (a checkpoint
+    of a series first tries its parent folder: `cot/step-150`)."""
+    given = given or [None] * len(posts)
+    in_memory = in_memory or [False] * len(posts)
+    named = {name for name in given if name}
     labels: list[str] = []
-    for ckpt in posts:
-        label = Path(ckpt.spec.rstrip("/")).name or "post"
+    for ckpt, name, held in zip(posts, given, in_memory):
+        if name:
+            labels.append(name)
+            continue
+        spec = ckpt.spec if isinstance(ckpt.spec, str) and not held else ""
+        path = Path(spec.rstrip("/")) if spec and not spec.startswith("<") else None
+        label = (path.name if path else "") or "post"
+        taken = set(labels) | named
+        if label in taken and path is not None and step_of(label) is not None and path.parent.name:
+            label = f"{path.parent.name}/{label}"
         candidate, n = label, 2
-        while candidate in labels:
+        while candidate in taken:
             candidate, n = f"{label}-{n}", n + 1
         labels.append(candidate)
     return labels
@@ -44,8 +95,13 @@ def make_plan(
     layers: set[int] | None = None,
     kinds: set[str] | None = None,
     include_embeddings: bool = False,
+    names: list[str | None] | None = None,
+    in_memory: list[bool] | None = None,
 ) -> Plan:
-    """Match every post to the base by name; one clear error listing the first differences."""
+    """Match every post to the base by name; one clear error listing the first differences.
+
+    Posts are labelled (`names`, else `post_labels`) and series sorted by step (`series_order`).
+    """
     refs, notes = find_matrices(base, include_embeddings)
     for post in posts:
         _check_same_architecture(base, post)
@@ -57,7 +113,10 @@ def make_plan(
             f"no matrices to analyse in {base.spec} with these filters "
             f"(layers={sorted(layers) if layers else 'all'}, kinds={sorted(kinds) if kinds else 'all'})"
         )
-    return Plan(base, posts, post_labels(posts), refs, notes)
+    labels = post_labels(posts, names, in_memory)
+    order = series_order(labels)
+    posts, labels = [posts[i] for i in order], [labels[i] for i in order]
+    return Plan(base, posts, labels, refs, notes, [step_of(label) for label in labels])
 
 
 def select(refs: list[MatrixRef], layers: str | Iterable[int] | None,

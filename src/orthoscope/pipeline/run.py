@@ -2,170 +2,237 @@
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable
 
 import pandas as pd
 import torch
 
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels import resolve_device
 from orthoscope.kernels.precision import resolve_precision
-from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
-from orthoscope.pipeline.executors import EXECUTORS, Job, Result, Settings, run_local, run_ray
-from orthoscope.pipeline.measure import METRIC_COLUMNS, needs_post_svd, resolve_metrics
+from orthoscope.pipeline.cache import default_dir
+from orthoscope.pipeline.measure import METRIC_COLUMNS, needs_post_svd
+from orthoscope.pipeline.options import CompareOptions
 from orthoscope.pipeline.pairing import Plan, make_plan
-from orthoscope.pipeline.store import RunStore, atomic_write, write_text
+from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
 from orthoscope.pipeline.summary import ID_COLUMNS, aggregate, empty_table
+from orthoscope.pipeline.work import Job, JobResult, Settings
 from orthoscope.sources import open_checkpoint
 
 Progress = Callable[[int, int, str], None]
+UPDATE_COS_COLUMNS = ("post_a", "post_b", "name", "layer", "kind", "expert", "update_cos")
+CONTROL = "control"  # a post of this name is the control unless --control names another
 
 
 @dataclass
 class CompareResult:
-    """What `compare` returns: the table (one row per post and matrix) and the summary."""
+    """What `compare` returns: the table (one row per post and matrix), the summary, and
+    `update_cos` (one row per pair of posts and matrix; empty with a single post)."""
 
     table: pd.DataFrame
     summary: dict
     out: Path | None = None
     skipped: list[dict] = field(default_factory=list)
+    update_cos: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(UPDATE_COS_COLUMNS)))
 
 
-def compare(
-    base: str | Path,
-    posts: str | Path | Sequence[str | Path],
-    out: str | Path | None = None,
-    *,
-    layers: set[int] | None = None,
-    kinds: set[str] | None = None,
-    include_embeddings: bool = False,
-    metrics: str | Sequence[str] | None = None,
-    precision: str = "auto",
-    device: str = "cpu",
-    seed: int = 0,
-    revision: str | None = None,
-    cache: bool = True,
-    cache_dir: str | Path | None = None,
-    cache_limit_gib: float | None = None,
-    executor: str = "local",
-    address: str | None = None,
-    workers: int | None = None,
-    progress: Progress | None = None,
-) -> CompareResult:
-    """Compare a base checkpoint with one or more post-trained versions.
+def compare(base: Any, posts: Any, out: str | Path | None = None, options: CompareOptions | None = None, *,
+            progress: Progress | None = None, **settings) -> CompareResult:
+    """Compare a base model with one or more post-trained versions.
 
-    Each matrix pair is read, decomposed and measured on its own; with `out`,
-    every result is written as it finishes and a rerun with the same arguments
-    recomputes nothing that finished. `metrics` is `all` (default), `sign-free`
-    (one SVD per matrix: scaling, asym, sym_frac and its null) or a list of
-    column names; the post SVD runs only if an asked metric needs it. Base SVDs
-    are cached on disk (`cache_dir`, default ~/.cache/orthoscope/svd) and reused
-    for every later post model and run. `executor="ray"` runs one task per
-    matrix on a Ray cluster (`address`, or a local one with `workers` CPUs).
+    Each model is a folder, a weights file, a hub id (`owner/name@rev`), an `nn.Module`
+    or a state dict; `posts` is one model, a list of models (items may be `(name, model)`),
+    or a dict `{name: model}`. Unnamed posts are labelled by folder name (`post`, `post-2`
+    for models held in memory); posts named like `step-150` form a series, sorted by step.
 
-    >>> result = compare("./base", ["./instruct", "./reasoning"], "runs/mine")  # doctest: +SKIP
-    >>> result.table.groupby(["post", "kind"]).a_geo.median()                    # doctest: +SKIP
+    Settings are the fields of `CompareOptions` (pass `options=` or keywords): `layers`
+    (`"0-3,10"` or a set), `kinds` (`"q,k"` or a set), `include_embeddings`, `metrics`
+    (`all`, `sign-free` or column names), `precision`, `device`, `seed`, `revision` (of the
+    base), `cache`, `cache_dir`, `cache_limit_gib`, `executor` (`"local"`, `"ray"` or an
+    executor object such as `RayExecutor(address=..., workers=4)`), `control` (the control
+    post; default: the post named `control`) and `overwrite`.
+
+    With `out`, every result is written as it finishes together with hashes of the exact
+    bytes it was computed from; a rerun recomputes only the matrices whose bytes changed.
+    A folder holding a run of other inputs or settings is refused unless `overwrite`.
+
+    >>> result = compare("./base", {"instruct": "./instruct", "cot": "./cot"}, "runs/mine")  # doctest: +SKIP
+    >>> result.table.groupby(["post", "kind"]).a_geo.median()                                # doctest: +SKIP
     """
     started = time.time()
-    if executor not in EXECUTORS:
-        raise OrthoscopeError(f"unknown executor {executor!r} (use {' or '.join(EXECUTORS)})")
-    post_specs = [posts] if isinstance(posts, (str, Path)) else list(posts)
-    base_ckpt = open_checkpoint(base, revision)
-    plan = make_plan(base_ckpt, [open_checkpoint(p, base=base_ckpt) for p in post_specs], layers, kinds, include_embeddings)
-    asked = resolve_metrics(metrics)
-    dtype = resolve_precision(precision, asked)
-    # a Ray driver need not have the GPU its workers use
-    dev = torch.device(device) if executor == "ray" else resolve_device(device)
-    settings = Settings(dtype, str(dev), seed, asked, cache=cache, cache_dir=_explicit_cache_dir(cache_dir),
-                        cache_limit_gib=(cache_limit_gib if cache_limit_gib is not None else default_limit_gib())
-                        if cache else None,
-                        started=started, threads=1 if executor == "ray" else None)
-    out_path = Path(out) if out is not None else None
-    store = RunStore(out_path)
-    keys = [_run_key(plan, i, settings) for i in range(len(plan.posts))]
-    finished = _finished(plan, store, keys)
-    jobs = _jobs(plan, finished)
-    tally = _Tally(plan, store, keys, finished, len(plan.refs) - len(jobs), progress)
-    if executor == "ray":
-        run_ray(plan, jobs, settings, tally.on_result, address, workers)
+    opts = _options(options, settings)
+    names, models = zip(*_post_inputs(posts))
+    base_ckpt = open_checkpoint(base, opts.revision)
+    post_ckpts = [open_checkpoint(model, base=base_ckpt) for model in models]
+    plan = make_plan(base_ckpt, post_ckpts, _as_set(opts.layers), _as_set(opts.kinds), opts.include_embeddings,
+                     list(names), [not isinstance(m, (str, Path)) for m in models])
+    given = {id(ckpt): model for ckpt, model in zip(post_ckpts, models)}
+    control = _control(opts.control, plan.labels)
+    dtype = resolve_precision(opts.precision, opts.metrics)
+    executor = opts.executor
+    worker = Settings(dtype, executor.device(opts.device), opts.seed, opts.metrics, cache=opts.cache,
+                      cache_dir=opts.explicit_cache_dir(), cache_limit_gib=opts.cache_limit(), started=started)
+    key = _settings_key(worker)
+    # what a folder's run is: its inputs and the settings that change numbers; the selection
+    # (layers, kinds, metrics) may change between runs into one folder (results are keyed on it)
+    identity = {"base": _input_id(base) + (f"@{opts.revision}" if opts.revision else ""),
+                "posts": {label: _input_id(given[id(ckpt)]) for label, ckpt in zip(plan.labels, plan.posts)},
+                "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
+    folder = RunFolder(out) if out is not None else MemoryRun()
+    with folder.open(identity, opts.overwrite):
+        tally = _Tally(plan, folder, key, progress)
+        executor.run(plan, tally.jobs(), worker, tally.on_result)
+        table, skipped = _collect(plan, tally.records)
+        pairs = _pair_table(plan, tally.pair_records)
+        notes = plan.notes + _same_weights_notes(plan) + _cache_notes(tally.cache, worker)
+        summary = _summary(plan, table, pairs, skipped, opts, worker, tally, notes, control,
+                           time.time() - started)
+        folder.write_table(table, pairs if len(plan.posts) > 1 else None)
+        folder.write_summary(summary)
+    return CompareResult(table, summary, Path(out) if out is not None else None, skipped, pairs)
+
+
+def _options(options: CompareOptions | None, settings: dict) -> CompareOptions:
+    known = {f.name for f in dataclasses.fields(CompareOptions)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise OrthoscopeError(f"unknown compare option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    if options is None:
+        return CompareOptions(**settings)
+    return dataclasses.replace(options, **settings) if settings else options
+
+
+def _as_set(value):
+    return None if value is None else set(value)
+
+
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _post_inputs(posts: Any) -> list[tuple[str | None, Any]]:
+    """[(name or None, model)] from one model, a list (items may be (name, model)) or {name: model}."""
+    if isinstance(posts, Mapping) and not _is_state_dict(posts):
+        items = list(posts.items())
+    elif isinstance(posts, (list, tuple)):
+        items = [item if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) else (None, item)
+                 for item in posts]
     else:
-        run_local(plan, jobs, settings, tally.on_result)
-    table, skipped = _collect(plan, tally.records)
-    summary = _summary(plan, table, skipped, precision, settings, executor, tally.cache, time.time() - started)
-    if out_path is not None:
-        _write_outputs(out_path, table, summary)
-    return CompareResult(table, summary, out_path, skipped)
+        items = [(None, posts)]
+    if not items:
+        raise OrthoscopeError("no post model given")
+    seen: set[str] = set()
+    for name, _ in items:
+        if name is None:
+            continue
+        if not isinstance(name, str) or not name.strip():
+            raise OrthoscopeError(f"bad post name {name!r}: names are non-empty strings")
+        if name in seen:
+            raise OrthoscopeError(f"two posts are named {name!r}")
+        seen.add(name)
+    return items
 
 
-def _run_key(plan: Plan, index: int, settings: Settings) -> dict:
-    return {
-        "version": __version__,
-        "base": plan.base.fingerprint(),
-        "post": plan.posts[index].fingerprint(),
-        "dtype": str(settings.dtype),
-        "seed": settings.seed,
-        "metrics": sorted(settings.metrics),
-    }
+def _input_id(model: Any) -> str:
+    """What run.json records about an input: an absolute path, a hub id, or the kind of object in memory."""
+    if isinstance(model, (str, Path)):
+        path = Path(model).expanduser()
+        return str(path.resolve()) if path.exists() else str(model)
+    return f"<in memory: {type(model).__name__}>"
 
 
-def _finished(plan: Plan, store: RunStore, keys: list[dict]) -> dict[tuple[int, str], dict]:
-    """Records already stored with the same key (resume), by (post index, matrix name)."""
-    records = {}
-    for i, label in enumerate(plan.labels):
-        for ref in plan.refs:
-            record = store.load(label, ref.name, keys[i])
-            if record is not None:
-                records[(i, ref.name)] = record
-    return records
+def _control(asked: str | None, labels: list[str]) -> str | None:
+    if asked is None:
+        return CONTROL if CONTROL in labels else None
+    if asked not in labels:
+        raise OrthoscopeError(f"--control {asked!r} is not one of the posts ({', '.join(labels)})")
+    return asked
 
 
-def _jobs(plan: Plan, finished: dict[tuple[int, str], dict]) -> list[Job]:
-    """One job per matrix that some post still lacks."""
-    jobs = []
-    for ref in plan.refs:
-        todo = tuple(i for i in range(len(plan.posts)) if (i, ref.name) not in finished)
-        if todo:
-            jobs.append(Job(ref, todo))
-    return jobs
+def _settings_key(settings: Settings) -> dict:
+    """What a stored result must share with this run to be reused (its inputs are checked by content hash)."""
+    return {"version": __version__, "dtype": str(settings.dtype), "seed": settings.seed,
+            "metrics": sorted(settings.metrics)}
 
 
 class _Tally:
-    """Stores each result as it arrives, counts progress and cache use, keeps the records for the table."""
+    """Loads what is stored, makes the jobs, stores each result as it arrives, counts progress."""
 
-    def __init__(self, plan: Plan, store: RunStore, keys: list[dict], records: dict, already_done: int,
-                 progress: Progress | None):
-        self.plan, self.store, self.keys, self.progress = plan, store, keys, progress
-        self.records, self.done = records, already_done
+    def __init__(self, plan: Plan, folder: RunFolder | MemoryRun, key: dict, progress: Progress | None):
+        self.plan, self.folder, self.key, self.progress = plan, folder, key, progress
+        self.records: dict[tuple[int, str], dict] = {}
+        self.pair_records: dict[str, dict] = {}
         self.cache = {"hits": 0, "misses": 0, "not_stored": 0}
-        if progress and already_done:
-            progress(already_done, len(plan.refs), "resumed")
+        self.done = self.reused = 0
 
-    def on_result(self, job: Job, results: list[Result], cache_stats: dict) -> None:
-        for i, record, arrays in results:
-            self.store.save(self.plan.labels[i], job.ref.name, self.keys[i], record, arrays)
-            self.records[(i, job.ref.name)] = record
-        for name, count in cache_stats.items():
-            self.cache[name] += count
+    def jobs(self) -> list[Job]:
+        """One job per matrix, carrying the hashes its stored results were made from."""
+        jobs, pairs = [], self.plan.pairs()
+        for ref in self.plan.refs:
+            known = {}
+            for i, label in enumerate(self.plan.labels):
+                record = self.folder.load_part(label, ref.name, self.key)
+                hashes = record.get("hashes") if record else None
+                if isinstance(hashes, dict):
+                    self.records[(i, ref.name)] = record
+                    known[i] = (hashes.get("base"), hashes.get("post"))
+            known_pairs = {}
+            if pairs:
+                stored = self.folder.load_pairs(ref.name, self.key) or {}
+                self.pair_records[ref.name] = stored
+                for i, j in pairs:
+                    entry = stored.get("pairs", {}).get(_pair_key(self.plan, i, j))
+                    if isinstance(entry, dict) and isinstance(entry.get("hashes"), dict):
+                        h = entry["hashes"]
+                        known_pairs[(i, j)] = (h.get("base"), h.get("post_a"), h.get("post_b"))
+            jobs.append(Job(ref, tuple(range(len(self.plan.posts))), known, pairs, known_pairs))
+        return jobs
+
+    def on_result(self, job: Job, result: JobResult) -> None:
+        name = job.ref.name
+        for i, record, arrays in result.posts:
+            if record is None:
+                self.reused += 1
+                continue
+            self.folder.save_part(self.plan.labels[i], name, self.key, record, arrays)
+            self.records[(i, name)] = record
+        if result.pairs:
+            stored = dict(self.pair_records.get(name, {}).get("pairs", {}))
+            for i, j, record in result.pairs:
+                stored[_pair_key(self.plan, i, j)] = record
+            self.pair_records[name] = {"pairs": stored}
+            self.folder.save_pairs(name, self.key, self.pair_records[name])
+        for counter, count in result.cache.items():
+            self.cache[counter] += count
         self.done += 1
         if self.progress:
-            self.progress(self.done, len(self.plan.refs), job.ref.name)
+            self.progress(self.done, len(self.plan.refs), name)
+
+
+def _pair_key(plan: Plan, i: int, j: int) -> str:
+    return f"{plan.labels[i]}\x00{plan.labels[j]}"
+
+
+def _ids(ref, label: str, step: int | None) -> dict:
+    return {"post": label, "step": pd.NA if step is None else step, "name": ref.name, "layer": ref.layer,
+            "kind": ref.kind, "expert": pd.NA if ref.expert is None else ref.expert,
+            "rows": ref.shape[0], "cols": ref.shape[1]}
 
 
 def _collect(plan: Plan, records: dict[tuple[int, str], dict]) -> tuple[pd.DataFrame, list[dict]]:
     rows, skipped = [], []
+    steps = plan.steps or [None] * len(plan.labels)
     for i, label in enumerate(plan.labels):
         for ref in plan.refs:
             record = records.get((i, ref.name)) or {"skipped": "no result"}
-            ids = {"post": label, "step": pd.NA, "name": ref.name, "layer": ref.layer, "kind": ref.kind,
-                   "expert": pd.NA if ref.expert is None else ref.expert, "rows": ref.shape[0], "cols": ref.shape[1]}
             if "metrics" in record:
-                rows.append({**ids, **record["metrics"]})
+                rows.append({**_ids(ref, label, steps[i]), **record["metrics"]})
             else:
                 skipped.append({"post": label, "name": ref.name, "reason": record["skipped"]})
     if not rows:
@@ -176,33 +243,57 @@ def _collect(plan: Plan, records: dict[tuple[int, str], dict]) -> tuple[pd.DataF
                          "step": "Int64", "expert": "Int64"}), skipped
 
 
-def _summary(plan: Plan, table: pd.DataFrame, skipped: list[dict], precision: str, settings: Settings,
-             executor: str, cache_stats: dict, seconds: float) -> dict:
+def _pair_table(plan: Plan, pair_records: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for i, j in plan.pairs():
+        key = _pair_key(plan, i, j)
+        for ref in plan.refs:
+            entry = pair_records.get(ref.name, {}).get("pairs", {}).get(key)
+            if entry is None:
+                continue
+            value = entry.get("update_cos")
+            rows.append({"post_a": plan.labels[i], "post_b": plan.labels[j], "name": ref.name, "layer": ref.layer,
+                         "kind": ref.kind, "expert": pd.NA if ref.expert is None else ref.expert,
+                         "update_cos": math.nan if value is None else float(value)})
+    table = pd.DataFrame(rows, columns=list(UPDATE_COS_COLUMNS))
+    return table.astype({"layer": "int64", "expert": "Int64", "update_cos": "float64"})
+
+
+def update_cos_summary(pairs: pd.DataFrame) -> list[dict]:
+    """Per pair of posts and kind: the median update_cos over matrices where it is defined, and n."""
+    out = []
+    for (a, b, kind), frame in pairs.groupby(["post_a", "post_b", "kind"], sort=False):
+        values = frame.update_cos.dropna()
+        out.append({"post_a": a, "post_b": b, "kind": kind,
+                    "median": float(values.median()) if len(values) else None, "n": int(len(values))})
+    return out
+
+
+def _summary(plan: Plan, table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], opts: CompareOptions,
+             settings: Settings, tally: _Tally, notes: list[str], control: str | None, seconds: float) -> dict:
+    from orthoscope.verdicts import compute_verdicts
+
     return {
         "orthoscope_version": __version__,
         "torch_version": torch.__version__,
         "base": plan.base.describe(),
         "posts": {label: ckpt.describe() for label, ckpt in zip(plan.labels, plan.posts)},
-        "settings": {"precision": precision, "svd_dtype": str(settings.dtype), "device": settings.device,
+        "settings": {"precision": opts.precision, "svd_dtype": str(settings.dtype), "device": settings.device,
                      "seed": settings.seed, "metrics": sorted(settings.metrics),
                      "route": "full" if needs_post_svd(settings.metrics) else "one-svd",
-                     "executor": executor, "cache": _cache_folder(settings)},
-        "cache": cache_stats if settings.cache else None,
+                     "executor": opts.executor.name, "executor_options": opts.executor.describe(),
+                     "cache": _cache_folder(settings), "control": control},
+        "cache": tally.cache if settings.cache else None,
         "matrices": len(plan.refs),
-        "notes": plan.notes + _cache_notes(cache_stats, settings),
+        "resumed": tally.reused,
+        "notes": notes,
         "skipped": skipped,
         "per_kind": aggregate(table, "kind"),
         "per_layer": aggregate(table, "layer"),
+        "update_cos": update_cos_summary(pairs),
+        "verdicts": compute_verdicts(table, control),
         "seconds": round(seconds, 3),
     }
-
-
-def _explicit_cache_dir(cache_dir: str | Path | None) -> str | None:
-    """The folder the user named (argument or $ORTHOSCOPE_CACHE_DIR), absolute; None lets each
-    worker use its own default (~/.cache/orthoscope/svd of the user it runs as)."""
-    if cache_dir is None and not os.environ.get(DIR_ENV):
-        return None
-    return str(Path(cache_dir if cache_dir is not None else default_dir()).expanduser().resolve())
 
 
 def _cache_folder(settings: Settings) -> str | None:
@@ -211,14 +302,20 @@ def _cache_folder(settings: Settings) -> str | None:
     return settings.cache_dir or str(default_dir())
 
 
+def _same_weights_notes(plan: Plan) -> list[str]:
+    notes = []
+    try:
+        base = plan.base.fingerprint()
+        for label, ckpt in zip(plan.labels, plan.posts):
+            if ckpt.fingerprint() == base:
+                notes.append(f"post {label} has the same weights fingerprint as the base: expect no change")
+    except (OSError, AttributeError, NotImplementedError):  # a source that cannot fingerprint: no note
+        pass
+    return notes
+
+
 def _cache_notes(stats: dict, settings: Settings) -> list[str]:
     if not settings.cache or not stats.get("not_stored"):
         return []
     return [f"base-SVD cache full or not writable: {stats['not_stored']} factorisations not stored in "
             f"{_cache_folder(settings)} (raise ORTHOSCOPE_CACHE_LIMIT or --cache-limit, or run `orthoscope cache clear`)"]
-
-
-def _write_outputs(out: Path, table: pd.DataFrame, summary: dict) -> None:
-    atomic_write(out / "metrics.parquet", lambda tmp: table.to_parquet(tmp, index=False))
-    atomic_write(out / "metrics.csv", lambda tmp: table.to_csv(tmp, index=False))
-    write_text(out / "summary.json", json.dumps(summary, indent=2))

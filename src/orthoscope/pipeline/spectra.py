@@ -16,8 +16,8 @@ from orthoscope.sources import open_checkpoint
 def spectra(
     model: str | Path,
     *,
-    layers: set[int] | None = None,
-    kinds: set[str] | None = None,
+    layers: set[int] | str | None = None,
+    kinds: set[str] | str | None = None,
     include_embeddings: bool = False,
     device: str = "cpu",
     revision: str | None = None,
@@ -30,9 +30,13 @@ def spectra(
     >>> s = spectra("./base", kinds={"q", "o"})     # doctest: +SKIP
     >>> s["model.layers.0.self_attn.q_proj"][:3]    # doctest: +SKIP
     """
+    from orthoscope.pipeline.options import CompareOptions
+
+    chosen = CompareOptions(layers=layers, kinds=kinds, device=device)  # the same checks as compare
     ckpt = open_checkpoint(model, revision)
     refs, _ = find_matrices(ckpt, include_embeddings)
-    refs = select(refs, layers, kinds)
+    refs = select(refs, None if chosen.layers is None else set(chosen.layers),
+                  None if chosen.kinds is None else set(chosen.kinds))
     if not refs:
         raise PairingError(f"no matrices to analyse in {ckpt.spec} with these filters")
     dev = resolve_device(device)

@@ -1,27 +1,39 @@
-"""Per-matrix results written atomically as they finish, so a killed run resumes.
+"""Small file helpers shared by every writer: atomic writes and injective file names.
 
-Layout under OUT:
-    parts/<post>/<matrix>.json    one row (or a skip reason) + the run key
-    spectra/<post>/<matrix>.npz   singular values and binned ratio curves
-The .npz is written before the .json, and each through a temporary file renamed
-into place, so a .json that parses and carries the same key means "done".
+The run folder's layout and resume records live in `orthoscope.pipeline.runfolder`.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def safe_name(name: str) -> str:
-    """A file name for a matrix name (`a.b:q` -> `a.b_q`)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    """A file name for a matrix or post name, distinct for distinct names.
+
+    Names made only of letters, digits, `.`, `_` and `-` (and not starting with
+    a dot) are kept; others have each other character replaced by `_` and a
+    short hash of the original appended after a `~` (a character no kept name
+    holds), so `a b` and `a_b` never share a file.
+
+    >>> safe_name("model.layers.0.q_proj.weight")
+    'model.layers.0.q_proj.weight'
+    >>> safe_name("a b") != safe_name("a_b") == "a_b"
+    True
+    >>> safe_name("a:b")
+    'a_b~1a2ed37ca1'
+    """
+    if name and not _UNSAFE.search(name) and not name.startswith("."):
+        return name
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=5).hexdigest()
+    return f"{_UNSAFE.sub('_', name)[:120]}~{digest}"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -45,42 +57,5 @@ def _umask() -> int:
 
 
 def write_text(path: Path, text: str) -> None:
+    """`atomic_write` of a text file."""
     atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-class RunStore:
-    """Results of one run: on disk under `out`, or in memory when `out` is None."""
-
-    def __init__(self, out: Path | None):
-        self.out = out
-        self._memory: dict[tuple[str, str], dict] = {}
-
-    def _part(self, post: str, name: str) -> Path:
-        return self.out / "parts" / safe_name(post) / f"{safe_name(name)}.json"
-
-    def spectra_path(self, post: str, name: str) -> Path:
-        return self.out / "spectra" / safe_name(post) / f"{safe_name(name)}.npz"
-
-    def load(self, post: str, name: str, key: dict) -> dict | None:
-        """The stored record if it is complete and was made with the same key."""
-        if self.out is None:
-            return self._memory.get((post, name))
-        try:
-            record = json.loads(self._part(post, name).read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        return record if record.get("key") == key else None
-
-    def save(self, post: str, name: str, key: dict, record: dict, arrays: dict | None) -> None:
-        record = {**record, "key": key}
-        if self.out is None:
-            self._memory[(post, name)] = record
-            return
-        if arrays is not None:
-            atomic_write(self.spectra_path(post, name), lambda tmp: _save_npz(tmp, arrays))
-        write_text(self._part(post, name), json.dumps(record))
-
-
-def _save_npz(path: Path, arrays: dict) -> None:
-    with path.open("wb") as handle:
-        np.savez(handle, **arrays)

@@ -1,0 +1,132 @@
+"""`CompareOptions`: every setting of a compare run, validated once, shared by the CLI and `compare()`.
+
+Strings are accepted where a user types them (`layers="0-3,10"`, `kinds="q,k"`,
+`executor="ray"`) and turned into typed values here, so the API and the CLI
+refuse the same bad values with the same one-line message.
+
+>>> CompareOptions(layers="0-1", kinds="q,o", seed=3).layers
+frozenset({0, 1})
+>>> CompareOptions(device="bogus")
+Traceback (most recent call last):
+...
+orthoscope.errors.OrthoscopeError: unknown --device 'bogus' (use cpu, cuda or cuda:N)
+>>> CompareOptions(cache_limit_gib=float("nan"))
+Traceback (most recent call last):
+...
+orthoscope.errors.OrthoscopeError: --cache-limit must be a finite number of GiB >= 0, not nan
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from orthoscope.errors import OrthoscopeError
+from orthoscope.kernels.precision import resolve_precision
+from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
+from orthoscope.pipeline.executors import Executor, make_executor
+from orthoscope.pipeline.filters import parse_kinds, parse_layers
+from orthoscope.pipeline.measure import resolve_metrics
+
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+MAX_SEED = 2**32 - 1  # the null's generator mixes the seed with the matrix name within 64 bits
+MAX_LAYER = 1_000_000  # no model has more layers; a bigger range is a typo, not a selection
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """The settings of a compare run (everything but the models and the output folder)."""
+
+    layers: frozenset[int] | str | Iterable[int] | None = None
+    kinds: frozenset[str] | str | Iterable[str] | None = None
+    include_embeddings: bool = False
+    metrics: frozenset[str] | str | Iterable[str] | None = None
+    precision: str = "auto"
+    device: str = "cpu"
+    seed: int = 0
+    revision: str | None = None
+    cache: bool = True
+    cache_dir: str | Path | None = None
+    cache_limit_gib: float | None = None
+    executor: Executor | str = "local"
+    control: str | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__.__get__(self)  # frozen: normalise in place once
+        put("layers", _layers(self.layers))
+        put("kinds", _kinds(self.kinds))
+        put("metrics", resolve_metrics(self.metrics))
+        resolve_precision(self.precision, self.metrics)  # validates the name
+        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
+            raise OrthoscopeError(f"unknown --device {self.device!r} (use cpu, cuda or cuda:N)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise OrthoscopeError(f"--seed must be an integer from 0 to {MAX_SEED}, not {self.seed!r}")
+        if self.cache_limit_gib is not None:
+            put("cache_limit_gib", check_cache_limit(self.cache_limit_gib, "--cache-limit"))
+        if isinstance(self.executor, str):
+            put("executor", make_executor(self.executor))
+        if self.control is not None and (not isinstance(self.control, str) or not self.control):
+            raise OrthoscopeError(f"--control must name a post, not {self.control!r}")
+
+    def cache_limit(self) -> float | None:
+        """The limit in GiB this run uses (argument, else $ORTHOSCOPE_CACHE_LIMIT, else 20); None without cache."""
+        if not self.cache:
+            return None
+        if self.cache_limit_gib is not None:
+            return self.cache_limit_gib
+        return check_cache_limit(default_limit_gib(), "ORTHOSCOPE_CACHE_LIMIT")
+
+    def explicit_cache_dir(self) -> str | None:
+        """The folder the user named (argument or $ORTHOSCOPE_CACHE_DIR), absolute; None lets each
+        worker use its own default (~/.cache/orthoscope/svd of the user it runs as)."""
+        if self.cache_dir is None and not os.environ.get(DIR_ENV):
+            return None
+        return str(Path(self.cache_dir if self.cache_dir is not None else default_dir()).expanduser().resolve())
+
+
+def check_cache_limit(value: float, option: str) -> float:
+    """`value` as a float if finite and >= 0, else one line naming `option`.
+
+    >>> check_cache_limit(2, "--cache-limit")
+    2.0
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise OrthoscopeError(f"{option} must be a number of GiB, not {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise OrthoscopeError(f"{option} must be a finite number of GiB >= 0, not {value!r}")
+    return number
+
+
+def _layers(value) -> frozenset[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+        bounds = [int(n) for n in re.findall(r"\d+", text)]
+        if bounds and max(bounds) > MAX_LAYER:
+            raise OrthoscopeError(f"bad --layers {text!r}: layer indices above {MAX_LAYER} are not layers")
+        parsed = parse_layers(text)
+        return None if parsed is None else frozenset(parsed)
+    layers = list(value)
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in layers):
+        raise OrthoscopeError(f"bad layers {sorted(map(str, layers))}: expected non-negative integers")
+    return frozenset(layers)
+
+
+def _kinds(value) -> frozenset[str] | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else ",".join(str(k) for k in value)
+    names = {k.strip() for k in text.split(",") if k.strip()}
+    # unknown architectures name kinds after modules: any name with a dot or underscore is accepted
+    parsed = parse_kinds(text, known={k for k in names if "." in k or "_" in k})
+    if parsed is None:
+        raise OrthoscopeError(f"bad --kinds {value!r}: no kind named")
+    return frozenset(parsed)
