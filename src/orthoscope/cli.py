@@ -9,9 +9,8 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -20,6 +19,9 @@ from rich.table import Table
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
 from orthoscope.metrics.registry import summary_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="What did post-training do to a language model's weights?")
@@ -372,6 +374,8 @@ def _score_cell(row, score: str) -> str:
 
 
 def _cell(value, lo, hi) -> str:
+    import pandas as pd
+
     if lo is None or pd.isna(lo):
         return f"{value:.4g}"
     return f"{value:.2f} [{lo:.2f}, {hi:.2f}]"

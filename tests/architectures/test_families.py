@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import math
+
 import pytest
 import torch
 
@@ -202,8 +204,9 @@ def check_planted(table, plants, kind_of=lambda kind: kind) -> None:
         factor = planted.get((row.layer, row.kind))
         if factor is None:
             assert row.a_geo == pytest.approx(1.0, abs=1e-9), row.name
-            assert row.rot < 1e-9, row.name
+            assert not row.changed and math.isnan(row.rot), row.name  # bit-identical: no rotation defined
         else:
+            assert row.changed, row.name
             assert row.a_geo == pytest.approx(factor, abs=1e-6), row.name
             assert row.disp < 1e-5 and row.rot < 1e-5, row.name  # float32 SVD noise
     found = {(r.layer, r.kind) for r in table.itertuples()}

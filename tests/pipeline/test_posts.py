@@ -96,7 +96,6 @@ def test_api_validates_layers_and_kinds_like_the_cli(planted):
         orthoscope.compare(*planted, colour="red")
 
 
-@pytest.mark.xfail(reason="needs sources branch (open_checkpoint of nn.Module / state dict)", strict=False)
 def test_in_memory_module_and_state_dict_equal_the_path_run(planted):
     from transformers import AutoModelForCausalLM
 

@@ -19,7 +19,6 @@ from orthoscope.pipeline.measure import null_generator
 from orthoscope.pipeline.pairing import Plan
 
 MARKER = "orthoscope_intervention.json"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 Progress = Callable[[int, int, str], None]
 Diagnostics = dict[str, dict[str, float]]
 
@@ -130,7 +129,7 @@ def _write(plan: Plan, op: Op, out: Path, tmp: Path, progress: Progress | None) 
             weight_map[name] = shards[source]
         save_file(tensors, tmp / shards[source], metadata={"format": "pt"})
         del tensors
-    _copy_side_files(post.path, tmp)
+    _copy_side_files(post, tmp)
     if len(shards) > 1:
         (tmp / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map},
                                                                       indent=2))
@@ -153,8 +152,12 @@ def _shard_names(ckpt) -> dict[Path, str]:
     return {f: f"model-{i:05d}-of-{len(files):05d}.safetensors" for i, f in enumerate(files, start=1)}
 
 
-def _copy_side_files(src: Path, dst: Path) -> None:
-    for item in src.iterdir():
-        if item.is_file() and not item.name.endswith(WEIGHT_SUFFIXES) and not item.name.endswith(".index.json") \
-                and item.name != MARKER:
+def _copy_side_files(post, dst: Path) -> None:
+    """Config, tokenizer and generation files of the post (an adapter's come from its base); a
+    model held in memory has none, so its config is written as config.json."""
+    files = post.side_files()
+    for item in files:
+        if item.name != MARKER:  # the post may itself be an intervention's output
             shutil.copy(item, dst / item.name)
+    if not any(item.name == "config.json" for item in files) and post.config:
+        (dst / "config.json").write_text(json.dumps(post.config, indent=2))

@@ -106,3 +106,53 @@ def plant_update(W_b: torch.Tensor, D: torch.Tensor, size: float = 0.05) -> torc
     U, S, Vh = torch.linalg.svd(W_b, full_matrices=False)
     D = D.double() * (size * torch.linalg.matrix_norm(W_b) / torch.linalg.matrix_norm(D))
     return W_b + U @ D @ Vh
+
+
+PLANTS = ("consistent", "magnitude", "isotropic", "lora", "self")
+
+
+def build_planted_family(folder: str | Path, seed: int = 0, size: float = 0.02) -> dict[str, Path]:
+    """A tiny Qwen2 base and five posts with known truth (issue: trust), each written as safetensors.
+
+    - consistent: every analysed matrix gets W_b + U_b D V_b^T with a symmetric D (same rotation
+      on both sides): the only post whose rotations agree beyond the pairing null;
+    - magnitude: |D| concentrated on the top directions with independent signs: sym_frac above the
+      Gaussian null, nothing beyond the pairing null;
+    - isotropic: an i.i.d. Gaussian D;
+    - lora: only q and v change, by a rank-4 product B A (the others are bit-identical);
+    - self: the base itself, written again.
+
+    >>> paths = build_planted_family("/tmp/planted-family")   # doctest: +SKIP
+    >>> sorted(paths)                                          # doctest: +SKIP
+    ['base', 'consistent', 'isotropic', 'lora', 'magnitude', 'self']
+    """
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_qwen2_config())
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    paths = {"base": folder / "base"}
+    model.save_pretrained(paths["base"])
+    deltas = {"consistent": consistent_delta, "magnitude": magnitude_only_delta, "isotropic": isotropic_delta}
+    for plant in PLANTS:
+        generator = torch.Generator().manual_seed(seed * 1000 + PLANTS.index(plant))
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                param.copy_(base[name])
+                kind = next((k for s, k in SUFFIX_KIND.items() if name.endswith(s)), None)
+                if kind is None or plant == "self":
+                    continue
+                if plant in deltas:
+                    r = min(param.shape)
+                    param.copy_(plant_update(base[name], deltas[plant](r, generator), size).to(param.dtype))
+                elif plant == "lora" and kind in ("q", "v"):
+                    B = torch.randn(param.shape[0], 4, generator=generator, dtype=torch.float64)
+                    A = torch.randn(4, param.shape[1], generator=generator, dtype=torch.float64)
+                    update = B @ A * (size * torch.linalg.matrix_norm(base[name].double()) / torch.linalg.matrix_norm(B @ A))
+                    param.copy_((base[name].double() + update).to(param.dtype))
+        paths[plant] = folder / plant
+        model.save_pretrained(paths[plant])
+    return paths

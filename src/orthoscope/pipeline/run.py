@@ -21,7 +21,7 @@ from orthoscope.pipeline.measure import METRIC_COLUMNS, needs_post_svd
 from orthoscope.pipeline.options import CompareOptions
 from orthoscope.pipeline.pairing import Plan, make_plan
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
-from orthoscope.pipeline.summary import ID_COLUMNS, aggregate, empty_table
+from orthoscope.pipeline.summary import ID_COLUMNS, aggregate, cast_columns, change_notes, empty_table, unchanged_counts
 from orthoscope.pipeline.work import Job, JobResult, Settings
 from orthoscope.sources import open_checkpoint
 
@@ -238,9 +238,8 @@ def _collect(plan: Plan, records: dict[tuple[int, str], dict]) -> tuple[pd.DataF
     if not rows:
         return empty_table(), skipped
     table = pd.DataFrame(rows, columns=list(ID_COLUMNS + METRIC_COLUMNS))
-    # NaN where a metric was not asked for; a whole integer column stays int64
-    return table.astype({"intruders": "Int64" if table.intruders.isna().any() else "int64",
-                         "step": "Int64", "expert": "Int64"}), skipped
+    # dtypes from the metric registry (Int64 / nullable where a metric was not asked for or not defined)
+    return cast_columns(table).astype({"step": "Int64", "expert": "Int64"}), skipped
 
 
 def _pair_table(plan: Plan, pair_records: dict[str, dict]) -> pd.DataFrame:
@@ -286,8 +285,9 @@ def _summary(plan: Plan, table: pd.DataFrame, pairs: pd.DataFrame, skipped: list
         "cache": tally.cache if settings.cache else None,
         "matrices": len(plan.refs),
         "resumed": tally.reused,
-        "notes": notes,
+        "notes": notes + change_notes(table),
         "skipped": skipped,
+        "unchanged": unchanged_counts(table),
         "per_kind": aggregate(table, "kind"),
         "per_layer": aggregate(table, "layer"),
         "update_cos": update_cos_summary(pairs),

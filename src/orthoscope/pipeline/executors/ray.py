@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import ClassVar, Sequence
 
 import torch
@@ -80,29 +79,17 @@ class RayExecutor:
 
 
 def locate(ckpt: Checkpoint):
-    """How a worker reopens `ckpt`: its local path when the worker sees it, else the hub id at the
-    exact snapshot (commit) the driver resolved, so every worker reads what the driver fingerprinted."""
-    # TODO(merge): use ckpt.reference()
-    reference = getattr(ckpt, "reference", None)
-    if callable(reference):
-        return reference()
-    local = Path(ckpt.spec).expanduser()
-    if local.exists():
-        return str(local.resolve()), "", None, ckpt.fingerprint()
-    return str(ckpt.path), ckpt.spec.partition("@")[0], ckpt.path.name, ckpt.fingerprint()
+    """How a worker reopens `ckpt`: a picklable `ModelRef` (its local path when the worker sees it,
+    else the hub id at the exact commit the driver resolved, so every worker reads what the driver
+    fingerprinted). A model held in memory cannot be reopened elsewhere: one clear error."""
+    return ckpt.reference()
 
 
 def _worker_checkpoint(where, base: Checkpoint | None = None) -> Checkpoint:
-    # a worker serves many tasks: parse headers once per checkpoint (and fingerprint, so a
-    # rewritten folder on a long-lived cluster is opened again)
+    # a worker serves many tasks: parse headers once per checkpoint
     key = (repr(where), None if base is None else id(base))
     if key not in _OPENED:
-        if isinstance(where, tuple):
-            path, hub_id, revision, _ = where
-            _OPENED[key] = open_checkpoint(path, base=base) if Path(path).exists() or not hub_id else \
-                open_checkpoint(hub_id, revision, base=base)
-        else:  # a picklable reference that open_checkpoint accepts
-            _OPENED[key] = open_checkpoint(where, base=base)
+        _OPENED[key] = open_checkpoint(where, base=base)
     return _OPENED[key]
 
 
