@@ -1,6 +1,10 @@
-"""The `orthoscope` command: compare, summary, demo.
+"""The `orthoscope` command, a thin layer over the packages.
 
-Exit codes: 0 success, 2 bad input (one line, no traceback), 1 a bug.
+Commands: compare, summary, report, metrics, demo, intervene, experiment, lab, eval,
+cache ls / cache clear. Each builds its options and calls one package; nothing here
+computes.
+
+Exit codes: 0 success, 2 bad input (one line, no traceback), 1 a bug, 130 interrupted.
 """
 
 from __future__ import annotations

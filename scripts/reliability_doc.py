@@ -1,0 +1,75 @@
+"""Regenerate docs/reliability.md from the reliability suite itself.
+
+Runs `pytest tests/reliability` with a JUnit XML report and writes one table row per case
+(its test id, area, outcome). tests/reliability/test_doc.py keeps the page equal to the
+suite: a case added without rerunning this script fails there.
+
+    python scripts/reliability_doc.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "reliability.md"
+INTRO = """# Reliability
+
+What orthoscope promises for any input a user can give, and the suite that holds it to that.
+
+- **One line or a correct result.** Every bad input or fault ends in exit 0 with correct results, or
+  exit 2 with one line naming the file or option (`error: ...`), never a traceback (exit 1 is a bug).
+  Ctrl-C exits 130 with "interrupted; rerun the same command to resume".
+- **Nothing stale.** Every stored result carries SHA-256 hashes of the exact bytes of the base and
+  post tensors it came from; a rerun recomputes exactly the matrices whose bytes changed. Experiment
+  results are keyed on the selected matrices and every option. Base-SVD cache entries carry a
+  checksum checked on read: a damaged entry is a miss and is replaced.
+- **Nothing torn.** Results, checkpoints and reports are written through a temporary file renamed
+  into place; a killed run resumes to the same table as an uninterrupted one; `intervene` never
+  leaves a partial checkpoint; two runs into one folder are refused by a lock.
+- **Nothing non-finite.** Interventions refuse non-finite options and results before writing.
+- **Nothing outside the model folder, no code.** Index entries must stay inside the model folder
+  (symlinks resolved); pickles are read with `torch.load(weights_only=True)` only, and a file that
+  holds code is refused as such; FIFOs and devices are refused before they are opened.
+
+The table below is written by `python scripts/reliability_doc.py` from a run of
+`pytest tests/reliability`; `tests/reliability/test_doc.py` fails when it no longer lists exactly
+the suite's cases.
+"""
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "junit.xml"
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/reliability",
+                        f"--junitxml={report}", "--deselect", "tests/reliability/test_doc.py"], cwd=ROOT, check=False)
+        rows = []
+        for case in ET.parse(report).getroot().iter("testcase"):
+            module = case.get("classname", "").split(".")[-1]
+            if module == "test_doc":
+                continue
+            outcome = "passed"
+            for child in case:
+                if child.tag in ("failure", "error"):
+                    outcome = "FAILED"
+                elif child.tag == "skipped":
+                    outcome = "skipped: " + (child.get("message") or "").replace("|", "/")[:80]
+            rows.append((f"{module}::{case.get('name')}", module.removeprefix("test_"), outcome))
+    counts = Counter(row[2].split(":")[0] for row in rows)
+    areas = Counter(row[1] for row in rows)
+    lines = [INTRO, f"**{len(rows)} cases**: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+             + " (" + ", ".join(f"{area} {n}" for area, n in sorted(areas.items())) + ").", "",
+             "| case | area | outcome |", "|---|---|---|"]
+    lines += [f"| `{case}` | {area} | {outcome} |" for case, area, outcome in rows]
+    DOC.write_text("\n".join(lines) + "\n")
+    print(f"{DOC}: {len(rows)} cases, {dict(counts)}")
+    return 0 if not counts.get("FAILED") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The package layout is the architecture: data flows one way, no package imports one above it.
+
+Order (low -> high): errors/_version, metrics, kernels, sources, architectures, verdicts, pipeline,
+evaluation, interventions, lab, experiment, report, cli. docs/architecture.md
+explains it; a new import that goes upward fails here.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "src" / "orthoscope"
+LAYERS = ["errors", "_version", "metrics", "kernels", "sources", "architectures", "verdicts", "pipeline",
+          "evaluation", "interventions", "lab", "experiment", "report", "cli"]
+# the same level (no edge between them in either direction)
+PEERS = {("errors", "_version")}
+
+
+def package_of(path: Path) -> str:
+    rel = path.relative_to(ROOT)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "orthoscope":
+            parts = node.module.split(".")
+            found |= {parts[1]} if len(parts) > 1 else {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("orthoscope.")}
+    return found
+
+
+def test_no_upward_import():
+    upward = []
+    for path in ROOT.rglob("*.py"):
+        pkg = package_of(path)
+        if pkg not in LAYERS:
+            continue
+        for target in imported_packages(path) - {pkg}:
+            if target in LAYERS and LAYERS.index(target) > LAYERS.index(pkg):
+                upward.append(f"{path.relative_to(ROOT)} imports {target}")
+    assert not upward, upward
+
+
+def test_every_package_has_a_layer():
+    packages = {package_of(p) for p in ROOT.rglob("*.py")} - {"__init__", "__main__"}
+    assert packages <= set(LAYERS), sorted(packages - set(LAYERS))
