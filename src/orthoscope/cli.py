@@ -422,7 +422,8 @@ def evaluate(
 ) -> None:
     """Evaluate a model on lab tasks (exact match, with n and a Wilson 95 % interval), text files (perplexity)
     or lm-eval tasks."""
-    from orthoscope.evaluation.run import check_limit, evaluate_model
+    from orthoscope.evaluation.run import check_limit
+    from orthoscope.lab.evaluate import evaluate_model
 
     if not task and not lm_eval:
         raise OrthoscopeError("nothing to evaluate: give --task and/or --lm-eval")

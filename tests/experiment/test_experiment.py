@@ -38,7 +38,7 @@ def test_experiment_table_controls_intervals_plot_and_resume(tmp_path, monkeypat
         ci = binomtest(round(row["lab-facts"] * n), n).proportion_ci(method="wilson")
         assert n == 4 and (row["lab-facts:lo"], row["lab-facts:hi"]) == pytest.approx((ci.low, ci.high))
     # the post row is what `orthoscope eval` reports for the same model, task and limit: same n, same interval
-    from orthoscope.evaluation.run import evaluate_model
+    from orthoscope.lab.evaluate import evaluate_model
 
     evaluated = evaluate_model(family["instruct"], ["lab-facts"], limit=4)
     assert {k: by.loc["post", k] for k in evaluated} == evaluated
