@@ -1,7 +1,6 @@
 """`orthoscope lab --base`: post-training a pretrained base (here the shipped tiny one) into recipes."""
 
 import json
-import shutil
 import statistics
 
 import pytest
@@ -82,19 +81,30 @@ def test_rerun_skips_finished_recipes(made):
     assert (made / "lab.json").read_text() == before
 
 
-def test_unfinished_recipe_resumes_from_its_last_step_to_the_same_weights(made, base, tmp_path):
-    copy = tmp_path / "lab"
-    shutil.copytree(made, copy)
-    shutil.rmtree(copy / "control")
-    shutil.rmtree(copy / "trajectories/control/step-4")
-    result = lab("--base", base, "--recipe", "instruct", "--recipe", "control", "--steps", 4, "--save-every", 2,
-                 "-o", copy)
+def test_interrupted_recipe_resumes_from_its_last_step_to_the_same_weights(made, base, tmp_path, monkeypatch):
+    from orthoscope.lab.recipes import Packed
+
+    original_batch = Packed.batch
+
+    def interrupted(self, step, batch):
+        if step == 3:
+            raise KeyboardInterrupt
+        return original_batch(self, step, batch)
+
+    out = tmp_path / "lab"
+    args = ("--base", base, "--recipe", "control", "--steps", 4, "--save-every", 2, "-o", out)
+    monkeypatch.setattr(Packed, "batch", interrupted)
+    assert lab(*args).exit_code != 0
+    assert (out / "trajectories/control/step-2/optimizer.pt").is_file() and not (out / "control").exists()
+    monkeypatch.setattr(Packed, "batch", original_batch)
+    result = lab(*args)
     assert result.exit_code == 0, result.output
-    record = json.loads((copy / "lab.json").read_text())["recipes"]
-    assert record["control"]["resumed_from"] == 2 and record["instruct"]["resumed_from"] is None
+    record = json.loads((out / "lab.json").read_text())["recipes"]["control"]
     original = json.loads((made / "lab.json").read_text())["recipes"]["control"]
-    assert record["control"]["loss"] == original["loss"]
-    resumed, uninterrupted = load_file(copy / "control/model.safetensors"), load_file(made / "control/model.safetensors")
+    assert record["resumed_from"] == 2 and original["resumed_from"] is None
+    assert record["loss"] == original["loss"]
+    assert not (out / "trajectories/control/step-2/optimizer.pt").exists()  # only the latest step keeps it
+    resumed, uninterrupted = load_file(out / "control/model.safetensors"), load_file(made / "control/model.safetensors")
     assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-7, rtol=0) for k in uninterrupted)
 
 

@@ -234,11 +234,12 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
         meta = json.loads((latest / MARKER).read_text())
         _restore(model, optimizer, latest, bool(options.lora))
         start, losses, trajectory_delta, resumed = meta["step"], meta["loss"], meta["rel_delta"], meta["step"]
-    started = time.time()
+    started, step_seconds = time.time(), []
     task = progress.add_task(recipe, total=options.steps, completed=start) if progress else None
     warmup = min(50, options.steps // 10 + 1)
     model.train()
     for step in range(start, options.steps):
+        tick = time.time()
         inputs, targets = data.batch(step, options.batch)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, options.steps, options.lr, warmup)
@@ -250,6 +251,7 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         losses.append(round(loss.item(), 5))
+        step_seconds.append(time.time() - tick)
         done = step + 1
         if progress:
             progress.update(task, completed=done, description=f"{recipe} loss {losses[-1]:.3f}")
@@ -259,13 +261,17 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
                     "world": options.world}
             _save(model, tokenizer, trajectory / f"step-{done}", meta, optimizer,
                   adapter_base if options.lora else None)
+            for older in trajectory.glob(f"step-*/{OPTIMIZER}"):  # only the latest step is resumed from
+                if older.parent.name != f"step-{done}":
+                    older.unlink()
     model.eval()
     delta = rel_delta(base_weights, _post_weights(model, bool(options.lora)))
     record = {"steps": options.steps, "lr": options.lr, "tokens": data.tokens, "supervised_tokens": data.supervised,
               "loss": losses, "first_loss": losses[0], "final_loss": losses[-1], "rel_delta": delta["median"],
               "rel_delta_per_kind": delta["per_kind"], "rel_delta_by_step": trajectory_delta,
               "trained_parameters": sum(p.numel() for p in trained),
-              "seconds": round(time.time() - started, 2), "resumed_from": resumed}
+              "seconds": round(time.time() - started, 2), "resumed_from": resumed,
+              "seconds_per_step": round(statistics.median(step_seconds), 3) if step_seconds else None}
     _save(model, tokenizer, out / recipe, {"stage": recipe, "world": options.world, **record}, None,
           adapter_base if options.lora else None)
     return record

@@ -69,10 +69,12 @@ def _stream(world: World, recipe: str, tokenizer, needed: int, seed: int) -> tup
     ids: list[int] = []
     labels: list[int] = []
     chunk = 0
+    templated = bool(getattr(tokenizer, "chat_template", None))
     while len(ids) < needed:
         for example in post_training_examples(world, recipe, 256, seed * 1000 + chunk):
             prompt, completion = chat_pair(tokenizer, example)
-            p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            # without a chat template, let the tokenizer add what starts a sequence (Gemma's <bos>)
+            p = tokenizer(prompt, add_special_tokens=not templated)["input_ids"]
             c = tokenizer(completion, add_special_tokens=False)["input_ids"]
             ids += p + c
             labels += [IGNORE] * len(p) + c
