@@ -170,7 +170,10 @@ def _prepare(base, options: RealLabOptions):
             if module is not None:
                 module.weight.requires_grad_(False)
     if options.lora:
-        from peft import LoraConfig, get_peft_model
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            raise OrthoscopeError("--lora needs peft: pip install 'orthoscope[lora]'") from None
 
         targets = sorted({n.split(".")[-1] for n, m in model.named_modules()
                           if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in PROJECTIONS})
