@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/gemma3"))
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=2.5e-5, help="full fine-tuning peak learning rate")
-    parser.add_argument("--lora-lr", type=float, default=1e-3, help="LoRA peak learning rate")
+    parser.add_argument("--lora-lr", type=float, default=2e-4, help="LoRA peak learning rate")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--block", type=int, default=64)
     parser.add_argument("--save-every", type=int, default=50)

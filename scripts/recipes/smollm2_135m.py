@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4, help="full fine-tuning peak learning rate")
     parser.add_argument("--lora-lr", type=float, default=2e-3, help="LoRA peak learning rate")
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--block", type=int, default=64)
+    parser.add_argument("--block", type=int, default=128)
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=50, help="problems per task in the experiment")
