@@ -95,7 +95,13 @@ class RealLabOptions:
 
 
 def load_base(source: str | Path):
-    """(model, tokenizer) in float32 from a folder, a weights file in a folder, a GGUF file or a hub id."""
+    """(model, tokenizer) in float32 from a folder, a weights file in a folder, a GGUF file or a hub id.
+
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> model, tokenizer = load_base(shipped_family()["base"])
+    >>> model.config.model_type, len(projections(model))
+    ('llama', 21)
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
@@ -224,7 +230,10 @@ def _restore(model, optimizer, folder: Path, lora: bool) -> None:
 
 def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe: str, out: Path,
                  base_weights: dict, progress=None) -> dict:
-    """Post-train a copy of `base` on `data`; writes out/<recipe> and its trajectory; returns its record."""
+    """Post-train a copy of `base` on `data`; writes out/<recipe> and its trajectory; returns its record.
+
+    Resumes from the latest `trajectories/<recipe>/step-N` holding optimizer state (see build_real_lab).
+    """
     torch.manual_seed(options.seed + RECIPES.index(recipe) + 1)
     model = _prepare(base, options)
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -281,7 +290,15 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
 
 
 def build_real_lab(options: RealLabOptions, out: str | Path, log: Log = print, show_progress: bool = True) -> dict:
-    """Post-train every recipe of `options` from its base into `out` (or finish doing so); returns lab.json."""
+    """Post-train every recipe of `options` from its base into `out` (or finish doing so); returns lab.json.
+
+    >>> import tempfile
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> options = RealLabOptions(str(shipped_family()["base"]), ("control",), steps=1, batch=2, block=32)
+    >>> record = build_real_lab(options, tempfile.mkdtemp(), log=lambda m: None, show_progress=False)
+    >>> record["recipes"]["control"]["tokens"]
+    64
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
