@@ -78,7 +78,8 @@ def orthoscope(*args) -> None:
     """Run an orthoscope command in this interpreter's environment; stop on failure."""
     command = [sys.executable, "-m", "orthoscope.cli", *map(str, args)]
     print("+ orthoscope " + " ".join(map(str, args)), file=sys.stderr, flush=True)
-    subprocess.run(command, check=True)
+    if subprocess.run(command).returncode != 0:
+        sys.exit(f"error: `orthoscope {args[0]}` failed (see above); fix and rerun this script: finished stages are kept")
 
 
 def post_train_and_analyse(base: Path, out: Path, *, steps: int, lr: float, lora_lr: float, batch: int, block: int,
@@ -91,15 +92,17 @@ def post_train_and_analyse(base: Path, out: Path, *, steps: int, lr: float, lora
         common.append("--freeze-embeddings")
     orthoscope("lab", "--base", base, *recipes, *common, "--lr", lr, "-o", out / "full")
     orthoscope("lab", "--base", base, *recipes, *common, "--lr", lora_lr, "--lora", 8, "-o", out / "lora8")
-    for variant in ("full", "lora8"):
-        lab = out / variant
-        orthoscope("compare", base, lab / "instruct", lab / "cot", lab / "control", "-o", out / f"compare-{variant}")
-        orthoscope("compare", base, *sorted((lab / "trajectories" / "instruct").glob("step-*"),
-                                            key=lambda p: int(p.name.split("-")[1])),
-                   "-o", out / f"trajectory-{variant}-instruct")
+    trajectory = sorted((out / "full" / "trajectories" / "instruct").glob("step-*"), key=lambda p: int(p.name[5:]))
+    full = out / "full"
+    orthoscope("compare", base, full / "instruct", full / "cot", full / "control", "-o", out / "compare-full")
+    orthoscope("compare", base, *trajectory, "-o", out / "trajectory-full-instruct")
     experiment_tasks = [arg for task in tasks for arg in ("--task", task)]
-    orthoscope("experiment", base, out / "full" / "instruct", *experiment_tasks, "--limit", limit,
+    orthoscope("experiment", base, full / "instruct", *experiment_tasks, "--limit", limit,
                "-o", out / "experiment-full-instruct")
+    lora = out / "lora8"  # adapters as posts: compare opens them against the base
+    orthoscope("compare", base, lora / "instruct", lora / "cot", lora / "control", "-o", out / "compare-lora8")
+    orthoscope("compare", base, *sorted((lora / "trajectories" / "instruct").glob("step-*"),
+                                        key=lambda p: int(p.name[5:])), "-o", out / "trajectory-lora8-instruct")
 
 
 def temporary_folder() -> tempfile.TemporaryDirectory:

@@ -73,9 +73,9 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=50, help="problems per task in the experiment")
+    parser.add_argument("--base", type=Path, help="use this model folder instead of fetching (a dry run)")
     args = parser.parse_args()
-    gguf = fetch_gguf(common.bases_dir())
-    base = common.convert(gguf, common.bases_dir() / "gemma-3-270m-hf")
+    base = args.base or common.convert(fetch_gguf(common.bases_dir()), common.bases_dir() / "gemma-3-270m-hf")
     common.post_train_and_analyse(base, args.out, steps=args.steps, lr=args.lr, lora_lr=args.lora_lr,
                                   batch=args.batch, block=args.block, save_every=args.save_every,
                                   threads=args.threads, freeze_embeddings=True,
