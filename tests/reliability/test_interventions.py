@@ -11,6 +11,11 @@ from orthoscope.lab.shipped import shipped_family
 
 runner = CliRunner()
 
+def named(rows):
+    """Parametrize rows with readable ids: the command-line arguments of the case."""
+    return [pytest.param(*row, id=" ".join(map(str, row[0])) or "no-args") for row in rows]
+
+
 
 def refused(result, *words, out=None):
     """Exit code 2, a single line naming every word, no traceback, nothing at `out` (nor a partial beside it)."""
@@ -30,7 +35,7 @@ def intervene(tmp_path, *args):
                                "--layers", "0", *args]), out
 
 
-@pytest.mark.parametrize("args, words", [
+@pytest.mark.parametrize("args, words", named([
     (["--op", "swap-sigma", "--scale", "inf"], ["--scale 'inf'", "finite positive"]),
     (["--op", "swap-sigma", "--scale", "nan"], ["--scale 'nan'"]),
     (["--op", "swap-sigma", "--scale", "-2"], ["--scale '-2'"]),
@@ -46,7 +51,7 @@ def intervene(tmp_path, *args):
     (["--op", "break-left", "--t", "0.5"], ["takes no --t"]),
     (["--op", "noise", "--seed", str(2**64)], ["--seed"]),
     (["--op", "flip-all"], ["unknown op 'flip-all'", "rotate-random"]),
-])
+]))
 def test_intervene_refuses_bad_op_arguments(tmp_path, args, words):
     result, out = intervene(tmp_path, *args)
     refused(result, *words, out=out)
@@ -95,7 +100,7 @@ def experiment(tmp_path, *args, post=None):
                                "-q", *args]), out
 
 
-@pytest.mark.parametrize("args, words", [
+@pytest.mark.parametrize("args, words", named([
     (["--grid", "1,nan"], ["--grid '1,nan'", "'nan'"]),
     (["--grid", "inf"], ["--grid 'inf'"]),
     (["--grid", "-1"], ["--grid '-1'"]),
@@ -103,7 +108,7 @@ def experiment(tmp_path, *args, post=None):
     (["--limit", "0"], ["--limit 0"]),
     (["--seed", str(2**64)], ["--seed"]),
     (["--task", "gsm9k"], ["unknown task 'gsm9k'"]),
-])
+]))
 def test_experiment_refuses_bad_options(tmp_path, args, words):
     result, out = experiment(tmp_path, *args)
     refused(result, *words, out=out)

@@ -34,6 +34,11 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
 K1 = "model.layers.1.self_attn.k_proj.weight"
 
+def named(rows):
+    """Parametrize rows with readable ids: the command-line arguments of the case."""
+    return [pytest.param(*row, id=" ".join(map(str, row[0])) or "no-args") for row in rows]
+
+
 
 def measured(monkeypatch) -> list:
     """The (matrix) names measure() is called for from now on."""
@@ -235,7 +240,7 @@ def test_full_disk_while_writing_results(planted, tmp_path, monkeypatch):
 # ----------------------------------------------------------------- options
 
 
-@pytest.mark.parametrize("args, needle", [
+@pytest.mark.parametrize("args, needle", named([
     (["--device", "bogus"], "unknown --device 'bogus'"),
     (["--cache-limit", "nan"], "--cache-limit must be a finite number"),
     (["--cache-limit", "inf"], "--cache-limit must be a finite number"),
@@ -249,7 +254,7 @@ def test_full_disk_while_writing_results(planted, tmp_path, monkeypatch):
     (["--executor", "ray", "--workers", "0"], "--workers must be a positive integer"),
     (["--executor", "dask"], "unknown executor 'dask'"),
     (["--control", "nobody"], "--control 'nobody' is not one of the posts"),
-])
+]))
 def test_bad_option_is_one_line(planted, tmp_path, args, needle):
     code, output = cli("compare", *planted, "-o", tmp_path / "r", "-q", "--no-report", *args)
     assert code == 2, output
