@@ -82,8 +82,8 @@ METRICS: tuple[Metric, ...] = (
     M("incons", "rotation", "post-svd", True, "float", "||Q_U - Q_V||_F / (2 sqrt r), Q_U = U_b^T U_p, Q_V = V_b^T V_p",
       True, True),
     M("coherence", "rotation", "post-svd", True, "float", "tr(Q_U^T Q_V) / r"),
-    M("rot", "rotation", "post-svd", False, "float", "||Q_U - I||_F / (2 sqrt r), sign-fixed"),
-    M("rel_incons", "rotation", "post-svd", False, "float", "incons / rot"),
+    M("rot", "rotation", "post-svd", True, "float", "||Q_U - I||_F / (2 sqrt r), gauge-fixed (blocks of s_p within 1e-5 s_p,1)"),
+    M("rel_incons", "rotation", "post-svd", True, "float", "incons / rot"),
     M("leak_u", "rotation", "post-svd", True, "float", "||Q_U^T Q_U - I||_F / sqrt r"),
     M("leak_v", "rotation", "post-svd", True, "float", "||Q_V^T Q_V - I||_F / sqrt r"),
     M("incons_gap", "rotation", "post-svd", True, "float",
@@ -93,9 +93,9 @@ METRICS: tuple[Metric, ...] = (
     # principal angles between top-k subspaces, k = min(r, 64)
     M("pa_mean_u", "angles", "post-svd", True, "float", "mean principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])",
       False, True),
-    M("pa_max_u", "angles", "post-svd", False, "float", "max principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])"),
+    M("pa_max_u", "angles", "post-svd", True, "float", "max principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])"),
     M("pa_mean_v", "angles", "post-svd", True, "float", "mean principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
-    M("pa_max_v", "angles", "post-svd", False, "float", "max principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
+    M("pa_max_v", "angles", "post-svd", True, "float", "max principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
     # symmetry of the update in the base frame, D = U_b^T dW V_b - (a_fro - 1) S_b
     M("asym", "symmetry", "base-svd", True, "float", "||M - M^T||_F / (sqrt 2 ||M||_F), M = U_b^T W_p V_b", True, True),
     M("sym_frac", "symmetry", "base-svd", True, "float", "||(D + D^T)/2||_F^2 / ||D||_F^2", True, True),

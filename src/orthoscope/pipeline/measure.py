@@ -26,7 +26,7 @@ import torch
 
 from orthoscope import metrics as m
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels import SVD, singular_values, svd, svdvals
+from orthoscope.kernels import SVD, singular_values, svd, svdvals, top_subspaces
 from orthoscope.kernels.precision import F32_SAFE
 from orthoscope.metrics import registry
 from orthoscope.pipeline.cache import SVDCache
@@ -99,10 +99,25 @@ class Base:
     W: torch.Tensor
     factors: SVD
     raw: torch.Tensor | None = None
+    _top: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def stored(self) -> torch.Tensor:
         return self.raw if self.raw is not None else self.W
+
+    def top(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top-k left and right subspaces (k = min(r, TOP_K)), float64-accurate; computed once per base."""
+        if self._top is None:
+            self._top = top_factors(self.stored, self.factors)
+        return self._top
+
+
+def top_factors(W: torch.Tensor, factors: SVD) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U[:, :k], V[:, :k]) of `W`, k = min(r, TOP_K): refined in float64 when `factors` are float32."""
+    k = min(TOP_K, factors.S.numel())
+    if factors.S.dtype == torch.float64:
+        return factors.U[:, :k], factors.V[:, :k]
+    return top_subspaces(W, factors, k)
 
 
 def check_floating(W: torch.Tensor, side: str) -> None:
@@ -189,7 +204,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     if not update.changed:
         row, s_p, blocks = _unchanged_route(base, full)
     elif full:
-        row, s_p, blocks = _full_route(base, W, update, null_generator(seed, name), pair_rng(seed, name),
+        row, s_p, blocks = _full_route(base, W, W_p, update, null_generator(seed, name), pair_rng(seed, name),
                                        needs_null_svd(metrics))
     else:
         row, s_p, blocks = _one_svd_route(base, W, update, pair_rng(seed, name))
@@ -237,13 +252,14 @@ def _one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
     return row, s_p, {}
 
 
-def _full_route(base: Base, W_p: torch.Tensor, update: Update, generator: torch.Generator,
+def _full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: Update, generator: torch.Generator,
                 rng: np.random.Generator, null_svd: bool) -> tuple[dict, torch.Tensor, dict]:
+    """`W_p` in the working dtype (for the SVD), `stored_p` as stored (for the float64 top subspaces)."""
     post = svd(W_p, base.W.dtype, base.W.device)
     row = scaling_metrics(base.factors.S, post.S)
     Q_U, Q_V = m.overlaps(base.factors.U, post.U), m.overlaps(base.factors.V, post.V)
     row.update(rotation_metrics(Q_U, Q_V, post.S, base.factors.S))
-    row.update(angle_metrics(base.factors, post))
+    row.update(angle_metrics(base.top(), top_factors(stored_p.to(base.W.device), post)))
     row.update(symmetry_metrics(delta_frame(base, update), base.factors.S, 1.0 + update.a_fro_m1, rng))
     if null_svd:
         row.update(null_metrics(base, update, generator))
@@ -269,14 +285,15 @@ def scaling_metrics(s_b: torch.Tensor, s_p: torch.Tensor) -> dict:
     }
 
 
-def _gauge_rtol(dtype: torch.dtype) -> float:
-    return 100 * torch.finfo(dtype).eps
-
-
 def rotation_metrics(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor,
                      s_b: torch.Tensor | None = None) -> dict:
-    """Rotation columns from Q_U = U_b^T U_p and Q_V = V_b^T V_p (incons_gap needs the base spectrum `s_b`)."""
-    fixed_U, _ = m.fix_gauge(Q_U, Q_V, s_p, _gauge_rtol(Q_U.dtype))
+    """Rotation columns from Q_U = U_b^T U_p and Q_V = V_b^T V_p (incons_gap needs the base spectrum `s_b`).
+
+    Arithmetic in float64 on the r x r overlaps; the gauge blocks use one tolerance in every
+    precision (`metrics.rotations.GAUGE_RTOL`), so float32 factors give the float64 values.
+    """
+    Q_U, Q_V, s_p = Q_U.double(), Q_V.double(), s_p.double()
+    fixed_U, _ = m.fix_gauge(Q_U, Q_V, s_p)
     incons, rot = m.inconsistency(Q_U, Q_V), m.rotation_size(fixed_U)
     return {
         "incons": incons,
@@ -295,9 +312,12 @@ def _angles_deg(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(m.principal_angles(X[:, :k], Y[:, :k]))
 
 
-def angle_metrics(base: SVD, post: SVD) -> dict:
-    """Mean and max principal angles (degrees) between the top-k left (u) and right (v) subspaces, k = min(r, 64)."""
-    u, v = _angles_deg(base.U, post.U), _angles_deg(base.V, post.V)
+def angle_metrics(base: tuple[torch.Tensor, torch.Tensor], post: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """Mean and max principal angles (degrees) between the top-k left (u) and right (v) subspaces, k = min(r, 64).
+
+    `base` and `post` are (U[:, :k], V[:, :k]) from `top_factors` (float64-accurate subspaces).
+    """
+    u, v = _angles_deg(base[0], post[0]), _angles_deg(base[1], post[1])
     return {"pa_mean_u": u.mean().item(), "pa_max_u": u.max().item(),
             "pa_mean_v": v.mean().item(), "pa_max_v": v.max().item()}
 
