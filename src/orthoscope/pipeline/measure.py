@@ -8,8 +8,9 @@ What each column is and which route computes it lives in
 - one-SVD (every asked metric sign-free): the base SVD (cacheable), the post
   singular values by the cheapest exact route, and D = U_b^T dW V_b - (a_fro - 1) S_b
   with everything computed from it (sym_frac, both nulls, the top block);
-- full: the post SVD too, for rotations and principal angles, and the Gaussian
-  null's SVD when a null-svd column is asked for;
+- full: the post SVD too, for rotations and principal angles (top-k subspaces refined
+  in float64 when the SVDs are float32), and the Gaussian null's SVD, drawn in the
+  base frame (at most 2r x r), when a null-svd column is asked for;
 - the singular values of dW only when `delta_rank90` is asked for.
 Columns a route does not compute are NaN.
 """
@@ -292,6 +293,7 @@ def rotation_metrics(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor,
     Arithmetic in float64 on the r x r overlaps; the gauge blocks use one tolerance in every
     precision (`metrics.rotations.GAUGE_RTOL`), so float32 factors give the float64 values.
     """
+    leak_u, leak_v = m.leak(Q_U), m.leak(Q_V)  # r^3 products, accurate in the factors' dtype
     Q_U, Q_V, s_p = Q_U.double(), Q_V.double(), s_p.double()
     fixed_U, _ = m.fix_gauge(Q_U, Q_V, s_p)
     incons, rot = m.inconsistency(Q_U, Q_V), m.rotation_size(fixed_U)
@@ -300,8 +302,8 @@ def rotation_metrics(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor,
         "coherence": m.coherence(Q_U, Q_V),
         "rot": rot,
         "rel_incons": incons / rot if rot > 0 else 0.0,
-        "leak_u": m.leak(Q_U),
-        "leak_v": m.leak(Q_V),
+        "leak_u": leak_u,
+        "leak_v": leak_v,
         "intruders": m.intruders(Q_U, INTRUDER_K, INTRUDER_EPS),
         "incons_gap": m.inconsistency_gap(Q_U, Q_V, s_b) if s_b is not None else math.nan,
     }
@@ -353,13 +355,51 @@ def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a_fro: float,
 
 
 def null_metrics(base: Base, update: Update, generator: torch.Generator) -> dict:
-    """incons and pa_mean_u of the Gaussian null W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F (a third SVD)."""
+    """incons and pa_mean_u of the Gaussian null W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F (a third SVD).
+
+    Drawn in the base frame (exact in distribution, no m-sized product): on the tall side
+    (m >= n = r), [U_b U_perp]^T W_null V_b = [[a S_b + Z_1], [Z_2]] with Z = [Z_1; Z_2]
+    i.i.d. Gaussian (rotation invariance of G), and Z_2 enters the SVD only through its
+    triangular factor R (Z_2 = Q R; Bartlett: R_ii ~ chi(m - r - i + 1), R_ij ~ N(0, 1)
+    above the diagonal), so the null's SVD is that of N = [[a S_b + Z_1], [R]], at most
+    2r x r, with Q_U = U_N[:r], Q_V = V_N (left and right swap for a wide W).
+    """
     W = base.W
     resid = update.dW.to(W.dtype) - update.a_fro_m1 * W  # W_p - a_fro W_b without cancellation
     delta_norm = torch.linalg.matrix_norm(resid.double()).item()
-    G = torch.randn(tuple(W.shape), generator=generator, dtype=torch.float64)
-    G = (G * (delta_norm / torch.linalg.matrix_norm(G).item())).to(W)
-    null = svd((1.0 + update.a_fro_m1) * W + G, W.dtype, W.device)
-    f = base.factors
-    return {"incons_null": m.inconsistency(m.overlaps(f.U, null.U), m.overlaps(f.V, null.V)),
-            "pa_mean_u_null": _angles_deg(f.U, null.U).mean().item()}
+    N = null_frame(base.factors.S.double().cpu(), 1.0 + update.a_fro_m1, delta_norm, max(W.shape), generator)
+    null = svd(N, W.dtype, W.device)
+    r = N.shape[1]
+    Q_left, Q_right = null.U[:r], null.V  # overlaps with the base's vectors on the tall side
+    wide = W.shape[0] < W.shape[1]
+    Q_U, Q_V = (Q_right, Q_left) if wide else (Q_left, Q_right)
+    k = min(TOP_K, r)
+    U_null = null.V if wide else null.U  # the null's left vectors of W in base coordinates
+    eye = torch.eye(U_null.shape[0], k, dtype=U_null.dtype, device=U_null.device)
+    return {"incons_null": m.inconsistency(Q_U, Q_V),
+            "pa_mean_u_null": torch.rad2deg(m.principal_angles(eye, U_null[:, :k])).mean().item()}
+
+
+def null_frame(s_b: torch.Tensor, a: float, size: float, long_side: int, generator: torch.Generator) -> torch.Tensor:
+    """N = [[a S_b + Z_1], [R]] (float64): the Gaussian null in the base frame, ||[Z_1; R]||_F = `size`.
+
+    Z_1 is r x r Gaussian; R is the triangular factor of the (long_side - r) x r Gaussian Z_2
+    (drawn by Bartlett's decomposition when long_side >= 2r, else Z_2 itself).
+
+    >>> N = null_frame(torch.tensor([3.0, 1.0], dtype=torch.float64), 1.0, 0.5, 9, torch.Generator().manual_seed(0))
+    >>> N.shape, round(torch.linalg.matrix_norm(N - torch.eye(4, 2, dtype=torch.float64) * torch.tensor([3.0, 1.0])).item(), 12)
+    (torch.Size([4, 2]), 0.5)
+    """
+    r = s_b.numel()
+    p = long_side - r
+    Z1 = torch.randn(r, r, generator=generator, dtype=torch.float64)
+    if p >= r:
+        R = torch.randn(r, r, generator=generator, dtype=torch.float64).triu(1)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        R.diagonal().copy_(torch.from_numpy(np.sqrt(np.random.default_rng(seed).chisquare(p - np.arange(r)))))
+    else:
+        R = torch.randn(p, r, generator=generator, dtype=torch.float64)
+    Z = torch.cat([Z1, R])
+    Z *= size / torch.linalg.matrix_norm(Z).clamp(min=1e-300).item()
+    Z[:r] += torch.diag(a * s_b)
+    return Z
