@@ -86,7 +86,7 @@ def singular_values(W: torch.Tensor, device: torch.device | str = "cpu") -> torc
     return eigenvalues.sqrt()
 
 
-def top_subspaces(W: torch.Tensor, factors: SVD, k: int, extra: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def top_subspaces(W: torch.Tensor, factors: SVD, k: int, extra: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """The top-k left and right singular subspaces of `W` to float64 accuracy, from low-precision factors.
 
     A float32 SVD moves span(U[:, :k]) by about eps_32 ||W|| / (s_k - s_k+1), which is

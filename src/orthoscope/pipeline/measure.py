@@ -259,7 +259,8 @@ def _full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: U
     post = svd(W_p, base.W.dtype, base.W.device)
     row = scaling_metrics(base.factors.S, post.S)
     Q_U, Q_V = m.overlaps(base.factors.U, post.U), m.overlaps(base.factors.V, post.V)
-    row.update(rotation_metrics(Q_U, Q_V, post.S, base.factors.S))
+    square = (W_p.shape[0] == post.S.numel(), W_p.shape[1] == post.S.numel())
+    row.update(rotation_metrics(Q_U, Q_V, post.S, base.factors.S, square))
     row.update(angle_metrics(base.top(), top_factors(stored_p.to(base.W.device), post)))
     row.update(symmetry_metrics(delta_frame(base, update), base.factors.S, 1.0 + update.a_fro_m1, rng))
     if null_svd:
@@ -287,13 +288,16 @@ def scaling_metrics(s_b: torch.Tensor, s_p: torch.Tensor) -> dict:
 
 
 def rotation_metrics(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor,
-                     s_b: torch.Tensor | None = None) -> dict:
+                     s_b: torch.Tensor | None = None, square: tuple[bool, bool] = (False, False)) -> dict:
     """Rotation columns from Q_U = U_b^T U_p and Q_V = V_b^T V_p (incons_gap needs the base spectrum `s_b`).
 
-    Arithmetic in float64 on the r x r overlaps; the gauge blocks use one tolerance in every
-    precision (`metrics.rotations.GAUGE_RTOL`), so float32 factors give the float64 values.
+    `square` says which side's vectors are square (no leak possible). Arithmetic in float64
+    on the r x r overlaps; the gauge blocks use one tolerance in every precision
+    (`metrics.rotations.GAUGE_RTOL`), so float32 factors give the float64 values.
     """
-    leak_u, leak_v = m.leak(Q_U), m.leak(Q_V)  # r^3 products, accurate in the factors' dtype
+    # r^3 products, accurate in the factors' dtype; a side whose vectors are square (r = its
+    # dimension) cannot leave the base subspace: its leak is 0 exactly (`square` says which)
+    leak_u, leak_v = (0.0 if sq else m.leak(Q) for sq, Q in zip(square, (Q_U, Q_V)))
     Q_U, Q_V, s_p = Q_U.double(), Q_V.double(), s_p.double()
     fixed_U, _ = m.fix_gauge(Q_U, Q_V, s_p)
     incons, rot = m.inconsistency(Q_U, Q_V), m.rotation_size(fixed_U)
