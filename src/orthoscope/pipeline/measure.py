@@ -187,8 +187,12 @@ def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype) -> Update:
 
 
 def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
-            metrics: frozenset[str] = METRIC_SETS["all"]) -> tuple[dict, dict]:
+            metrics: frozenset[str] = METRIC_SETS["all"], floor_fallback: bool = False) -> tuple[dict, dict]:
     """The asked metrics of one pair (others NaN), and its spectra for the .npz.
+
+    With `floor_fallback` (meant for `--precision auto`), a changed matrix whose update is
+    below the working precision's noise floor (float32: rel_delta < 1.2e-4) is measured
+    again on a float64 base SVD, so that it is analysed rather than left at the floor.
 
     Returns (row, arrays): row maps every METRIC_COLUMNS entry to a value
     (float, or bool for `changed`/`at_noise_floor`); arrays holds s_base, s_post,
@@ -201,6 +205,8 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     W = W_p.to(device=base.W.device, dtype=dtype)
     check_finite(W, "post")
     update = update_of(base, W_p, dtype)
+    if floor_fallback and dtype != torch.float64 and update.changed and update.row["at_noise_floor"]:
+        return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics)
     full = needs_post_svd(metrics)
     if not update.changed:
         row, s_p, blocks = _unchanged_route(base, full)
