@@ -11,7 +11,8 @@ What each column is and which route computes it lives in
 - full: the post SVD too, for rotations and principal angles (top-k subspaces refined
   in float64 when the SVDs are float32), and the Gaussian null's SVD, drawn in the
   base frame (at most 2r x r), when a null-svd column is asked for;
-- the singular values of dW only when `delta_rank90` is asked for.
+- the singular values of dW only when `delta_rank90` is asked for, its randomized top
+  16 only for `delta_top16`; the `quick` set runs no full SVD (the base's is never made).
 Columns a route does not compute are NaN.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ TOP_K = 64  # top block of D (sym_frac_top, z_pair_top) and principal angles
 
 
 def resolve_metrics(spec: str | Iterable[str] | None) -> frozenset[str]:
-    """`all`, `sign-free` (the one-SVD set) or metric names, as a set of columns.
+    """`all`, `sign-free` (the one-SVD set), `delta`, `quick` or metric names, as a set of columns.
 
     >>> sorted(resolve_metrics("a_geo,sym_frac"))
     ['a_geo', 'sym_frac']
@@ -89,18 +90,25 @@ class SkipMatrix(Exception):
     """This matrix cannot be analysed (the run goes on); the message is the reason."""
 
 
-@dataclass
 class Base:
     """A base matrix prepared once and reused for every post model.
 
     `W` is in the working dtype on the working device; `raw` is the tensor as
-    stored (its own dtype, on that device), for the exact difference dW.
+    stored (its own dtype, on that device), for the exact difference dW. `factors`
+    (its SVD) are computed, or read from the cache, on first use: the `quick` set
+    never needs them.
     """
 
-    W: torch.Tensor
-    factors: SVD
-    raw: torch.Tensor | None = None
-    _top: tuple[torch.Tensor, torch.Tensor] | None = None
+    def __init__(self, W: torch.Tensor, factors: SVD | None = None, raw: torch.Tensor | None = None,
+                 load: Callable[[], SVD] | None = None):
+        self.W, self.raw, self._factors, self._load = W, raw, factors, load
+        self._top: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def factors(self) -> SVD:
+        if self._factors is None:
+            self._factors = self._load() if self._load is not None else svd(self.W, self.W.dtype, self.W.device)
+        return self._factors
 
     @property
     def stored(self) -> torch.Tensor:
@@ -139,17 +147,21 @@ def check_finite(W: torch.Tensor, side: str) -> None:
 
 def prepare_base(W_b: torch.Tensor, dtype: torch.dtype, device: torch.device,
                  cache: SVDCache | None = None) -> Base:
-    """Check `W_b` and decompose it once (or take its factors from `cache`)."""
+    """Check `W_b`; its SVD is computed once (or taken from `cache`) when a route first needs it."""
     check_floating(W_b, "base")
     W = W_b.to(device=device, dtype=dtype)
     check_finite(W, "base")
-    key = cache.key(W_b, dtype) if cache is not None else None
-    factors = cache.get(key, device) if cache is not None else None
-    if factors is None:
-        factors = svd(W, dtype, device)
-        if cache is not None:
-            cache.put(key, factors)
-    return Base(W, factors, W_b.to(device=device))
+
+    def load() -> SVD:
+        key = cache.key(W_b, dtype) if cache is not None else None
+        factors = cache.get(key, device) if cache is not None else None
+        if factors is None:
+            factors = svd(W, dtype, device)
+            if cache is not None:
+                cache.put(key, factors)
+        return factors
+
+    return Base(W, None, W_b.to(device=device), load)
 
 
 def null_generator(seed: int, name: str) -> torch.Generator:
@@ -170,6 +182,7 @@ class Update:
     changed: bool
     a_fro_m1: float  # a_fro - 1, without cancellation
     row: dict
+    nd2: float = 0.0  # ||dW||_F^2 in float64
 
 
 def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype) -> Update:
@@ -183,7 +196,7 @@ def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype) -> Update:
     rel = math.sqrt(nd2 / nb2)
     row = {"changed": changed, "at_noise_floor": rel < m.noise_floor(dtype), "rel_delta": rel,
            "frac_unchanged": same.sum().item() / same.numel()}
-    return Update(dW, changed, m.a_fro_minus_one_from(nb2, cross, nd2) if changed else 0.0, row)
+    return Update(dW, changed, m.a_fro_minus_one_from(nb2, cross, nd2) if changed else 0.0, row, nd2)
 
 
 def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
@@ -196,7 +209,8 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
 
     Returns (row, arrays): row maps every METRIC_COLUMNS entry to a value
     (float, or bool for `changed`/`at_noise_floor`); arrays holds s_base, s_post,
-    rho_bins, effective_rank and, on the full route, the top-left blocks of Q_U and Q_V.
+    rho_bins, effective_rank and, on the full route, the top-left blocks of Q_U and Q_V
+    (empty for the `quick` set, which runs no full SVD).
     """
     if W_p.shape != base.W.shape:
         raise SkipMatrix(f"shape {tuple(W_p.shape)} differs from base {tuple(base.W.shape)}")
@@ -208,7 +222,9 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     if floor_fallback and dtype != torch.float64 and update.changed and update.row["at_noise_floor"]:
         return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics)
     full = needs_post_svd(metrics)
-    if not update.changed:
+    if metrics <= METRIC_SETS["quick"]:  # no SVD at all: the stored tensors and a randomized SVD of dW
+        row, s_p, blocks = {}, None, {}
+    elif not update.changed:
         row, s_p, blocks = _unchanged_route(base, full)
     elif full:
         row, s_p, blocks = _full_route(base, W, W_p, update, null_generator(seed, name), pair_rng(seed, name),
@@ -219,6 +235,11 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     row["a_fro"] = 1.0 + update.a_fro_m1  # from the tensors: exact where the spectra round
     if "delta-svd" in _routes(metrics):
         row["delta_rank90"] = m.rank90(svdvals(update.dW, dtype, base.W.device)) if update.changed else 0
+    if "delta-lowrank" in _routes(metrics):
+        row["delta_top16"] = m.top_energy(update.dW, update.nd2, seed * 1_000_003 + zlib.crc32(name.encode()))
+    columns = {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}
+    if s_p is None:
+        return columns, {}
     arrays = {
         "s_base": base.factors.S.double().cpu().numpy(),
         "s_post": s_p.double().cpu().numpy(),
@@ -226,7 +247,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         "effective_rank": np.array([m.effective_rank(base.factors.S), m.effective_rank(s_p)]),
         **blocks,
     }
-    return {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}, arrays
+    return columns, arrays
 
 
 def _reportable(column: str, metrics: frozenset[str], dtype: torch.dtype) -> bool:
