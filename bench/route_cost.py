@@ -8,18 +8,22 @@ head, dense tail) with a consistent rotation plus noise as the update. For each 
   (tall orientation), the floor of a route with a base, a post and a null SVD;
 - route: `prepare_base` (the base SVD, no cache) plus `measure` with every metric of the
   default set, at the precision `--precision auto` picks;
-- sign-free: `prepare_base` plus `measure` on the one-SVD route, against two bare SVDs.
+- sign-free: `prepare_base` plus `measure` on the one-SVD route, against two bare SVDs;
+- quick: the `quick` set (no full SVD), in seconds and against the three bare SVDs.
 
 Times are CPU seconds of this process (time.process_time, best of REPEATS), robust to other
 load on the machine as long as it has a core to spare. `--profile` prints cProfile's top
 functions of one default-route call per shape.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python bench/route_cost.py [--profile]
+
+(PYTHONPATH=<older checkout>/src measures an older version with the same script.)
 """
 
 from __future__ import annotations
 
 import cProfile
+import math
 import os
 import pstats
 import sys
@@ -83,8 +87,10 @@ def main(profile: bool) -> None:
         full = best_of(lambda: route(W_b, W_p, METRIC_SETS["all"]))
         bare2 = best_of(lambda: bare_svds([W_b, W_p]))
         free = best_of(lambda: route(W_b, W_p, METRIC_SETS["sign-free"]))
+        quick = best_of(lambda: route(W_b, W_p, METRIC_SETS["quick"])) if "quick" in METRIC_SETS else math.nan
         print(f"{shape[0]}x{shape[1]}: default route {full:.3f} s / 3 bare f32 SVDs {bare3:.3f} s = {full / bare3:.2f}x;"
-              f" sign-free {free:.3f} s / 2 bare {bare2:.3f} s = {free / bare2:.2f}x")
+              f" sign-free {free:.3f} s / 2 bare {bare2:.3f} s = {free / bare2:.2f}x;"
+              f" quick {quick:.3f} s = {quick / bare3:.2f}x")
         if profile:
             prof = cProfile.Profile()
             prof.enable()
