@@ -89,7 +89,8 @@ def main(profile: bool) -> None:
         free = best_of(lambda: route(W_b, W_p, METRIC_SETS["sign-free"]))
         has_quick = "quick" in METRIC_SETS  # an older checkout may lack it
         quick = best_of(lambda: route(W_b, W_p, METRIC_SETS["quick"])) if has_quick else math.nan
-        print(f"{shape[0]}x{shape[1]}: default route {full:.3f} s / 3 bare f32 SVDs {bare3:.3f} s = {full / bare3:.2f}x;"
+        print(f"{shape[0]}x{shape[1]}: default route {full:.3f} s / 3 bare f32 SVDs {bare3:.3f} s"
+              f" = {full / bare3:.2f}x;"
               f" sign-free {free:.3f} s / 2 bare {bare2:.3f} s = {free / bare2:.2f}x;"
               f" quick {quick:.3f} s = {quick / bare3:.2f}x")
         if profile:
