@@ -39,7 +39,7 @@ def all_metrics(base: SVD, post: SVD) -> dict:
     row = scaling_metrics(base.S, post.S)
     a = row["a_fro"]
     row.update(rotation_metrics(Q_U, Q_V, post.S, base.S))
-    row.update(angle_metrics(base, post))
+    row.update(angle_metrics((base.U, base.V), (post.U, post.V)))
     D_q = (Q_U * post.S) @ Q_V.T - a * torch.diag(base.S)
     row.update(symmetry_metrics(D_q, base.S, a, np.random.default_rng(0)))
     D = one_svd_form(base.U, W_p - W_b, base.V) - (a - 1) * torch.diag(base.S)

@@ -96,6 +96,9 @@ def test_noise_floor_depends_on_the_working_precision():
     assert f64["at_noise_floor"] is False
     # tiny update, yet no catastrophic cancellation: D is noise, so sym_frac is near its null
     assert abs(f64["z_gauss"]) < 4 and abs(f64["z_pair"]) < 4
+    # --precision auto's fallback: below float32's floor the matrix is measured on float64 factors
+    fallback, _ = measure(prepare_base(W_b, torch.float32, torch.device("cpu")), W_p, "w", 0, floor_fallback=True)
+    assert fallback["at_noise_floor"] is False and fallback["z_pair"] == pytest.approx(f64["z_pair"], rel=1e-9)
 
 
 def test_z_pair_and_both_null_means_match_an_independent_reference():

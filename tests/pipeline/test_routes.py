@@ -41,11 +41,23 @@ def test_sign_free_auto_precision_is_float32(planted):
     assert math.isnan(result.table.asym.iloc[0]) is False  # computed for free on the one-SVD route
 
 
-def test_float32_does_not_report_unasked_metrics_it_cannot_get_right(planted):
-    """incons is float32-safe, so auto picks float32; rot comes along on the full route but needs float64."""
-    row = orthoscope.compare(*planted, metrics="incons", kinds={"o"}).table.iloc[0]
+def test_float32_does_not_report_unasked_metrics_it_cannot_get_right(planted, monkeypatch):
+    """A column the registry keeps off float32 (none today: pretend rot is) is NaN unless asked for."""
+    from orthoscope.pipeline import measure as measure_module
+
+    monkeypatch.setattr(measure_module, "F32_SAFE", measure_module.F32_SAFE - {"rot", "rel_incons"})
+    row = orthoscope.compare(*planted, metrics="incons", kinds={"o"}, precision="f32", cache=False).table.iloc[0]
     assert row.incons < 1e-4 and math.isnan(row.rot) and math.isnan(row.rel_incons)
     assert row.a_geo == pytest.approx(1.2, abs=1e-5)  # float32-safe extras stay
+
+
+def test_default_set_runs_in_float32_and_matches_float64(planted):
+    """Every column is float32-safe: auto runs the default set on float32 SVDs, rot included."""
+    auto = orthoscope.compare(*planted, kinds={"o"}, cache=False)
+    assert auto.summary["settings"]["svd_dtype"] == "torch.float32"
+    reference = orthoscope.compare(*planted, kinds={"o"}, precision="f64", cache=False).table
+    assert auto.table.rot.to_numpy() == pytest.approx(reference.rot.to_numpy(), abs=1e-3)
+    assert auto.table.pa_max_u.to_numpy() == pytest.approx(reference.pa_max_u.to_numpy(), abs=1e-4)
 
 
 def test_incons_null_alone_needs_the_null_svd(planted, monkeypatch):

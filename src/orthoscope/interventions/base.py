@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels import SVD, svd
+
+if TYPE_CHECKING:  # the metadata (names, params, formulas, validation) imports without torch
+    import torch
+
+    from orthoscope.kernels import SVD
 
 SEED_LIMIT = 2**32  # seeds are mixed with a matrix name into a 64-bit torch seed
 
@@ -124,6 +126,7 @@ class MatrixPair:
     The matrices are kept in their stored dtype (a bf16 model costs 2 bytes per entry
     while it waits); `W_b`, `W_p` give float64 copies.
 
+    >>> import torch
     >>> pair = MatrixPair(torch.eye(3), 2 * torch.eye(3))
     >>> round(pair.a_geo, 6), pair.post.S.tolist()
     (2.0, [2.0, 2.0, 2.0])
@@ -144,10 +147,14 @@ class MatrixPair:
 
     @cached_property
     def base(self) -> SVD:
+        from orthoscope.kernels import svd
+
         return svd(self.W_b)
 
     @cached_property
     def post(self) -> SVD:
+        from orthoscope.kernels import svd
+
         return svd(self.W_p)
 
     @cached_property

@@ -25,12 +25,16 @@ read the registry.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from orthoscope import metrics as m
+from orthoscope import metrics as m  # lazy: loads each metric's module (and torch) on first use
 from orthoscope.interventions.base import A_SCALE, SCALE, T, MatrixPair, Op, OpSpec, Param, register
-from orthoscope.interventions.geometry import (compose, dropped_share, geodesic_factors, interpolated_values,
-                                               random_rotation)
+
+if TYPE_CHECKING:
+    import torch
+
+# The ops' metadata (names, params, formulas) imports without torch, for the CLI's help;
+# each `apply` imports the math it needs (torch, `geometry`) when it runs.
 
 INTERPOLATION = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -43,6 +47,8 @@ CONTROL = "control: an update of the same size without the claimed structure"
 
 def matched_rotation(pair: MatrixPair, generator: torch.Generator) -> torch.Tensor:
     """A random orthogonal R (r x r) with rot(R) equal to the pair's sign-fixed rot(Q_U)."""
+    from orthoscope.interventions.geometry import random_rotation
+
     Q_U, _ = m.fix_gauge(m.overlaps(pair.base.U, pair.post.U), m.overlaps(pair.base.V, pair.post.V),
                          pair.post.S, 1e-12)
     return random_rotation(pair.post.S.numel(), m.rotation_size(Q_U), generator)
@@ -61,6 +67,8 @@ class SwapSigma(OpSpec):
         return [Op(self.name, 1.0), Op(self.name, None)] + [Op(self.name, c) for c in grid if c != 1.0]
 
     def apply(self, op, pair, generator):
+        from orthoscope.interventions.geometry import compose
+
         c = pair.a_geo if op.scale is None else op.scale
         return compose(pair.post.U, c * pair.base.S, pair.post.V)
 
@@ -77,6 +85,8 @@ class BaseVectors(OpSpec):
         return [Op(self.name, None)]
 
     def apply(self, op, pair, generator):
+        from orthoscope.interventions.geometry import compose
+
         return compose(pair.base.U, pair.post.S, pair.base.V)
 
 
@@ -92,6 +102,8 @@ class BreakLeft(OpSpec):
         return [Op(self.name, None)]
 
     def apply(self, op, pair, generator):
+        from orthoscope.interventions.geometry import compose
+
         return compose(pair.post.U, pair.post.S, pair.base.V)
 
 
@@ -107,6 +119,8 @@ class BreakRight(OpSpec):
         return [Op(self.name, None)]
 
     def apply(self, op, pair, generator):
+        from orthoscope.interventions.geometry import compose
+
         return compose(pair.base.U, pair.post.S, pair.post.V)
 
 
@@ -123,6 +137,8 @@ class BreakRandom(OpSpec):
         return [Op(self.name, None, seed=seed)]
 
     def apply(self, op, pair, generator):
+        from orthoscope.interventions.geometry import compose
+
         R = matched_rotation(pair, generator)
         return compose(pair.post.U, pair.post.S, pair.post.V @ R)
 
@@ -141,11 +157,15 @@ class Reconstruct(OpSpec):
         return [Op(self.name, None)]
 
     def apply(self, op, pair, generator):
+        import torch
+
         a = pair.a_geo if op.scale is None else op.scale
         Q_U = m.overlaps(pair.base.U, pair.post.U)
         return pair.base.U @ Q_U @ torch.diag(a * pair.base.S) @ Q_U.T @ pair.base.V.T
 
     def diagnostics(self, op, pair):
+        from orthoscope.interventions.geometry import dropped_share
+
         return {"dropped_share": dropped_share(pair.base.U, pair.base.V, pair.W_p)}
 
 
@@ -161,6 +181,8 @@ class Interpolate(OpSpec):
         return [Op(self.name, None, t=t) for t in INTERPOLATION]
 
     def apply(self, op, pair, generator):
+        from orthoscope.interventions.geometry import compose, geodesic_factors, interpolated_values
+
         U, V, sign = geodesic_factors(pair.base.U, pair.base.V, pair.post.U, pair.post.V, op.t)
         return compose(U, sign * interpolated_values(pair.base.S, pair.post.S, op.t), V)
 
@@ -173,6 +195,8 @@ class Temperature(OpSpec):
     params = (Param("scale", "the factor c", required=True, low_open=True),)
 
     def apply(self, op, pair, generator):
+        from orthoscope.interventions.geometry import compose
+
         return compose(pair.post.U, op.scale * pair.post.S, pair.post.V)
 
 
@@ -188,6 +212,8 @@ class Noise(OpSpec):
         return [Op(self.name, None, seed=seed)]
 
     def apply(self, op, pair, generator):
+        import torch
+
         G = torch.randn(pair.W_b.shape, generator=generator, dtype=torch.float64)
         size = torch.linalg.matrix_norm(pair.W_p - pair.W_b)
         return pair.W_b + G * (size / torch.linalg.matrix_norm(G).clamp(min=1e-300))
@@ -206,6 +232,8 @@ class RotateRandom(OpSpec):
         return [Op(self.name, None, seed=seed)]
 
     def apply(self, op, pair, generator):
+        import torch
+
         a = pair.a_geo if op.scale is None else op.scale
         R = matched_rotation(pair, generator)
         return pair.base.U @ R @ torch.diag(a * pair.base.S) @ R.T @ pair.base.V.T

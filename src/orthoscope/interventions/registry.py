@@ -13,11 +13,14 @@ orthoscope.errors.OrthoscopeError: bad --t 2 for interpolate: must be a finite n
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.interventions import ops as _ops  # noqa: F401  (registers every op)
 from orthoscope.interventions.base import REGISTRY, MatrixPair, Op, OpSpec
+
+if TYPE_CHECKING:
+    import torch
 
 OPS = REGISTRY
 
@@ -87,6 +90,7 @@ def experiment_conditions(grid: tuple[float, ...], seed: int) -> list[Op]:
 def apply_op(op: Op, W_b: torch.Tensor, W_p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The new matrix (float64) for one (base, post) pair.
 
+    >>> import torch
     >>> W_b, W_p = torch.eye(3, dtype=torch.float64), 2 * torch.eye(3, dtype=torch.float64)
     >>> apply_op(make_op("swap-sigma"), W_b, W_p, torch.Generator()).diagonal().tolist()
     [1.0, 1.0, 1.0]

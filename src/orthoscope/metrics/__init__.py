@@ -13,7 +13,7 @@ import importlib
 # column lists) is importable without torch or scipy
 _WHERE = {
     "delta": ("a_fro_minus_one", "a_fro_minus_one_from", "exact_difference", "noise_floor", "norms", "rank90",
-              "rel_delta", "unchanged_mask"),
+              "rel_delta", "top_energy", "unchanged_mask"),
     "nulls": ("Pairing", "gauss_mean", "gauss_tail", "p_pair", "pairing"),
     "rotations": ("coherence", "fix_gauge", "inconsistency", "inconsistency_gap", "intruders", "leak", "overlaps",
                   "rotation_size", "separated_pairs"),

@@ -91,3 +91,28 @@ def rank90(s: torch.Tensor, share: float = 0.9) -> int:
         return 0
     cumulative = energy.cumsum(0) / total
     return int((cumulative < share - 1e-12).sum().item()) + 1
+
+
+TOP_ENERGY_K, TOP_ENERGY_Q, TOP_ENERGY_NITER = 16, 32, 4
+
+
+def top_energy(dW: torch.Tensor, nd2: float, seed: int = 0, k: int = TOP_ENERGY_K) -> float:
+    """Share of ||dW||_F^2 (`nd2`, float64) in dW's top k singular values, by randomized SVD.
+
+    torch.svd_lowrank with q = 32 columns and 4 power iterations, its random draws seeded by
+    `seed` (the global RNG is left alone). Ritz values never exceed the singular values,
+    so this is a lower bound; measured error against the exact share: below 0.005
+    (absolute) on flat spectra (a Gaussian dW, the worst case), below 1e-4 on decaying
+    ones (low rank plus noise, power law). Costs a few products with dW, no full SVD.
+
+    >>> dW = torch.diag(torch.tensor([3.0, 1.0] + [0.0] * 38))
+    >>> round(top_energy(dW, 10.0, k=1), 6)
+    0.9
+    """
+    if nd2 == 0:
+        return 0.0
+    q = min(TOP_ENERGY_Q, *dW.shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _, s, _ = torch.svd_lowrank(dW, q=q, niter=TOP_ENERGY_NITER)
+    return min(1.0, s[:k].double().square().sum().item() / nd2)

@@ -11,7 +11,12 @@ Routes (what a column needs besides the stored tensors):
 - `base-svd`: the base SVD as well (D = U_b^T dW V_b and everything sign-free on it);
 - `post-svd`: the post SVD (singular vectors: rotations, principal angles);
 - `null-svd`: the SVD of the Gaussian null W_null = a_fro W_b + G;
-- `delta-svd`: the singular values of dW (only when asked for by name or with the `delta` set).
+- `delta-svd`: the singular values of dW (only when asked for by name or with the `delta` set);
+- `delta-lowrank`: dW's top singular values by randomized SVD (asked for by name or `quick`).
+
+Named sets: `all` (the default: every column but the delta-svd and delta-lowrank ones),
+`sign-free` (the one-SVD route), `delta`, and `quick` (triage of big pairs: the columns
+marked quick, read from the stored tensors and a randomized SVD of dW, no full SVD).
 
 Adding a metric: one record here, one pure function in `orthoscope.metrics`,
 one line in `pipeline/measure.py` where its route computes it, one test.
@@ -26,7 +31,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-ROUTES = ("post-values", "base-svd", "post-svd", "null-svd", "delta-svd")
+ROUTES = ("post-values", "base-svd", "post-svd", "null-svd", "delta-svd", "delta-lowrank")
+EXTRA_ROUTES = frozenset({"delta-svd", "delta-lowrank"})  # asked for by name or set, never in `all`
 FAMILIES = ("scaling", "spectra", "delta", "rotation", "angles", "symmetry", "nulls")
 # families that are NaN on an unchanged matrix (dW = 0): nothing moved, so no structure
 CHANGE_FAMILIES = frozenset({"rotation", "angles", "symmetry", "nulls"})
@@ -50,6 +56,7 @@ class Metric:
     formula: str
     summary: bool = False  # a column of the terminal summary
     report: bool = False  # a figure of the report uses it
+    quick: bool = False  # in the `quick` set: needs no full SVD (the stored tensors, a randomized SVD of dW)
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES or self.family not in FAMILIES or self.dtype not in DTYPES:
@@ -65,25 +72,29 @@ M = Metric
 METRICS: tuple[Metric, ...] = (
     # scaling of the singular values
     M("a_geo", "scaling", "post-values", True, "float", "exp(mean(log rho_i)), rho_i = s_p,i / s_b,i", True, True),
-    M("a_fro", "scaling", "post-values", True, "float", "||W_p||_F / ||W_b||_F"),
+    M("a_fro", "scaling", "post-values", True, "float", "||W_p||_F / ||W_b||_F", quick=True),
     M("disp", "scaling", "post-values", True, "float", "std(log rho_i)", True, True),
     M("fit_resid", "scaling", "post-values", True, "float", "||s_p - a_geo s_b|| / ||s_p||", False, True),
     M("stable_rank_base", "spectra", "post-values", True, "float", "||W_b||_F^2 / ||W_b||_2^2"),
     M("stable_rank_post", "spectra", "post-values", True, "float", "||W_p||_F^2 / ||W_p||_2^2"),
     # shape of the update dW = W_p - W_b (formed exactly from the stored tensors)
-    M("changed", "delta", "post-values", True, "bool", "dW != 0 (some entry differs in storage dtype)"),
+    M("changed", "delta", "post-values", True, "bool", "dW != 0 (some entry differs in storage dtype)", quick=True),
     M("at_noise_floor", "delta", "post-values", True, "bool",
-      "||dW||_F < 1e3 eps(working dtype) ||W_b||_F (unchanged matrices included)"),
-    M("rel_delta", "delta", "post-values", True, "float", "||dW||_F / ||W_b||_F", True),
-    M("frac_unchanged", "delta", "post-values", True, "float", "share of entries bit-identical in storage dtype"),
+      "||dW||_F < 1e3 eps(working dtype) ||W_b||_F (unchanged matrices included)", quick=True),
+    M("rel_delta", "delta", "post-values", True, "float", "||dW||_F / ||W_b||_F", True, quick=True),
+    M("frac_unchanged", "delta", "post-values", True, "float", "share of entries bit-identical in storage dtype",
+      quick=True),
     M("delta_rank90", "delta", "delta-svd", True, "int",
       "number of singular values of dW holding 90% of ||dW||_F^2 (asked for only)"),
+    M("delta_top16", "delta", "delta-lowrank", True, "float",
+      "share of ||dW||_F^2 in dW's top 16 singular values by randomized SVD (a lower bound, within 0.005; "
+      "asked for only)", quick=True),
     # rotations of the singular vectors (post SVD)
     M("incons", "rotation", "post-svd", True, "float", "||Q_U - Q_V||_F / (2 sqrt r), Q_U = U_b^T U_p, Q_V = V_b^T V_p",
       True, True),
     M("coherence", "rotation", "post-svd", True, "float", "tr(Q_U^T Q_V) / r"),
-    M("rot", "rotation", "post-svd", False, "float", "||Q_U - I||_F / (2 sqrt r), sign-fixed"),
-    M("rel_incons", "rotation", "post-svd", False, "float", "incons / rot"),
+    M("rot", "rotation", "post-svd", True, "float", "||Q_U - I||_F / (2 sqrt r), gauge-fixed (blocks of s_p within 1e-5 s_p,1)"),
+    M("rel_incons", "rotation", "post-svd", True, "float", "incons / rot"),
     M("leak_u", "rotation", "post-svd", True, "float", "||Q_U^T Q_U - I||_F / sqrt r"),
     M("leak_v", "rotation", "post-svd", True, "float", "||Q_V^T Q_V - I||_F / sqrt r"),
     M("incons_gap", "rotation", "post-svd", True, "float",
@@ -93,9 +104,9 @@ METRICS: tuple[Metric, ...] = (
     # principal angles between top-k subspaces, k = min(r, 64)
     M("pa_mean_u", "angles", "post-svd", True, "float", "mean principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])",
       False, True),
-    M("pa_max_u", "angles", "post-svd", False, "float", "max principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])"),
+    M("pa_max_u", "angles", "post-svd", True, "float", "max principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])"),
     M("pa_mean_v", "angles", "post-svd", True, "float", "mean principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
-    M("pa_max_v", "angles", "post-svd", False, "float", "max principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
+    M("pa_max_v", "angles", "post-svd", True, "float", "max principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
     # symmetry of the update in the base frame, D = U_b^T dW V_b - (a_fro - 1) S_b
     M("asym", "symmetry", "base-svd", True, "float", "||M - M^T||_F / (sqrt 2 ||M||_F), M = U_b^T W_p V_b", True, True),
     M("sym_frac", "symmetry", "base-svd", True, "float", "||(D + D^T)/2||_F^2 / ||D||_F^2", True, True),
@@ -155,11 +166,16 @@ def f32_safe() -> frozenset[str]:
 
 
 def metric_sets() -> dict[str, frozenset[str]]:
-    """Named sets for `--metrics`: `all` (every column but the extra delta SVD), `sign-free`, `delta`."""
+    """Named sets for `--metrics`: `all` (every column but the extra delta SVDs), `sign-free`, `delta`, `quick`.
+
+    >>> sorted(metric_sets()["quick"])
+    ['a_fro', 'at_noise_floor', 'changed', 'delta_top16', 'frac_unchanged', 'rel_delta']
+    """
     return {
-        "all": frozenset(m.name for m in METRICS if m.route != "delta-svd"),
+        "all": frozenset(m.name for m in METRICS if m.route not in EXTRA_ROUTES),
         "sign-free": sign_free(),
         "delta": frozenset(names(family="delta")),
+        "quick": frozenset(m.name for m in METRICS if m.quick),
     }
 
 

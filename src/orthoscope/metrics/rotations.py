@@ -12,6 +12,11 @@ import math
 
 import torch
 
+# Post singular values equal within GAUGE_RTOL * s_p,1 form one degenerate block for `fix_gauge`
+# in `rot`. The same tolerance in every precision (a float32 SVD resolves singular values to
+# about 1e-7 s_1), so the blocks, and rot, do not depend on the working dtype.
+GAUGE_RTOL = 1e-5
+
 
 def overlaps(U_b: torch.Tensor, U_p: torch.Tensor) -> torch.Tensor:
     """Q = X_b^T X_p (r x r): Q_U from left vectors, Q_V from right vectors."""
@@ -29,7 +34,8 @@ def coherence(Q_U: torch.Tensor, Q_V: torch.Tensor) -> float:
     return ((Q_U * Q_V).sum() / Q_U.shape[1]).item()
 
 
-def fix_gauge(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor, rtol: float) -> tuple[torch.Tensor, torch.Tensor]:
+def fix_gauge(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor,
+              rtol: float = GAUGE_RTOL) -> tuple[torch.Tensor, torch.Tensor]:
     """Fix the post-side gauge: make each diagonal block of Q_U symmetric PSD.
 
     For every block of post singular values equal within rtol * s_p,1 (a single

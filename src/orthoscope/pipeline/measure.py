@@ -8,9 +8,11 @@ What each column is and which route computes it lives in
 - one-SVD (every asked metric sign-free): the base SVD (cacheable), the post
   singular values by the cheapest exact route, and D = U_b^T dW V_b - (a_fro - 1) S_b
   with everything computed from it (sym_frac, both nulls, the top block);
-- full: the post SVD too, for rotations and principal angles, and the Gaussian
-  null's SVD when a null-svd column is asked for;
-- the singular values of dW only when `delta_rank90` is asked for.
+- full: the post SVD too, for rotations and principal angles (top-k subspaces refined
+  in float64 when the SVDs are float32), and the Gaussian null's SVD, drawn in the
+  base frame (at most 2r x r), when a null-svd column is asked for;
+- the singular values of dW only when `delta_rank90` is asked for, its randomized top
+  16 only for `delta_top16`; the `quick` set runs no full SVD (the base's is never made).
 Columns a route does not compute are NaN.
 """
 
@@ -19,14 +21,14 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from orthoscope import metrics as m
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels import SVD, singular_values, svd, svdvals
+from orthoscope.kernels import SVD, singular_values, svd, svdvals, top_subspaces
 from orthoscope.kernels.precision import F32_SAFE
 from orthoscope.metrics import registry
 from orthoscope.pipeline.cache import SVDCache
@@ -42,7 +44,7 @@ TOP_K = 64  # top block of D (sym_frac_top, z_pair_top) and principal angles
 
 
 def resolve_metrics(spec: str | Iterable[str] | None) -> frozenset[str]:
-    """`all`, `sign-free` (the one-SVD set) or metric names, as a set of columns.
+    """`all`, `sign-free` (the one-SVD set), `delta`, `quick` or metric names, as a set of columns.
 
     >>> sorted(resolve_metrics("a_geo,sym_frac"))
     ['a_geo', 'sym_frac']
@@ -88,21 +90,43 @@ class SkipMatrix(Exception):
     """This matrix cannot be analysed (the run goes on); the message is the reason."""
 
 
-@dataclass
 class Base:
     """A base matrix prepared once and reused for every post model.
 
     `W` is in the working dtype on the working device; `raw` is the tensor as
-    stored (its own dtype, on that device), for the exact difference dW.
+    stored (its own dtype, on that device), for the exact difference dW. `factors`
+    (its SVD) are computed, or read from the cache, on first use: the `quick` set
+    never needs them.
     """
 
-    W: torch.Tensor
-    factors: SVD
-    raw: torch.Tensor | None = None
+    def __init__(self, W: torch.Tensor, factors: SVD | None = None, raw: torch.Tensor | None = None,
+                 load: Callable[[], SVD] | None = None):
+        self.W, self.raw, self._factors, self._load = W, raw, factors, load
+        self._top: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def factors(self) -> SVD:
+        if self._factors is None:
+            self._factors = self._load() if self._load is not None else svd(self.W, self.W.dtype, self.W.device)
+        return self._factors
 
     @property
     def stored(self) -> torch.Tensor:
         return self.raw if self.raw is not None else self.W
+
+    def top(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top-k left and right subspaces (k = min(r, TOP_K)), float64-accurate; computed once per base."""
+        if self._top is None:
+            self._top = top_factors(self.stored, self.factors)
+        return self._top
+
+
+def top_factors(W: torch.Tensor, factors: SVD) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U[:, :k], V[:, :k]) of `W`, k = min(r, TOP_K): refined in float64 when `factors` are float32."""
+    k = min(TOP_K, factors.S.numel())
+    if factors.S.dtype == torch.float64:
+        return factors.U[:, :k], factors.V[:, :k]
+    return top_subspaces(W, factors, k)
 
 
 def check_floating(W: torch.Tensor, side: str) -> None:
@@ -123,17 +147,21 @@ def check_finite(W: torch.Tensor, side: str) -> None:
 
 def prepare_base(W_b: torch.Tensor, dtype: torch.dtype, device: torch.device,
                  cache: SVDCache | None = None) -> Base:
-    """Check `W_b` and decompose it once (or take its factors from `cache`)."""
+    """Check `W_b`; its SVD is computed once (or taken from `cache`) when a route first needs it."""
     check_floating(W_b, "base")
     W = W_b.to(device=device, dtype=dtype)
     check_finite(W, "base")
-    key = cache.key(W_b, dtype) if cache is not None else None
-    factors = cache.get(key, device) if cache is not None else None
-    if factors is None:
-        factors = svd(W, dtype, device)
-        if cache is not None:
-            cache.put(key, factors)
-    return Base(W, factors, W_b.to(device=device))
+
+    def load() -> SVD:
+        key = cache.key(W_b, dtype) if cache is not None else None
+        factors = cache.get(key, device) if cache is not None else None
+        if factors is None:
+            factors = svd(W, dtype, device)
+            if cache is not None:
+                cache.put(key, factors)
+        return factors
+
+    return Base(W, None, W_b.to(device=device), load)
 
 
 def null_generator(seed: int, name: str) -> torch.Generator:
@@ -154,6 +182,7 @@ class Update:
     changed: bool
     a_fro_m1: float  # a_fro - 1, without cancellation
     row: dict
+    nd2: float = 0.0  # ||dW||_F^2 in float64
 
 
 def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype) -> Update:
@@ -167,16 +196,21 @@ def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype) -> Update:
     rel = math.sqrt(nd2 / nb2)
     row = {"changed": changed, "at_noise_floor": rel < m.noise_floor(dtype), "rel_delta": rel,
            "frac_unchanged": same.sum().item() / same.numel()}
-    return Update(dW, changed, m.a_fro_minus_one_from(nb2, cross, nd2) if changed else 0.0, row)
+    return Update(dW, changed, m.a_fro_minus_one_from(nb2, cross, nd2) if changed else 0.0, row, nd2)
 
 
 def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
-            metrics: frozenset[str] = METRIC_SETS["all"]) -> tuple[dict, dict]:
+            metrics: frozenset[str] = METRIC_SETS["all"], floor_fallback: bool = False) -> tuple[dict, dict]:
     """The asked metrics of one pair (others NaN), and its spectra for the .npz.
+
+    With `floor_fallback` (meant for `--precision auto`), a changed matrix whose update is
+    below the working precision's noise floor (float32: rel_delta < 1.2e-4) is measured
+    again on a float64 base SVD, so that it is analysed rather than left at the floor.
 
     Returns (row, arrays): row maps every METRIC_COLUMNS entry to a value
     (float, or bool for `changed`/`at_noise_floor`); arrays holds s_base, s_post,
-    rho_bins, effective_rank and, on the full route, the top-left blocks of Q_U and Q_V.
+    rho_bins, effective_rank and, on the full route, the top-left blocks of Q_U and Q_V
+    (empty for the `quick` set, which runs no full SVD).
     """
     if W_p.shape != base.W.shape:
         raise SkipMatrix(f"shape {tuple(W_p.shape)} differs from base {tuple(base.W.shape)}")
@@ -185,11 +219,15 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     W = W_p.to(device=base.W.device, dtype=dtype)
     check_finite(W, "post")
     update = update_of(base, W_p, dtype)
+    if floor_fallback and dtype != torch.float64 and update.changed and update.row["at_noise_floor"]:
+        return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics)
     full = needs_post_svd(metrics)
-    if not update.changed:
+    if metrics <= METRIC_SETS["quick"]:  # no SVD at all: the stored tensors and a randomized SVD of dW
+        row, s_p, blocks = {}, None, {}
+    elif not update.changed:
         row, s_p, blocks = _unchanged_route(base, full)
     elif full:
-        row, s_p, blocks = _full_route(base, W, update, null_generator(seed, name), pair_rng(seed, name),
+        row, s_p, blocks = _full_route(base, W, W_p, update, null_generator(seed, name), pair_rng(seed, name),
                                        needs_null_svd(metrics))
     else:
         row, s_p, blocks = _one_svd_route(base, W, update, pair_rng(seed, name))
@@ -197,6 +235,11 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     row["a_fro"] = 1.0 + update.a_fro_m1  # from the tensors: exact where the spectra round
     if "delta-svd" in _routes(metrics):
         row["delta_rank90"] = m.rank90(svdvals(update.dW, dtype, base.W.device)) if update.changed else 0
+    if "delta-lowrank" in _routes(metrics):
+        row["delta_top16"] = m.top_energy(update.dW, update.nd2, seed * 1_000_003 + zlib.crc32(name.encode()))
+    columns = {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}
+    if s_p is None:
+        return columns, {}
     arrays = {
         "s_base": base.factors.S.double().cpu().numpy(),
         "s_post": s_p.double().cpu().numpy(),
@@ -204,7 +247,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         "effective_rank": np.array([m.effective_rank(base.factors.S), m.effective_rank(s_p)]),
         **blocks,
     }
-    return {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}, arrays
+    return columns, arrays
 
 
 def _reportable(column: str, metrics: frozenset[str], dtype: torch.dtype) -> bool:
@@ -237,13 +280,15 @@ def _one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
     return row, s_p, {}
 
 
-def _full_route(base: Base, W_p: torch.Tensor, update: Update, generator: torch.Generator,
+def _full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: Update, generator: torch.Generator,
                 rng: np.random.Generator, null_svd: bool) -> tuple[dict, torch.Tensor, dict]:
+    """`W_p` in the working dtype (for the SVD), `stored_p` as stored (for the float64 top subspaces)."""
     post = svd(W_p, base.W.dtype, base.W.device)
     row = scaling_metrics(base.factors.S, post.S)
     Q_U, Q_V = m.overlaps(base.factors.U, post.U), m.overlaps(base.factors.V, post.V)
-    row.update(rotation_metrics(Q_U, Q_V, post.S, base.factors.S))
-    row.update(angle_metrics(base.factors, post))
+    square = (W_p.shape[0] == post.S.numel(), W_p.shape[1] == post.S.numel())
+    row.update(rotation_metrics(Q_U, Q_V, post.S, base.factors.S, square))
+    row.update(angle_metrics(base.top(), top_factors(stored_p.to(base.W.device), post)))
     row.update(symmetry_metrics(delta_frame(base, update), base.factors.S, 1.0 + update.a_fro_m1, rng))
     if null_svd:
         row.update(null_metrics(base, update, generator))
@@ -269,22 +314,27 @@ def scaling_metrics(s_b: torch.Tensor, s_p: torch.Tensor) -> dict:
     }
 
 
-def _gauge_rtol(dtype: torch.dtype) -> float:
-    return 100 * torch.finfo(dtype).eps
-
-
 def rotation_metrics(Q_U: torch.Tensor, Q_V: torch.Tensor, s_p: torch.Tensor,
-                     s_b: torch.Tensor | None = None) -> dict:
-    """Rotation columns from Q_U = U_b^T U_p and Q_V = V_b^T V_p (incons_gap needs the base spectrum `s_b`)."""
-    fixed_U, _ = m.fix_gauge(Q_U, Q_V, s_p, _gauge_rtol(Q_U.dtype))
+                     s_b: torch.Tensor | None = None, square: tuple[bool, bool] = (False, False)) -> dict:
+    """Rotation columns from Q_U = U_b^T U_p and Q_V = V_b^T V_p (incons_gap needs the base spectrum `s_b`).
+
+    `square` says which side's vectors are square (no leak possible). Arithmetic in float64
+    on the r x r overlaps; the gauge blocks use one tolerance in every precision
+    (`metrics.rotations.GAUGE_RTOL`), so float32 factors give the float64 values.
+    """
+    # r^3 products, accurate in the factors' dtype; a side whose vectors are square (r = its
+    # dimension) cannot leave the base subspace: its leak is 0 exactly (`square` says which)
+    leak_u, leak_v = (0.0 if sq else m.leak(Q) for sq, Q in zip(square, (Q_U, Q_V)))
+    Q_U, Q_V, s_p = Q_U.double(), Q_V.double(), s_p.double()
+    fixed_U, _ = m.fix_gauge(Q_U, Q_V, s_p)
     incons, rot = m.inconsistency(Q_U, Q_V), m.rotation_size(fixed_U)
     return {
         "incons": incons,
         "coherence": m.coherence(Q_U, Q_V),
         "rot": rot,
         "rel_incons": incons / rot if rot > 0 else 0.0,
-        "leak_u": m.leak(Q_U),
-        "leak_v": m.leak(Q_V),
+        "leak_u": leak_u,
+        "leak_v": leak_v,
         "intruders": m.intruders(Q_U, INTRUDER_K, INTRUDER_EPS),
         "incons_gap": m.inconsistency_gap(Q_U, Q_V, s_b) if s_b is not None else math.nan,
     }
@@ -295,9 +345,12 @@ def _angles_deg(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(m.principal_angles(X[:, :k], Y[:, :k]))
 
 
-def angle_metrics(base: SVD, post: SVD) -> dict:
-    """Mean and max principal angles (degrees) between the top-k left (u) and right (v) subspaces, k = min(r, 64)."""
-    u, v = _angles_deg(base.U, post.U), _angles_deg(base.V, post.V)
+def angle_metrics(base: tuple[torch.Tensor, torch.Tensor], post: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """Mean and max principal angles (degrees) between the top-k left (u) and right (v) subspaces, k = min(r, 64).
+
+    `base` and `post` are (U[:, :k], V[:, :k]) from `top_factors` (float64-accurate subspaces).
+    """
+    u, v = _angles_deg(base[0], post[0]), _angles_deg(base[1], post[1])
     return {"pa_mean_u": u.mean().item(), "pa_max_u": u.max().item(),
             "pa_mean_v": v.mean().item(), "pa_max_v": v.max().item()}
 
@@ -333,13 +386,51 @@ def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a_fro: float,
 
 
 def null_metrics(base: Base, update: Update, generator: torch.Generator) -> dict:
-    """incons and pa_mean_u of the Gaussian null W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F (a third SVD)."""
+    """incons and pa_mean_u of the Gaussian null W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F (a third SVD).
+
+    Drawn in the base frame (exact in distribution, no m-sized product): on the tall side
+    (m >= n = r), [U_b U_perp]^T W_null V_b = [[a S_b + Z_1], [Z_2]] with Z = [Z_1; Z_2]
+    i.i.d. Gaussian (rotation invariance of G), and Z_2 enters the SVD only through its
+    triangular factor R (Z_2 = Q R; Bartlett: R_ii ~ chi(m - r - i + 1), R_ij ~ N(0, 1)
+    above the diagonal), so the null's SVD is that of N = [[a S_b + Z_1], [R]], at most
+    2r x r, with Q_U = U_N[:r], Q_V = V_N (left and right swap for a wide W).
+    """
     W = base.W
     resid = update.dW.to(W.dtype) - update.a_fro_m1 * W  # W_p - a_fro W_b without cancellation
     delta_norm = torch.linalg.matrix_norm(resid.double()).item()
-    G = torch.randn(tuple(W.shape), generator=generator, dtype=torch.float64)
-    G = (G * (delta_norm / torch.linalg.matrix_norm(G).item())).to(W)
-    null = svd((1.0 + update.a_fro_m1) * W + G, W.dtype, W.device)
-    f = base.factors
-    return {"incons_null": m.inconsistency(m.overlaps(f.U, null.U), m.overlaps(f.V, null.V)),
-            "pa_mean_u_null": _angles_deg(f.U, null.U).mean().item()}
+    N = null_frame(base.factors.S.double().cpu(), 1.0 + update.a_fro_m1, delta_norm, max(W.shape), generator)
+    null = svd(N, W.dtype, W.device)
+    r = N.shape[1]
+    Q_left, Q_right = null.U[:r], null.V  # overlaps with the base's vectors on the tall side
+    wide = W.shape[0] < W.shape[1]
+    Q_U, Q_V = (Q_right, Q_left) if wide else (Q_left, Q_right)
+    k = min(TOP_K, r)
+    U_null = null.V if wide else null.U  # the null's left vectors of W in base coordinates
+    eye = torch.eye(U_null.shape[0], k, dtype=U_null.dtype, device=U_null.device)
+    return {"incons_null": m.inconsistency(Q_U, Q_V),
+            "pa_mean_u_null": torch.rad2deg(m.principal_angles(eye, U_null[:, :k])).mean().item()}
+
+
+def null_frame(s_b: torch.Tensor, a: float, size: float, long_side: int, generator: torch.Generator) -> torch.Tensor:
+    """N = [[a S_b + Z_1], [R]] (float64): the Gaussian null in the base frame, ||[Z_1; R]||_F = `size`.
+
+    Z_1 is r x r Gaussian; R is the triangular factor of the (long_side - r) x r Gaussian Z_2
+    (drawn by Bartlett's decomposition when long_side >= 2r, else Z_2 itself).
+
+    >>> N = null_frame(torch.tensor([3.0, 1.0], dtype=torch.float64), 1.0, 0.5, 9, torch.Generator().manual_seed(0))
+    >>> N.shape, round(torch.linalg.matrix_norm(N - torch.eye(4, 2, dtype=torch.float64) * torch.tensor([3.0, 1.0])).item(), 12)
+    (torch.Size([4, 2]), 0.5)
+    """
+    r = s_b.numel()
+    p = long_side - r
+    Z1 = torch.randn(r, r, generator=generator, dtype=torch.float64)
+    if p >= r:
+        R = torch.randn(r, r, generator=generator, dtype=torch.float64).triu(1)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        R.diagonal().copy_(torch.from_numpy(np.sqrt(np.random.default_rng(seed).chisquare(p - np.arange(r)))))
+    else:
+        R = torch.randn(p, r, generator=generator, dtype=torch.float64)
+    Z = torch.cat([Z1, R])
+    Z *= size / torch.linalg.matrix_norm(Z).clamp(min=1e-300).item()
+    Z[:r] += torch.diag(a * s_b)
+    return Z

@@ -1,0 +1,41 @@
+"""The Gaussian null drawn in the base frame (pipeline.measure.null_frame) has the distribution of
+the explicit W_null = a W_b + G, ||G||_F fixed: same algebra for one draw, same law over draws."""
+
+import numpy as np
+import pytest
+import torch
+
+from orthoscope import metrics as m
+from orthoscope.kernels import svd
+from orthoscope.pipeline.measure import Base, Update, null_metrics
+
+from tests.helpers import orthonormal
+
+
+def explicit_null(W_b: torch.Tensor, a: float, size: float, g: torch.Generator) -> tuple[float, float]:
+    G = torch.randn(tuple(W_b.shape), generator=g, dtype=torch.float64)
+    f, null = svd(W_b), svd(a * W_b + G * (size / torch.linalg.matrix_norm(G)))
+    k = min(64, f.S.numel())
+    angles = torch.rad2deg(m.principal_angles(f.U[:, :k], null.U[:, :k]))
+    return m.inconsistency(m.overlaps(f.U, null.U), m.overlaps(f.V, null.V)), angles.mean().item()
+
+
+@pytest.mark.parametrize("shape", [(40, 12), (12, 40), (18, 12), (12, 12)])
+def test_base_frame_null_has_the_law_of_the_explicit_null(shape):
+    g = torch.Generator().manual_seed(0)
+    r = min(shape)
+    W_b = orthonormal(shape[0], r, g) @ torch.diag(torch.linspace(3, 1, r, dtype=torch.float64)) @ orthonormal(shape[1], r, g).T
+    a, size, draws = 1.1, 0.8, 400
+    W_p = a * W_b + size * torch.randn(shape, generator=g, dtype=torch.float64) / (shape[0] * shape[1]) ** 0.5
+    base = Base(W_b, svd(W_b), W_b)
+    dW = W_p - W_b
+    resid = torch.linalg.matrix_norm(dW - (a - 1) * W_b).item()
+    update = Update(dW, True, a - 1, {})
+    framed = np.array([[v for v in null_metrics(base, update, torch.Generator().manual_seed(i)).values()]
+                       for i in range(draws)])
+    explicit = np.array([explicit_null(W_b, a, resid, torch.Generator().manual_seed(10_000 + i)) for i in range(draws)])
+    for column in range(2):  # incons_null, pa_mean_u_null
+        x, y = framed[:, column], explicit[:, column]
+        se = np.sqrt(x.var() / draws + y.var() / draws)
+        assert abs(x.mean() - y.mean()) < 4 * se + 1e-9, (column, x.mean(), y.mean(), se)
+        assert x.std() == pytest.approx(y.std(), rel=0.2, abs=1e-9)

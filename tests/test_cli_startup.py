@@ -1,0 +1,25 @@
+"""`orthoscope --help` starts fast: the CLI module imports neither torch nor pandas (the help
+texts, the intervene op list included, come from registries that import without them)."""
+
+import subprocess
+import sys
+
+import pytest
+
+CHECK = "import orthoscope.cli, sys; {extra}heavy = sorted({{'torch', 'pandas', 'numpy'}} & set(sys.modules)); assert not heavy, heavy"
+
+
+@pytest.mark.parametrize("extra", ["", "orthoscope.cli._op_help(); orthoscope.cli._op_help('scale'); "])
+def test_cli_import_needs_neither_torch_nor_pandas(extra):
+    done = subprocess.run([sys.executable, "-c", CHECK.format(extra=extra)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_help_lists_every_op_without_torch():
+    code = ("import sys; from typer.testing import CliRunner; from orthoscope.cli import app; "
+            "from orthoscope.interventions.registry import OPS; "
+            "out = CliRunner().invoke(app, ['intervene', '--help'], env={'COLUMNS': '400'}).output; "
+            "missing = [n for n in OPS if n not in out]; assert not missing, missing; "
+            "assert 'torch' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
