@@ -77,7 +77,8 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
     dtype = resolve_precision(opts.precision, opts.metrics)
     executor = opts.executor
     worker = Settings(dtype, executor.device(opts.device), opts.seed, opts.metrics, cache=opts.cache,
-                      cache_dir=opts.explicit_cache_dir(), cache_limit_gib=opts.cache_limit(), started=started)
+                      cache_dir=opts.explicit_cache_dir(), cache_limit_gib=opts.cache_limit(), started=started,
+                      floor_fallback=opts.precision == "auto")
     key = _settings_key(worker)
     # what a folder's run is: its inputs and the settings that change numbers; the selection
     # (layers, kinds, metrics) may change between runs into one folder (results are keyed on it)

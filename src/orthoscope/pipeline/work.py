@@ -38,6 +38,7 @@ class Settings:
     cache_limit_gib: float | None = None
     started: float | None = None  # cache entries used since then belong to this run: never evicted
     threads: int | None = None  # torch threads inside a worker process
+    floor_fallback: bool = False  # --precision auto: a float32 update below its noise floor is redone in float64
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: S
             out.append((i, {"skipped": base_skip, **stamp}, None))
             continue
         try:
-            row, arrays = measure(prepared, W_p, job.ref.name, settings.seed, settings.metrics)
+            row, arrays = measure(prepared, W_p, job.ref.name, settings.seed, settings.metrics,
+                                  floor_fallback=settings.floor_fallback)
         except SkipMatrix as skip:
             out.append((i, {"skipped": str(skip), **stamp}, None))
             continue
