@@ -34,7 +34,9 @@ def test_compare_writes_a_self_contained_report_and_pngs(run_folder):
     # svsm, ratios, consistency, symmetry, misfit, overlaps; intruders drawn only when some exist
     intruders = 'id="fig-intruder-dimensions"' in page
     assert intruders != ("No intruder dimensions: in all 42 matrices" in page)
-    assert page.count('class="plotly-graph-div"') == 6 + intruders
+    # two posts: update_cos.parquet is written and drawn as one post-against-post heatmap
+    assert (run_folder / "update_cos.parquet").is_file() and 'id="fig-post-against-post"' in page
+    assert page.count('class="plotly-graph-div"') == 7 + intruders
     for png in ("svsm.png", "consistency.png", "sym_frac.png", "ratio_curves.png"):
         assert (run_folder / "figures" / png).stat().st_size > 10_000
 
