@@ -119,7 +119,8 @@ def test_control_contrast_paired_by_matrix_name():
     instruct = verdicts["posts"]["instruct"]["overall"]["contrast"]
     assert instruct["paired"] and instruct["n"] == 28 and instruct["verdict"] == "more"
     assert instruct["p_z_pair"] < 0.01
-    assert instruct["z_pair_diff"] == pytest.approx(np.median(strong.z_pair) - np.median(control.z_pair))
+    paired = strong.set_index("name").z_pair - control.set_index("name").z_pair
+    assert instruct["z_pair_diff"] == pytest.approx(np.median(paired))  # the median paired difference
     assert "more consistent than in control" in verdicts["posts"]["instruct"]["sentences"]["control"]
     cot = verdicts["posts"]["cot"]["overall"]["contrast"]
     assert cot["verdict"] == "same" and cot["p_z_pair"] > 0.05
@@ -207,3 +208,13 @@ def test_a_long_series_folds_its_posts_under_the_overview():
     page = verdict_html(compute_verdicts(table))
     assert page.count("<details><summary><b>") == 6 and "<h3>" not in page
     assert page.index("verdict-overview") < page.index("<details>")
+
+
+def test_too_few_pairs_for_a_contrast_or_one_significant_matrix_draw_no_verdict():
+    strong = make_post("instruct", lambda rng, n: rng.normal(5, 1, n), seed=4).iloc[:4]
+    control = make_post("control", lambda rng, n: rng.normal(0, 1, n), seed=6).iloc[:4]
+    contrast = compute_verdicts(pd.concat([control, strong]))["posts"]["instruct"]["overall"]["contrast"]
+    assert contrast["n"] == 4 and contrast["verdict"] == "insufficient"  # 2 / 2^4 > 0.05: no test can say more
+    one = make_post("single", lambda rng, n: np.r_[8.0, np.zeros(n - 1)], p_gauss=0.5, seed=9).iloc[:4]
+    rotation = compute_verdicts(one)["posts"]["single"]["overall"]["rotation"]
+    assert rotation["bh_pair"] == 1 and rotation["verdict"] == "none"

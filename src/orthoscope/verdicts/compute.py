@@ -150,9 +150,10 @@ def _rotation_verdict(r: dict, group: dict) -> str:
         return "insufficient"
     if r["share_bh_pair"] >= T.CONSISTENT_SHARE:
         return "consistent" if r["z_pair_ci"][0] > T.Z_CI_LOW else "weak"
-    if r["share_bh_pair"] >= T.PARTIAL_SHARE:
+    if r["share_bh_pair"] >= T.PARTIAL_SHARE and r["bh_pair"] >= T.MIN_SIGNIFICANT:
         return "partial"
-    if r["share_bh_gauss"] is not None and r["share_bh_gauss"] >= T.PARTIAL_SHARE:
+    if r["share_bh_gauss"] is not None and r["share_bh_gauss"] >= T.PARTIAL_SHARE \
+            and r["bh_gauss"] >= T.MIN_SIGNIFICANT:
         return "shape-only"
     return "none"
 
@@ -180,6 +181,7 @@ def _contrast(frame: pd.DataFrame, control_frame: pd.DataFrame, control: str) ->
     if min(result["n"], result["n_control"]) < T.MIN_MATRICES:
         result["verdict"] = "insufficient"
         return result
+    enough = T.MIN_CONTRAST if paired else T.MIN_MATRICES
     for column in ("z_pair", "sym_frac"):
         if column not in a or column not in b:
             continue
@@ -192,10 +194,11 @@ def _contrast(frame: pd.DataFrame, control_frame: pd.DataFrame, control: str) ->
         x, y = x[ok_x], y[ok_y]
         result[column] = float(np.median(x))
         result[f"{column}_control"] = float(np.median(y))
-        result[f"{column}_diff"] = result[column] - result[f"{column}_control"]
+        # the effect the test is about: the median paired difference (paired), else the difference of medians
+        result[f"{column}_diff"] = float(np.median(x - y)) if paired else result[column] - result[f"{column}_control"]
         result[f"p_{column}"] = permutation_p(x, y, paired=paired, rng=np.random.default_rng(T.SEED),
                                               permutations=T.PERMUTATIONS)
-    if "p_z_pair" not in result:
+    if "p_z_pair" not in result or min(result["n"], result["n_control"]) < enough:
         result["verdict"] = "insufficient"
     elif result["p_z_pair"] < T.ALPHA_CONTRAST:
         result["verdict"] = "more" if result["z_pair_diff"] > 0 else "less"

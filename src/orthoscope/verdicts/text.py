@@ -100,9 +100,11 @@ def contrast_sentence(c: dict | None) -> str | None:
     if c["verdict"] == "unavailable":
         return f"Against {name}: no z_pair in this run, no contrast."
     if c["verdict"] == "insufficient" or "p_z_pair" not in c:
-        return f"Against {name}: too few matrices to compare (n = {c['n']}, {c['n_control']} in {name})."
+        return (f"Against {name}: too few matrices to tell (n = {c['n']}, {c['n_control']} in {name}; "
+                f"a verdict needs {T.MIN_CONTRAST} paired).")
     pairs = f"n = {c['n']} paired matrices" if c["paired"] else f"n = {c['n']} and {c['n_control']} matrices"
-    text = (f"Against {name}: median z_pair {num(c['z_pair'])} vs {num(c['z_pair_control'])} (difference "
+    what = "median paired difference" if c["paired"] else "difference of medians"
+    text = (f"Against {name}: median z_pair {num(c['z_pair'])} vs {num(c['z_pair_control'])} ({what} "
             f"{num(c['z_pair_diff'])}, permutation p = {_p(c['p_z_pair'])}, {pairs})")
     if "p_sym_frac" in c:
         text += (f"; median sym_frac {num(c['sym_frac'])} vs {num(c['sym_frac_control'])} "

@@ -27,6 +27,14 @@ of matrices'. The same share of BH-significant `p_gauss` with no pairing-null si
 MIN_MATRICES = 3
 """Fewer usable matrices than this in a group: the numbers are shown, no verdict is drawn."""
 
+MIN_SIGNIFICANT = 2
+"""'A minority of matrices' and 'above the Gaussian null only' need at least this many BH-significant
+matrices: one matrix out of three or four is not a pattern."""
+
+MIN_CONTRAST = 6
+"""Fewer paired matrices than this: no verdict against the control. With n pairs the smallest
+two-sided sign-flip p-value is 2 / 2^n, which reaches `ALPHA_CONTRAST` only from n = 6 on."""
+
 DISP_UNIFORM = 0.1
 """'Near-uniform scaling' needs the median `disp` (std of log s_p,i / s_b,i) below this (about a
 +-10 % spread of the ratios around one factor)..."""
@@ -49,7 +57,7 @@ SEED = 0
 
 THRESHOLDS = {
     "q_bh": Q_BH, "consistent_share": CONSISTENT_SHARE, "z_ci_low": Z_CI_LOW, "partial_share": PARTIAL_SHARE,
-    "min_matrices": MIN_MATRICES, "disp_uniform": DISP_UNIFORM, "fit_resid_uniform": FIT_RESID_UNIFORM,
+    "min_matrices": MIN_MATRICES, "min_significant": MIN_SIGNIFICANT, "min_contrast": MIN_CONTRAST, "disp_uniform": DISP_UNIFORM, "fit_resid_uniform": FIT_RESID_UNIFORM,
     "alpha_contrast": ALPHA_CONTRAST, "bootstrap_resamples": BOOTSTRAP_RESAMPLES, "permutations": PERMUTATIONS,
     "seed": SEED,
 }
