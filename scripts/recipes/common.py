@@ -107,3 +107,31 @@ def post_train_and_analyse(base: Path, out: Path, *, steps: int, lr: float, lora
 
 def temporary_folder() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="orthoscope-wheels-")
+
+
+def run_recipe(description: str, *, out: str, steps: int, lr: float, lora_lr: float, block: int,
+               fetch_base) -> None:
+    """The command line both recipes share: parse the options (defaults per base), fetch and convert the
+    base once unless `--base` names a folder, then post-train, compare and run the experiment.
+
+    `fetch_base()` returns the converted base folder.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--lr", type=float, default=lr, help="full fine-tuning peak learning rate")
+    parser.add_argument("--lora-lr", type=float, default=lora_lr, help="LoRA peak learning rate")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--block", type=int, default=block)
+    parser.add_argument("--save-every", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=50, help="problems per task in the experiment")
+    parser.add_argument("--base", type=Path, help="use this model folder instead of fetching (a dry run)")
+    args = parser.parse_args()
+    base = args.base or fetch_base()
+    post_train_and_analyse(base, args.out, steps=args.steps, lr=args.lr, lora_lr=args.lora_lr,
+                           batch=args.batch, block=args.block, save_every=args.save_every,
+                           threads=args.threads, freeze_embeddings=True,
+                           tasks=["lab-arith", "lab-facts"], limit=args.limit)

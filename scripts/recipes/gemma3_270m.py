@@ -25,7 +25,6 @@ Every stage is resumable: rerun the same command after an interruption.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -63,23 +62,9 @@ def fetch_gguf(cache: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/gemma3"))
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=2.5e-5, help="full fine-tuning peak learning rate")
-    parser.add_argument("--lora-lr", type=float, default=2e-4, help="LoRA peak learning rate")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--block", type=int, default=64)
-    parser.add_argument("--save-every", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=50, help="problems per task in the experiment")
-    parser.add_argument("--base", type=Path, help="use this model folder instead of fetching (a dry run)")
-    args = parser.parse_args()
-    base = args.base or common.convert(fetch_gguf(common.bases_dir()), common.bases_dir() / "gemma-3-270m-hf")
-    common.post_train_and_analyse(base, args.out, steps=args.steps, lr=args.lr, lora_lr=args.lora_lr,
-                                  batch=args.batch, block=args.block, save_every=args.save_every,
-                                  threads=args.threads, freeze_embeddings=True,
-                                  tasks=["lab-arith", "lab-facts"], limit=args.limit)
+    common.run_recipe(__doc__.splitlines()[0], out="runs/gemma3", steps=300, lr=2.5e-5, lora_lr=2e-4, block=64,
+                      fetch_base=lambda: common.convert(fetch_gguf(common.bases_dir()),
+                                                        common.bases_dir() / "gemma-3-270m-hf"))
 
 
 if __name__ == "__main__":

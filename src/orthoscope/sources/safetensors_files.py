@@ -8,8 +8,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from orthoscope.errors import SourceError
-from orthoscope.sources.store import (SAFETENSORS_DTYPES, TensorFiles, add_tensor, check_index, inside,
-                                      read_weight_map, regular_file)
+from orthoscope.sources.store import SAFETENSORS_DTYPES, TensorFiles, add_tensor, open_indexed, regular_file
 
 NAME = "safetensors"
 INDEX = "model.safetensors.index.json"
@@ -29,15 +28,7 @@ def open(target: Path) -> SafetensorsFiles:  # noqa: A001 - the registry's verb
         return read_files(target.parent, [target])
     index = target / INDEX
     if index.exists() or index.is_symlink():
-        mapping = read_weight_map(index)
-        shards = {name: inside(target, entry, index) for name, entry in mapping.items()}
-        missing = sorted({p.name for p in shards.values() if not p.exists()})
-        if missing:
-            raise SourceError(f"index {index} names missing shard {missing[0]}" + (
-                f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        files = read_files(target, sorted(set(shards.values())))
-        check_index(index, {k: str(p.relative_to(target)) for k, p in shards.items()}, files.location, target)
-        return files
+        return open_indexed(target, index, read_files)
     return read_files(target, list(_files(target)))
 
 

@@ -207,6 +207,20 @@ def check_index(index: Path, mapping: dict[str, str], found: dict[str, Path], fo
         raise SourceError(f"index {index} lists tensor {absent[0]!r} in {mapping[absent[0]]}, which does not hold it")
 
 
+def open_indexed(folder: Path, index: Path, read_files) -> "TensorFiles":
+    """A sharded folder through its index: every entry confined to `folder`, every shard present,
+    and the shards' contents equal to what the index says (`read_files(folder, paths)` reads headers)."""
+    mapping = read_weight_map(index)
+    shards = {name: inside(folder, entry, index) for name, entry in mapping.items()}
+    missing = sorted({p.name for p in shards.values() if not p.exists()})
+    if missing:
+        raise SourceError(f"index {index} names missing shard {missing[0]}" + (
+            f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    files = read_files(folder, sorted(set(shards.values())))
+    check_index(index, {k: str(p.relative_to(folder)) for k, p in shards.items()}, files.location, folder)
+    return files
+
+
 def add_tensor(shapes: dict, location: dict, name: str, shape: tuple[int, ...], path: Path) -> None:
     """Record one tensor; a name held by two files is refused (which one is meant?)."""
     if name in location:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from orthoscope.errors import SourceError, reason
-from orthoscope.sources.store import TensorFiles, add_tensor, check_index, inside, read_weight_map, regular_file
+from orthoscope.sources.store import TensorFiles, add_tensor, open_indexed, regular_file
 
 NAME = "torch-bin"
 INDEX = "pytorch_model.bin.index.json"
@@ -34,14 +34,7 @@ def open(target: Path) -> TorchFiles:  # noqa: A001 - the registry's verb
         return read_files(target.parent, [target])
     index = target / INDEX
     if index.exists() or index.is_symlink():
-        mapping = read_weight_map(index)
-        shards = {name: inside(target, entry, index) for name, entry in mapping.items()}
-        missing = sorted({p.name for p in shards.values() if not p.exists()})
-        if missing:
-            raise SourceError(f"index {index} names missing shard {missing[0]}")
-        files = read_files(target, sorted(set(shards.values())))
-        check_index(index, {k: str(p.relative_to(target)) for k, p in shards.items()}, files.location, target)
-        return files
+        return open_indexed(target, index, read_files)
     return read_files(target, sorted(target.glob("pytorch_model*.bin")))
 
 
