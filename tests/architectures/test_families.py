@@ -207,8 +207,9 @@ def check_planted(table, plants, kind_of=lambda kind: kind) -> None:
             assert not row.changed and math.isnan(row.rot), row.name  # bit-identical: no rotation defined
         else:
             assert row.changed, row.name
-            assert row.a_geo == pytest.approx(factor, abs=1e-6), row.name
-            assert row.disp < 1e-5 and row.rot < 1e-5, row.name  # float32 SVD noise
+            # the default route runs float32 SVDs: within the documented 1e-4 (rot 1e-3) of float64
+            assert row.a_geo == pytest.approx(factor, abs=1e-4), row.name
+            assert row.disp < 1e-4 and row.rot < 1e-3, row.name
     found = {(r.layer, r.kind) for r in table.itertuples()}
     assert set(planted) <= found
 
