@@ -13,15 +13,8 @@ True
 
 from __future__ import annotations
 
-import importlib
-
+from orthoscope._lazy import lazy_exports
 from orthoscope._version import __version__
 
-__all__ = ["CompareResult", "__version__", "compare", "spectra"]
-_LAZY = {"CompareResult": "orthoscope.pipeline", "compare": "orthoscope.pipeline", "spectra": "orthoscope.pipeline"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'orthoscope' has no attribute {name!r}")
+__getattr__, __dir__, _names = lazy_exports("orthoscope", {"pipeline": ("CompareResult", "compare", "spectra")})
+__all__ = ["__version__", *_names]

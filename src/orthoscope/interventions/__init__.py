@@ -11,7 +11,7 @@ arguments, `intervene` writes a checkpoint, `load_patched` patches one in memory
 
 from __future__ import annotations
 
-import importlib
+from orthoscope._lazy import lazy_exports
 
 # name -> submodule, loaded on first use: the registry's metadata (the CLI's help) imports
 # without torch; the math (apply, run, the ops' formulas) loads it when called
@@ -21,17 +21,5 @@ _WHERE = {
     "registry": ("OPS", "apply_op", "experiment_conditions", "get", "make_op", "op_help", "ops_taking"),
     "run": ("intervene", "load_patched"),
 }
-_MODULE = {name: module for module, names in _WHERE.items() for name in names}
-__all__ = sorted(_MODULE)
 
-
-def __getattr__(name: str):
-    if name not in _MODULE:
-        raise AttributeError(f"module 'orthoscope.interventions' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"orthoscope.interventions.{_MODULE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports("orthoscope.interventions", _WHERE)

@@ -7,7 +7,7 @@ table column is, and which route computes it, is in `orthoscope.metrics.registry
 
 from __future__ import annotations
 
-import importlib
+from orthoscope._lazy import lazy_exports
 
 # name -> submodule; loaded on first use, so `orthoscope.metrics.registry` (the CLI's
 # column lists) is importable without torch or scipy
@@ -21,17 +21,5 @@ _WHERE = {
     "spectra": ("effective_rank", "principal_angles", "stable_rank"),
     "symmetry": ("asym", "one_svd_form", "sym_frac"),
 }
-_MODULE = {name: module for module, names in _WHERE.items() for name in names}
-__all__ = sorted(_MODULE)
 
-
-def __getattr__(name: str):
-    if name not in _MODULE:
-        raise AttributeError(f"module 'orthoscope.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"orthoscope.metrics.{_MODULE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports("orthoscope.metrics", _WHERE)
