@@ -7,15 +7,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from orthoscope.architectures.maps import sort_kinds
 from orthoscope.report.data import Run
 
-KIND_ORDER = ["q", "k", "v", "o", "gate", "up", "down", "embed", "lm_head"]
 COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974"]
 
 
 def _kinds(table: pd.DataFrame) -> list[str]:
-    present = list(dict.fromkeys(table.kind))
-    return [k for k in KIND_ORDER if k in present] + [k for k in present if k not in KIND_ORDER]
+    """The kinds present, in the one order of kinds (`architectures.maps.KINDS`)."""
+    return sort_kinds(table.kind)
 
 
 def _posts(table: pd.DataFrame) -> list[str]:
