@@ -19,8 +19,17 @@ def exact_difference(W_b: torch.Tensor, W_p: torch.Tensor, dtype: torch.dtype) -
     >>> exact_difference(b, b + 0.0078125, torch.float32)
     tensor([0.0078, 0.0000])
     """
-    wide = torch.promote_types(torch.promote_types(W_b.dtype, W_p.dtype), torch.promote_types(dtype, torch.float32))
+    wide = difference_dtype(W_b.dtype, W_p.dtype, dtype)
     return W_p.to(wide) - W_b.to(wide)
+
+
+def difference_dtype(base: torch.dtype, post: torch.dtype, dtype: torch.dtype) -> torch.dtype:
+    """The dtype in which dW is exact: the widest of both stored dtypes, `dtype` and float32.
+
+    >>> difference_dtype(torch.bfloat16, torch.bfloat16, torch.float32)
+    torch.float32
+    """
+    return torch.promote_types(torch.promote_types(base, post), torch.promote_types(dtype, torch.float32))
 
 
 def unchanged_mask(W_b: torch.Tensor, W_p: torch.Tensor) -> torch.Tensor:
@@ -36,10 +45,22 @@ def unchanged_mask(W_b: torch.Tensor, W_p: torch.Tensor) -> torch.Tensor:
     return W_b.to(wide) == W_p.to(wide)
 
 
+NORM_BLOCK = 1 << 18  # elements converted to float64 at a time (2 MiB: stays in cache; 9x faster than whole copies)
+
+
 def norms(W_b: torch.Tensor, dW: torch.Tensor) -> tuple[float, float, float]:
-    """(||W_b||_F^2, <W_b, dW>_F, ||dW||_F^2) in float64 (one conversion, BLAS dots, no temporaries)."""
-    b, d = W_b.reshape(-1).double(), dW.reshape(-1).double()
-    return torch.dot(b, b).item(), torch.dot(b, d).item(), torch.dot(d, d).item()
+    """(||W_b||_F^2, <W_b, dW>_F, ||dW||_F^2) in float64: BLAS dots over float64 blocks, summed in float64.
+
+    >>> norms(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 0.0]))
+    (25.0, 3.0, 1.0)
+    """
+    b, d = W_b.reshape(-1), dW.reshape(-1)
+    total = torch.zeros(3, dtype=torch.float64)
+    for start in range(0, b.numel(), NORM_BLOCK):
+        x, y = b[start:start + NORM_BLOCK].double(), d[start:start + NORM_BLOCK].double()
+        total += torch.stack([torch.dot(x, x), torch.dot(x, y), torch.dot(y, y)])
+    nb2, cross, nd2 = total.tolist()
+    return nb2, cross, nd2
 
 
 def rel_delta(dW: torch.Tensor, W_b: torch.Tensor) -> float:

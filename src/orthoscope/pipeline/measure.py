@@ -137,7 +137,20 @@ def check_floating(W: torch.Tensor, side: str) -> None:
 
 
 def check_finite(W: torch.Tensor, side: str) -> None:
-    """Raise SkipMatrix for NaN/Inf entries or an all-zero matrix (on `W` as converted: fast dtypes)."""
+    """Raise SkipMatrix for NaN/Inf entries or an all-zero matrix (on `W` as converted: fast dtypes).
+
+    A finite, nonzero sum (one vectorised pass, NaN and Inf propagate) clears the matrix;
+    only then is each entry checked (an overflowing sum or a zero sum is not yet a verdict).
+
+    >>> check_finite(torch.tensor([[1.0, -1.0]]), "post")  # sums to 0, yet not all zero
+    >>> check_finite(torch.tensor([[1.0, float("nan")]]), "post")
+    Traceback (most recent call last):
+    ...
+    orthoscope.pipeline.measure.SkipMatrix: 1 NaN/Inf entries in the post matrix
+    """
+    total = W.sum().item()
+    if math.isfinite(total) and total != 0:
+        return
     if not torch.isfinite(W).all():
         bad = int((~torch.isfinite(W)).sum())
         raise SkipMatrix(f"{bad} NaN/Inf entries in the {side} matrix")
@@ -185,13 +198,21 @@ class Update:
     nd2: float = 0.0  # ||dW||_F^2 in float64
 
 
-def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype) -> Update:
-    """The exact update and its columns: changed, at_noise_floor, rel_delta, frac_unchanged."""
+def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype, converted: torch.Tensor | None = None) -> Update:
+    """The exact update and its columns: changed, at_noise_floor, rel_delta, frac_unchanged.
+
+    `converted` is W_p already in the working dtype: when that dtype is the exact
+    difference's (e.g. float32 for bfloat16 weights), dW is formed from it and the
+    base's working copy, with no further conversion.
+    """
     raw_b = base.stored
     raw_p = W_p.to(raw_b.device)
     same = m.unchanged_mask(raw_b, raw_p)
     changed = not bool(same.all())
-    dW = m.exact_difference(raw_b, raw_p, dtype)
+    if converted is not None and converted.dtype == base.W.dtype == m.difference_dtype(raw_b.dtype, raw_p.dtype, dtype):
+        dW = converted - base.W  # both conversions exact (the difference's dtype is the widest)
+    else:
+        dW = m.exact_difference(raw_b, raw_p, dtype)
     nb2, cross, nd2 = m.norms(raw_b, dW) if changed else (1.0, 0.0, 0.0)
     rel = math.sqrt(nd2 / nb2)
     row = {"changed": changed, "at_noise_floor": rel < m.noise_floor(dtype), "rel_delta": rel,
@@ -218,7 +239,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     dtype = base.W.dtype
     W = W_p.to(device=base.W.device, dtype=dtype)
     check_finite(W, "post")
-    update = update_of(base, W_p, dtype)
+    update = update_of(base, W_p, dtype, W)
     if floor_fallback and dtype != torch.float64 and update.changed and update.row["at_noise_floor"]:
         return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics)
     full = needs_post_svd(metrics)
