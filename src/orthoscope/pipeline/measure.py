@@ -94,7 +94,8 @@ class Base:
     """A base matrix prepared once and reused for every post model.
 
     `W` is in the working dtype on the working device; `raw` is the tensor as
-    stored (its own dtype, on that device), for the exact difference dW. `factors`
+    stored (its own dtype, on that device), for the exact difference dW, kept only
+    when `W` is not an exact copy of it (a float64 tensor analysed in float32). `factors`
     (its SVD) are computed, or read from the cache, on first use: the `quick` set
     never needs them.
     """
@@ -174,7 +175,16 @@ def prepare_base(W_b: torch.Tensor, dtype: torch.dtype, device: torch.device,
                 cache.put(key, factors)
         return factors
 
-    return Base(W, None, W_b.to(device=device), load)
+    return Base(W, None, None if exact_copy(W_b.dtype, dtype) else W_b.to(device=device), load)
+
+
+def exact_copy(stored: torch.dtype, dtype: torch.dtype) -> bool:
+    """Whether converting a tensor stored as `stored` to `dtype` keeps every value (and distinct bits distinct).
+
+    >>> exact_copy(torch.bfloat16, torch.float32), exact_copy(torch.float64, torch.float32)
+    (True, False)
+    """
+    return torch.promote_types(stored, dtype) == dtype
 
 
 def null_generator(seed: int, name: str) -> torch.Generator:
@@ -206,13 +216,15 @@ def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype, converted: torc
     base's working copy, with no further conversion.
     """
     raw_b = base.stored
-    raw_p = W_p.to(raw_b.device)
-    same = m.unchanged_mask(raw_b, raw_p)
-    changed = not bool(same.all())
-    if converted is not None and converted.dtype == base.W.dtype == m.difference_dtype(raw_b.dtype, raw_p.dtype, dtype):
-        dW = converted - base.W  # both conversions exact (the difference's dtype is the widest)
+    if base.raw is None and converted is not None and exact_copy(W_p.dtype, base.W.dtype) and dtype == base.W.dtype:
+        # both working copies are exact (and injective on bits): compare and subtract them directly
+        same = m.unchanged_mask(base.W, converted)
+        dW = converted - base.W
     else:
+        raw_p = W_p.to(raw_b.device)
+        same = m.unchanged_mask(raw_b, raw_p)
         dW = m.exact_difference(raw_b, raw_p, dtype)
+    changed = not bool(same.all())
     nb2, cross, nd2 = m.norms(raw_b, dW) if changed else (1.0, 0.0, 0.0)
     rel = math.sqrt(nd2 / nb2)
     row = {"changed": changed, "at_noise_floor": rel < m.noise_floor(dtype), "rel_delta": rel,
@@ -243,6 +255,8 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     if floor_fallback and dtype != torch.float64 and update.changed and update.row["at_noise_floor"]:
         return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics)
     full = needs_post_svd(metrics)
+    if not (full and update.changed):
+        del W  # only the post SVD needs the working copy; the post's values are read blockwise from W_p
     if metrics <= METRIC_SETS["quick"]:  # no SVD at all: the stored tensors and a randomized SVD of dW
         row, s_p, blocks = {}, None, {}
     elif not update.changed:
@@ -251,7 +265,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         row, s_p, blocks = _full_route(base, W, W_p, update, null_generator(seed, name), pair_rng(seed, name),
                                        needs_null_svd(metrics))
     else:
-        row, s_p, blocks = _one_svd_route(base, W, update, pair_rng(seed, name))
+        row, s_p, blocks = _one_svd_route(base, W_p, update, pair_rng(seed, name))
     row.update(update.row)
     row["a_fro"] = 1.0 + update.a_fro_m1  # from the tensors: exact where the spectra round
     if "delta-svd" in _routes(metrics):
@@ -295,7 +309,7 @@ def delta_frame(base: Base, update: Update) -> torch.Tensor:
 
 def _one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
                    rng: np.random.Generator) -> tuple[dict, torch.Tensor, dict]:
-    s_p = singular_values(W_p, W_p.device)
+    s_p = singular_values(W_p, base.W.device)
     row = scaling_metrics(base.factors.S, s_p)
     row.update(symmetry_metrics(delta_frame(base, update), base.factors.S, 1.0 + update.a_fro_m1, rng))
     return row, s_p, {}
