@@ -84,7 +84,7 @@ def orthoscope(*args) -> None:
 
 def post_train_and_analyse(base: Path, out: Path, *, steps: int, lr: float, lora_lr: float, batch: int, block: int,
                            save_every: int, threads: int, freeze_embeddings: bool, tasks: list[str],
-                           limit: int) -> None:
+                           limit: int, grid: str | None = None) -> None:
     """Full fine-tuning and LoRA r=8 of instruct/cot/control from `base`, then compare and experiment."""
     recipes = ["--recipe", "instruct", "--recipe", "cot", "--recipe", "control"]
     common = ["--steps", steps, "--batch", batch, "--block", block, "--save-every", save_every, "--threads", threads]
@@ -92,17 +92,20 @@ def post_train_and_analyse(base: Path, out: Path, *, steps: int, lr: float, lora
         common.append("--freeze-embeddings")
     orthoscope("lab", "--base", base, *recipes, *common, "--lr", lr, "-o", out / "full")
     orthoscope("lab", "--base", base, *recipes, *common, "--lr", lora_lr, "--lora", 8, "-o", out / "lora8")
-    trajectory = sorted((out / "full" / "trajectories" / "instruct").glob("step-*"), key=lambda p: int(p.name[5:]))
     full = out / "full"
     orthoscope("compare", base, full / "instruct", full / "cot", full / "control", "-o", out / "compare-full")
-    orthoscope("compare", base, *trajectory, "-o", out / "trajectory-full-instruct")
+    orthoscope("compare", base, *steps_of(full, "instruct"), *steps_of(full, "control"), "-o", out / "trajectory-full")
     experiment_tasks = [arg for task in tasks for arg in ("--task", task)]
     orthoscope("experiment", base, full / "instruct", *experiment_tasks, "--limit", limit,
-               "-o", out / "experiment-full-instruct")
+               *(["--grid", grid] if grid else []), "-o", out / "experiment-full-instruct")
     lora = out / "lora8"  # adapters as posts: compare opens them against the base
     orthoscope("compare", base, lora / "instruct", lora / "cot", lora / "control", "-o", out / "compare-lora8")
-    orthoscope("compare", base, *sorted((lora / "trajectories" / "instruct").glob("step-*"),
-                                        key=lambda p: int(p.name[5:])), "-o", out / "trajectory-lora8-instruct")
+    orthoscope("compare", base, *steps_of(lora, "instruct"), *steps_of(lora, "control"), "-o", out / "trajectory-lora8")
+
+
+def steps_of(lab: Path, recipe: str) -> list[Path]:
+    """The saved checkpoints of one recipe, in step order."""
+    return sorted((lab / "trajectories" / recipe).glob("step-*"), key=lambda p: int(p.name[5:]))
 
 
 def temporary_folder() -> tempfile.TemporaryDirectory:
@@ -110,7 +113,7 @@ def temporary_folder() -> tempfile.TemporaryDirectory:
 
 
 def run_recipe(description: str, *, out: str, steps: int, lr: float, lora_lr: float, block: int,
-               fetch_base) -> None:
+               fetch_base, save_every: int = 50, limit: int = 50, grid: str | None = None) -> None:
     """The command line both recipes share: parse the options (defaults per base), fetch and convert the
     base once unless `--base` names a folder, then post-train, compare and run the experiment.
 
@@ -125,13 +128,14 @@ def run_recipe(description: str, *, out: str, steps: int, lr: float, lora_lr: fl
     parser.add_argument("--lora-lr", type=float, default=lora_lr, help="LoRA peak learning rate")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--block", type=int, default=block)
-    parser.add_argument("--save-every", type=int, default=50)
+    parser.add_argument("--save-every", type=int, default=save_every)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=50, help="problems per task in the experiment")
+    parser.add_argument("--limit", type=int, default=limit, help="problems per task in the experiment")
+    parser.add_argument("--grid", default=grid, help="swap-sigma scales of the experiment (default: orthoscope's)")
     parser.add_argument("--base", type=Path, help="use this model folder instead of fetching (a dry run)")
     args = parser.parse_args()
     base = args.base or fetch_base()
     post_train_and_analyse(base, args.out, steps=args.steps, lr=args.lr, lora_lr=args.lora_lr,
                            batch=args.batch, block=args.block, save_every=args.save_every,
                            threads=args.threads, freeze_embeddings=True,
-                           tasks=["lab-arith", "lab-facts"], limit=args.limit)
+                           tasks=["lab-facts", "lab-arith"], limit=args.limit, grid=args.grid)

@@ -13,13 +13,12 @@
    instruct, cot and control share steps, learning rate and token budget.
 3. `orthoscope compare` (recipes, and the instruct trajectory) and `orthoscope experiment`.
 
-Step size, from a measured 40-step run (lr 3e-5, embeddings frozen, 4 x 64 tokens a step):
-the median rel_delta of the attention and MLP matrices was 0.22 % after 10 steps, 0.32 %
-after 20, 0.36 % after 40 (the cosine schedule at its tail); past the first steps it grows
-like a random walk, about 35 x lr per step in quadrature. So --lr 2.5e-5 over --steps 300
-projects to about 1 % (check `rel_delta_by_step` in OUT/full/lab.json, and rerun with another
---lr and --out if it misses). Measured 6.7 s per step with one thread on a busy 2-core
-machine: about 35 min per recipe, 3 recipes x (full + LoRA) about 3.5 h; fewer with 2 idle cores.
+Settings, as run for docs/results.md ("Real bases"): 60 steps of 4 x 64 tokens, embeddings
+frozen, peak lr 8e-5 for full fine-tuning (median rel_delta of the attention and MLP
+matrices 1.08 / 1.08 / 1.01 % for instruct / cot / control) and 8e-4 for LoRA r=8
+(1.62 / 1.75 / 1.64 % merged). Measured on two shared cores with one thread: full
+fine-tuning 33 min for the three recipes, LoRA 17 min, each compare 2-3 min, the
+experiment (40 problems per task, 4 swap-sigma scales) about 15 min.
 Every stage is resumable: rerun the same command after an interruption.
 """
 
@@ -62,7 +61,8 @@ def fetch_gguf(cache: Path) -> Path:
 
 
 def main() -> None:
-    common.run_recipe(__doc__.splitlines()[0], out="runs/gemma3", steps=300, lr=2.5e-5, lora_lr=2e-4, block=64,
+    common.run_recipe(__doc__.splitlines()[0], out="runs/gemma3", steps=60, lr=8e-5, lora_lr=8e-4, block=64,
+                      save_every=20, limit=40, grid="0.75,0.9,1.1,1.25",
                       fetch_base=lambda: common.convert(fetch_gguf(common.bases_dir()),
                                                         common.bases_dir() / "gemma-3-270m-hf"))
 
