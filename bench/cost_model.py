@@ -2,15 +2,16 @@
 
 Times (median of --repeats, 2 torch threads) of the kernels one matrix pair needs:
   svd32 / svd64   thin SVD of the base (gesdd, tall orientation)
-  values          the post singular values (float64 Gram + eigvalsh, orthoscope.kernels.singular_values;
+  values          the post singular values (blocked float64 Gram by dsyrk + values-only dsyev,
+                  orthoscope.kernels.singular_values;
                   square test matrices get a shifted spectrum so the Gram route is accepted, as on
                   trained weights; its svdvals fallback costs about one svd64)
   M               U_b^T W_p V_b in float32
 Each is fitted as t = a * m n^2 + b * n^3 (m >= n, the tall orientation) and used
 to predict the cost of a whole pair for Llama-3.1-8B, Llama-3.1-70B and
 DeepSeek-V3 (671B MoE) shapes, for the one-SVD route (sign-free metrics; cold
-and with the base cached) and the full route (3 SVDs in float64: base, post,
-Gaussian null). The numbers feed docs/scaling.md.
+and with the base cached) and the full route (the default: 3 SVDs in float32, base, post and
+Gaussian null, plus D and the overlaps; and with --precision float64: 3 SVDs in float64). The numbers feed docs/scaling.md.
 
     .venv/bin/python bench/cost_model.py                  # about a minute
     .venv/bin/python bench/cost_model.py --device cuda    # the same on a GPU
@@ -98,9 +99,12 @@ def predict(coef: tuple[float, float], shape: tuple[int, int]) -> float:
 def pair_cost(models: dict, shapes: list[tuple[int, int]]) -> dict:
     one_svd_warm = sum(predict(models["values"], s) + predict(models["M"], s) for s in shapes)
     one_svd_cold = one_svd_warm + sum(predict(models["svd32"], s) for s in shapes)
+    # the default full route: base, post and null SVDs in float32 (the null's is at most 2r x r: counted as
+    # one of the matrix's shape, an upper bound), D and the overlaps U_b^T U_p, V_b^T V_p (about 2 M)
+    full32 = sum(3 * predict(models["svd32"], s) + 2 * predict(models["M"], s) for s in shapes)
     full = sum(3 * predict(models["svd64"], s) for s in shapes)
     return {"matrices": len(shapes), "one_svd_cold_h": one_svd_cold / 3600, "one_svd_warm_h": one_svd_warm / 3600,
-            "full_f64_h": full / 3600}
+            "full_f32_h": full32 / 3600, "full_f64_h": full / 3600}
 
 
 def model_shapes() -> dict[str, list[tuple[int, int]]]:

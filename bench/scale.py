@@ -9,11 +9,21 @@ P3  peak RSS of the P1 run vs the same command on a tiny pair. Goal: the
 P4  the Ray executor with 2 workers vs 1 (one CPU and one torch thread each)
     on a 100+ matrix pair. Goal: >= 1.7.
 
+Issue 14's goals, in the same run when asked for:
+route  the default `compare` (all metrics) vs three bare float32 SVDs per matrix
+       (base, post and a third of the same shape). Goal: <= 1.2. (The sign-free
+       route against two bare float32 SVDs is P1's first ratio; goal <= 0.85.)
+quick  `--metrics quick` vs reading both checkpoints through orthoscope's readers,
+       both from a cold page cache (when this process may drop it) and warm. Goal: <= 2.
+help   wall seconds of `orthoscope --help` in a fresh interpreter. Goal: < 1 s.
+ww     WeightWatcher's default analyze() vs `orthoscope.spectra` on the base
+       (bench/weightwatcher_compare.py; needs its venv, see there). Goal: >= 3.
+
 Every analysis runs in a fresh child process (OMP/MKL/torch threads = 2 unless
 said), one after another, never two at once: on a 2-core machine any overlap
 ruins the timings. The pair has Qwen2.5-0.5B shapes (bench/pair_speed.py).
 
-    .venv/bin/python bench/scale.py --layers 24 p1 p2 p3
+    .venv/bin/python bench/scale.py --layers 24 p1 p2 p3 route quick help ww
     .venv/bin/python bench/scale.py --layers 15 p4
 """
 
@@ -45,6 +55,7 @@ t0 = time.perf_counter()
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 import orthoscope
+import orthoscope.pipeline.run, orthoscope.pipeline.measure, orthoscope.verdicts  # imports are not analysis: import_s
 ray_cpus = int(sys.argv[3])
 if ray_cpus:
     import ray
@@ -59,6 +70,23 @@ print("SCALE " + json.dumps({"import_s": t1 - t0, "compare_s": t2 - t1, "rows": 
                              "route": result.summary["settings"]["route"],
                              "svd_dtype": result.summary["settings"]["svd_dtype"],
                              "cache": result.summary["cache"]}))
+"""
+
+READ = r"""
+import json, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+from orthoscope.architectures import find_matrices, read_matrix
+from orthoscope.sources import open_checkpoint
+t = time.perf_counter()
+count = nbytes = 0
+for folder in json.loads(sys.argv[2]):
+    ckpt = open_checkpoint(folder)
+    refs, _ = find_matrices(ckpt, False)
+    for ref in refs:
+        W = read_matrix(ckpt, ref)
+        count, nbytes = count + 1, nbytes + W.numel() * W.element_size()
+print("FLOOR " + json.dumps({"read_s": time.perf_counter() - t, "count": count, "bytes": nbytes}))
 """
 
 FLOOR = r"""
@@ -109,11 +137,13 @@ def compare(work: Path, label: str, threads: int = THREADS, ray_cpus: int = 0, *
     return row
 
 
-def floor(base: Path, post: Path, dtype: str, work: Path) -> float:
-    """Seconds of two thin SVDs (base and post) per matrix, nothing else."""
-    pairs = [[p, n] for folder in (base, post) for n, p in matrix_names(folder)]
-    info, _, _ = child(FLOOR, [str(THREADS), dtype, json.dumps(pairs)], THREADS, work / f"floor-{dtype}.log")
-    print(json.dumps({"label": f"floor {dtype}", **info}), flush=True)
+def floor(base: Path, post: Path, dtype: str, work: Path, third: bool = False) -> float:
+    """Seconds of two thin SVDs (base and post) per matrix, nothing else (three with `third`: the base's again)."""
+    folders = (base, post, base) if third else (base, post)
+    pairs = [[p, n] for folder in folders for n, p in matrix_names(folder)]
+    label = f"floor{3 if third else 2}-{dtype}"
+    info, _, _ = child(FLOOR, [str(THREADS), dtype, json.dumps(pairs)], THREADS, work / f"{label}.log")
+    print(json.dumps({"label": label, **info}), flush=True)
     return info["svd_s"]
 
 
@@ -153,7 +183,8 @@ def largest_working_set_mib(dtype_bytes: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("benchmarks", nargs="+", choices=["p1", "p2", "p3", "p4"])
+    parser.add_argument("benchmarks", nargs="+", choices=["p1", "p2", "p3", "p4", "route", "quick", "help", "ww"])
+    parser.add_argument("--ww-python", default="/work/ww-venv/bin/python", help="python of the WeightWatcher venv")
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--full-route", action="store_true", help="P2 also with all metrics (3 SVDs cold, 2 warm)")
@@ -172,6 +203,14 @@ def main() -> None:
             results["p3"] = p3(work, results["p1"])
         if "p4" in args.benchmarks:
             results["p4"] = p4(work, base, post)
+        if "route" in args.benchmarks:
+            results["route"] = route(work, base, post)
+        if "quick" in args.benchmarks:
+            results["quick"] = quick(work, base, post)
+        if "help" in args.benchmarks:
+            results["help"] = help_time()
+        if "ww" in args.benchmarks:
+            results["ww"] = weightwatcher(work, args.layers, args.ww_python)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -232,6 +271,68 @@ def p4(work: Path, base: Path, post: Path) -> dict:
            "ratio": one["compare_s"] / two["compare_s"], "ray2_vs_local": local["compare_s"] / two["compare_s"]}
     print(f"P4 Ray 1 worker / 2 workers: {row['ratio']:.2f}  (goal >= 1.7); "
           f"local 2 threads / Ray 2 workers: {row['ray2_vs_local']:.2f}", flush=True)
+    return row
+
+
+def route(work: Path, base: Path, post: Path) -> dict:
+    run = compare(work, "route-default", base=str(base), posts=[str(post)], cache=False)
+    f32 = floor(base, post, "float32", work, third=True)
+    row = {"compare_s": run["compare_s"], "floor3_f32_s": f32, "ratio": run["compare_s"] / f32,
+           "svd_dtype": run["svd_dtype"], "route": run["route"]}
+    print(f"route: default compare (all metrics) / 3 bare float32 SVDs per matrix: {row['ratio']:.3f}  (goal <= 1.2)",
+          flush=True)
+    return row
+
+
+def drop_page_cache() -> bool:
+    """Empty the OS page cache (root on Linux), so the next read comes from the disk; False if not allowed."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def quick(work: Path, base: Path, post: Path) -> dict:
+    folders = json.dumps([str(base), str(post)])
+    row: dict = {}
+    for state in ("cold", "warm"):
+        if state == "cold" and not drop_page_cache():
+            row["cold"] = "page cache could not be dropped (not root): cold run skipped"
+            continue
+        read, _, _ = child(READ, [str(THREADS), folders], THREADS, work / f"read-{state}.log")
+        if state == "cold":
+            drop_page_cache()
+        run = compare(work, f"quick-{state}", base=str(base), posts=[str(post)], metrics="quick", cache=False)
+        row[state] = {"read_s": read["read_s"], "gib": read["bytes"] / 2**30, "quick_s": run["compare_s"],
+                      "ratio": run["compare_s"] / read["read_s"]}
+        print(f"quick ({state} page cache): compare --metrics quick {run['compare_s']:.1f} s / reading both "
+              f"checkpoints {read['read_s']:.1f} s ({read['bytes'] / 2**30:.2f} GiB) = {row[state]['ratio']:.2f}  "
+              f"(goal <= 2)", flush=True)
+    return row
+
+
+def help_time(repeats: int = 3) -> dict:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "orthoscope.cli", "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    print(f"help: orthoscope --help {min(times):.2f} s (best of {repeats}; goal < 1 s)", flush=True)
+    return {"seconds": min(times), "all": times}
+
+
+def weightwatcher(work: Path, layers: int, python: str) -> dict:
+    if not Path(python).exists():
+        print(f"ww: skipped ({python} missing; see bench/weightwatcher_compare.py for its venv)", flush=True)
+        return {"skipped": f"{python} missing"}
+    out = work / "ww.json"
+    subprocess.run([sys.executable, str(Path(__file__).with_name("weightwatcher_compare.py")), "--layers", str(layers),
+                    "--ww-python", python, "--ww-modes", "default", "--workdir", str(work / "ww"), "--json", str(out)],
+                   check=True)
+    row = json.loads(out.read_text())
+    print(f"ww: WeightWatcher analyze() / orthoscope.spectra: {row['ratio']:.2f}  (goal >= 3)", flush=True)
     return row
 
 

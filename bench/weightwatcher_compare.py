@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     parser.add_argument("--ww-python", default=DEFAULT_WW_PYTHON, help="python of the venv with weightwatcher")
     parser.add_argument("--ww-modes", default="default,esd", help=f"comma list of {', '.join(WW_MODES)}")
+    parser.add_argument("--json", type=Path, default=None, help="also write the ratios here (bench/scale.py's ww)")
     args = parser.parse_args(argv)
     modes = [m for m in args.ww_modes.split(",") if m]
     if args.layers < 1 or args.repeats < 1 or args.threads < 1:
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nload avg (1 min): {load_start[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end "
               f"({os.cpu_count()} cpus, {args.threads} threads a child)")
         print(f"orthoscope impl: {runs['orthoscope'][0]['impl']}")
+        summary: dict[str, dict] = {}
         for mode in modes:
             ww_s = med(r["analyze_s"] for r in runs[mode])
             ww_wall = med(r["wall_s"] for r in runs[mode])
@@ -293,6 +295,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[{mode}] spectra vs orthoscope: {json.dumps(err)}")
             print(f"ratio WW/orthoscope [{mode}]: {ww_s / ortho_s:.2f}  "
                   f"(analysis call {ww_s:.2f} s vs {ortho_s:.2f} s; child wall {ww_wall:.2f} s vs {ortho_wall:.2f} s)")
+            summary[mode] = {"ww_s": ww_s, "orthoscope_s": ortho_s, "ratio": ww_s / ortho_s}
+        if args.json is not None:
+            first = modes[0]
+            args.json.write_text(json.dumps({"ratio": summary[first]["ratio"], "modes": summary}, indent=2))
     finally:
         if temp and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
