@@ -137,13 +137,18 @@ def test_experiment_perplexity_on_a_log_axis(planted_run, tmp_path):
     shutil.copytree(planted_run, folder)
     pd.DataFrame({"condition": ["post", "swap-sigma", "break-left"], "op": ["post", "swap-sigma", "break-left"],
                   "scale": [np.nan, 1.0, np.nan], "t": np.nan, "lab-facts": [0.9, 0.85, 0.05],
-                  "lab-facts_n": [20, 20, 20], "ppl": [8.06, 8.3, 3604.0]}).to_parquet(folder / "experiment.parquet")
+                  "lab-facts:n": [20, 20, 20], "lab-facts:lo": [0.70, 0.64, 0.01],
+                  "lab-facts:hi": [0.97, 0.95, 0.24], "ppl": [8.06, 8.3, 3604.0],
+                  "dropped_share": [np.nan, np.nan, np.nan]}).to_parquet(folder / "experiment.parquet")
     write_report(folder)
     page = (folder / "report.html").read_text()
     layout = figure_layout(page, "fig-interventions")
     axes = {k: v for k, v in layout.items() if k.startswith("yaxis")}
+    # one panel per score: the interval ends, n and diagnostics are not scores of their own
     assert [v.get("type") for v in axes.values()] == [None, "log"]
-    assert "lab-facts (n = 20)" in page
+    assert "lab-facts (n = 20, Wilson 95 %)" in page
+    bars = [trace for trace in figure_data(page, "fig-interventions") if trace.get("error_y")]
+    assert len(bars) == 1 and list(decode(bars[0]["error_y"]["arrayminus"])) == pytest.approx([0.2, 0.21, 0.04])
 
 
 def damage(folder, name, how):

@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from orthoscope.architectures.maps import sort_kinds
+from orthoscope.evaluation.stats import interval_columns
+from orthoscope.experiment.columns import score_columns
 from orthoscope.report.data import Run
 
 COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974"]
@@ -180,40 +182,38 @@ def intruder_bars(run: Run) -> go.Figure | str | None:
     return fig
 
 
-EXPERIMENT_SKIPPED = ("scale", "t", "seconds")
 LOG_SCORES = ("ppl",)
 """Scores drawn on a log axis: a broken model's perplexity reaches thousands and would flatten the rest."""
 
 
-def experiment_scores(table: pd.DataFrame) -> list[str]:
-    """Float columns that are scores (not n, interval ends or settings)."""
-    return [c for c in table.columns if table[c].dtype.kind == "f" and c not in EXPERIMENT_SKIPPED
-            and not c.endswith(("_n", "_lo", "_hi")) and not c.startswith("n_")]
-
-
 def score_n(table: pd.DataFrame, score: str) -> str:
-    """'n = 20' from a `<score>_n` / `n_<score>` / `n` column, '' when the table has none."""
-    for column in (f"{score}_n", f"n_{score}", "n"):
-        if column in table and table[column].notna().any():
-            values = sorted({int(v) for v in table[column].dropna()})
-            return "n = " + "/".join(str(v) for v in values)
-    return ""
+    """'n = 40' from the score's `<score>:n` column (accuracies), '' for scores without one.
+
+    >>> score_n(pd.DataFrame({"lab-arith": [0.5], "lab-arith:n": [40]}), "lab-arith")
+    'n = 40'
+    """
+    column = f"{score}:n"
+    if column not in table or not table[column].notna().any():
+        return ""
+    return "n = " + "/".join(str(v) for v in sorted({int(v) for v in table[column].dropna()}))
 
 
 def experiment_figure(run: Run) -> go.Figure | None:
     table = run.experiment
     if table is None:
         return None
-    scores = experiment_scores(table)
+    scores = score_columns(table)
     if not scores:
         return None
-    titles = [f"{score} ({score_n(table, score)})" if score_n(table, score) else score for score in scores]
+    intervals = interval_columns(table.columns)
+    titles = [f"{score} ({score_n(table, score)}, Wilson 95 %)" if score in intervals else score for score in scores]
     fig = make_subplots(rows=len(scores), cols=1, subplot_titles=titles, vertical_spacing=0.3 / len(scores))
     for r, score in enumerate(scores, start=1):
         error = None
-        if f"{score}_lo" in table and f"{score}_hi" in table:
-            error = dict(type="data", symmetric=False, array=table[f"{score}_hi"] - table[score],
-                         arrayminus=table[score] - table[f"{score}_lo"])
+        if score in intervals:
+            _, lo, hi = intervals[score]
+            error = dict(type="data", symmetric=False, array=table[hi] - table[score],
+                         arrayminus=table[score] - table[lo])
         fig.add_trace(go.Bar(x=table.condition, y=table[score], showlegend=False, error_y=error,
                              marker_color=["#444" if c == "post" else "#4c72b0" for c in table.condition]), row=r, col=1)
         if score in LOG_SCORES:
