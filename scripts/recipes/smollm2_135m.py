@@ -55,7 +55,8 @@ def fetch_gguf(cache: Path) -> Path:
 
 
 def main() -> None:
-    common.run_recipe(__doc__.splitlines()[0], out="runs/smollm2", steps=200, lr=4e-4, lora_lr=5e-4, block=128,
+    common.run_recipe(__doc__.splitlines()[0], out="runs/smollm2", steps=60, lr=3e-4, lora_lr=3e-3, block=128,
+                      save_every=20, limit=40, grid="0.75,0.9,1.1,1.25",
                       fetch_base=lambda: common.convert(fetch_gguf(common.bases_dir()),
                                                         common.bases_dir() / "smollm2-135m-instruct-hf"))
 

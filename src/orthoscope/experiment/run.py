@@ -5,7 +5,7 @@ order, after the post model as is. Each row names the claim its condition
 speaks to and the size-matched controls it must be read against; every accuracy
 comes with its n and Wilson 95 % interval (the same columns as `orthoscope eval`).
 
-Layout of OUT:
+Layout of OUT (owned by `orthoscope.pipeline.runfolder.ExperimentFolder`, which also locks it):
     conditions/<label>.json    one evaluated condition (written atomically: the resume marker)
     experiment.parquet/.csv    one row per condition
     claims.csv                 each claim's condition next to its control, score by score
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -37,7 +36,7 @@ from orthoscope.interventions.registry import experiment_conditions, make_op
 from orthoscope.interventions.run import plan_for
 from orthoscope.lab.build import lab_world
 from orthoscope.lab.corpus import held_out_problems, held_out_text
-from orthoscope.pipeline.store import safe_name, write_text
+from orthoscope.pipeline.runfolder import ExperimentFolder
 
 DEFAULT_GRID = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
 KEY_VERSION = 2  # bump when a condition's numbers would change for the same inputs
@@ -69,9 +68,8 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
     >>> round(float(table.set_index("condition").loc["interpolate@1", "cka_vs_post"]), 6)
     1.0
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OrthoscopeError(f"--output {out} is a file, not a run folder")
+    folder = ExperimentFolder(out)
+    folder.check()
     check_limit(limit)
     ops = conditions(grid, seed)
     for task in tasks or []:
@@ -82,13 +80,24 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
     text = text if text is not None else (held_out_text(world, seed) if is_lab_model(post) else None)
     key = run_key(plan, grid, tasks, limit, text, seed, layers, kinds)
     labels = [POST if op is None else op.label() for op in ops]
+    from orthoscope.experiment.plot import plot_experiment  # matplotlib: only when a table is drawn
+
+    with folder.open():
+        table = _run_conditions(folder, ops, labels, key, base, post, plan, world, tasks, limit, text, log)
+        folder.write_tables(table, claims_table(table))
+        plot_experiment(table, folder.plot)
+    return table
+
+
+def _run_conditions(folder: ExperimentFolder, ops, labels, key, base, post, plan, world, tasks, limit, text,
+                    log: Log) -> pd.DataFrame:
+    """Every condition's row: taken from its finished record, or evaluated and recorded."""
     model = tokenizer = probe = reference = pairs = None
     rows = []
     for op, label in zip(ops, labels):
-        path = out / "conditions" / f"{safe_name(label)}.json"
         condition_key = {**key, "condition": label, **({} if op is None else
                                                        {"formula": op.spec.formula, "settings": op.settings()})}
-        done = _load(path, condition_key)
+        done = folder.load_condition(label, condition_key)
         if done is not None:
             rows.append(done)
             continue
@@ -106,16 +115,11 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
             row.update(_evaluate(model, tokenizer, world, tasks, limit, text, probe, reference))
         row.update(_medians(diagnostics))
         row["seconds"] = round(time.time() - started, 2)
-        _save(path, {**row, "key": condition_key})
+        folder.save_condition(label, condition_key, row)
         rows.append(row)
         log(f"  {label:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()
                                           if isinstance(v, float) and ":" not in k and k not in ("t", "scale")))
-    table = pd.DataFrame(rows)
-    try:
-        _write(out, table)
-    except OSError as error:
-        raise OrthoscopeError(f"cannot write the experiment table in {out}: {error.strerror or error}") from None
-    return table
+    return pd.DataFrame(rows)
 
 
 def parse_grid(text: str) -> tuple[float, ...]:
@@ -196,22 +200,6 @@ def _patched(model, plan, op: Op | None, pairs):
                 params[name].data.copy_(value)
 
 
-def _save(path: Path, record: dict) -> None:
-    try:
-        write_text(path, json.dumps(record))
-    except OSError as error:
-        raise OrthoscopeError(f"cannot write {path}: {error.strerror or error}") from None
-
-
-def _load(path: Path, key: dict) -> dict | None:
-    """A finished condition made with the same inputs and settings, else None."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.pop("key", None) == key else None
-
-
 def _probe_texts(text: str | None) -> list[str]:
     lines = [line for line in (text or "").splitlines() if line.strip()]
     return lines[:32] or ["The quick brown fox jumps over the lazy dog."]
@@ -230,12 +218,3 @@ def _evaluate(model, tokenizer, world, tasks, limit, text, probe, reference_stat
     return scores
 
 
-def _write(out: Path, table: pd.DataFrame) -> None:
-    from orthoscope.experiment.plot import plot_experiment
-    from orthoscope.pipeline.store import atomic_write
-
-    claims = claims_table(table)
-    atomic_write(out / "experiment.parquet", lambda tmp: table.to_parquet(tmp, index=False))
-    atomic_write(out / "experiment.csv", lambda tmp: table.to_csv(tmp, index=False))
-    atomic_write(out / "claims.csv", lambda tmp: claims.to_csv(tmp, index=False))
-    plot_experiment(table, out / "experiment.png")

@@ -9,7 +9,12 @@ Layout under OUT:
     update_cos.parquet                post against post (two posts or more)
     summary.json                      aggregates, notes, verdicts
     report.html, figures/             written by the report
-    experiment/                       written by the intervention experiment
+    experiment/                       written by the intervention experiment (`ExperimentFolder`):
+        conditions/<label>.json       one evaluated condition + its key (the resume marker)
+        experiment.parquet/.csv       one row per condition; claims.csv; experiment.png
+
+compare, experiment and report all go through this module: the layout, the lock, atomic
+writes, keyed resume records and damage-checked reading live here and nowhere else.
 
 Every file is written through a temporary file renamed into place, so a .json
 that parses and carries the same key and hashes means "done". A second process
@@ -32,6 +37,7 @@ import errno
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -108,10 +114,8 @@ class RunFolder:
     def _create(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise OrthoscopeError(f"output {self.path} is a file, not a folder: choose another --output")
-        try:
+        with _refused(f"cannot create run folder {self.path}"):
             self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OrthoscopeError(f"cannot create run folder {self.path}: {_why(error)}") from None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -121,10 +125,8 @@ class RunFolder:
         except ImportError:  # no flock on this platform: run unlocked
             yield
             return
-        try:
+        with _refused(f"run folder {self.path} is not writable"):
             fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as error:
-            raise OrthoscopeError(f"run folder {self.path} is not writable: {_why(error)}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -164,13 +166,11 @@ class RunFolder:
         """Remove everything a run writes here (other files are left alone)."""
         for name in LAYOUT:
             target = self.path / name
-            try:
+            with _refused(f"cannot clear {target}"):
                 if target.is_dir() and not target.is_symlink():
                     shutil.rmtree(target)
                 else:
                     target.unlink(missing_ok=True)
-            except OSError as error:
-                raise OrthoscopeError(f"cannot clear {target}: {_why(error)}") from None
 
     # ------------------------------------------------------------------ records
     def load_part(self, post: str, name: str, key: dict) -> dict | None:
@@ -193,29 +193,47 @@ class RunFolder:
     # ------------------------------------------------------------------ reading a finished run
     def read_table(self):
         """metrics.parquet as a DataFrame; a missing or damaged file is one line naming it."""
-        import pandas as pd
-
         if not self.metrics_parquet.is_file():
             raise OrthoscopeError(f"no metrics.parquet in {self.path} "
                                   f"(run `orthoscope compare ... -o {self.path}` first)")
-        try:
-            return pd.read_parquet(self.metrics_parquet)
-        except Exception as error:  # pyarrow raises several types for a truncated or foreign file
-            raise OrthoscopeError(f"{self.metrics_parquet} is damaged ({type(error).__name__}); "
-                                  f"rerun compare into {self.path} to rewrite it") from None
+        table = read_frame(self.metrics_parquet)
+        if "post" not in table or "kind" not in table:
+            raise OrthoscopeError(f"{self.metrics_parquet} is damaged (no post/kind columns); "
+                                  f"rerun the command that wrote it")
+        return table
 
-    def read_summary(self) -> dict:
-        """summary.json as a dict; a missing or damaged file is one line naming it."""
+    def read_summary(self, required: bool = True) -> dict:
+        """summary.json as a dict ({} when absent and not `required`); a damaged file is one line naming it."""
+        if not self.summary_json.is_file():
+            if required:
+                raise OrthoscopeError(f"no summary.json in {self.path}")
+            return {}
+        return read_record(self.summary_json)
+
+    def read_update_cos(self):
+        """update_cos.parquet (two posts or more), or None."""
+        return read_frame(self.update_cos_parquet) if self.update_cos_parquet.is_file() else None
+
+    def read_evaluation(self) -> dict | None:
+        """eval.json (a lab folder's evaluation), or None."""
+        path = self.path / "eval.json"
+        return read_record(path) or None if path.is_file() else None
+
+    def read_experiment(self):
+        """The experiment table of this folder or of one of its subfolders (experiment/, ...), or None."""
+        found = sorted(self.path.glob(ExperimentFolder.TABLE)) + sorted(self.path.glob(f"*/{ExperimentFolder.TABLE}"))
+        return read_frame(found[0]) if found else None
+
+    def read_spectra(self, post: str, name: str) -> dict[str, np.ndarray] | None:
+        """The stored spectra of (post, matrix), or None; a damaged file is one line naming it."""
+        path = self.spectra_path(post, name)
+        if not path.is_file():
+            return None
         try:
-            summary = json.loads(self.summary_json.read_text())
-        except FileNotFoundError:
-            raise OrthoscopeError(f"no summary.json in {self.path}") from None
-        except (OSError, ValueError) as error:
-            raise OrthoscopeError(f"{self.summary_json} is damaged ({type(error).__name__}); "
-                                  f"rerun compare into {self.path} to rewrite it") from None
-        if not isinstance(summary, dict):
-            raise OrthoscopeError(f"{self.summary_json} is damaged (not a JSON object)")
-        return summary
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise _damaged(path, error) from None
 
     # ------------------------------------------------------------------ outputs
     def write_table(self, table, update_cos=None) -> None:
@@ -231,10 +249,8 @@ class RunFolder:
 
     def _write(self, path: Path, write: Callable[[Path], None]) -> None:
         """Run `write(path)`, turning a full disk or a refused write into one line."""
-        try:
+        with _refused(f"cannot write {path}"):
             write(path)
-        except OSError as error:
-            raise OrthoscopeError(f"cannot write {path}: {_why(error)}") from None
 
 
 class MemoryRun:
@@ -267,6 +283,107 @@ class MemoryRun:
 
     def write_summary(self, summary: dict) -> None:
         pass
+
+
+class ExperimentFolder:
+    """The intervention experiment's folder (standalone, or `<run>/experiment`): its layout, lock and records.
+
+    >>> import tempfile
+    >>> folder = ExperimentFolder(Path(tempfile.mkdtemp()) / "exp")
+    >>> with folder.open():
+    ...     folder.save_condition("post", {"version": 1}, {"condition": "post", "ppl": 5.0})
+    >>> folder.load_condition("post", {"version": 1})
+    {'condition': 'post', 'ppl': 5.0}
+    >>> folder.load_condition("post", {"version": 2}) is None
+    True
+    """
+
+    TABLE = "experiment.parquet"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._run = RunFolder(self.path)  # the same creation, lock and write refusals
+
+    def check(self) -> None:
+        """Refuse an output that is a file (before any work is done)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise OrthoscopeError(f"--output {self.path} is a file, not a run folder")
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator["ExperimentFolder"]:
+        """Create the folder and hold its lock (a second experiment writing here is refused)."""
+        self.check()
+        self._run._create()
+        with self._run.locked():
+            yield self
+
+    @property
+    def table_parquet(self) -> Path:
+        return self.path / self.TABLE
+
+    @property
+    def plot(self) -> Path:
+        return self.path / "experiment.png"
+
+    def condition_path(self, label: str) -> Path:
+        return self.path / "conditions" / f"{safe_name(label)}.json"
+
+    def load_condition(self, label: str, key: dict) -> dict | None:
+        """The finished condition `label` made with the same inputs and settings `key` (without its key), or None."""
+        record = _load_keyed(self.condition_path(label), key)
+        if record is not None:
+            record.pop("key")
+        return record
+
+    def save_condition(self, label: str, key: dict, row: dict) -> None:
+        self._run._write(self.condition_path(label), lambda p: write_text(p, json.dumps({**row, "key": key})))
+
+    def write_tables(self, table, claims) -> None:
+        """experiment.parquet and .csv (one row per condition) and claims.csv, each written atomically."""
+        for path, write in ((self.table_parquet, lambda tmp: table.to_parquet(tmp, index=False)),
+                            (self.path / "experiment.csv", lambda tmp: table.to_csv(tmp, index=False)),
+                            (self.path / "claims.csv", lambda tmp: claims.to_csv(tmp, index=False))):
+            self._run._write(path, lambda p, write=write: atomic_write(p, write))
+
+    def read_table(self):
+        """experiment.parquet, damage-checked (None when absent)."""
+        return read_frame(self.table_parquet) if self.table_parquet.is_file() else None
+
+
+def read_frame(path: Path):
+    """A parquet file of a run as a DataFrame; a truncated or foreign file is one line naming it."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ...: all mean "cannot read this file"
+        raise _damaged(path, error) from None
+
+
+def read_record(path: Path) -> dict:
+    """A JSON object of a run; a corrupt file, or one that is not an object, is one line naming it."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise _damaged(path, error) from None
+    if not isinstance(value, dict):
+        raise OrthoscopeError(f"{path} is damaged (not a JSON object); rerun the command that wrote it")
+    return value
+
+
+def _damaged(path: Path, error: BaseException) -> OrthoscopeError:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return OrthoscopeError(f"{path} is damaged ({type(error).__name__}: {reason[:160]}); "
+                           f"rerun the command that wrote it")
+
+
+@contextlib.contextmanager
+def _refused(what: str) -> Iterator[None]:
+    """An OSError inside becomes one line: `what: <reason>`."""
+    try:
+        yield
+    except OSError as error:
+        raise OrthoscopeError(f"{what}: {_why(error)}") from None
 
 
 def _load_keyed(path: Path, key: dict) -> dict | None:
