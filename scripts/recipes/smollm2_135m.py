@@ -9,15 +9,11 @@
 2. `orthoscope lab --base` full fine-tuning (embeddings frozen) and `--lora 8`, for
    instruct, cot and control with the same steps, learning rate and token budget.
    The earlier SmolLM2 run (scripts/smollm2_recipe.py: 200 steps at 2e-5) moved the
-   weights by 0.1-0.2 %; these defaults aim at about 2 %, beyond published
-   base -> instruct pairs (about 1 %). Measured (lr 3e-4, 12 steps, 4 x 128 tokens,
-   embeddings frozen, one thread on a busy 2-core machine): median rel_delta 0.29 %
-   after 4 steps, 0.43 % after 8, 0.45 % after 12 (cosine tail), 7.2 s per step;
-   past the first steps it grows about 6 x lr per step in quadrature, so --lr 4e-4 over
-   --steps 200 projects to about 2 % (LoRA: 5e-4, by analogy with Gemma's LoRA, whose
-   growth per unit lr was ~8x slower than full fine-tuning's). Check
-   `rel_delta_by_step` in OUT/full/lab.json and OUT/lora8/lab.json.
-   About 25 min per recipe: 3 recipes x (full + LoRA) about 2.5 h with one thread.
+   weights by 0.1-0.2 %. Run for docs/results.md ("SmolLM2 at a larger update size"):
+   60 steps of 4 x 128 tokens at peak lr 3e-4, embeddings frozen: median rel_delta
+   0.61 / 0.80 / 0.82 % after 20 / 40 / 60 steps (instruct; control 0.81 %), about 7 min
+   per recipe with one thread. The LoRA arm (lr 3e-3, ten times full fine-tuning's, as
+   for Gemma) was not run there.
 3. `orthoscope compare` (recipes, and the instruct trajectory) and `orthoscope experiment`.
 
 Every stage is resumable: rerun the same command after an interruption.
