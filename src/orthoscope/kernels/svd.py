@@ -100,12 +100,14 @@ GRAM_BLOCK = 1 << 18  # elements of W converted to float64 at a time (2 MiB)
 def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     """Eigenvalues (ascending) of the small side's Gram matrix (W^T W, or W W^T for a wide W) in float64.
 
-    BLAS `dsyrk` (half the flops of a GEMM) accumulates the Gram matrix over blocks of
-    W converted to float64 (no float64 copy of W), and LAPACK's values-only `dsyev`
-    (through scipy) solves it, with as many BLAS threads as torch uses. Measured here
-    (one thread, 4864x896 bfloat16): 0.15 s against 0.25 s for torch's GEMM + eigvalsh,
-    as accurate (the lower triangle: LAPACK's reduction handles it best for spectra
-    that decay along the diagonal).
+    The Gram matrix is accumulated over blocks of W converted to float64 (no float64
+    copy of W): by BLAS `dsyrk` (half a GEMM's flops) when torch runs one thread, by
+    torch's threaded GEMM otherwise (a second BLAS thread pool would compete with
+    torch's spinning OpenMP threads). LAPACK's values-only `dsyev` (through scipy, on
+    one thread: the tridiagonal reduction is memory-bound) solves it. Measured here on
+    4864x896 bfloat16: 130 ms against 135 ms for torch's GEMM + eigvalsh with 2 threads,
+    128 ms against 238 ms with one; as accurate (the lower triangle, which LAPACK's
+    reduction handles best for spectra decaying along the diagonal).
 
     >>> X = torch.randn(30, 7, dtype=torch.float64)
     >>> torch.allclose(_gram_eigenvalues_cpu(X), torch.linalg.eigvalsh(X.T @ X))
@@ -118,18 +120,20 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     rows, cols = W.shape
     wide = rows < cols
     side = rows if wide else cols
-    gram = np.zeros((side, side), dtype=np.float64, order="F")
-    with threads.limit(limits=torch.get_num_threads(), user_api="blas"):
-        if wide:  # W W^T = sum over column blocks C C^T; C^T is Fortran-ordered
-            step = max(1, GRAM_BLOCK // rows)
-            for start in range(0, cols, step):
-                block = W[:, start:start + step].to(torch.float64).contiguous().numpy()
-                gram = blas.dsyrk(1.0, block.T, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
-        else:  # W^T W = sum over row blocks R^T R; R^T is Fortran-ordered
-            step = max(1, GRAM_BLOCK // cols)
-            for start in range(0, rows, step):
-                block = W[start:start + step].to(torch.float64).contiguous().numpy()
-                gram = blas.dsyrk(1.0, block.T, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
+    step = max(1, GRAM_BLOCK // (rows if wide else cols))
+    blocks = ((W[:, i:i + step] if wide else W[i:i + step].T) for i in range(0, cols if wide else rows, step))
+    with threads.limit(limits=1, user_api="blas"):
+        if torch.get_num_threads() == 1:  # one thread: BLAS dsyrk, half the flops of a GEMM
+            gram = np.zeros((side, side), dtype=np.float64, order="F")
+            for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
+                B = block.to(torch.float64).T.contiguous().numpy().T
+                gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
+        else:  # torch's threaded GEMM (a second BLAS pool would compete with torch's OpenMP threads)
+            gram_t = torch.zeros(side, side, dtype=torch.float64)
+            for block in blocks:
+                B = block.to(torch.float64)
+                gram_t.addmm_(B, B.T)
+            gram = gram_t.numpy()
         values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
     return torch.from_numpy(values)
 
