@@ -78,7 +78,8 @@ def singular_values(W: torch.Tensor, device: torch.device | str = "cpu") -> torc
     >>> W = torch.randn(50, 20, dtype=torch.float64)
     >>> torch.allclose(singular_values(W), torch.linalg.svdvals(W))
     True
-    >>> torch.allclose(singular_values(W.T.float()), torch.linalg.svdvals(W.float()).double(), rtol=1e-6)
+    >>> W32 = W.T.float()  # any dtype: the values of the matrix as stored, to float64 accuracy
+    >>> torch.allclose(singular_values(W32), torch.linalg.svdvals(W32.double()), rtol=1e-12)
     True
     """
     W = W.to(device=device)
@@ -164,10 +165,29 @@ def top_subspaces(W: torch.Tensor, factors: SVD, k: int, extra: int = 16) -> tup
     True
     """
     wide = W.shape[0] < W.shape[1]
-    tall = (W.T if wide else W).to(device=factors.S.device, dtype=torch.float64)
     right = factors.U if wide else factors.V
     p = min(k + extra, right.shape[1])
     basis = torch.linalg.qr(right[:, :p].double())[0]
-    A, _, Zh = torch.linalg.svd(tall @ basis, full_matrices=False)
+    A, _, Zh = torch.linalg.svd(times_f64(W.to(factors.S.device), basis, transpose=wide), full_matrices=False)
     left_k, right_k = A[:, :k], basis @ Zh[:k].T
     return (right_k, left_k) if wide else (left_k, right_k)
+
+
+def times_f64(W: torch.Tensor, B: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """W @ B (or W^T @ B) in float64 for W in any dtype, converting W a block of rows at a time (no float64 copy).
+
+    >>> W, B = torch.randn(7, 5), torch.randn(5, 2, dtype=torch.float64)
+    >>> torch.allclose(times_f64(W, B), W.double() @ B), torch.allclose(times_f64(W.T, B, True), W.double() @ B)
+    (True, True)
+    """
+    rows, cols = W.shape
+    step = max(1, GRAM_BLOCK // max(cols, 1))
+    if transpose:  # W^T B = sum over row blocks of W: W[i]^T B[i]
+        out = torch.zeros(cols, B.shape[1], dtype=torch.float64, device=B.device)
+        for start in range(0, rows, step):
+            out.addmm_(W[start:start + step].to(torch.float64).T, B[start:start + step])
+        return out
+    out = torch.empty(rows, B.shape[1], dtype=torch.float64, device=B.device)
+    for start in range(0, rows, step):
+        torch.mm(W[start:start + step].to(torch.float64), B, out=out[start:start + step])
+    return out
