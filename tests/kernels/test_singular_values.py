@@ -51,3 +51,20 @@ def test_zero_matrix():
 def test_svd_factors_and_values_agree():
     W, _ = spectrum_matrix(90, 40, smallest=1e-2, seed=3)
     assert torch.allclose(svd(W).S, singular_values(W), rtol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2])  # one thread: scipy's dsyrk; several: torch's GEMM for the Gram
+@pytest.mark.parametrize("shape", [(700, 90), (90, 700)])  # several row (or column) blocks of GRAM_BLOCK
+def test_blocked_gram_routes_agree_with_the_known_spectrum(shape, threads, monkeypatch):
+    import sys
+
+    kernel = sys.modules["orthoscope.kernels.svd"]  # the module (`orthoscope.kernels.svd` is also the function)
+    monkeypatch.setattr(kernel, "GRAM_BLOCK", 90 * 64)  # 64 rows (columns) a block: 11 blocks
+    W, S = spectrum_matrix(*shape, smallest=1e-2, seed=threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        s = singular_values(W)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(s, S, rtol=1e-11, atol=0)
