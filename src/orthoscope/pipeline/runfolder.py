@@ -373,8 +373,10 @@ def read_record(path: Path) -> dict:
 
 def _damaged(path: Path, error: BaseException) -> OrthoscopeError:
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return OrthoscopeError(f"{path} is damaged ({type(error).__name__}: {reason[:160]}); "
-                           f"rerun the command that wrote it")
+    reason = reason.replace(f"'{path}'", "the file").replace(str(path), "the file")  # named once, in front
+    if len(reason) > 120:
+        reason = reason[:120].rsplit(" ", 1)[0] + " ..."
+    return OrthoscopeError(f"{path} is damaged ({type(error).__name__}: {reason}); rerun the command that wrote it")
 
 
 @contextlib.contextmanager
