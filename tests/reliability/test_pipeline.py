@@ -357,7 +357,8 @@ def test_ctrl_c_exits_130_with_a_resume_hint(planted, tmp_path, monkeypatch):
 
 
 SLOW_RUN = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started in the background
 from orthoscope.pipeline import work
 real = work.measure
 def slow(*args, **kwargs):
