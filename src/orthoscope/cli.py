@@ -184,11 +184,12 @@ def _report(result, quiet: bool, as_json: bool) -> None:
 @user_errors
 def summary(run: Path = typer.Argument(..., help="A run folder written by compare.")) -> None:
     """Print a compact table per post model (medians per kind), then the verdicts."""
-    from orthoscope.report.data import read_table_and_summary
+    from orthoscope.pipeline.runfolder import RunFolder
 
-    table, summary_json = read_table_and_summary(run)
+    folder = RunFolder(run)
+    table, verdicts = folder.read_table(), folder.read_summary(required=False).get("verdicts")  # both checked first
     _print_tables(table)
-    _print_verdicts(summary_json.get("verdicts"), table)
+    _print_verdicts(verdicts, table)
 
 
 def _print_tables(table: pd.DataFrame) -> None:

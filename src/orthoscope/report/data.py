@@ -45,12 +45,6 @@ class Run:
         return self.store.read_spectra(post, name)
 
 
-def read_table_and_summary(folder: str | Path) -> tuple[pd.DataFrame, dict]:
-    """metrics.parquet and summary.json ({} when absent) of a run folder (what `orthoscope summary` prints)."""
-    store = RunFolder(folder)
-    return store.read_table(), store.read_summary(required=False)
-
-
 def load_run(folder: str | Path) -> Run:
     """The run in `folder`; an experiment table is taken from the folder or one of its subfolders."""
     store = RunFolder(folder)
