@@ -30,7 +30,7 @@ def test_a_second_experiment_into_the_same_folder_is_refused(tmp_path):
 
 def test_an_output_that_is_a_file_is_refused_before_any_work(tmp_path):
     (tmp_path / "exp").write_text("not a folder")
-    with pytest.raises(OrthoscopeError, match="is a file, not a run folder"):
+    with pytest.raises(OrthoscopeError, match=r"output .* is a file, not a folder: choose another --output"):
         ExperimentFolder(tmp_path / "exp").check()
 
 

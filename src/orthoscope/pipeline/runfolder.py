@@ -15,6 +15,8 @@ Layout under OUT:
 
 compare, experiment and report all go through this module: the layout, the lock, atomic
 writes, keyed resume records and damage-checked reading live here and nowhere else.
+`RunFolder` (compare, report, summary) and `ExperimentFolder` share one base for the
+file-not-folder refusal, creation, the lock and one-line write refusals.
 
 Every file is written through a temporary file renamed into place, so a .json
 that parses and carries the same key and hashes means "done". A second process
@@ -39,12 +41,12 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from orthoscope.errors import OrthoscopeError
-from orthoscope.pipeline.store import atomic_write, safe_name, write_text
+from orthoscope.pipeline.store import atomic_write, safe_name
 
 MANIFEST = "run.json"
 LOCK = ".orthoscope.lock"
@@ -53,12 +55,70 @@ LAYOUT = (MANIFEST, "parts", "spectra", "pairs", "metrics.parquet", "metrics.csv
           "summary.json", "report.html", "figures", "experiment", "eval.json")
 
 
-class RunFolder:
-    """One run folder on disk (see the module docstring for its layout)."""
+class _Folder:
+    """What every folder orthoscope writes shares: the file-not-folder refusal, creation, the lock,
+    and atomic writes whose failures (full disk, read-only) are one line.
+
+    >>> import tempfile
+    >>> folder = _Folder(Path(tempfile.mkdtemp()) / "out")
+    >>> folder._create()
+    >>> with folder.locked():
+    ...     folder._write_json(folder.path / "a.json", {"x": 1})
+    >>> (folder.path / "a.json").read_text()
+    '{"x": 1}'
+    """
+
+    noun = "output folder"  # how refusals name it
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._lock_fd: int | None = None
+
+    def check(self) -> None:
+        """Refuse an output that is a file (callers check before any work is done)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise OrthoscopeError(f"output {self.path} is a file, not a folder: choose another --output")
+
+    def _create(self) -> None:
+        self.check()
+        with _refused(f"cannot create {self.noun} {self.path}"):
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock on the folder for this process; a second holder is refused with one line."""
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: run unlocked
+            yield
+            return
+        with _refused(f"{self.noun} {self.path} is not writable"):
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise OrthoscopeError(f"cannot lock {self.noun} {self.path}: {_why(error)}") from None
+                raise OrthoscopeError(f"{self.noun} {self.path} is in use by another orthoscope process; "
+                                      f"wait for it to finish or choose another --output") from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _write(self, path: Path, write: Callable[[Path], None]) -> None:
+        """`write(tmp)` into a temporary file renamed over `path`; a full disk or a refused write is one line."""
+        with _refused(f"cannot write {path}"):
+            atomic_write(path, write)
+
+    def _write_json(self, path: Path, value: dict, **dumps: Any) -> None:
+        """`value` as JSON (`dumps`: json.dumps options), written as `_write` does."""
+        self._write(path, lambda tmp: tmp.write_text(json.dumps(value, **dumps)))
+
+
+class RunFolder(_Folder):
+    """One run folder on disk (see the module docstring for its layout)."""
+
+    noun = "run folder"
 
     # ------------------------------------------------------------------ layout
     @property
@@ -111,36 +171,6 @@ class RunFolder:
             self._claim(identity, overwrite)
             yield self
 
-    def _create(self) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise OrthoscopeError(f"output {self.path} is a file, not a folder: choose another --output")
-        with _refused(f"cannot create run folder {self.path}"):
-            self.path.mkdir(parents=True, exist_ok=True)
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """An exclusive lock on the folder for this process; a second holder is refused with one line."""
-        try:
-            import fcntl
-        except ImportError:  # no flock on this platform: run unlocked
-            yield
-            return
-        with _refused(f"run folder {self.path} is not writable"):
-            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise OrthoscopeError(f"cannot lock run folder {self.path}: {_why(error)}") from None
-                raise OrthoscopeError(f"run folder {self.path} is in use by another orthoscope process; "
-                                      f"wait for it to finish or choose another --output") from None
-            self._lock_fd = fd
-            yield
-        finally:
-            self._lock_fd = None
-            os.close(fd)  # releases the lock
-
     def _claim(self, identity: dict, overwrite: bool) -> None:
         stored = self.identity()
         held = [name for name in LAYOUT if (self.path / name).exists()]
@@ -153,7 +183,7 @@ class RunFolder:
         elif stored is None and held:
             raise OrthoscopeError(f"{self.path} holds files of an unknown run ({', '.join(held[:3])}); "
                                   f"use --overwrite to replace them, or choose another --output")
-        self._write(self.path / MANIFEST, lambda p: write_text(p, json.dumps(identity, indent=2, sort_keys=True)))
+        self._write_json(self.path / MANIFEST, identity, indent=2, sort_keys=True)
 
     def identity(self) -> dict | None:
         """What the run stored here was made from (run.json), or None."""
@@ -180,15 +210,15 @@ class RunFolder:
     def save_part(self, post: str, name: str, key: dict, record: dict, arrays: dict | None = None) -> None:
         """Store one result: its spectra (if any) first, then the record that marks it done."""
         if arrays is not None:
-            self._write(self.spectra_path(post, name), lambda p: atomic_write(p, lambda tmp: _save_npz(tmp, arrays)))
-        self._write(self.part_path(post, name), lambda p: write_text(p, json.dumps({**record, "key": key})))
+            self._write(self.spectra_path(post, name), lambda tmp: _save_npz(tmp, arrays))
+        self._write_json(self.part_path(post, name), {**record, "key": key})
 
     def load_pairs(self, name: str, key: dict) -> dict | None:
         """The stored post-against-post record of one matrix (made with the same `key`), or None."""
         return _load_keyed(self.pairs_path(name), key)
 
     def save_pairs(self, name: str, key: dict, record: dict) -> None:
-        self._write(self.pairs_path(name), lambda p: write_text(p, json.dumps({**record, "key": key})))
+        self._write_json(self.pairs_path(name), {**record, "key": key})
 
     # ------------------------------------------------------------------ reading a finished run
     def read_table(self):
@@ -222,7 +252,7 @@ class RunFolder:
     def read_experiment(self):
         """The experiment table of this folder or of one of its subfolders (experiment/, ...), or None."""
         found = sorted(self.path.glob(ExperimentFolder.TABLE)) + sorted(self.path.glob(f"*/{ExperimentFolder.TABLE}"))
-        return read_frame(found[0]) if found else None
+        return ExperimentFolder(found[0].parent).read_table() if found else None
 
     def read_spectra(self, post: str, name: str) -> dict[str, np.ndarray] | None:
         """The stored spectra of (post, matrix), or None; a damaged file is one line naming it."""
@@ -238,19 +268,13 @@ class RunFolder:
     # ------------------------------------------------------------------ outputs
     def write_table(self, table, update_cos=None) -> None:
         """metrics.parquet and metrics.csv (and update_cos.parquet when given)."""
-        self._write(self.metrics_parquet, lambda p: atomic_write(p, lambda tmp: table.to_parquet(tmp, index=False)))
-        self._write(self.metrics_csv, lambda p: atomic_write(p, lambda tmp: table.to_csv(tmp, index=False)))
+        self._write(self.metrics_parquet, lambda tmp: table.to_parquet(tmp, index=False))
+        self._write(self.metrics_csv, lambda tmp: table.to_csv(tmp, index=False))
         if update_cos is not None:
-            self._write(self.update_cos_parquet,
-                        lambda p: atomic_write(p, lambda tmp: update_cos.to_parquet(tmp, index=False)))
+            self._write(self.update_cos_parquet, lambda tmp: update_cos.to_parquet(tmp, index=False))
 
     def write_summary(self, summary: dict) -> None:
-        self._write(self.summary_json, lambda p: write_text(p, json.dumps(summary, indent=2)))
-
-    def _write(self, path: Path, write: Callable[[Path], None]) -> None:
-        """Run `write(path)`, turning a full disk or a refused write into one line."""
-        with _refused(f"cannot write {path}"):
-            write(path)
+        self._write_json(self.summary_json, summary, indent=2)
 
 
 class MemoryRun:
@@ -285,7 +309,7 @@ class MemoryRun:
         pass
 
 
-class ExperimentFolder:
+class ExperimentFolder(_Folder):
     """The intervention experiment's folder (standalone, or `<run>/experiment`): its layout, lock and records.
 
     >>> import tempfile
@@ -299,22 +323,13 @@ class ExperimentFolder:
     """
 
     TABLE = "experiment.parquet"
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._run = RunFolder(self.path)  # the same creation, lock and write refusals
-
-    def check(self) -> None:
-        """Refuse an output that is a file (before any work is done)."""
-        if self.path.exists() and not self.path.is_dir():
-            raise OrthoscopeError(f"--output {self.path} is a file, not a run folder")
+    noun = "experiment folder"
 
     @contextlib.contextmanager
     def open(self) -> Iterator["ExperimentFolder"]:
         """Create the folder and hold its lock (a second experiment writing here is refused)."""
-        self.check()
-        self._run._create()
-        with self._run.locked():
+        self._create()
+        with self.locked():
             yield self
 
     @property
@@ -336,14 +351,13 @@ class ExperimentFolder:
         return record
 
     def save_condition(self, label: str, key: dict, row: dict) -> None:
-        self._run._write(self.condition_path(label), lambda p: write_text(p, json.dumps({**row, "key": key})))
+        self._write_json(self.condition_path(label), {**row, "key": key})
 
     def write_tables(self, table, claims) -> None:
         """experiment.parquet and .csv (one row per condition) and claims.csv, each written atomically."""
-        for path, write in ((self.table_parquet, lambda tmp: table.to_parquet(tmp, index=False)),
-                            (self.path / "experiment.csv", lambda tmp: table.to_csv(tmp, index=False)),
-                            (self.path / "claims.csv", lambda tmp: claims.to_csv(tmp, index=False))):
-            self._run._write(path, lambda p, write=write: atomic_write(p, write))
+        self._write(self.table_parquet, lambda tmp: table.to_parquet(tmp, index=False))
+        self._write(self.path / "experiment.csv", lambda tmp: table.to_csv(tmp, index=False))
+        self._write(self.path / "claims.csv", lambda tmp: claims.to_csv(tmp, index=False))
 
     def read_table(self):
         """experiment.parquet, damage-checked (None when absent)."""
