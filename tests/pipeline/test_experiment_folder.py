@@ -2,8 +2,11 @@
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from orthoscope.cli import app
 from orthoscope.errors import OrthoscopeError
+from orthoscope.lab.shipped import shipped_family
 from orthoscope.pipeline.runfolder import ExperimentFolder, RunFolder
 
 
@@ -26,6 +29,17 @@ def test_a_second_experiment_into_the_same_folder_is_refused(tmp_path):
                 pass
     with second.open():  # released: the next run may write
         pass
+
+
+def test_the_experiment_command_into_a_held_folder_is_one_line_and_writes_nothing(tmp_path):
+    family, holder = shipped_family(), ExperimentFolder(tmp_path / "exp")
+    with holder.open():
+        result = CliRunner().invoke(app, ["experiment", str(family["base"]), str(family["instruct"]),
+                                          "-o", str(holder.path), "--grid", "1", "--limit", "1", "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: experiment folder {holder.path} is in use by another orthoscope "
+                                     f"process; wait for it to finish or choose another --output")
+    assert sorted(p.name for p in holder.path.iterdir()) == [".orthoscope.lock"]
 
 
 def test_an_output_that_is_a_file_is_refused_before_any_work(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orthoscope.cli import app
+from orthoscope.pipeline.runfolder import ExperimentFolder
 from orthoscope.report import write_report
 
 runner = CliRunner()
@@ -160,20 +161,23 @@ def damage(folder, name, how):
         path.write_text("{not json")
 
 
-@pytest.mark.parametrize("name, how, message", [
-    ("metrics.parquet", "truncate", "metrics.parquet is damaged"),
-    ("summary.json", "corrupt", "summary.json is damaged"),
-])
+def says_damaged(result, path: str) -> None:
+    """Exit 2, and the output is one line: `error: <path> is damaged (<Type>: <reason>); rerun the command that wrote it`.
+
+    `path` is a regular expression (errors are printed unwrapped, so the line is whole).
+    """
+    assert result.exit_code == 2, result.output
+    line = rf"error: {path} is damaged \(\w+: [^\n]+\); rerun the command that wrote it"
+    assert re.fullmatch(line, result.output.strip()), result.output
+
+
+@pytest.mark.parametrize("name, how", [("metrics.parquet", "truncate"), ("summary.json", "corrupt")])
 @pytest.mark.parametrize("command", ["report", "summary"])
-def test_damaged_run_folder_gives_one_line_and_exit_2(planted_run, tmp_path, name, how, message, command):
+def test_damaged_run_folder_gives_one_line_and_exit_2(planted_run, tmp_path, name, how, command):
     folder = tmp_path / "run"
     shutil.copytree(planted_run, folder)
     damage(folder, name, how)
-    result = runner.invoke(app, [command, str(folder)])
-    assert result.exit_code == 2, result.output
-    text = " ".join(result.output.split())  # the terminal may wrap the line
-    assert message in text and str(folder) in result.output.replace("\n", "")
-    assert "Traceback" not in result.output
+    says_damaged(runner.invoke(app, [command, str(folder)]), re.escape(str(folder / name)))
 
 
 def test_truncated_spectra_file_is_named(planted_run, tmp_path):
@@ -182,8 +186,18 @@ def test_truncated_spectra_file_is_named(planted_run, tmp_path):
     spectra = sorted((folder / "spectra" / "post").glob("*.npz"))
     for path in spectra:
         path.write_bytes(path.read_bytes()[:100])
-    result = runner.invoke(app, ["report", str(folder)])
-    assert result.exit_code == 2 and ".npz is damaged" in " ".join(result.output.split()), result.output
+    says_damaged(runner.invoke(app, ["report", str(folder)]), re.escape(str(folder / "spectra" / "post")) + r"/\S+\.npz")
+
+
+def test_truncated_experiment_table_is_named(planted_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(planted_run, folder)
+    experiment = ExperimentFolder(folder / "experiment")
+    table = pd.DataFrame({"condition": ["post", "noise"], "ppl": [5.0, 9.0]})
+    with experiment.open():
+        experiment.write_tables(table, table.head(0))
+    damage(folder, "experiment/experiment.parquet", "truncate")
+    says_damaged(runner.invoke(app, ["report", str(folder)]), re.escape(str(experiment.table_parquet)))
 
 
 def test_a_post_identical_to_its_base_reads_as_such(planted_run, tmp_path):
