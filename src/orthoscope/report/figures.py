@@ -186,16 +186,13 @@ LOG_SCORES = ("ppl",)
 """Scores drawn on a log axis: a broken model's perplexity reaches thousands and would flatten the rest."""
 
 
-def score_n(table: pd.DataFrame, score: str) -> str:
-    """'n = 40' from the score's `<score>:n` column (accuracies), '' for scores without one.
+def sample_sizes(n: pd.Series) -> str:
+    """'n = 40' (or 'n = 20/40') from an accuracy's n column (`evaluation.stats.interval_columns` names it).
 
-    >>> score_n(pd.DataFrame({"lab-arith": [0.5], "lab-arith:n": [40]}), "lab-arith")
+    >>> sample_sizes(pd.Series([40, 40, None]))
     'n = 40'
     """
-    column = f"{score}:n"
-    if column not in table or not table[column].notna().any():
-        return ""
-    return "n = " + "/".join(str(v) for v in sorted({int(v) for v in table[column].dropna()}))
+    return "n = " + "/".join(str(v) for v in sorted({int(v) for v in n.dropna()}))
 
 
 def experiment_figure(run: Run) -> go.Figure | None:
@@ -206,7 +203,8 @@ def experiment_figure(run: Run) -> go.Figure | None:
     if not scores:
         return None
     intervals = interval_columns(table.columns)
-    titles = [f"{score} ({score_n(table, score)}, Wilson 95 %)" if score in intervals else score for score in scores]
+    titles = [f"{score} ({sample_sizes(table[intervals[score][0]])}, Wilson 95 %)" if score in intervals else score
+              for score in scores]
     fig = make_subplots(rows=len(scores), cols=1, subplot_titles=titles, vertical_spacing=0.3 / len(scores))
     for r, score in enumerate(scores, start=1):
         error = None
