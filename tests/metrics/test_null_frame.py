@@ -30,7 +30,9 @@ def test_base_frame_null_has_the_law_of_the_explicit_null(shape):
     base = Base(W_b, svd(W_b), W_b)
     dW = W_p - W_b
     resid = torch.linalg.matrix_norm(dW - (a - 1) * W_b).item()
-    update = Update(dW, True, a - 1, {})
+    nb2, cross, nd2 = m.norms(W_b, dW)
+    update = Update(dW, True, a - 1, {}, nd2=nd2, nb2=nb2, cross=cross)
+    assert update.resid_norm() == pytest.approx(resid, rel=1e-12)
     framed = np.array([[v for v in null_metrics(base, update, torch.Generator().manual_seed(i)).values()]
                        for i in range(draws)])
     explicit = np.array([explicit_null(W_b, a, resid, torch.Generator().manual_seed(10_000 + i)) for i in range(draws)])

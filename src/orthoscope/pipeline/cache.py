@@ -1,7 +1,7 @@
 """Base-SVD cache on disk: the factors of a matrix, keyed by a hash of its bytes.
 
-The key is the SHA-256 of the tensor's dtype, shape and raw bytes (not its file
-or tensor name), plus the SVD dtype: a base analysed against a second post
+The key is the 128-bit XXH3 hash of the tensor's dtype, shape and raw bytes (not its
+file or tensor name), plus the SVD dtype: a base analysed against a second post
 model, in a second run, or under another name is decomposed once. Entries are
 safetensors files written through a temporary file and renamed into place, so
 a killed run or two workers writing the same entry never leave a torn file.
@@ -18,10 +18,12 @@ count as not stored; a write that fails for want of space (an OSError, or the
 SafetensorError the bindings raise for it) stops further writes for this process:
 the run goes on without caching.
 
-Every entry carries a CRC-32 checksum of its factors in its metadata, verified on
-read: a damaged entry (flipped bits, length intact) is a miss and is replaced. (It
-guards against corruption, not tampering: the entry's key is the SHA-256 of the base
-matrix; CRC-32 reads 2.5x faster than SHA-256 here.)
+Every entry carries a 64-bit XXH3 checksum of its factors in its metadata, verified
+on read: a damaged entry (flipped bits, length intact) is a miss and is replaced.
+Both hashes guard against accidents (a changed or corrupted tensor), not against
+someone who crafts collisions: XXH3 is not cryptographic, and a cache folder is as
+trusted as the code that reads it. XXH3 reads about 28 GB/s here, SHA-256 1.5 GB/s:
+hashing a 4864x896 bfloat16 matrix costs 0.3 ms instead of 6.
 
 >>> cache = SVDCache("/tmp/orthoscope-svd")            # doctest: +SKIP
 >>> key = cache.key(W_b, torch.float32)                # doctest: +SKIP
@@ -30,15 +32,14 @@ matrix; CRC-32 reads 2.5x faster than SHA-256 here.)
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import xxhash
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -50,7 +51,7 @@ DIR_ENV = "ORTHOSCOPE_CACHE_DIR"
 LIMIT_ENV = "ORTHOSCOPE_CACHE_LIMIT"
 DEFAULT_LIMIT_GIB = 20.0
 # bump when the stored factors would differ (routine, orientation, layout)
-FORMAT = "svd-v3"  # v2: entries carry a checksum; v3: CRC-32 instead of SHA-256
+FORMAT = "svd-v4"  # v2: entries carry a checksum; v3: CRC-32 instead of SHA-256; v4: XXH3 key and checksum
 SUFFIX = ".safetensors"
 
 
@@ -77,33 +78,37 @@ def default_limit_gib() -> float:
 
 
 def tensor_digest(W: torch.Tensor) -> str:
-    """SHA-256 of dtype, shape and the raw bytes of `W` (hex).
+    """128-bit XXH3 of dtype, shape and the raw bytes of `W` (32 hex digits).
 
     >>> tensor_digest(torch.zeros(2, 2)) == tensor_digest(torch.zeros(2, 2))
     True
     >>> tensor_digest(torch.zeros(2, 2)) == tensor_digest(torch.zeros(4, 1))
     False
     """
-    h = hashlib.sha256(f"{W.dtype}|{tuple(W.shape)}|".encode())
-    flat = W.detach().contiguous().cpu().reshape(-1).view(torch.uint8)
-    h.update(memoryview(flat.numpy()))
+    h = xxhash.xxh3_128(f"{W.dtype}|{tuple(W.shape)}|".encode())
+    h.update(_bytes(W))
     return h.hexdigest()
 
 
 def checksum(tensors: dict[str, torch.Tensor]) -> str:
-    """CRC-32 (hex) over the names, dtypes, shapes and bytes of `tensors` (what a cache entry must still hold).
+    """64-bit XXH3 (hex) over the names, dtypes, shapes and bytes of `tensors` (what a cache entry must still hold).
 
     >>> checksum({"S": torch.ones(3)}) == checksum({"S": torch.ones(3)})
     True
     >>> checksum({"S": torch.ones(3)}) == checksum({"S": torch.tensor([1.0, 1.0, 1.0 + 2**-20])})
     False
     """
-    crc = 0
+    h = xxhash.xxh3_64()
     for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        crc = zlib.crc32(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode(), crc)
-        crc = zlib.crc32(memoryview(t.reshape(-1).view(torch.uint8).numpy()), crc)
-    return f"{crc:08x}"
+        t = tensors[name]
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(_bytes(t))
+    return h.hexdigest()
+
+
+def _bytes(W: torch.Tensor) -> memoryview:
+    """The raw bytes of `W` (on the CPU, contiguous) without a copy when it is already so."""
+    return memoryview(W.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy())
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,17 @@ class Update:
     a_fro_m1: float  # a_fro - 1, without cancellation
     row: dict
     nd2: float = 0.0  # ||dW||_F^2 in float64
+    nb2: float = 1.0  # ||W_b||_F^2 in float64
+    cross: float = 0.0  # <W_b, dW>_F in float64
+
+    def resid_norm(self) -> float:
+        """||W_p - a_fro W_b||_F = ||dW - (a_fro - 1) W_b||_F, from the three float64 sums (no matrix pass).
+
+        >>> Update(None, True, 0.0, {}, nd2=4.0, nb2=9.0, cross=0.0).resid_norm()
+        2.0
+        """
+        a = self.a_fro_m1
+        return math.sqrt(max(self.nd2 - 2 * a * self.cross + a * a * self.nb2, 0.0))
 
 
 def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype, converted: torch.Tensor | None = None) -> Update:
@@ -230,7 +241,7 @@ def update_of(base: Base, W_p: torch.Tensor, dtype: torch.dtype, converted: torc
     rel = math.sqrt(nd2 / nb2)
     row = {"changed": changed, "at_noise_floor": rel < m.noise_floor(dtype), "rel_delta": rel,
            "frac_unchanged": unchanged / same.numel()}
-    return Update(dW, changed, m.a_fro_minus_one_from(nb2, cross, nd2) if changed else 0.0, row, nd2)
+    return Update(dW, changed, m.a_fro_minus_one_from(nb2, cross, nd2) if changed else 0.0, row, nd2, nb2, cross)
 
 
 def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
@@ -432,9 +443,7 @@ def null_metrics(base: Base, update: Update, generator: torch.Generator) -> dict
     2r x r, with Q_U = U_N[:r], Q_V = V_N (left and right swap for a wide W).
     """
     W = base.W
-    resid = update.dW.to(W.dtype) - update.a_fro_m1 * W  # W_p - a_fro W_b without cancellation
-    delta_norm = torch.linalg.matrix_norm(resid.double()).item()
-    N = null_frame(base.factors.S.double().cpu(), 1.0 + update.a_fro_m1, delta_norm, max(W.shape), generator)
+    N = null_frame(base.factors.S.double().cpu(), 1.0 + update.a_fro_m1, update.resid_norm(), max(W.shape), generator)
     null = svd(N, W.dtype, W.device)
     r = N.shape[1]
     Q_left, Q_right = null.U[:r], null.V  # overlaps with the base's vectors on the tall side
