@@ -66,16 +66,18 @@ def aggregate(table: pd.DataFrame, by: str) -> dict:
     if table.empty:
         return out
     numeric = [c for c in METRIC_COLUMNS if c in table and registry.get(c).dtype != "bool"]
-    change = set(registry.change_columns())
-    for (post, group), frame in table.groupby(["post", by], sort=True):
-        changed = _flag(frame, "changed", True)
-        entry = {}
-        for column in numeric:
-            values = frame.loc[changed, column] if column in change else frame[column]
-            entry[column] = _finite(pd.to_numeric(values, errors="coerce").astype(float).median())
-        entry["matrices"] = int(len(frame))
-        entry["unchanged"] = int((~changed).sum())
-        entry["at_noise_floor"] = int(_flag(frame, "at_noise_floor", False).sum())
+    changed = _flag(table, "changed", True)
+    values = pd.DataFrame({c: pd.to_numeric(table[c], errors="coerce").astype(float) for c in numeric},
+                          index=table.index)
+    masked = [c for c in numeric if c in set(registry.change_columns())]
+    values.loc[~changed, masked] = math.nan  # change columns: medians over changed matrices only
+    keys = [table["post"], table[by]]
+    medians = values.groupby(keys, sort=True).median()  # one grouped pass, not one per column and group
+    counts = pd.DataFrame({"matrices": 1, "unchanged": ~changed, "at_noise_floor": _flag(table, "at_noise_floor", False)},
+                          index=table.index).astype(int).groupby(keys, sort=True).sum()
+    for (post, group), row in medians.iterrows():
+        entry = {column: _finite(row[column]) for column in numeric}
+        entry.update({name: int(counts.at[(post, group), name]) for name in ("matrices", "unchanged", "at_noise_floor")})
         out.setdefault(str(post), {})[str(group)] = entry
     return out
 
