@@ -10,7 +10,7 @@ import scipy.stats
 import torch
 
 from orthoscope.lab.planted import consistent_delta, isotropic_delta, magnitude_only_delta, plant_update
-from orthoscope.metrics import gauss_mean, gauss_tail, p_pair, pairing, principal_angles, sym_frac
+from orthoscope.metrics import gauss_mean, gauss_tail, p_pair, pairing, pairing_and_sym_frac, principal_angles, sym_frac
 from orthoscope.metrics import registry
 from orthoscope.pipeline.measure import METRIC_SETS, SkipMatrix, measure, prepare_base
 
@@ -205,3 +205,19 @@ def test_non_floating_matrices_are_skipped_with_a_reason(dtype):
     good = prepare_base(torch.randn(8, 4), torch.float32, CPU)
     with pytest.raises(SkipMatrix, match="post matrix has dtype"):
         measure(good, W, "w", 0)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "symmetric", "antisymmetric", "diagonal", "zero", "nearly diagonal"])
+def test_one_pass_pairing_and_sym_frac_equal_the_definitions(kind):
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(50, 50, generator=g, dtype=torch.float64)
+    D = {"gaussian": X, "symmetric": X + X.T, "antisymmetric": X - X.T, "diagonal": torch.diag(torch.diagonal(X)),
+         "zero": torch.zeros(50, 50, dtype=torch.float64),
+         "nearly diagonal": torch.diag(torch.arange(1.0, 51.0, dtype=torch.float64)) + 1e-6 * X}[kind]
+    pair, value = pairing_and_sym_frac(D)
+    ref = pairing(D)
+    assert value == pytest.approx(sym_frac(D), abs=1e-14)
+    for field in ("T", "var", "diag_share"):
+        a, b = getattr(pair, field), getattr(ref, field)
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12, abs=1e-300), field
+    assert torch.equal(pair.A, ref.A)

@@ -15,7 +15,7 @@ _WHERE = {
     "delta": ("a_fro_minus_one", "a_fro_minus_one_from", "difference_dtype", "exact_difference", "noise_floor", "norms",
               "rank90",
               "rel_delta", "top_energy", "unchanged_mask"),
-    "nulls": ("Pairing", "gauss_mean", "gauss_tail", "p_pair", "pairing"),
+    "nulls": ("Pairing", "gauss_mean", "gauss_tail", "p_pair", "pairing", "pairing_and_sym_frac"),
     "rotations": ("coherence", "fix_gauge", "inconsistency", "inconsistency_gap", "intruders", "leak", "overlaps",
                   "rotation_size", "separated_pairs"),
     "scaling": ("a_fro", "a_geo", "binned_ratios", "dispersion", "fit_resid", "ratios"),

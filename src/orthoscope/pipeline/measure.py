@@ -411,13 +411,16 @@ def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a_fro: float,
     """
     D = D.double()
     r = D.shape[0]
-    M_norm = torch.linalg.matrix_norm(D + a_fro * torch.diag(s_b.to(D))).item()
+    s_b = s_b.to(D)
+    diag = torch.diagonal(D)
+    # ||M||^2 = ||D + a_fro S_b||^2: the off-diagonal of D plus the shifted diagonal (no cancellation)
+    M_norm = math.sqrt(max(torch.dot(D.reshape(-1), D.reshape(-1)).item() - torch.dot(diag, diag).item(), 0.0)
+                       + (diag + a_fro * s_b).square().sum().item())
     asym = (torch.linalg.matrix_norm(D - D.T).item() / (math.sqrt(2) * M_norm)) if M_norm > 0 else 0.0
-    value = m.sym_frac(D)
-    pair = m.pairing(D)
+    pair, value = m.pairing_and_sym_frac(D)
     z_gauss, p_gauss = m.gauss_tail(value, r)
     k = min(r, TOP_K)
-    top = D[:k, :k]
+    top_pair, top_value = m.pairing_and_sym_frac(D[:k, :k])
     return {
         "asym": asym,
         "sym_frac": value,
@@ -427,8 +430,8 @@ def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a_fro: float,
         "p_pair": m.p_pair(pair, rng) if rng is not None else math.nan,
         "z_gauss": z_gauss,
         "p_gauss": p_gauss,
-        "sym_frac_top": m.sym_frac(top),
-        "z_pair_top": m.pairing(top).z,
+        "sym_frac_top": top_value,
+        "z_pair_top": top_pair.z,
     }
 
 
