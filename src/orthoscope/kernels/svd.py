@@ -6,6 +6,7 @@ are swapped back, so callers always get `W = U diag(S) V^T` for the W they gave.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -98,16 +99,19 @@ def singular_values(W: torch.Tensor, device: torch.device | str = "cpu") -> torc
 GRAM_BLOCK = 1 << 18  # elements of W converted to float64 at a time (2 MiB)
 
 
+SYRK_BLOCK = 1 << 20  # elements of W converted to float64 per dsyrk call (8 MiB)
+
+
 def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     """Eigenvalues (ascending) of the small side's Gram matrix (W^T W, or W W^T for a wide W) in float64.
 
-    The Gram matrix is accumulated over blocks of W converted to float64 (no float64
-    copy of W): by BLAS `dsyrk` (half a GEMM's flops) when torch runs one thread, by
-    torch's threaded GEMM otherwise (a second BLAS thread pool would compete with
-    torch's spinning OpenMP threads). LAPACK's values-only `dsyev` (through scipy, on
-    one thread: the tridiagonal reduction is memory-bound) solves it. Measured here on
-    4864x896 bfloat16: 130 ms against 135 ms for torch's GEMM + eigvalsh with 2 threads,
-    128 ms against 238 ms with one; as accurate (the lower triangle, which LAPACK's
+    The Gram matrix is accumulated by BLAS `dsyrk` (half a GEMM's flops) over blocks of W
+    converted to float64 (no float64 copy of W), and LAPACK's values-only `dsyev` solves
+    it, both through scipy's BLAS with as many threads as torch was given. For that
+    stretch torch itself runs one thread: its idle OpenMP threads would otherwise spin
+    beside the BLAS threads. Measured here on 4864x896 bfloat16 with 2 threads: the Gram
+    in 68-75 ms against 139 ms for torch's float64 GEMM (and 173 ms for dsyrk beside
+    torch's spinning threads); as accurate (the lower triangle, which LAPACK's
     reduction handles best for spectra decaying along the diagonal).
 
     >>> X = torch.randn(30, 7, dtype=torch.float64)
@@ -121,22 +125,27 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     rows, cols = W.shape
     wide = rows < cols
     side = rows if wide else cols
-    step = max(1, GRAM_BLOCK // (rows if wide else cols))
+    step = max(1, SYRK_BLOCK // side)
     blocks = ((W[:, i:i + step] if wide else W[i:i + step].T) for i in range(0, cols if wide else rows, step))
-    with threads.limit(limits=1, user_api="blas"):
-        if torch.get_num_threads() == 1:  # one thread: BLAS dsyrk, half the flops of a GEMM
-            gram = np.zeros((side, side), dtype=np.float64, order="F")
-            for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
-                B = block.to(torch.float64).T.contiguous().numpy().T
-                gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
-        else:  # torch's threaded GEMM (a second BLAS pool would compete with torch's OpenMP threads)
-            gram_t = torch.zeros(side, side, dtype=torch.float64)
-            for block in blocks:
-                B = block.to(torch.float64)
-                gram_t.addmm_(B, B.T)
-            gram = gram_t.numpy()
+    workers = torch.get_num_threads()
+    with _torch_threads(1), threads.limit(limits=workers, user_api="blas"):
+        gram = np.zeros((side, side), dtype=np.float64, order="F")
+        for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
+            B = block.to(torch.float64).T.contiguous().numpy().T
+            gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
         values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
     return torch.from_numpy(values)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int):
+    """Run the block with torch limited to `count` intra-op threads, then restore its setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @functools.cache
