@@ -321,9 +321,12 @@ def delta_frame(base: Base, update: Update) -> torch.Tensor:
 
 def _one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
                    rng: np.random.Generator) -> tuple[dict, torch.Tensor, dict]:
+    # torch's work (the base SVD, D) before the post's values: scipy's BLAS threads spin for a while
+    # after the Gram and eigensolve, and would slow a torch GEMM or SVD that came right after
+    D = delta_frame(base, update)
     s_p = singular_values(W_p, base.W.device)
     row = scaling_metrics(base.factors.S, s_p)
-    row.update(symmetry_metrics(delta_frame(base, update), base.factors.S, 1.0 + update.a_fro_m1, rng))
+    row.update(symmetry_metrics(D, base.factors.S, 1.0 + update.a_fro_m1, rng))
     return row, s_p, {}
 
 
