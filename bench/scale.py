@@ -16,13 +16,13 @@ route  the default `compare` (all metrics) vs three bare float32 SVDs per matrix
 quick  `--metrics quick` vs reading both checkpoints through orthoscope's readers,
        both from a cold page cache (when this process may drop it) and warm. Goal: <= 2.
        Also printed: the randomized SVDs of `delta_top16` alone, against the read.
-
-P2 and quick also time, in one more child, the kernels no route can skip (the post's
-singular values, M = U_b^T dW V_b, delta_top16's randomized SVD), so that each goal's
-bound on this machine is printed beside it.
 help   wall seconds of `orthoscope --help` in a fresh interpreter. Goal: < 1 s.
 ww     WeightWatcher's default analyze() vs `orthoscope.spectra` on the base
        (bench/weightwatcher_compare.py; needs its venv, see there). Goal: >= 3.
+
+P1, P2 and quick also time, in one more child, the kernels no route can skip (the post's
+singular values, M = U_b^T dW V_b, delta_top16's randomized SVD), so that each goal's
+bound on this machine is printed beside it.
 
 Every analysis runs in a fresh child process (OMP/MKL/torch threads = 2 unless
 said), one after another, never two at once: on a 2-core machine any overlap
@@ -159,7 +159,7 @@ def kernel_floors(base: Path, post: Path, work: Path) -> dict:
     key = (str(base), str(post))
     if key in _KERNEL_FLOORS:
         return _KERNEL_FLOORS[key]
-    pairs = [[b, p] for b, p in zip(((p_, n) for n, p_ in matrix_names(base)), ((p_, n) for n, p_ in matrix_names(post)))]
+    pairs = [[[b, name], [p, name]] for (name, b), (_, p) in zip(matrix_names(base), matrix_names(post))]
     info, _, _ = child(KERNELS, [str(THREADS), json.dumps(pairs)], THREADS, work / "kernels.log")
     print(json.dumps({"label": "kernel-floors", **info}), flush=True)
     _KERNEL_FLOORS[key] = info

@@ -69,7 +69,8 @@ def aggregate(table: pd.DataFrame, by: str) -> dict:
     changed = _flag(table, "changed", True)
     values = pd.DataFrame({c: pd.to_numeric(table[c], errors="coerce").astype(float) for c in numeric},
                           index=table.index)
-    masked = [c for c in numeric if c in set(registry.change_columns())]
+    change = set(registry.change_columns())
+    masked = [c for c in numeric if c in change]
     values.loc[~changed, masked] = math.nan  # change columns: medians over changed matrices only
     keys = [table["post"], table[by]]
     medians = values.groupby(keys, sort=True).median()  # one grouped pass, not one per column and group
