@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.kernels.threads import full_count, kernel
 
 
 @dataclass
@@ -40,6 +42,7 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+@kernel
 def svd(W: torch.Tensor, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> SVD:
     """Thin SVD of `W` in `dtype` on `device`, via the tall orientation.
 
@@ -56,6 +59,7 @@ def svd(W: torch.Tensor, dtype: torch.dtype = torch.float64, device: torch.devic
     return SVD(U=U, S=S, V=Vh.T)
 
 
+@kernel
 def svdvals(W: torch.Tensor, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
     """Singular values only (no vectors), descending, via the tall orientation."""
     W = W.to(device=device, dtype=dtype)
@@ -112,11 +116,11 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     beside the BLAS threads. Measured here on 4864x896 bfloat16 with 2 threads: the Gram
     in 68-75 ms against 139 ms for torch's float64 GEMM (and 173 ms for dsyrk beside
     torch's spinning threads); as accurate (the lower triangle, which LAPACK's
-    reduction handles best for spectra decaying along the diagonal). The BLAS threads in
-    turn spin for up to about 0.1 s after the call (OpenBLAS's THREAD_TIMEOUT), slowing a
-    torch GEMM that follows at once (46 -> 92 ms); callers put their torch work first
-    (`pipeline.measure`'s sign-free route: base SVD, D, then these values). Interleaved
-    with one SVD and one such GEMM per matrix, this route saves 5-12 % per matrix.
+    reduction handles best for spectra decaying along the diagonal). OpenBLAS's threads in
+    turn would spin for up to about 0.1 s after the call (its THREAD_TIMEOUT) and slow the
+    torch work that follows (a 4864x896 GEMM: 68 -> 112 ms): they are let go at the end
+    (`_release_blas_threads`). With `kernels.threads.light`, this and the one-thread work
+    between kernels took 15 % off a warm 6-layer run (6.98 against 8.18 s, medians of 4).
 
     >>> X = torch.randn(30, 7, dtype=torch.float64)
     >>> torch.allclose(_gram_eigenvalues_cpu(X), torch.linalg.eigvalsh(X.T @ X))
@@ -131,14 +135,42 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     side = rows if wide else cols
     step = max(1, SYRK_BLOCK // side)
     blocks = ((W[:, i:i + step] if wide else W[i:i + step].T) for i in range(0, cols if wide else rows, step))
-    workers = torch.get_num_threads()
+    workers = full_count()
     with _torch_threads(1), threads.limit(limits=workers, user_api="blas"):
         gram = np.zeros((side, side), dtype=np.float64, order="F")
         for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
             B = block.to(torch.float64).T.contiguous().numpy().T
             gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
         values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
+        if workers > 1:
+            _release_blas_threads(threads)
     return torch.from_numpy(values)
+
+
+def _release_blas_threads(threads) -> None:
+    """Let scipy's OpenBLAS workers go now rather than after their spin (about 0.1 s of a core).
+
+    `blas_thread_shutdown_` joins the pool (OpenBLAS's own fork handler calls it); the next
+    BLAS call starts it again. Interleaved on 4864x896 bfloat16 with a torch GEMM after
+    each call: 210 against 250 ms per matrix (896x896: 103 against 133 ms). Only scipy's
+    OpenBLAS on pthreads: numpy's pool is left alone (letting it go too cost 15 % in the
+    pipeline). Not for a process whose other threads are in scipy's BLAS at that moment:
+    orthoscope calls it from one thread.
+    """
+    for lib in threads.select(internal_api="openblas").lib_controllers:
+        if _scipy_owns(lib.filepath) and getattr(lib, "threading_layer", None) == "pthreads":
+            shutdown = getattr(lib.dynlib, "blas_thread_shutdown_", None)
+            if shutdown is not None:
+                shutdown()
+
+
+@functools.cache
+def _scipy_owns(filepath: str) -> bool:
+    """Whether a BLAS library was loaded by scipy (its wheel's `scipy.libs`, or the same file as its linalg)."""
+    import scipy
+
+    return Path(filepath).resolve().parent.name == "scipy.libs" or \
+        Path(filepath).resolve().is_relative_to(Path(scipy.__file__).resolve().parent)
 
 
 @contextlib.contextmanager
@@ -161,6 +193,7 @@ def _scipy_lapack():
     return blas, eigh, threadpoolctl.ThreadpoolController()
 
 
+@kernel
 def top_subspaces(W: torch.Tensor, factors: SVD, k: int, extra: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """The top-k left and right singular subspaces of `W` to float64 accuracy, from low-precision factors.
 
@@ -186,6 +219,7 @@ def top_subspaces(W: torch.Tensor, factors: SVD, k: int, extra: int = 16) -> tup
     return (right_k, left_k) if wide else (left_k, right_k)
 
 
+@kernel
 def times_f64(W: torch.Tensor, B: torch.Tensor, transpose: bool = False) -> torch.Tensor:
     """W @ B (or W^T @ B) in float64 for W in any dtype, converting W a block of rows at a time (no float64 copy).
 

@@ -30,6 +30,7 @@ from orthoscope import metrics as m
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels import SVD, singular_values, svd, svdvals, top_subspaces
 from orthoscope.kernels.precision import F32_SAFE
+from orthoscope.kernels.threads import full_threads
 from orthoscope.metrics import registry
 from orthoscope.pipeline.cache import SVDCache
 
@@ -79,6 +80,15 @@ def needs_post_svd(metrics: frozenset[str]) -> bool:
     (False, True)
     """
     return bool(_routes(metrics) & {"post-svd", "null-svd"})
+
+
+def runs_svd(metrics: frozenset[str]) -> bool:
+    """False for the `quick` set and its subsets, which run no full SVD (only products with dW).
+
+    >>> runs_svd(METRIC_SETS["quick"]), runs_svd(METRIC_SETS["sign-free"])
+    (False, True)
+    """
+    return not metrics <= METRIC_SETS["quick"]
 
 
 def needs_null_svd(metrics: frozenset[str]) -> bool:
@@ -269,7 +279,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     full = needs_post_svd(metrics)
     if not (full and update.changed):
         del W  # only the post SVD needs the working copy; the post's values are read blockwise from W_p
-    if metrics <= METRIC_SETS["quick"]:  # no SVD at all: the stored tensors and a randomized SVD of dW
+    if not runs_svd(metrics):  # no SVD at all: the stored tensors and a randomized SVD of dW
         row, s_p, blocks = {}, None, {}
     elif not update.changed:
         row, s_p, blocks = _unchanged_route(base, full)
@@ -283,7 +293,8 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     if "delta-svd" in _routes(metrics):
         row["delta_rank90"] = m.rank90(svdvals(update.dW, dtype, base.W.device)) if update.changed else 0
     if "delta-lowrank" in _routes(metrics):
-        row["delta_top16"] = m.top_energy(update.dW, update.nd2, seed * 1_000_003 + zlib.crc32(name.encode()))
+        with full_threads():  # a few products with dW: a kernel
+            row["delta_top16"] = m.top_energy(update.dW, update.nd2, seed * 1_000_003 + zlib.crc32(name.encode()))
     columns = {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}
     if s_p is None:
         return columns, {}
@@ -315,7 +326,8 @@ def _unchanged_route(base: Base, full: bool) -> tuple[dict, torch.Tensor, dict]:
 def delta_frame(base: Base, update: Update) -> torch.Tensor:
     """D = U_b^T dW V_b - (a_fro - 1) S_b (= U_b^T (W_p - a_fro W_b) V_b without cancellation)."""
     f = base.factors
-    D = m.one_svd_form(f.U, update.dW, f.V)
+    with full_threads():  # 2 m n r flops: a kernel
+        D = m.one_svd_form(f.U, update.dW, f.V)
     return D - update.a_fro_m1 * torch.diag(f.S.to(D.dtype))
 
 
@@ -335,10 +347,11 @@ def _full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: U
     """`W_p` in the working dtype (for the SVD), `stored_p` as stored (for the float64 top subspaces)."""
     post = svd(W_p, base.W.dtype, base.W.device)
     row = scaling_metrics(base.factors.S, post.S)
-    Q_U, Q_V = m.overlaps(base.factors.U, post.U), m.overlaps(base.factors.V, post.V)
     square = (W_p.shape[0] == post.S.numel(), W_p.shape[1] == post.S.numel())
-    row.update(rotation_metrics(Q_U, Q_V, post.S, base.factors.S, square))
-    row.update(angle_metrics(base.top(), top_factors(stored_p.to(base.W.device), post)))
+    with full_threads():  # products of m x r and r x r factors: kernels
+        Q_U, Q_V = m.overlaps(base.factors.U, post.U), m.overlaps(base.factors.V, post.V)
+        row.update(rotation_metrics(Q_U, Q_V, post.S, base.factors.S, square))
+        row.update(angle_metrics(base.top(), top_factors(stored_p.to(base.W.device), post)))
     row.update(symmetry_metrics(delta_frame(base, update), base.factors.S, 1.0 + update.a_fro_m1, rng))
     if null_svd:
         row.update(null_metrics(base, update, generator))

@@ -10,6 +10,7 @@ import torch
 from orthoscope.architectures import find_matrices, read_matrix
 from orthoscope.errors import PairingError, SourceError
 from orthoscope.kernels import resolve_device, singular_values
+from orthoscope.kernels.threads import light
 from orthoscope.pipeline.pairing import select
 from orthoscope.sources import open_checkpoint
 
@@ -41,7 +42,8 @@ def spectra(
     if not refs:
         raise PairingError(f"no matrices to analyse in {ckpt.spec} with these filters")
     dev = resolve_device(device)
-    return {ref.name: _values(read_matrix(ckpt, ref), ref.name, dev) for ref in refs}
+    with light():  # torch at one thread between the eigensolves, which get every thread (kernels.threads)
+        return {ref.name: _values(read_matrix(ckpt, ref), ref.name, dev) for ref in refs}
 
 
 def _values(W: torch.Tensor, name: str, device: torch.device) -> torch.Tensor:

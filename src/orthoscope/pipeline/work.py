@@ -9,6 +9,7 @@ dW = W_p - W_b), again only where the stored value was made from other bytes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -16,9 +17,10 @@ from typing import Callable, Sequence
 import torch
 
 from orthoscope.architectures import MatrixRef, read_matrix
+from orthoscope.kernels.threads import light
 from orthoscope.pipeline.allocator import keep_freed_memory
 from orthoscope.pipeline.cache import SVDCache, tensor_digest
-from orthoscope.pipeline.measure import SkipMatrix, measure, prepare_base
+from orthoscope.pipeline.measure import SkipMatrix, measure, prepare_base, runs_svd
 from orthoscope.sources import Checkpoint
 
 ROW_BLOCK = 1 << 22  # elements per block when forming the pairs' inner products in float64
@@ -97,6 +99,14 @@ def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: S
     some post needs it.
     """
     keep_freed_memory()  # once per process (Ray workers too): no page faults on every matrix's buffers
+    # torch at one thread between the kernels (kernels.threads) where scipy's eigensolver and SVDs
+    # run; the `quick` set has neither, and its element-wise work is faster on every thread
+    with light() if runs_svd(settings.metrics) else contextlib.nullcontext():
+        return _analyse(base, posts, job, settings, cache)
+
+
+def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: Settings,
+             cache: SVDCache | None) -> JobResult:
     before = cache.stats() if cache is not None else None
     W_b = read_matrix(base, job.ref)
     h_b = content_hash(W_b)
