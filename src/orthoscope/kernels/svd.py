@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -117,10 +117,9 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     in 68-75 ms against 139 ms for torch's float64 GEMM (and 173 ms for dsyrk beside
     torch's spinning threads); as accurate (the lower triangle, which LAPACK's
     reduction handles best for spectra decaying along the diagonal). OpenBLAS's threads in
-    turn would spin for up to about 0.1 s after the call (its THREAD_TIMEOUT) and slow the
-    torch work that follows (a 4864x896 GEMM: 68 -> 112 ms): they are let go at the end
-    (`_release_blas_threads`). With `kernels.threads.light`, this and the one-thread work
-    between kernels took 15 % off a warm 6-layer run (6.98 against 8.18 s, medians of 4).
+    turn busy-wait after a call; `_scipy_lapack` shortens that wait from about 0.1 s to
+    about 0.4 ms (see `BLAS_SPIN_LOG2_CYCLES`), so that they leave the cores to the torch work
+    that follows.
 
     >>> X = torch.randn(30, 7, dtype=torch.float64)
     >>> torch.allclose(_gram_eigenvalues_cpu(X), torch.linalg.eigvalsh(X.T @ X))
@@ -142,35 +141,7 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
             B = block.to(torch.float64).T.contiguous().numpy().T
             gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
         values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
-        if workers > 1:
-            _release_blas_threads(threads)
     return torch.from_numpy(values)
-
-
-def _release_blas_threads(threads) -> None:
-    """Let scipy's OpenBLAS workers go now rather than after their spin (about 0.1 s of a core).
-
-    `blas_thread_shutdown_` joins the pool (OpenBLAS's own fork handler calls it); the next
-    BLAS call starts it again. Interleaved on 4864x896 bfloat16 with a torch GEMM after
-    each call: 210 against 250 ms per matrix (896x896: 103 against 133 ms). Only scipy's
-    OpenBLAS on pthreads: numpy's pool is left alone (letting it go too cost 15 % in the
-    pipeline). Not for a process whose other threads are in scipy's BLAS at that moment:
-    orthoscope calls it from one thread.
-    """
-    for lib in threads.select(internal_api="openblas").lib_controllers:
-        if _scipy_owns(lib.filepath) and getattr(lib, "threading_layer", None) == "pthreads":
-            shutdown = getattr(lib.dynlib, "blas_thread_shutdown_", None)
-            if shutdown is not None:
-                shutdown()
-
-
-@functools.cache
-def _scipy_owns(filepath: str) -> bool:
-    """Whether a BLAS library was loaded by scipy (its wheel's `scipy.libs`, or the same file as its linalg)."""
-    import scipy
-
-    return Path(filepath).resolve().parent.name == "scipy.libs" or \
-        Path(filepath).resolve().is_relative_to(Path(scipy.__file__).resolve().parent)
 
 
 @contextlib.contextmanager
@@ -190,7 +161,44 @@ def _scipy_lapack():
     import threadpoolctl
     from scipy.linalg import blas, eigh
 
-    return blas, eigh, threadpoolctl.ThreadpoolController()
+    controller = threadpoolctl.ThreadpoolController()
+    _shorten_blas_spin(controller)
+    return blas, eigh, controller
+
+
+# OpenBLAS's workers busy-wait 2^THREAD_TIMEOUT cycles for the next call before they sleep:
+# 2^28 (about 0.1 s) by default, long enough to hold a core through the torch work that follows
+# the eigensolve (a 4864x896 GEMM: 68 -> 112 ms; `symmetry_metrics`: 4 -> 22 ms). 2^20 cycles
+# (about 0.4 ms) still bridges the gaps between the BLAS calls inside one LAPACK routine; at the
+# floor (2^4) every one of them pays a wake-up. Second post on the 8-layer Qwen-shaped pair:
+# 8.2 s against 10.6 s (the GEMMs 2.0 against 3.4 s, the work between kernels 1.9 against 2.3 s).
+BLAS_SPIN_LOG2_CYCLES = 20
+
+
+def _shorten_blas_spin(controller) -> None:
+    """Set the process's OpenBLAS libraries (pthreads builds: scipy's, numpy's) to spin `BLAS_SPIN_LOG2_CYCLES`.
+
+    Unless OPENBLAS_THREAD_TIMEOUT is set: the user's choice stands. OpenBLAS reads its
+    variables when it is loaded; `openblas_read_env` reads them again and
+    `blas_thread_shutdown_` ends the workers started with the old wait (the next call starts
+    new ones). The variable is set only for that read: child processes keep theirs. Once per
+    process, from the thread that runs the kernels.
+    """
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:  # the user's choice stands
+        return
+    for lib in controller.select(internal_api="openblas").lib_controllers:
+        if getattr(lib, "threading_layer", None) != "pthreads":
+            continue
+        read_env = getattr(lib.dynlib, "openblas_read_env", None)
+        shutdown = getattr(lib.dynlib, "blas_thread_shutdown_", None)
+        if read_env is None or shutdown is None:
+            continue
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(BLAS_SPIN_LOG2_CYCLES)
+        try:
+            read_env()
+        finally:
+            del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+        shutdown()
 
 
 @kernel
