@@ -7,7 +7,9 @@ OpenBLAS's workers after scipy's Gram and eigensolve, torch's own team after a G
 thread of the team that lands on that core holds every barrier of the region for a
 scheduler slice (milliseconds). Measured on the 6-layer Qwen-shaped pair, second post
 against a cached base, two threads: `symmetry_metrics` took 22 ms per matrix inside the
-pipeline against 4 ms alone; with this policy the whole run takes 15 % less.
+pipeline against 4 ms alone. This policy alone took 15 % off that run (7.63 against 8.92 s);
+with OpenBLAS's shorter wait (`kernels.svd.BLAS_SPIN_LOG2_CYCLES`), an 8-layer warm run takes
+8.4-9.9 s against 10.3-12.6 s.
 
 `light()` is entered once per job (`pipeline.work.analyse`): torch runs one thread. Each
 kernel runs under `full_threads()` (the decorator `kernel` says so), which gives torch back the

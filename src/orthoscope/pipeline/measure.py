@@ -333,8 +333,8 @@ def delta_frame(base: Base, update: Update) -> torch.Tensor:
 
 def _one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
                    rng: np.random.Generator) -> tuple[dict, torch.Tensor, dict]:
-    # torch's work (the base SVD, D) before the post's values: scipy's BLAS threads spin for a while
-    # after the Gram and eigensolve, and would slow a torch GEMM or SVD that came right after
+    # torch's work (the base SVD, D) before the post's values: scipy's BLAS threads still spin
+    # briefly after the eigensolve (kernels.svd.BLAS_SPIN_LOG2_CYCLES), the one-thread work is next
     D = delta_frame(base, update)
     s_p = singular_values(W_p, base.W.device)
     row = scaling_metrics(base.factors.S, s_p)
