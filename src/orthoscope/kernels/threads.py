@@ -2,14 +2,15 @@
 
 On CPU, the element-wise work between two kernels (conversions, differences, norms, the r x r
 statistics of D) is memory-bound and short. Run on torch's full OpenMP team it gains
-little, and it loses a lot whenever another thread pool is still busy-waiting on a core:
-OpenBLAS's workers after scipy's Gram and eigensolve, torch's own team after a GEMM. A
-thread of the team that lands on that core holds every barrier of the region for a
-scheduler slice (milliseconds). Measured on the 6-layer Qwen-shaped pair, second post
-against a cached base, two threads: `symmetry_metrics` took 22 ms per matrix inside the
-pipeline against 4 ms alone. This policy alone took 15 % off that run (7.63 against 8.92 s);
-with OpenBLAS's shorter wait (`kernels.svd.BLAS_SPIN_LOG2_CYCLES`), an 8-layer warm run takes
-8.4-9.9 s against 10.3-12.6 s.
+little, and it loses a lot whenever another thread pool is still busy-waiting on a core
+(OpenBLAS's workers after scipy's Gram and eigensolve): a thread of the team that lands on
+that core holds every barrier of the region for a scheduler slice. Measured with OpenBLAS's
+default wait, second post on the 6-layer Qwen-shaped pair: `symmetry_metrics` took 22 ms per
+matrix inside the pipeline against 4 ms alone. With the wait shortened
+(`kernels.svd.BLAS_SPIN_LOG2_CYCLES`), this policy is neutral for `compare` (8 layers, warm:
+6.51 against 6.54 s; 6 layers, cold: 13.2 against 13.1 s) and takes 11 % off `spectra`
+(3.86 against 4.34 s); it stays as the guard for a pool that still waits long (a user's
+OPENBLAS_THREAD_TIMEOUT, another BLAS).
 
 `light()` is entered once per job (`pipeline.work.analyse`): torch runs one thread. Each
 kernel runs under `full_threads()` (the decorator `kernel` says so), which gives torch back the
