@@ -6,7 +6,6 @@ are swapped back, so callers always get `W = U diag(S) V^T` for the W they gave.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels.threads import full_count, kernel
+from orthoscope.kernels.threads import full_count, kernel, torch_threads
 
 
 @dataclass
@@ -135,24 +134,13 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     step = max(1, SYRK_BLOCK // side)
     blocks = ((W[:, i:i + step] if wide else W[i:i + step].T) for i in range(0, cols if wide else rows, step))
     workers = full_count()
-    with _torch_threads(1), threads.limit(limits=workers, user_api="blas"):
+    with torch_threads(1), threads.limit(limits=workers, user_api="blas"):
         gram = np.zeros((side, side), dtype=np.float64, order="F")
         for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
             B = block.to(torch.float64).T.contiguous().numpy().T
             gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
         values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
     return torch.from_numpy(values)
-
-
-@contextlib.contextmanager
-def _torch_threads(count: int):
-    """Run the block with torch limited to `count` intra-op threads, then restore its setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @functools.cache

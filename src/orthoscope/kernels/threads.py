@@ -42,16 +42,25 @@ _FULL: contextvars.ContextVar[int | None] = contextvars.ContextVar("orthoscope_f
 
 
 @contextlib.contextmanager
-def light() -> Iterator[None]:
-    """Torch at one thread for the block; kernels inside (`full_threads`) get the count it had before."""
-    count = torch.get_num_threads()
-    token = _FULL.set(count)
-    torch.set_num_threads(1)
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with torch at `count` intra-op threads, then restore the count it had."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
     try:
         yield
     finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def light() -> Iterator[None]:
+    """Torch at one thread for the block; kernels inside (`full_threads`) get the count it had before."""
+    token = _FULL.set(torch.get_num_threads())
+    try:
+        with torch_threads(1):
+            yield
+    finally:
         _FULL.reset(token)
-        torch.set_num_threads(count)
 
 
 def full_count() -> int:
@@ -64,14 +73,8 @@ def full_count() -> int:
 def full_threads() -> Iterator[None]:
     """Torch at the full count for the block (inside `light()`), then back to one thread."""
     count = _FULL.get()
-    if count is None or count == torch.get_num_threads():
+    with torch_threads(count) if count is not None else contextlib.nullcontext():
         yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(1)
 
 
 def kernel(function: F) -> F:
