@@ -24,12 +24,18 @@ PAIR_NORMAL_ABOVE = 256  # r above this: the normal limit instead of draws
 
 @dataclass(frozen=True)
 class Pairing:
-    """The pairing statistics of one D: T, Var[T] under sign flips, and the diagonal's share of ||D||^2."""
+    """The pairing statistics of one D: T, Var[T] under sign flips, ||D||_F^2 and sum_i D_ii^2."""
 
     T: float
     var: float
-    diag_share: float  # sum_i D_ii^2 / ||D||_F^2
+    norm2: float  # ||D||_F^2
+    diag2: float  # sum_i D_ii^2
     A: torch.Tensor
+
+    @property
+    def diag_share(self) -> float:
+        """sum_i D_ii^2 / ||D||_F^2 (NaN for D = 0)."""
+        return self.diag2 / self.norm2 if self.norm2 > 0 else math.nan
 
     @property
     def z(self) -> float:
@@ -54,9 +60,8 @@ def pairing(D: torch.Tensor) -> Pairing:
     diag = torch.diagonal(D)
     O = D - torch.diag(diag)
     A = O * O.T
-    total = (D * D).sum().item()
-    return Pairing(T=A.sum().item(), var=2 * (A * A).sum().item(),
-                   diag_share=(diag * diag).sum().item() / total if total > 0 else math.nan, A=A)
+    return Pairing(T=A.sum().item(), var=2 * (A * A).sum().item(), norm2=(D * D).sum().item(),
+                   diag2=(diag * diag).sum().item(), A=A)
 
 
 def pairing_and_sym_frac(D: torch.Tensor) -> tuple[Pairing, float]:
@@ -79,8 +84,7 @@ def pairing_and_sym_frac(D: torch.Tensor) -> tuple[Pairing, float]:
     A.diagonal().zero_()
     flat_a = A.reshape(-1)
     T = flat_a.sum().item()
-    pair = Pairing(T=T, var=2 * torch.dot(flat_a, flat_a).item(),
-                   diag_share=diag2 / total if total > 0 else math.nan, A=A)
+    pair = Pairing(T=T, var=2 * torch.dot(flat_a, flat_a).item(), norm2=total, diag2=diag2, A=A)
     return pair, (0.5 + (T + diag2) / (2 * total) if total > 0 else 0.5)
 
 

@@ -427,13 +427,11 @@ def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a_fro: float,
     """
     D = D.double()
     r = D.shape[0]
-    s_b = s_b.to(D)
-    diag = torch.diagonal(D)
-    # ||M||^2 = ||D + a_fro S_b||^2: the off-diagonal of D plus the shifted diagonal (no cancellation)
-    M_norm = math.sqrt(max(torch.dot(D.reshape(-1), D.reshape(-1)).item() - torch.dot(diag, diag).item(), 0.0)
-                       + (diag + a_fro * s_b).square().sum().item())
-    asym = (torch.linalg.matrix_norm(D - D.T).item() / (math.sqrt(2) * M_norm)) if M_norm > 0 else 0.0
     pair, value = m.pairing_and_sym_frac(D)
+    # ||M||^2 = ||D + a_fro S_b||^2: the off-diagonal of D plus the shifted diagonal (no cancellation)
+    M_norm = math.sqrt(max(pair.norm2 - pair.diag2, 0.0)
+                       + (torch.diagonal(D) + a_fro * s_b.to(D)).square().sum().item())
+    asym = (torch.linalg.matrix_norm(D - D.T).item() / (math.sqrt(2) * M_norm)) if M_norm > 0 else 0.0
     z_gauss, p_gauss = m.gauss_tail(value, r)
     k = min(r, TOP_K)
     top_pair, top_value = m.pairing_and_sym_frac(D[:k, :k])
