@@ -147,6 +147,19 @@ def check_floating(W: torch.Tensor, side: str) -> None:
                          "type (quantised or not a weight: not analysed)")
 
 
+def nonfinite_count(W: torch.Tensor, total: float | None = None) -> int:
+    """NaN/Inf entries of `W`; a finite `total` (W's sum, formed here if not given) clears it in one pass.
+
+    NaN and Inf propagate into the sum, so only a sum that is not finite (NaN/Inf entries, or
+    a finite matrix whose sum overflows) calls for the per-entry count.
+
+    >>> nonfinite_count(torch.tensor([1.0, float("inf"), float("nan")])), nonfinite_count(torch.ones(3))
+    (2, 0)
+    """
+    total = W.sum().item() if total is None else total
+    return 0 if math.isfinite(total) else int((~torch.isfinite(W)).sum())
+
+
 def check_finite(W: torch.Tensor, side: str) -> None:
     """Raise SkipMatrix for NaN/Inf entries or an all-zero matrix (on `W` as converted: fast dtypes).
 
@@ -162,8 +175,8 @@ def check_finite(W: torch.Tensor, side: str) -> None:
     total = W.sum().item()
     if math.isfinite(total) and total != 0:
         return
-    if not torch.isfinite(W).all():
-        bad = int((~torch.isfinite(W)).sum())
+    bad = nonfinite_count(W, total)
+    if bad:
         raise SkipMatrix(f"{bad} NaN/Inf entries in the {side} matrix")
     if not W.any():
         raise SkipMatrix(f"all-zero {side} matrix (no singular subspace to compare)")

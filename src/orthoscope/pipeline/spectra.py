@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -11,6 +10,7 @@ from orthoscope.architectures import find_matrices, read_matrix
 from orthoscope.errors import PairingError, SourceError
 from orthoscope.kernels import resolve_device, singular_values
 from orthoscope.kernels.threads import light
+from orthoscope.pipeline.measure import nonfinite_count
 from orthoscope.pipeline.pairing import select
 from orthoscope.sources import open_checkpoint
 
@@ -47,7 +47,7 @@ def spectra(
 
 
 def _values(W: torch.Tensor, name: str, device: torch.device) -> torch.Tensor:
-    # one vectorised sum clears a finite matrix (NaN and Inf propagate); only then is each entry checked
-    if not math.isfinite(W.sum().item()) and not torch.isfinite(W).all():
-        raise SourceError(f"{name}: {int((~torch.isfinite(W)).sum())} NaN/Inf entries")
+    bad = nonfinite_count(W)
+    if bad:
+        raise SourceError(f"{name}: {bad} NaN/Inf entries")
     return singular_values(W, device).cpu()
