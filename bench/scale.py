@@ -15,13 +15,13 @@ route  the default `compare` (all metrics) vs three bare float32 SVDs per matrix
        route against two bare float32 SVDs is P1's first ratio; goal <= 0.85.)
 quick  `--metrics quick` vs reading both checkpoints through orthoscope's readers,
        both from a cold page cache (when this process may drop it) and warm. Goal: <= 2.
-       Also printed: the randomized SVDs of `delta_top16` alone, against the read.
+       Also printed: the block Krylov of `delta_top16` alone, against the read.
 help   wall seconds of `orthoscope --help` in a fresh interpreter. Goal: < 1 s.
 ww     WeightWatcher's default analyze() vs `orthoscope.spectra` on the base
        (bench/weightwatcher_compare.py; needs its venv, see there). Goal: >= 3.
 
 P1, P2 and quick also time, in one more child, the kernels no route can skip (the post's
-singular values, M = U_b^T dW V_b, delta_top16's randomized SVD), so that each goal's
+singular values, M = U_b^T dW V_b, delta_top16's block Krylov), so that each goal's
 bound on this machine is printed beside it.
 
 Every analysis runs in a fresh child process (OMP/MKL/torch threads = 2 unless
@@ -150,7 +150,7 @@ def kernel_floors(base: Path, post: Path, work: Path) -> dict:
 
     post_values_s  the post's singular values (`kernels.singular_values`: float64 Gram + values-only eigensolver);
     M_s            U_b^T dW V_b (`metrics.one_svd_form`), the r x r product every sign-free metric reads;
-    top16_s        `delta_top16`'s randomized SVD of dW (`metrics.top_energy`), the one heavy kernel of `quick`.
+    top16_s        `delta_top16`'s block Krylov of dW (`metrics.top_energy`), the one heavy kernel of `quick`.
 
     A warm P2 run (base factors cached) does at least post_values_s + M_s, so P2 <= cold / (that sum);
     a cold sign-free run does one base SVD more, so P1 >= (floor2 / 2 + post_values_s + M_s) / floor2.
@@ -392,7 +392,7 @@ def quick(work: Path, base: Path, post: Path) -> dict:
                       "ratio": run["compare_s"] / read["read_s"]}
         print(f"quick ({state} page cache): compare --metrics quick {run['compare_s']:.1f} s / reading both "
               f"checkpoints {read['read_s']:.1f} s ({read['bytes'] / 2**30:.2f} GiB) = {row[state]['ratio']:.2f}  "
-              f"(goal <= 2); delta_top16's randomized SVDs alone take {floors['top16_s']:.1f} s, "
+              f"(goal <= 2); delta_top16's block Krylov alone take {floors['top16_s']:.1f} s, "
               f"{floors['top16_s'] / read['read_s']:.1f}x the read", flush=True)
     return row
 

@@ -1,4 +1,4 @@
-"""The `quick` set: triage columns from the stored tensors and a randomized SVD of dW, no full SVD."""
+"""The `quick` set: triage columns from the stored tensors and a randomized block Krylov of dW, no full SVD."""
 
 import math
 

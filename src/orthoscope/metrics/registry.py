@@ -12,11 +12,11 @@ Routes (what a column needs besides the stored tensors):
 - `post-svd`: the post SVD (singular vectors: rotations, principal angles);
 - `null-svd`: the SVD of the Gaussian null W_null = a_fro W_b + G;
 - `delta-svd`: the singular values of dW (only when asked for by name or with the `delta` set);
-- `delta-lowrank`: dW's top singular values by randomized SVD (asked for by name or `quick`).
+- `delta-lowrank`: dW's top singular values by randomized block Krylov (asked for by name or `quick`).
 
 Named sets: `all` (the default: every column but the delta-svd and delta-lowrank ones),
 `sign-free` (the one-SVD route), `delta`, and `quick` (triage of big pairs: the columns
-marked quick, read from the stored tensors and a randomized SVD of dW, no full SVD).
+marked quick, read from the stored tensors and a randomized block Krylov of dW, no full SVD).
 
 Adding a metric: one record here, one pure function in `orthoscope.metrics`,
 one line in `pipeline/measure.py` where its route computes it, one test.
@@ -56,7 +56,7 @@ class Metric:
     formula: str
     summary: bool = False  # a column of the terminal summary
     report: bool = False  # a figure of the report uses it
-    quick: bool = False  # in the `quick` set: needs no full SVD (the stored tensors, a randomized SVD of dW)
+    quick: bool = False  # in the `quick` set: needs no full SVD (the stored tensors, a randomized block Krylov of dW)
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES or self.family not in FAMILIES or self.dtype not in DTYPES:
@@ -87,7 +87,7 @@ METRICS: tuple[Metric, ...] = (
     M("delta_rank90", "delta", "delta-svd", True, "int",
       "number of singular values of dW holding 90% of ||dW||_F^2 (asked for only)"),
     M("delta_top16", "delta", "delta-lowrank", True, "float",
-      "share of ||dW||_F^2 in dW's top 16 singular values by randomized SVD (a lower bound, within 0.005; "
+      "share of ||dW||_F^2 in dW's top 16 singular values by randomized block Krylov (a lower bound, within 0.005; "
       "asked for only)", quick=True),
     # rotations of the singular vectors (post SVD)
     M("incons", "rotation", "post-svd", True, "float", "||Q_U - Q_V||_F / (2 sqrt r), Q_U = U_b^T U_p, Q_V = V_b^T V_p",

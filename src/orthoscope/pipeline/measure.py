@@ -292,7 +292,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     full = needs_post_svd(metrics)
     if not (full and update.changed):
         del W  # only the post SVD needs the working copy; the post's values are read blockwise from W_p
-    if not runs_svd(metrics):  # no SVD at all: the stored tensors and a randomized SVD of dW
+    if not runs_svd(metrics):  # no SVD at all: the stored tensors and a randomized block Krylov of dW
         row, s_p, blocks = {}, None, {}
     elif not update.changed:
         row, s_p, blocks = _unchanged_route(base, full)
