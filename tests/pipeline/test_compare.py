@@ -87,3 +87,29 @@ def test_half_written_or_stale_results_are_recomputed(planted, tmp_path, monkeyp
     calls = counting(monkeypatch)
     orthoscope.compare(*planted, out, seed=1, overwrite=True)  # other settings: nothing is reused
     assert len(calls) == 14
+
+
+def test_local_executor_asks_for_each_matrix_before_reading_it(planted, monkeypatch):
+    from orthoscope.sources import store
+
+    events = []
+    monkeypatch.setattr(store, "advise_willneed", lambda path, offset, length: events.append(("ahead", path, offset)))
+    from orthoscope.sources.safetensors_files import SafetensorsFiles
+
+    original = SafetensorsFiles.read
+
+    def reading(self, name):
+        events.append(("read", self.location[name], self.byte_range(name)[0]))
+        return original(self, name)
+
+    monkeypatch.setattr(SafetensorsFiles, "read", reading)
+    orthoscope.compare(planted[0], planted[1], metrics="quick")
+    reads = [(path, offset) for kind, path, offset in events if kind == "read"]
+    assert len(reads) == 28  # 14 matrices, base and post
+    for i, (kind, path, offset) in enumerate(events):
+        if kind == "read":
+            ahead = [k for k, e in enumerate(events) if e == ("ahead", path, offset)]
+            assert ahead and ahead[0] < i  # asked for before it was read
+    first_read = next(i for i, e in enumerate(events) if e[0] == "read")
+    # before the first read: the first job and the two after it (PREFETCH_JOBS), base and post each
+    assert sum(e[0] == "ahead" for e in events[:first_read]) == 3 * 2

@@ -168,3 +168,13 @@ def test_several_gguf_files_need_a_file_path(tiny, tmp_path):
     with pytest.raises(SourceError, match="several GGUF files"):
         open_checkpoint(mixed)
     assert open_checkpoint(mixed / "tiny-q8.gguf").files.quant_types()["lm_head.weight"] == "Q8_0"
+
+
+def test_gguf_byte_ranges_hold_each_tensors_stored_bytes(tiny):
+    _, f32, q8, _ = tiny
+    for folder in (f32, q8):
+        files = open_checkpoint(folder).files
+        for name in files.shapes:
+            offset, length = files.byte_range(name)
+            raw = files.location[name].read_bytes()[offset:offset + length]
+            assert raw == files._tensor(name).data.tobytes(), name

@@ -82,6 +82,13 @@ def read_matrix(ckpt: Checkpoint, ref: MatrixRef) -> torch.Tensor:
     return cut_matrix(tensor, ref)
 
 
+def prefetch_matrix(ckpt: Checkpoint, ref: MatrixRef) -> None:
+    """Start reading what `read_matrix(ckpt, ref)` will read (a hint to the OS; returns at once)."""
+    ckpt.prefetch(ref.tensor)
+    if ref.scale is not None:
+        ckpt.prefetch(ref.scale)
+
+
 def dequantize_blocks(tensor: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
     """Block-FP8 to float32: each (block[0], block[1]) tile times its factor in `scale_inv`.
 

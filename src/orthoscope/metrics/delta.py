@@ -57,10 +57,16 @@ def norms(W_b: torch.Tensor, dW: torch.Tensor) -> tuple[float, float, float]:
     (25.0, 3.0, 1.0)
     """
     b, d = W_b.reshape(-1), dW.reshape(-1)
-    total = torch.zeros(3, dtype=torch.float64)
-    for start in range(0, b.numel(), NORM_BLOCK):
-        x, y = b[start:start + NORM_BLOCK].double(), d[start:start + NORM_BLOCK].double()
-        total += torch.stack([torch.dot(x, x), torch.dot(x, y), torch.dot(y, y)])
+    block = max(1, min(NORM_BLOCK, b.numel()))
+    x = torch.empty(block, dtype=torch.float64, device=b.device)  # two float64 buffers, reused for every block
+    y = torch.empty(block, dtype=torch.float64, device=b.device)
+    total = torch.zeros(3, dtype=torch.float64, device=b.device)
+    for start in range(0, b.numel(), block):
+        stop = min(start + block, b.numel())
+        u, v = x[:stop - start], y[:stop - start]
+        u.copy_(b[start:stop])
+        v.copy_(d[start:stop])
+        total += torch.stack([torch.dot(u, u), torch.dot(u, v), torch.dot(v, v)])
     nb2, cross, nd2 = total.tolist()
     return nb2, cross, nd2
 

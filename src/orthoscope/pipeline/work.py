@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from orthoscope.architectures import MatrixRef, read_matrix
+from orthoscope.architectures import MatrixRef, prefetch_matrix, read_matrix
 from orthoscope.kernels.threads import light
 from orthoscope.pipeline.allocator import keep_freed_memory
 from orthoscope.pipeline.cache import SVDCache, tensor_digest
@@ -89,6 +89,20 @@ def make_cache(settings: Settings) -> SVDCache | None:
     if not settings.cache:
         return None
     return SVDCache(settings.cache_dir, settings.cache_limit_gib, protect_since=settings.started)
+
+
+PREFETCH_JOBS = 2  # jobs whose bytes are asked for ahead of the one being analysed
+
+
+def prefetch(base: Checkpoint, posts: Sequence[Checkpoint], job: Job) -> None:
+    """Ask the OS to start reading what `analyse` will read for `job` (returns at once; a hint only).
+
+    Reading then overlaps the kernels of the jobs before it: from a cold page cache, a
+    job's reads otherwise come in page faults, a few pages at a time.
+    """
+    prefetch_matrix(base, job.ref)
+    for i in job.posts:
+        prefetch_matrix(posts[i], job.ref)
 
 
 def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: Settings,

@@ -65,6 +65,10 @@ class Checkpoint:
         """Read one tensor (its stored dtype; GGUF dequantized to float32)."""
         return self.files.read(name)
 
+    def prefetch(self, name: str) -> None:
+        """A hint that `name` will be read soon: its bytes start coming into the page cache (no effect on values)."""
+        self.files.prefetch(name)
+
     def shards(self) -> dict[Path, list[str]]:
         """Tensor names grouped by the stored file that holds them (for writers that keep the sharding)."""
         return self.files.shards()

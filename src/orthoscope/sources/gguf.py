@@ -129,6 +129,10 @@ class GGUFFiles(TensorFiles):
         """Each tensor's GGML type name (F32, Q8_0, Q6_K, ...)."""
         return {name: self._tensor(name).tensor_type.name for name in self.shapes}
 
+    def byte_range(self, name: str) -> tuple[int, int] | None:
+        tensor = self._tensor(name)
+        return int(tensor.data_offset), int(tensor.n_bytes)
+
     def _tensor(self, name: str):
         path, index = self._source[name]
         return self._readers[path].tensors[index]

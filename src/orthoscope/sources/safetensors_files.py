@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,7 +39,17 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.safetensors") if p.name != ADAPTER_FILE)
 
 
+@dataclass
 class SafetensorsFiles(TensorFiles):
+    _spans: dict[Path, dict[str, tuple[int, int]]] = field(default_factory=dict, repr=False, compare=False)
+
+    def byte_range(self, name: str) -> tuple[int, int] | None:
+        """From the file's header: 8 bytes of length, the JSON header, then each tensor's data_offsets."""
+        path = self.location[name]
+        if path not in self._spans:
+            self._spans[path] = _spans(path)
+        return self._spans[path].get(name)
+
     def read(self, name: str) -> torch.Tensor:
         path = self.location[name]
         try:
@@ -52,6 +65,19 @@ class SafetensorsFiles(TensorFiles):
         if code not in SAFETENSORS_DTYPES:
             raise SourceError(f"tensor {name!r} in {path} has dtype {code}, which torch cannot hold")
         return SAFETENSORS_DTYPES[code]
+
+
+def _spans(path: Path) -> dict[str, tuple[int, int]]:
+    """{name: (offset, length)} from a safetensors header; {} if it cannot be read (it is only a hint)."""
+    try:
+        with path.open("rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(min(size, 100_000_000)))
+        return {name: (8 + size + int(entry["data_offsets"][0]),
+                       int(entry["data_offsets"][1]) - int(entry["data_offsets"][0]))
+                for name, entry in header.items() if name != "__metadata__"}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error, AttributeError):
+        return {}
 
 
 def read_files(folder: Path, files: list[Path]) -> SafetensorsFiles:

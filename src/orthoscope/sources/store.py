@@ -56,6 +56,9 @@ class TensorStore:
         """A config read from the weights themselves (GGUF metadata); {} for other formats."""
         return {}
 
+    def prefetch(self, name: str) -> None:
+        """A hint that `name` will be read soon (nothing here: stores in memory or without byte ranges)."""
+
 
 class MemoryLike(TensorStore):
     """A store over a dict of tensors (for examples and tests)."""
@@ -85,6 +88,20 @@ class TensorFiles(TensorStore):
             groups.setdefault(path, []).append(name)
         return groups
 
+    def byte_range(self, name: str) -> tuple[int, int] | None:
+        """(offset, length) of the stored bytes of `name` in its file, where the format says; else None."""
+        return None
+
+    def prefetch(self, name: str) -> None:
+        """Ask the OS to start reading `name`'s bytes into the page cache, and return at once.
+
+        The reads then overlap the work on earlier matrices. Only a hint
+        (`posix_fadvise(WILLNEED)`): no value depends on it, and nothing is raised.
+        """
+        span = self.byte_range(name)
+        if span is not None:
+            advise_willneed(self.location[name], *span)
+
     def fingerprint(self) -> str:
         """A hash of the files' names, sizes, headers and slices: changes whenever the weights do."""
         digest = hashlib.sha256()
@@ -112,6 +129,34 @@ def head_bytes(path: Path, samples: int = 8, sample_size: int = 1 << 16) -> byte
             handle.seek(len(head) + (size - len(head)) * i // samples)
             parts.append(handle.read(sample_size))
     return b"".join(parts)
+
+
+READAHEAD_CHUNK = 1 << 17  # bytes per WILLNEED call: Linux reads at most max(read_ahead_kb, max_sectors_kb) per call
+
+
+def advise_willneed(path: Path, offset: int, length: int) -> None:
+    """posix_fadvise(WILLNEED) on a byte range of `path`: the kernel reads it ahead, asynchronously.
+
+    Asked for in 128 KiB pieces: Linux caps one call at the device's readahead window
+    (measured: one call for 100 MB brought 8 MB in; pieces bring all of it, in 38 ms of
+    calls, 2.5 ms when the pages are already cached). A no-op where the call does not
+    exist (macOS, Windows) or fails.
+
+    >>> advise_willneed(Path(__file__), 0, 100)
+    """
+    if not hasattr(os, "posix_fadvise") or length <= 0 or offset < 0:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return
+    try:
+        for start in range(offset, offset + length, READAHEAD_CHUNK):
+            os.posix_fadvise(fd, start, min(READAHEAD_CHUNK, offset + length - start), os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def regular_file(path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The local executor: every job in this process, in plan order."""
+"""The local executor: every job in this process, in plan order, the next jobs' bytes read ahead."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 from orthoscope.kernels import resolve_device
-from orthoscope.pipeline.work import Job, OnResult, Settings, analyse, make_cache
+from orthoscope.pipeline.work import PREFETCH_JOBS, Job, OnResult, Settings, analyse, make_cache, prefetch
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,11 @@ class LocalExecutor:
 
     def run(self, plan, jobs: Sequence[Job], settings: Settings, on_result: OnResult) -> None:
         cache = make_cache(settings)
-        for job in jobs:
+        for ahead in jobs[:PREFETCH_JOBS]:
+            prefetch(plan.base, plan.posts, ahead)
+        for k, job in enumerate(jobs):
+            if k + PREFETCH_JOBS < len(jobs):  # the next jobs' bytes come in while this one computes
+                prefetch(plan.base, plan.posts, jobs[k + PREFETCH_JOBS])
             on_result(job, analyse(plan.base, plan.posts, job, settings, cache))
 
     def describe(self) -> dict:
