@@ -117,7 +117,7 @@ import json, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 from safetensors import safe_open
-from orthoscope.kernels import singular_values, svd
+from orthoscope.kernels import krylov_values, singular_values, svd
 from orthoscope.metrics import one_svd_form, top_energy
 from orthoscope.metrics.delta import norms
 totals = {"post_values_s": 0.0, "M_s": 0.0, "top16_s": 0.0}
@@ -136,7 +136,7 @@ for (base_path, name), (post_path, _) in json.loads(sys.argv[2]):
     t2 = time.perf_counter()
     nd2 = norms(b, dW)[2]
     t3 = time.perf_counter()
-    top_energy(dW, nd2)
+    top_energy(krylov_values(dW), nd2)
     t4 = time.perf_counter()
     totals["M_s"] += t1 - t0
     totals["post_values_s"] += t2 - t1

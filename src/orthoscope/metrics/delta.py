@@ -6,8 +6,6 @@ import math
 
 import torch
 
-from orthoscope.kernels.krylov import krylov_values
-
 NOISE_FLOOR = 1e3  # times machine epsilon of the working dtype, times ||W_b||_F
 _BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -123,26 +121,23 @@ def rank90(s: torch.Tensor, share: float = 0.9) -> int:
 
 
 TOP_ENERGY_K = 16
-TOP_ENERGY_BLOCK, TOP_ENERGY_DEPTH = 16, 4  # random columns, Krylov steps
 
 
-def top_energy(dW: torch.Tensor, nd2: float, seed: int = 0, k: int = TOP_ENERGY_K) -> float:
-    """Share of ||dW||_F^2 (`nd2`, float64) in dW's top k singular values, by randomized block Krylov.
+def top_energy(ritz: torch.Tensor, nd2: float, k: int = TOP_ENERGY_K) -> float:
+    """Share of ||dW||_F^2 (`nd2`, float64) in dW's top k singular values, from lower bounds of them.
 
-    `kernels.krylov_values` with a seeded Gaussian block of 16 columns and 4 Krylov steps
-    (80 directions, 10 products with dW of 16 columns each); the random draws come from
-    their own generator (the global RNG is left alone). Ritz values never exceed the
-    singular values, so this is a lower bound. Measured error against the exact share,
-    6-10 seeds per case, shapes 300x300 to 4864x896 and 896x4864: at most 0.003 (absolute)
-    on flat spectra (a Gaussian dW, the worst case), 2e-4 on slowly decaying ones (power
-    laws sigma_i ~ i^-0.25 and i^-0.5), 1e-5 on fast-decaying ones (low rank plus noise,
-    sigma_i ~ 1/i). Stated: within 0.005, 5e-4 and 1e-4.
+    `ritz` comes from `kernels.krylov_values(dW, seed)`: randomized block Krylov with a
+    seeded Gaussian block of 16 columns and 4 steps (80 directions, 10 products with dW of
+    16 columns each). Ritz values never exceed the singular values, so this is a lower
+    bound. Measured error against the exact share, 6-10 seeds per case, shapes 300x300 to
+    4864x896 and 896x4864: at most 0.003 (absolute) on flat spectra (a Gaussian dW, the
+    worst case), 2e-4 on slowly decaying ones (power laws sigma_i ~ i^-0.25 and i^-0.5),
+    1e-5 on fast-decaying ones (low rank plus noise, sigma_i ~ 1/i). Stated: within 0.005,
+    5e-4 and 1e-4.
 
-    >>> dW = torch.diag(torch.tensor([3.0, 1.0] + [0.0] * 98))
-    >>> round(top_energy(dW, 10.0, k=1), 6)
+    >>> round(top_energy(torch.tensor([3.0, 1.0, 0.0]), 10.0, k=1), 6)
     0.9
     """
     if nd2 == 0:
         return 0.0
-    s = krylov_values(dW, seed, TOP_ENERGY_BLOCK, TOP_ENERGY_DEPTH)
-    return min(1.0, s[:k].double().square().sum().item() / nd2)
+    return min(1.0, ritz[:k].double().square().sum().item() / nd2)

@@ -28,7 +28,7 @@ import torch
 
 from orthoscope import metrics as m
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels import SVD, singular_values, svd, svdvals, top_subspaces
+from orthoscope.kernels import SVD, krylov_values, singular_values, svd, svdvals, top_subspaces
 from orthoscope.kernels.precision import F32_SAFE
 from orthoscope.kernels.threads import full_threads
 from orthoscope.metrics import registry
@@ -307,7 +307,8 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         row["delta_rank90"] = m.rank90(svdvals(update.dW, dtype, base.W.device)) if update.changed else 0
     if "delta-lowrank" in _routes(metrics):
         with full_threads():  # a few products with dW: a kernel
-            row["delta_top16"] = m.top_energy(update.dW, update.nd2, seed * 1_000_003 + zlib.crc32(name.encode()))
+            ritz = krylov_values(update.dW, seed * 1_000_003 + zlib.crc32(name.encode())) if update.nd2 else None
+            row["delta_top16"] = m.top_energy(ritz, update.nd2)
     columns = {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}
     if s_p is None:
         return columns, {}
