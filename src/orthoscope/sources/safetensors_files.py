@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from orthoscope.errors import SourceError
-from orthoscope.sources.store import SAFETENSORS_DTYPES, TensorFiles, add_tensor, open_indexed, regular_file
+from orthoscope.sources.store import SAFETENSORS_DTYPES, TensorFiles, add_tensor, head_bytes, open_indexed, regular_file
 
 NAME = "safetensors"
 INDEX = "model.safetensors.index.json"
@@ -70,9 +70,9 @@ class SafetensorsFiles(TensorFiles):
 def _spans(path: Path) -> dict[str, tuple[int, int]]:
     """{name: (offset, length)} from a safetensors header; {} if it cannot be read (it is only a hint)."""
     try:
-        with path.open("rb") as handle:
-            size = struct.unpack("<Q", handle.read(8))[0]
-            header = json.loads(handle.read(min(size, 100_000_000)))
+        head = head_bytes(path, samples=0)  # the length and the JSON header, as the fingerprint reads them
+        size = struct.unpack("<Q", head[:8])[0]
+        header = json.loads(head[8:])
         return {name: (8 + size + int(entry["data_offsets"][0]),
                        int(entry["data_offsets"][1]) - int(entry["data_offsets"][0]))
                 for name, entry in header.items() if name != "__metadata__"}
