@@ -186,8 +186,9 @@ def prepare_base(W_b: torch.Tensor, dtype: torch.dtype, device: torch.device,
                  cache: SVDCache | None = None) -> Base:
     """Check `W_b`; its SVD is computed once (or taken from `cache`) when a route first needs it."""
     check_floating(W_b, "base")
-    W = W_b.to(device=device, dtype=dtype)
-    check_finite(W, "base")
+    with full_threads():  # conversion and check pass over every entry: faster on every thread
+        W = W_b.to(device=device, dtype=dtype)
+        check_finite(W, "base")
 
     def load() -> SVD:
         key = cache.key(W_b, dtype) if cache is not None else None
@@ -284,9 +285,10 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         raise SkipMatrix(f"shape {tuple(W_p.shape)} differs from base {tuple(base.W.shape)}")
     check_floating(W_p, "post")
     dtype = base.W.dtype
-    W = W_p.to(device=base.W.device, dtype=dtype)
-    check_finite(W, "post")
-    update = update_of(base, W_p, dtype, W)
+    with full_threads():  # passes over every entry (conversion, checks, dW, float64 norms) gain from every thread
+        W = W_p.to(device=base.W.device, dtype=dtype)
+        check_finite(W, "post")
+        update = update_of(base, W_p, dtype, W)
     if floor_fallback and dtype != torch.float64 and update.changed and update.row["at_noise_floor"]:
         return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics)
     full = needs_post_svd(metrics)
