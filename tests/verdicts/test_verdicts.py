@@ -55,7 +55,8 @@ def dict_numbers(value):
 
 
 def assert_numbers_in_dict(text, *scopes):
-    known = [x for scope in scopes for x in dict_numbers(scope)] + [95.0]  # "95% interval"
+    known = [x for scope in scopes for x in dict_numbers(scope)]
+    known += [100 * x for x in known] + [95.0]  # percentages (shares, rel_delta); "95% interval"
     for number in numbers_of(text):
         assert any(abs(number - x) <= 0.006 * abs(x) + 1e-12 for x in known), (number, text)
 
@@ -67,9 +68,10 @@ def test_consistent_plant_is_named_and_only_it():
     assert plant["overall"]["rotation"]["verdict"] == "consistent"
     assert plant["overall"]["rotation"]["bh_pair"] == 28 and plant["overall"]["rotation"]["n_p_pair"] == 28
     assert plant["overall"]["rotation"]["z_pair_ci"] == [12.0, 12.0]
-    assert plant["sentences"]["rotation"].startswith("Rotations: consistent beyond the pairing null: 28 of 28")
+    assert plant["sentences"]["rotation"].startswith(
+        "Rotations: consistent: all 28 of 28 matrices (100 %) beyond the pairing null")
     assert iso["overall"]["rotation"]["verdict"] not in ("consistent", "partial")
-    assert "consistent beyond" not in iso["sentences"]["rotation"]
+    assert "consistent:" not in iso["sentences"]["rotation"]
     assert all(k["rotation"]["verdict"] == "consistent" for k in plant["kinds"].values())
     assert plant["overall"]["scaling"]["verdict"] == "uniform"
     assert "more uniform than a random update" in plant["sentences"]["scaling"]
@@ -156,7 +158,7 @@ def test_older_runs_and_tiny_groups_degrade_gracefully():
     verdicts = compute_verdicts(old)
     assert any("no `changed` column" in note for note in verdicts["notes"])
     assert verdicts["posts"]["old"]["overall"]["rotation"]["verdict"] == "unavailable"
-    assert "no pairing null" in verdicts["posts"]["old"]["sentences"]["rotation"]
+    assert "has no z_pair, p_pair" in verdicts["posts"]["old"]["sentences"]["rotation"]
     tiny = make_post("tiny", 9.0, layers=1).iloc[:2]
     entry = compute_verdicts(tiny)["posts"]["tiny"]
     assert entry["overall"]["rotation"]["verdict"] == "insufficient"
@@ -170,7 +172,7 @@ def test_html_holds_the_sentences_and_a_row_per_kind():
     verdicts = compute_verdicts(pd.concat([make_post("control", 0.5), make_post("instruct", 12.0)]))
     page = verdict_html(verdicts)
     assert page.count("<h3>") == 2 and page.count("<tr") == 3 + 2 * (1 + 1 + len(KINDS))  # overview + per kind
-    assert "Rotations: consistent beyond the pairing null: 28 of 28" in page
+    assert "Rotations: consistent: all 28 of 28 matrices (100 %) beyond the pairing null" in page
 
 
 def test_bh_count_matches_the_step_up_rule():
@@ -199,7 +201,7 @@ def test_many_significant_but_small_z_is_only_weakly_consistent():
     rotation = entry["overall"]["rotation"]
     assert rotation["bh_pair"] == 28 and rotation["z_pair_ci"] == [1.9, 1.9]
     assert rotation["verdict"] == "weak"
-    assert entry["sentences"]["rotation"].startswith("Rotations: weakly consistent: 28 of 28")
+    assert entry["sentences"]["rotation"].startswith("Rotations: weakly consistent: all 28 of 28")
     assert "minority" not in entry["sentences"]["rotation"]
 
 

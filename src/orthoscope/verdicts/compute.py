@@ -9,7 +9,7 @@ import pandas as pd
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.verdicts import thresholds as T
-from orthoscope.verdicts.stats import bh_count, bootstrap_median_ci, permutation_p
+from orthoscope.verdicts.stats import bh_reject, bootstrap_median_ci, holm, permutation_p
 from orthoscope.verdicts.text import group_sentence, post_sentences
 
 SCALING = ("a_geo", "disp", "fit_resid")
@@ -19,12 +19,19 @@ CONTROL_NAME = "control"
 """The post a run is contrasted with when no `control=` is given."""
 
 
-def compute_verdicts(table: pd.DataFrame, control: str | None = None) -> dict:
+def compute_verdicts(table: pd.DataFrame, control: str | None = None, metrics: str | None = None) -> dict:
     """Per post, per kind and overall verdicts with the numbers they rest on.
 
     Matrices count when `changed` and not `at_noise_floor` (a run without those columns counts
     every row). `control` names the post every other post is contrasted with (default: a post
-    named `control`, if any); naming a post that is not in the table is an error.
+    named `control`, if any); naming a post that is not in the table is an error. `metrics` names
+    the run's metric set as the user chose it (`quick`, `a_geo,sym_frac`): a verdict its columns
+    cannot give says which option to rerun with.
+
+    Benjamini-Hochberg runs once per post over its usable matrices (one family); each kind counts
+    the post's discoveries among its matrices, so the kinds' counts add up to the post's. The
+    control contrasts are Holm-adjusted across the run: the post-level ones (the verdicts rest on
+    them) as one family, the per-kind ones as another.
 
     >>> import numpy as np, pandas as pd
     >>> rng = np.random.default_rng(0)
@@ -39,7 +46,8 @@ def compute_verdicts(table: pd.DataFrame, control: str | None = None) -> dict:
     >>> verdicts["posts"]["mine"]["sentences"]["scaling"][:21]
     'Scaling: near-uniform'
     """
-    out: dict = {"thresholds": dict(T.THRESHOLDS), "control": None, "notes": [], "posts": {}}
+    out: dict = {"thresholds": dict(T.THRESHOLDS), "control": None, "metrics": metrics, "notes": [], "posts": {},
+                 "multiplicity": None, "training_runs_per_post": 1}
     if table is None or len(table) == 0 or "post" not in table:
         out["notes"].append("empty table: nothing to judge")
         return out
@@ -51,6 +59,7 @@ def compute_verdicts(table: pd.DataFrame, control: str | None = None) -> dict:
     control = control if control is not None else (CONTROL_NAME if CONTROL_NAME in posts and len(posts) > 1 else None)
     out["control"] = control
     used = _usable(table, out["notes"])
+    _discoveries(table, used)
     for post in posts:
         mine = (table["post"] == post).to_numpy()
         theirs = (table["post"] == control).to_numpy() if control and post != control else None
@@ -58,12 +67,48 @@ def compute_verdicts(table: pd.DataFrame, control: str | None = None) -> dict:
         kinds = table.loc[mine, "kind"].astype(str) if "kind" in table else pd.Series(dtype=str)
         for kind in dict.fromkeys(kinds):
             in_kind = (table["kind"].astype(str) == kind).to_numpy()
-            group = _group(table, mine & in_kind, used, None if theirs is None else theirs & in_kind, control)
-            group["sentence"] = group_sentence(kind, group)
-            entry["kinds"][kind] = group
-        entry["sentences"] = post_sentences(entry["overall"])
+            entry["kinds"][kind] = _group(table, mine & in_kind, used, None if theirs is None else theirs & in_kind,
+                                          control)
+        entry["sentences"] = None
         out["posts"][post] = entry
+    out["multiplicity"] = _adjust(out["posts"])
+    for entry in out["posts"].values():
+        for kind, group in entry["kinds"].items():
+            group["sentence"] = group_sentence(kind, group)
+        entry["sentences"] = post_sentences(entry, metrics)
     return jsonable(out)
+
+
+def _discoveries(table: pd.DataFrame, used: np.ndarray) -> None:
+    """Per row: rejected by BH over its post's usable matrices (`_bh_pair`, `_bh_gauss`)."""
+    for column in ("p_pair", "p_gauss"):
+        flags = np.zeros(len(table), dtype=bool)
+        if column in table:
+            p = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+            for post in dict.fromkeys(table["post"]):
+                rows = np.flatnonzero((table["post"] == post).to_numpy() & used & np.isfinite(p))
+                flags[rows] = bh_reject(p[rows], T.Q_BH)
+        table[f"_bh_{column[2:]}"] = flags
+
+
+def _adjust(posts: dict) -> dict:
+    """Holm-adjusted p next to every raw contrast p; verdicts from the adjusted ones. Returns the families."""
+    families = {"post": [], "kind": []}
+    for entry in posts.values():
+        families["post"].append(entry["overall"]["contrast"])
+        families["kind"] += [g["contrast"] for g in entry["kinds"].values()]
+    sizes = {}
+    for family, contrasts in families.items():
+        tests = [(c, column) for c in contrasts if c for column in ("z_pair", "sym_frac") if f"p_{column}" in c]
+        adjusted = holm(np.array([c[f"p_{column}"] for c, column in tests]))
+        for (c, column), value in zip(tests, adjusted):
+            c[f"p_{column}_holm"] = float(value)
+        for c in contrasts:
+            if c and c.get("verdict") in ("more", "less", "same"):
+                c["verdict"] = (("more" if c["z_pair_diff"] > 0 else "less")
+                                if c["p_z_pair_holm"] < T.ALPHA_CONTRAST else "same")
+        sizes[family] = len(tests)
+    return {"method": "holm", "alpha": T.ALPHA_CONTRAST, "tests": sizes}
 
 
 def _usable(table: pd.DataFrame, notes: list[str]) -> np.ndarray:
@@ -110,7 +155,8 @@ def _median(frame: pd.DataFrame, column: str) -> float | None:
 
 
 def _scaling(frame: pd.DataFrame) -> dict:
-    result = {"n": int(_values(frame, "a_geo").size), **{c: _median(frame, c) for c in SCALING}}
+    result = {"n": int(_values(frame, "a_geo").size), **{c: _median(frame, c) for c in SCALING},
+              "rel_delta": _median(frame, "rel_delta")}
     nulls = {c: _median(frame, column) for c, column in SCALING_NULL.items()}
     result["null"] = ({"n": int(_values(frame, SCALING_NULL["disp"]).size), **nulls}
                       if any(v is not None for v in nulls.values()) else None)
@@ -131,14 +177,18 @@ def _rotation(frame: pd.DataFrame, group: dict) -> dict:
     result = {"n": int(z.size), "z_pair": float(np.median(z)) if z.size else None, "z_pair_ci": None,
               **{c: _median(frame, c) for c in ("sym_frac", "sym_frac_pair_null", "sym_frac_null", "z_gauss",
                                                 "sym_frac_top", "z_pair_top")},
-              "n_p_pair": int(p_pair.size), "bh_pair": bh_count(p_pair, T.Q_BH) if p_pair.size else None,
-              "n_p_gauss": int(p_gauss.size), "bh_gauss": bh_count(p_gauss, T.Q_BH) if p_gauss.size else None}
+              "n_p_pair": int(p_pair.size), "bh_pair": _count(frame, "_bh_pair") if p_pair.size else None,
+              "n_p_gauss": int(p_gauss.size), "bh_gauss": _count(frame, "_bh_gauss") if p_gauss.size else None}
     result["share_bh_pair"] = result["bh_pair"] / p_pair.size if p_pair.size else None
     result["share_bh_gauss"] = result["bh_gauss"] / p_gauss.size if p_gauss.size else None
     if z.size:
         result["z_pair_ci"] = list(bootstrap_median_ci(z, np.random.default_rng(T.SEED), T.BOOTSTRAP_RESAMPLES))
     result["verdict"] = _rotation_verdict(result, group)
     return result
+
+
+def _count(frame: pd.DataFrame, flag: str) -> int:
+    return int(frame[flag].sum()) if flag in frame else 0
 
 
 def _rotation_verdict(r: dict, group: dict) -> str:
@@ -148,9 +198,9 @@ def _rotation_verdict(r: dict, group: dict) -> str:
         return "unavailable"
     if r["n"] < T.MIN_MATRICES:
         return "insufficient"
-    if r["share_bh_pair"] >= T.CONSISTENT_SHARE:
+    if r["share_bh_pair"] >= T.CONSISTENT_SHARE and r["bh_pair"] >= T.MIN_SIGNIFICANT:
         return "consistent" if r["z_pair_ci"][0] > T.Z_CI_LOW else "weak"
-    if r["share_bh_pair"] >= T.PARTIAL_SHARE and r["bh_pair"] >= T.MIN_SIGNIFICANT:
+    if r["bh_pair"] >= T.MIN_SIGNIFICANT:
         return "partial"
     if r["share_bh_gauss"] is not None and r["share_bh_gauss"] >= T.PARTIAL_SHARE \
             and r["bh_gauss"] >= T.MIN_SIGNIFICANT:

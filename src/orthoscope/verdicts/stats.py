@@ -3,6 +3,8 @@
 >>> import numpy as np
 >>> bh_count(np.array([0.001, 0.002, 0.3, 0.9]), 0.05)
 2
+>>> holm(np.array([0.01, 0.04, 0.03])).round(3).tolist()
+[0.03, 0.06, 0.06]
 >>> lo, hi = bootstrap_median_ci(np.arange(11.0), np.random.default_rng(0), 2000)
 >>> bool(lo < 5 < hi)
 True
@@ -21,10 +23,25 @@ CHUNK = 2_000_000  # values per vectorised block: bounds memory on 45k-matrix mo
 def bh_count(p: np.ndarray, q: float) -> int:
     """How many of the finite p-values Benjamini-Hochberg rejects at false discovery rate `q`."""
     p = np.asarray(p, dtype=float)
-    p = np.clip(p[np.isfinite(p)], 0.0, 1.0)
+    return int(bh_reject(p[np.isfinite(p)], q).sum())
+
+
+def bh_reject(p: np.ndarray, q: float) -> np.ndarray:
+    """Which of the (finite) p-values Benjamini-Hochberg rejects at false discovery rate `q`."""
+    p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
     if p.size == 0:
-        return 0
-    return int((false_discovery_control(p, method="bh") <= q).sum())
+        return np.zeros(0, dtype=bool)
+    return false_discovery_control(p, method="bh") <= q
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control over the given tests), same order."""
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p, kind="stable")
+    steps = (p.size - np.arange(p.size)) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps)) if p.size else steps
+    return adjusted
 
 
 def bootstrap_median_ci(x: np.ndarray, rng: np.random.Generator, resamples: int) -> tuple[float, float]:
