@@ -64,9 +64,14 @@ def test_swap_sigma_gives_back_post_vectors_and_base_values(pair):
 def test_each_formula(pair):
     W_b, W_p = pair
     b, p = svd(W_b), svd(W_p)
+    # reference gauge (simple spectrum): numpy's SVD, each post pair flipped jointly so u_b,i . u_p,i >= 0
+    Ub, _, Vbh = np.linalg.svd(W_b.numpy(), full_matrices=False)
+    Up, _, Vph = np.linalg.svd(W_p.numpy(), full_matrices=False)
+    e = np.where((Ub * Up).sum(0) < 0, -1.0, 1.0)
+    U_b, V_b, U_p, V_p = (torch.from_numpy(x) for x in (Ub, Vbh.T, Up * e, Vph.T * e))
     assert torch.allclose(run("base-vectors", W_b, W_p), (b.U * p.S) @ b.V.T, atol=1e-10)
-    assert torch.allclose(run("break-left", W_b, W_p), (p.U * p.S) @ b.V.T, atol=1e-10)
-    assert torch.allclose(run("break-right", W_b, W_p), (b.U * p.S) @ p.V.T, atol=1e-10)
+    assert torch.allclose(run("break-left", W_b, W_p), (U_p * p.S) @ V_b.T, atol=1e-10)
+    assert torch.allclose(run("break-right", W_b, W_p), (U_b * p.S) @ V_p.T, atol=1e-10)
     assert torch.allclose(run("temperature", W_b, W_p, scale=0.7), 0.7 * W_p, atol=1e-10)
 
 

@@ -124,7 +124,8 @@ class MatrixPair:
     """One (base, post) matrix pair; float64 views and thin SVDs are computed when first used.
 
     The matrices are kept in their stored dtype (a bf16 model costs 2 bytes per entry
-    while it waits); `W_b`, `W_p` give float64 copies.
+    while it waits); `W_b`, `W_p` give float64 copies. `post` is the SVD as computed,
+    `aligned` the same factors in the base's gauge (SPEC "Gauge first").
 
     >>> import torch
     >>> pair = MatrixPair(torch.eye(3), 2 * torch.eye(3))
@@ -156,6 +157,14 @@ class MatrixPair:
         from orthoscope.kernels import svd
 
         return svd(self.W_p)
+
+    @cached_property
+    def aligned(self) -> SVD:
+        """The post's SVD in the gauge fixed against the base (`geometry.gauge_fixed`): what every op that
+        mixes base and post factors uses, so LAPACK's arbitrary signs never count as a rotation."""
+        from orthoscope.interventions.geometry import gauge_fixed
+
+        return gauge_fixed(self.base, self.post)
 
     @cached_property
     def a_geo(self) -> float:

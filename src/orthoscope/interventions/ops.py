@@ -1,8 +1,12 @@
 """The interventions of docs/method.md ("Interventions"), one registered object per op.
 
 Each op builds one new matrix in float64 from a (base, post) pair, W_b = U_b S_b V_b^T
-and W_p = U_p S_p V_p^T (thin SVDs; the post's pairs in the sign gauge diag(U_b^T U_p) >= 0
-where the path matters):
+and W_p = U_p S_p V_p^T (thin SVDs). Gauge first: U_p, V_p below are the post factors in
+the gauge fixed against the base (`MatrixPair.aligned`, `geometry.gauge_fixed`: the joint
+flip of (u_p,i, v_p,i) that makes u_b,i . u_p,i >= 0, a polar rotation inside clusters of
+post singular values equal within 1e-5 s_p,1), so Q_U = U_b^T U_p has symmetric PSD
+diagonal blocks and no LAPACK sign counts as a rotation. `interpolate` keeps the SVD's own
+factors with its joint sign choice (`geometry.geodesic_factors`), so that W(1) = W_p exactly.
 
     swap-sigma     U_p (c S_b) V_p^T            c given, or auto = a_geo per matrix
     base-vectors   U_b S_p V_b^T
@@ -46,12 +50,10 @@ CONTROL = "control: an update of the same size without the claimed structure"
 
 
 def matched_rotation(pair: MatrixPair, generator: torch.Generator) -> torch.Tensor:
-    """A random orthogonal R (r x r) with rot(R) equal to the pair's sign-fixed rot(Q_U)."""
+    """A random orthogonal R (r x r) with rot(R) equal to rot(Q_U) of the gauge-fixed pair (the `rot` column)."""
     from orthoscope.interventions.geometry import random_rotation
 
-    Q_U, _ = m.fix_gauge(m.overlaps(pair.base.U, pair.post.U), m.overlaps(pair.base.V, pair.post.V),
-                         pair.post.S, 1e-12)
-    return random_rotation(pair.post.S.numel(), m.rotation_size(Q_U), generator)
+    return random_rotation(pair.post.S.numel(), m.rotation_size(m.overlaps(pair.base.U, pair.aligned.U)), generator)
 
 
 @register
@@ -70,7 +72,7 @@ class SwapSigma(OpSpec):
         from orthoscope.interventions.geometry import compose
 
         c = pair.a_geo if op.scale is None else op.scale
-        return compose(pair.post.U, c * pair.base.S, pair.post.V)
+        return compose(pair.aligned.U, c * pair.base.S, pair.aligned.V)
 
 
 @register
@@ -104,7 +106,7 @@ class BreakLeft(OpSpec):
     def apply(self, op, pair, generator):
         from orthoscope.interventions.geometry import compose
 
-        return compose(pair.post.U, pair.post.S, pair.base.V)
+        return compose(pair.aligned.U, pair.post.S, pair.base.V)
 
 
 @register
@@ -121,7 +123,7 @@ class BreakRight(OpSpec):
     def apply(self, op, pair, generator):
         from orthoscope.interventions.geometry import compose
 
-        return compose(pair.base.U, pair.post.S, pair.post.V)
+        return compose(pair.base.U, pair.post.S, pair.aligned.V)
 
 
 @register
@@ -140,7 +142,7 @@ class BreakRandom(OpSpec):
         from orthoscope.interventions.geometry import compose
 
         R = matched_rotation(pair, generator)
-        return compose(pair.post.U, pair.post.S, pair.post.V @ R)
+        return compose(pair.aligned.U, pair.post.S, pair.aligned.V @ R)
 
 
 @register
@@ -160,7 +162,7 @@ class Reconstruct(OpSpec):
         import torch
 
         a = pair.a_geo if op.scale is None else op.scale
-        Q_U = m.overlaps(pair.base.U, pair.post.U)
+        Q_U = m.overlaps(pair.base.U, pair.aligned.U)
         return pair.base.U @ Q_U @ torch.diag(a * pair.base.S) @ Q_U.T @ pair.base.V.T
 
     def diagnostics(self, op, pair):
