@@ -1,4 +1,4 @@
-"""Every family in ARCHITECTURES, end to end, on tiny sharded checkpoints built by transformers.
+"""Every family in architectures.FAMILIES, end to end, on tiny sharded checkpoints built by transformers.
 
 For each family a seeded tiny model is saved (sharded safetensors, float32); a post
 copy scales a few *logical* matrices by known factors, written by hand in the stored
@@ -30,7 +30,7 @@ from transformers import (  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 import orthoscope  # noqa: E402
-from orthoscope.architectures.maps import ARCHITECTURES  # noqa: E402
+from orthoscope.architectures.maps import FAMILIES as ARCH_FAMILIES  # noqa: E402
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
@@ -226,7 +226,7 @@ def one_thread():
 def test_every_architecture_is_covered():
     from tests.architectures.test_moe import MOE_FAMILIES
 
-    assert {FAMILIES[f][0] for f in FAMILIES} | set(MOE_FAMILIES) == set(ARCHITECTURES)
+    assert {FAMILIES[f][0] for f in FAMILIES} | set(MOE_FAMILIES) == set(ARCH_FAMILIES)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

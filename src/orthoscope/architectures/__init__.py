@@ -7,6 +7,6 @@
 """
 
 from orthoscope.architectures.matrices import MatrixRef, find_matrices, prefetch_matrix, read_matrix, write_matrix
-from orthoscope.architectures.maps import ARCHITECTURES, KINDS
+from orthoscope.architectures.maps import FAMILIES, KINDS
 
-__all__ = ["ARCHITECTURES", "KINDS", "MatrixRef", "find_matrices", "prefetch_matrix", "read_matrix", "write_matrix"]
+__all__ = ["FAMILIES", "KINDS", "MatrixRef", "find_matrices", "prefetch_matrix", "read_matrix", "write_matrix"]

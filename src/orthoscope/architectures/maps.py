@@ -335,5 +335,3 @@ FAMILIES: dict[str, Family] = {
     "gpt_oss": GPT_OSS,
     "llama4_text": LLAMA4_TEXT,
 }
-
-ARCHITECTURES = FAMILIES  # the name the rest of the package imports
