@@ -1,7 +1,7 @@
 """The package layout is the architecture: data flows one way, no package imports one above it.
 
 Order (low -> high): errors/_version, metrics, kernels, sources, architectures, verdicts, pipeline,
-evaluation, interventions, lab, experiment, report, cli. docs/architecture.md
+evaluation, interventions, monitor, integrations, lab, experiment, report, cli. docs/architecture.md
 explains it; a new import that goes upward fails here.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "orthoscope"
 LAYERS = ["_lazy", "errors", "_version", "metrics", "kernels", "sources", "architectures", "verdicts", "pipeline",
-          "evaluation", "interventions", "lab", "experiment", "report", "cli"]
+          "evaluation", "interventions", "monitor", "integrations", "lab", "experiment", "report", "cli"]
 # the same level (no edge between them in either direction)
 PEERS = {("errors", "_version")}
 

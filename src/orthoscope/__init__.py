@@ -16,5 +16,6 @@ from __future__ import annotations
 from orthoscope._lazy import lazy_exports
 from orthoscope._version import __version__
 
-__getattr__, __dir__, _names = lazy_exports("orthoscope", {"pipeline": ("CompareResult", "compare", "spectra")})
+__getattr__, __dir__, _names = lazy_exports("orthoscope", {"pipeline": ("CompareResult", "compare", "spectra"),
+                                                                "monitor": ("Monitor",)})
 __all__ = ["__version__", *_names]

@@ -79,21 +79,23 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
     worker = Settings(dtype, executor.device(opts.device), opts.seed, opts.metrics, cache=opts.cache,
                       cache_dir=opts.explicit_cache_dir(), cache_limit_gib=opts.cache_limit(), started=started,
                       floor_fallback=opts.precision == "auto")
-    key = _settings_key(worker)
+    key = settings_key(worker)
     # what a folder's run is: its inputs and the settings that change numbers; the selection
     # (layers, kinds, metrics) may change between runs into one folder (results are keyed on it)
-    identity = {"base": _input_id(base) + (f"@{opts.revision}" if opts.revision else ""),
-                "posts": {label: _input_id(given[id(ckpt)]) for label, ckpt in zip(plan.labels, plan.posts)},
+    identity = {"base": input_id(base) + (f"@{opts.revision}" if opts.revision else ""),
+                "posts": {label: input_id(given[id(ckpt)]) for label, ckpt in zip(plan.labels, plan.posts)},
                 "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
     folder = RunFolder(out) if out is not None else MemoryRun()
     with folder.open(identity, opts.overwrite):
-        tally = _Tally(plan, folder, key, progress)
+        tally = Tally(plan, folder, key, progress)
         executor.run(plan, tally.jobs(), worker, tally.on_result)
-        table, skipped = _collect(plan, tally.records)
+        table, skipped = collect(plan, tally.records)
         pairs = _pair_table(plan, tally.pair_records)
-        notes = plan.notes + _same_weights_notes(plan) + _cache_notes(tally.cache, worker)
-        summary = _summary(plan, table, pairs, skipped, opts, worker, tally, notes, control,
-                           time.time() - started)
+        notes = plan.notes + _same_weights_notes(plan) + cache_notes(tally.cache, worker)
+        summary = summarize(table, pairs, skipped, base=plan.base.describe(),
+                            posts={label: ckpt.describe() for label, ckpt in zip(plan.labels, plan.posts)},
+                            matrices=len(plan.refs), opts=opts, settings=worker, cache=tally.cache,
+                            resumed=tally.reused, notes=notes, control=control, seconds=time.time() - started)
         folder.write_table(table, pairs if len(plan.posts) > 1 else None)
         folder.write_summary(summary)
     return CompareResult(table, summary, Path(out) if out is not None else None, skipped, pairs)
@@ -140,7 +142,7 @@ def _post_inputs(posts: Any) -> list[tuple[str | None, Any]]:
     return items
 
 
-def _input_id(model: Any) -> str:
+def input_id(model: Any) -> str:
     """What run.json records about an input: an absolute path, a hub id, or the kind of object in memory."""
     if isinstance(model, (str, Path)):
         path = Path(model).expanduser()
@@ -156,13 +158,13 @@ def _control(asked: str | None, labels: list[str]) -> str | None:
     return asked
 
 
-def _settings_key(settings: Settings) -> dict:
+def settings_key(settings: Settings) -> dict:
     """What a stored result must share with this run to be reused (its inputs are checked by content hash)."""
     return {"version": __version__, "dtype": str(settings.dtype), "seed": settings.seed,
             "metrics": sorted(settings.metrics)}
 
 
-class _Tally:
+class Tally:
     """Loads what is stored, makes the jobs, stores each result as it arrives, counts progress."""
 
     def __init__(self, plan: Plan, folder: RunFolder | MemoryRun, key: dict, progress: Progress | None):
@@ -226,7 +228,7 @@ def _ids(ref, label: str, step: int | None) -> dict:
             "rows": ref.shape[0], "cols": ref.shape[1]}
 
 
-def _collect(plan: Plan, records: dict[tuple[int, str], dict]) -> tuple[pd.DataFrame, list[dict]]:
+def collect(plan: Plan, records: dict[tuple[int, str], dict]) -> tuple[pd.DataFrame, list[dict]]:
     rows, skipped = [], []
     steps = plan.steps or [None] * len(plan.labels)
     for i, label in enumerate(plan.labels):
@@ -269,23 +271,25 @@ def update_cos_summary(pairs: pd.DataFrame) -> list[dict]:
     return out
 
 
-def _summary(plan: Plan, table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], opts: CompareOptions,
-             settings: Settings, tally: _Tally, notes: list[str], control: str | None, seconds: float) -> dict:
+def summarize(table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], *, base: dict, posts: dict[str, dict],
+              matrices: int, opts: CompareOptions, settings: Settings, cache: dict, resumed: int, notes: list[str],
+              control: str | None, seconds: float) -> dict:
+    """summary.json of a run: `base` and `posts` are the inputs' `describe()`, `cache` the hit counters."""
     from orthoscope.verdicts import compute_verdicts
 
     return {
         "orthoscope_version": __version__,
         "torch_version": torch.__version__,
-        "base": plan.base.describe(),
-        "posts": {label: ckpt.describe() for label, ckpt in zip(plan.labels, plan.posts)},
+        "base": base,
+        "posts": posts,
         "settings": {"precision": opts.precision, "svd_dtype": str(settings.dtype), "device": settings.device,
                      "seed": settings.seed, "metrics": sorted(settings.metrics),
                      "route": "full" if needs_post_svd(settings.metrics) else "one-svd",
                      "executor": opts.executor.name, "executor_options": opts.executor.describe(),
                      "cache": _cache_folder(settings), "control": control},
-        "cache": tally.cache if settings.cache else None,
-        "matrices": len(plan.refs),
-        "resumed": tally.reused,
+        "cache": cache if settings.cache else None,
+        "matrices": matrices,
+        "resumed": resumed,
         "notes": notes + change_notes(table),
         "skipped": skipped,
         "unchanged": unchanged_counts(table),
@@ -315,7 +319,7 @@ def _same_weights_notes(plan: Plan) -> list[str]:
     return notes
 
 
-def _cache_notes(stats: dict, settings: Settings) -> list[str]:
+def cache_notes(stats: dict, settings: Settings) -> list[str]:
     if not settings.cache or not stats.get("not_stored"):
         return []
     return [f"base-SVD cache full or not writable: {stats['not_stored']} factorisations not stored in "

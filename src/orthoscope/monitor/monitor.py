@@ -1,0 +1,283 @@
+"""`Monitor`: measure a model against its base while it trains, into a run folder read as a series.
+
+Each `measure(model, step)` is one post named `step-N` of a compare run: the same
+per-matrix job (`pipeline/work.analyse`), the same records in `parts/step-N/`, the same
+metrics.parquet and summary.json (verdicts per step), so `orthoscope summary` and
+`orthoscope report` read the folder as a checkpoint series. No checkpoint is written: the
+weights are read from the live model one matrix at a time (`live.py`), and the base's
+SVDs are computed once and held (`held.py`).
+
+What the monitor refuses (a model whose matrices are not the base's, a parameter it cannot
+read) raises; what happens during training is logged as a warning and training goes on:
+NaN/Inf weights (those rows are skipped, with the reason), a run folder that cannot be
+written (a full disk: the rows stay in memory and the next step writes them all).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from orthoscope._version import __version__
+from orthoscope.architectures import read_matrix
+from orthoscope.errors import OrthoscopeError
+from orthoscope.kernels.precision import resolve_precision
+from orthoscope.metrics.registry import sign_free
+from orthoscope.monitor.held import HeldSVDCache
+from orthoscope.monitor.live import MonitorError, live_checkpoint
+from orthoscope.pipeline.options import CompareOptions
+from orthoscope.pipeline.pairing import make_plan
+from orthoscope.pipeline.run import UPDATE_COS_COLUMNS, Tally, cache_notes, collect, input_id, settings_key, summarize
+from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
+from orthoscope.pipeline.summary import empty_table
+from orthoscope.pipeline.work import Settings, analyse
+from orthoscope.sources import Checkpoint, open_checkpoint
+from orthoscope.sources.memory import MemoryTensors
+
+log = logging.getLogger("orthoscope.monitor")
+
+MONITOR_METRICS = sign_free() | {"intruders"}
+"""The default set: the one-SVD route (rel_delta, a_geo, z_pair, p_pair for the BH counts, ...) and
+`intruders`, which needs the post SVD but not the Gaussian null's (the costliest part of `all`)."""
+LOGGED = ("rel_delta", "a_geo", "z_pair", "sym_frac", "intruders")
+"""Columns whose medians `StepResult.logs` gives (those measured), overall and per kind."""
+
+
+@dataclass
+class StepResult:
+    """One measured step: its rows, skipped matrices, and the series' summary after it."""
+
+    step: int
+    label: str
+    table: pd.DataFrame
+    skipped: list[dict]
+    summary: dict
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def logs(self, prefix: str = "orthoscope/") -> dict[str, float]:
+        """Medians of LOGGED overall and per kind (`orthoscope/rel_delta`, `orthoscope/q/z_pair`), the
+        BH count of matrices with a significant pairing test (`orthoscope/bh_pair`) and `orthoscope/skipped`."""
+        out: dict[str, float] = {}
+        groups = [("", self.table)] + [(f"{kind}/", rows) for kind, rows in self.table.groupby("kind", sort=False)]
+        for scope, rows in groups:
+            for column in LOGGED:
+                if column in rows:
+                    values = pd.to_numeric(rows[column], errors="coerce").dropna()
+                    if len(values):
+                        out[f"{prefix}{scope}{column}"] = float(values.median())
+        verdicts = (self.summary.get("verdicts") or {}).get("posts", {}).get(self.label, {})
+        for scope, group in [("", verdicts.get("overall"))] + [(f"{k}/", g) for k, g in verdicts.get("kinds", {}).items()]:
+            bh = ((group or {}).get("rotation") or {}).get("bh_pair")
+            if bh is not None:
+                out[f"{prefix}{scope}bh_pair"] = float(bh)
+        out[f"{prefix}skipped"] = float(len(self.skipped))
+        return out
+
+
+class Monitor:
+    """Measure a model in training against `base`, step after step, into the run folder `output`.
+
+    `base` is anything `compare` takes (folder, weights file, hub id, nn.Module, state dict); a
+    module or state dict is copied once to the CPU, so passing the model before training starts
+    is fine. Settings are `compare`'s (`metrics`, `layers`, `kinds`, `precision`, `device`,
+    `seed`, `cache`, ...); `metrics` defaults to MONITOR_METRICS. `hold_gib` bounds the base
+    factors kept in memory. `output=None` keeps everything in memory (`monitor.table`).
+
+    `measure(model, step)` takes an nn.Module (CPU or CUDA; DDP and torch.compile wrappers,
+    PEFT LoRA models: the merged weights), or a state dict. In a distributed run call it on
+    every rank: sharded parameters (FSDP2 DTensors, DeepSpeed ZeRO-3) are gathered one matrix at
+    a time, rank 0 measures and writes, the others return None.
+
+    >>> import tempfile
+    >>> weights = {"model.layers.0.mlp.up_proj.weight": torch.randn(16, 8)}
+    >>> monitor = Monitor(weights, tempfile.mkdtemp())
+    >>> weights["model.layers.0.mlp.up_proj.weight"] *= 1.01
+    >>> result = monitor.measure(weights, step=10)
+    >>> round(result.logs()["orthoscope/rel_delta"], 4), result.logs()["orthoscope/a_geo"] > 1, result.label
+    (0.01, True, 'step-10')
+    """
+
+    def __init__(self, base: Any, output: str | Path | None = None, *, metrics: Any = None, hold_gib: float = 2.0,
+                 overwrite: bool = False, **settings: Any):
+        self.options = CompareOptions(metrics=MONITOR_METRICS if metrics is None else metrics, **settings)
+        opts = self.options
+        self.started = time.time()
+        self.settings = Settings(resolve_precision(opts.precision, opts.metrics), opts.executor.device(opts.device),
+                                 opts.seed, opts.metrics, cache=opts.cache, cache_dir=opts.explicit_cache_dir(),
+                                 cache_limit_gib=opts.cache_limit(), started=self.started,
+                                 floor_fallback=opts.precision == "auto")
+        self.cache = HeldSVDCache(self.settings.cache_dir, self.settings.cache_limit_gib, self.started,
+                                  hold_gib=hold_gib, disk=opts.cache)
+        self.base = _base_checkpoint(base, opts.revision)
+        self.key = settings_key(self.settings)
+        self.identity = {"base": input_id(base) + (f"@{opts.revision}" if opts.revision else ""),
+                         "posts": {"step-*": "<monitored in training>"},
+                         "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
+        self.folder = RunFolder(output) if output is not None else None
+        self.table, self.skipped, self.posts = empty_table(), [], {}
+        self.notes: list[str] = []
+        self.counts = {"hits": 0, "misses": 0, "not_stored": 0}
+        self.seconds = 0.0
+        self.summary: dict = {}
+        self._warned: set[str] = set()
+        if self.folder is not None and _rank() == 0:
+            with self.folder.open(self.identity, overwrite):  # a folder of another run is refused here, not mid-training
+                self._resume()
+
+    # ------------------------------------------------------------------ the step
+    def check(self, model: Any) -> None:
+        """Raise MonitorError/PairingError now if `model`'s matrices are not the base's (names, shapes)."""
+        self._plan(live_checkpoint(model, self.base.config), "step-0")
+
+    def measure(self, model: Any, step: int) -> StepResult | None:
+        """Measure `model` as it is now, as post `step-<step>`; None on ranks other than 0."""
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise MonitorError(f"step must be a non-negative integer, not {step!r}")
+        started = time.time()
+        label = f"step-{step}"
+        post = live_checkpoint(model, self.base.config, f"<live model at step {step}>")
+        plan = self._plan(post, label)
+        if _rank() != 0:  # gathers are collective: read what rank 0 reads, in its order, and drop it
+            for ref in plan.refs:
+                read_matrix(post, ref)
+            return None
+        self._check_dtype(plan)
+        with self._writing() as folder:
+            tally = Tally(plan, folder, self.key, None)
+            for job in tally.jobs():
+                tally.on_result(job, analyse(plan.base, plan.posts, job, self.settings, self.cache))
+            table, skipped = collect(plan, tally.records)
+            post.files.digest = _digest(tally.records)
+            for counter, count in tally.cache.items():
+                self.counts[counter] += count
+            self.seconds += time.time() - started
+            self._append(label, table, skipped, {**post.describe(), "step": step,
+                                                 "seconds": round(time.time() - started, 3)})
+            self.summary = summarize(self.table, _no_pairs(), self.skipped, base=self.base.describe(),
+                                     posts=self.posts, matrices=len(plan.refs), opts=self.options,
+                                     settings=self.settings, cache=dict(self.counts), resumed=tally.reused,
+                                     notes=plan.notes + self.notes + cache_notes(self.counts, self.settings),
+                                     control=None, seconds=self.seconds)
+            self._guard(folder.write_table, self.table)
+            self._guard(folder.write_summary, self.summary)
+        if skipped:
+            reasons = sorted({s["reason"] for s in skipped})
+            log.warning("orthoscope: step %d: %d of %d matrices skipped (%s); training goes on", step, len(skipped),
+                        len(plan.refs), "; ".join(reasons[:2]) + (" ..." if len(reasons) > 2 else ""))
+        return StepResult(step, label, table, skipped, self.summary, time.time() - started, list(self.notes))
+
+    def _plan(self, post: Checkpoint, label: str):
+        opts = self.options  # a model whose matrices are not the base's: PairingError naming the differences
+        return make_plan(self.base, [post], opts.layers, opts.kinds, opts.include_embeddings, [label], [True])
+
+    def _check_dtype(self, plan) -> None:
+        ref = plan.refs[0]
+        have, want = plan.posts[0].dtype(ref.tensor), self.base.dtype(ref.tensor)
+        if have != want and "dtype" not in self._warned:
+            self._warned.add("dtype")
+            note = (f"the model is {str(have).removeprefix('torch.')}, the base {str(want).removeprefix('torch.')}: "
+                    f"dW includes the base's rounding to the model's dtype (an untrained copy already shows a "
+                    f"rel_delta near that dtype's precision)")
+            self.notes.append(note)
+            log.warning("orthoscope: %s", note)
+
+    # ------------------------------------------------------------------ the folder
+    @contextlib.contextmanager
+    def _writing(self):
+        """The run folder, locked, whose failed writes warn instead of raising (MemoryRun without output)."""
+        if self.folder is None:
+            yield MemoryRun()
+            return
+        with contextlib.ExitStack() as stack:
+            try:
+                folder = _Tolerant(stack.enter_context(self.folder.open(self.identity)), self._write_failed)
+            except OrthoscopeError as error:  # not writable, full, locked by another process
+                self._write_failed(error)
+                folder = MemoryRun()
+            yield folder
+
+    def _guard(self, write, value) -> None:
+        try:
+            write(value)
+        except OrthoscopeError as error:
+            self._write_failed(error)
+
+    def _write_failed(self, error: OrthoscopeError) -> None:
+        log.warning("orthoscope: %s; the measurements stay in memory and are written at the next step "
+                    "(training goes on)", error)
+
+    def _resume(self) -> None:
+        """Rows, posts and skips of a monitor that wrote this folder before (a restarted training)."""
+        if not self.folder.metrics_parquet.is_file():
+            return
+        self.table = self.folder.read_table()
+        summary = self.folder.read_summary(required=False)
+        self.posts = dict(summary.get("posts") or {})
+        self.skipped = list(summary.get("skipped") or [])
+
+    def _append(self, label: str, table: pd.DataFrame, skipped: list[dict], described: dict) -> None:
+        kept = self.table[self.table["post"] != label] if len(self.table) else self.table
+        frames = [f for f in (kept, table) if len(f)]
+        self.table = pd.concat(frames, ignore_index=True) if frames else table
+        self.skipped = [s for s in self.skipped if s.get("post") != label] + skipped
+        self.posts[label] = described
+
+
+class _Tolerant:
+    """A RunFolder whose record writes warn instead of raising (loads pass through)."""
+
+    def __init__(self, folder: RunFolder, failed):
+        self.folder, self.failed = folder, failed
+        self.load_part, self.load_pairs = folder.load_part, folder.load_pairs
+        self.write_table, self.write_summary = folder.write_table, folder.write_summary
+        self.quiet = False
+
+    def save_part(self, *args, **kwargs) -> None:
+        self._save(self.folder.save_part, *args, **kwargs)
+
+    def save_pairs(self, *args, **kwargs) -> None:
+        self._save(self.folder.save_pairs, *args, **kwargs)
+
+    def _save(self, save, *args, **kwargs) -> None:
+        try:
+            save(*args, **kwargs)
+        except OrthoscopeError as error:
+            if not self.quiet:  # one warning per step, not one per matrix
+                self.failed(error)
+            self.quiet = True
+
+
+def _base_checkpoint(base: Any, revision: str | None) -> Checkpoint:
+    """The base opened as compare opens it; a module or state dict copied to the CPU (training changes it)."""
+    if isinstance(base, (str, Path)):
+        return open_checkpoint(base, revision)
+    live = live_checkpoint(base)
+    copies = {name: live.read(name) for name in live.names()}
+    return Checkpoint(live.spec.replace("<live", "<in-memory"), None, live.config, MemoryTensors(copies))
+
+
+def _rank() -> int:
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _digest(records: dict) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for (_, name), record in sorted(records.items()):
+        digest.update(f"{name}|{(record.get('hashes') or {}).get('post')}".encode())
+    return digest.hexdigest()
+
+
+def _no_pairs() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(UPDATE_COS_COLUMNS))
+
+
