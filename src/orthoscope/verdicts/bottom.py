@@ -187,5 +187,5 @@ def _rotation_claim(post: str, entry: dict, verdicts: dict) -> Claim:
                      f"more matrices (fewer --layers/--kinds filters) would narrow the interval; it must clear "
                      f"{num(T.Z_CI_LOW)}")
     if verdict == "partial":
-        return claim(FAILS, f"only in a minority: {beyond}{kinds_clause(entry)}, {z}; {versus}")
+        return claim(FAILS, f"only {beyond}{kinds_clause(entry)}, {z}; {versus}")
     return claim(FAILS, f"not supported: {beyond}, {z}; {versus}")

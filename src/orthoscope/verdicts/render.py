@@ -59,9 +59,10 @@ def verdict_html(verdicts: dict) -> str:
             parts.append("</details>")
     t = verdicts.get("thresholds", {})
     parts.append(f"<p class='note'>Matrices count when changed and above the noise floor. BH: Benjamini-Hochberg at "
-                 f"q = {t.get('q_bh')} over the matrices of a row; interval: bootstrap 95% of the median z_pair "
+                 f"q = {t.get('q_bh')} over the matrices of a post (a kind counts the post's discoveries); interval: bootstrap 95% of the median z_pair "
                  f"({t.get('bootstrap_resamples')} resamples); control p: sign-flip permutation of paired matrices "
-                 f"({t.get('permutations')} draws). Thresholds: {html.escape(_thresholds(t))}.</p></section>")
+                 f"({t.get('permutations')} draws), Holm-adjusted across the run's post-level contrasts and, "
+                 f"separately, its per-kind ones; one training run per post. Thresholds: {html.escape(_thresholds(t))}.</p></section>")
     return "\n".join(parts)
 
 
@@ -126,6 +127,6 @@ def _kind_table(entry: dict) -> str:
 def _thresholds(t: dict) -> str:
     return (f"consistent rotations when at least {t.get('consistent_share')} of the matrices are BH-significant "
             f"under the pairing null and the interval's lower end exceeds {t.get('z_ci_low')}; a minority from "
-            f"{t.get('partial_share')}; near-uniform scaling when disp < {t.get('disp_uniform')} and fit_resid < "
+            f"{t.get('min_significant')} matrices; near-uniform scaling when disp < {t.get('disp_uniform')} and fit_resid < "
             f"{t.get('fit_resid_uniform')}; no verdict under {t.get('min_matrices')} matrices; control contrast "
-            f"significant at p < {t.get('alpha_contrast')}")
+            f"significant at Holm-adjusted p < {t.get('alpha_contrast')}")

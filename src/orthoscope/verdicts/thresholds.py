@@ -8,7 +8,8 @@ from __future__ import annotations
 
 Q_BH = 0.05
 """False discovery rate of the Benjamini-Hochberg procedure applied to `p_pair` (and `p_gauss`) over
-the changed matrices of one post and kind (or of the whole post)."""
+the usable matrices of one post (one family per post); a kind counts the post's discoveries among its
+matrices, so the kinds' counts add up to the post's."""
 
 CONSISTENT_SHARE = 0.5
 """'Consistent rotations' needs at least this share of the usable matrices BH-significant under the
@@ -20,16 +21,18 @@ Z_CI_LOW = 2.0
 the interval's lower end at or below this value the verdict is 'weakly consistent'."""
 
 PARTIAL_SHARE = 0.1
-"""Below `CONSISTENT_SHARE` but at least this share BH-significant under the pairing null: 'a minority
-of matrices'. The same share of BH-significant `p_gauss` with no pairing-null signal reads
-'above the Gaussian null only' (the update's shape, not agreeing rotations)."""
+"""With fewer than `MIN_SIGNIFICANT` matrices beyond the pairing null, at least this share BH-significant
+under the Gaussian null reads 'above the Gaussian null only' (the update's shape, not agreeing
+rotations)."""
 
 MIN_MATRICES = 3
 """Fewer usable matrices than this in a group: the numbers are shown, no verdict is drawn."""
 
 MIN_SIGNIFICANT = 2
-"""'A minority of matrices' and 'above the Gaussian null only' need at least this many BH-significant
-matrices: one matrix out of three or four is not a pattern."""
+"""Below `CONSISTENT_SHARE`, at least this many matrices BH-significant under the pairing null read
+'consistent in a minority of matrices' whatever their share (the sentence gives the share: 'a minority:
+11 of 210 matrices (5.2 %)'); one matrix is not a pattern. 'Above the Gaussian null only' needs as many
+under the Gaussian null."""
 
 MIN_CONTRAST = 6
 """Fewer paired matrices than this: no verdict against the control. With n pairs the smallest
