@@ -3,6 +3,9 @@
 Layout of OUT:
     base/ instruct/ cot/ control/          normal HF checkpoints (config, safetensors, tokenizer)
     trajectories/<variant>/step-NNNN/      checkpoints every `save_every` post-training steps
+    orthoscope/<variant>/                  the monitor's series run folder: each post-training measured
+                                           against base every `save_every` steps while it trains
+                                           (`orthoscope report OUT/orthoscope/cot` draws its trajectories)
     eval.json                              accuracies and perplexities of the four models
     lab.json                               preset, seed, losses, timings: how to regenerate
 Each checkpoint folder is written under a temporary name and renamed when complete,
@@ -24,9 +27,11 @@ from orthoscope.lab.corpus import World, held_out_problems, held_out_text, make_
 from orthoscope.lab.presets import Preset
 from orthoscope.lab.tokenizer import char_tokenizer
 from orthoscope.lab.train import document_batches, example_batches, example_blocks, train
+from orthoscope.monitor import Monitor
 from orthoscope.pipeline.store import write_text
 
 VARIANTS = ("instruct", "cot", "control")
+MONITORED = "orthoscope"  # OUT/orthoscope/<variant>/: the monitor's series run folder of each post-training
 Log = Callable[[str], None]
 
 
@@ -116,14 +121,22 @@ def _post_train(preset: Preset, world: World, world_spec: dict, tokenizer, base_
     inputs, targets = example_blocks(examples, tokenizer, preset.block)
     trajectory = out / "trajectories" / variant
     log(f"post-training {variant}: {preset.post_steps} steps at lr {preset.post_lr}")
+    monitor = Monitor(base_dir, out / MONITORED / variant, overwrite=True)
+    curves: dict[str, dict] = {}
 
     def save_trajectory(step: int, loss: float) -> None:
+        if step % preset.save_every == 0 or step == preset.post_steps:  # measured in memory, as it trains
+            result = monitor.measure(model, step)
+            curves[str(step)] = result.logs("")
+            log(f"  {variant} step {step}: {result.brief()}")
         if step % preset.save_every == 0 and step < preset.post_steps:
             save_checkpoint(model, tokenizer, trajectory / f"step-{step:04d}",
                             {"stage": variant, "step": step, "world": world_spec})
 
     stage = _run_stage(model, example_batches(inputs, targets, preset.batch, seed), preset.post_steps,
                        preset.post_lr, log, variant, save_trajectory)
+    stage["monitor"] = {"folder": str(out / MONITORED / variant), "seconds": round(monitor.seconds, 2),
+                        "by_step": curves}
     save_checkpoint(model, tokenizer, out / variant, {"stage": variant, "world": world_spec, **stage})
     return stage
 

@@ -5,6 +5,8 @@ Layout of OUT:
                                          with --lora, a PEFT adapter folder
     trajectories/<recipe>/step-N/        the same every `save_every` steps (and at the end),
                                          with optimizer.pt (plain tensors) to resume from
+    orthoscope/<recipe>/                 the monitor's series run folder: the recipe measured against
+                                         the base at every save while it trains (`orthoscope report`)
     lab.json                             settings, per-recipe losses, token counts, rel_delta, seconds
 
 Every recipe of a run uses the same steps, learning rate, batch and token budget;
@@ -30,6 +32,7 @@ from orthoscope.errors import OrthoscopeError, SourceError
 from orthoscope.lab.corpus import make_world
 from orthoscope.lab.recipes import IGNORE, RECIPES, Packed, pack
 from orthoscope.lab.train import lr_at
+from orthoscope.monitor import Monitor
 from orthoscope.pipeline.store import write_text
 
 Log = Callable[[str], None]
@@ -37,6 +40,7 @@ PROJECTIONS = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o",
                "gate_proj": "gate", "up_proj": "up", "down_proj": "down"}
 MARKER = "orthoscope_lab.json"
 OPTIMIZER = "optimizer.pt"
+MONITORED = "orthoscope"  # OUT/orthoscope/<recipe>/: the monitor's series run folder of each recipe
 
 
 @dataclass(frozen=True)
@@ -246,6 +250,7 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
         meta = json.loads((latest / MARKER).read_text())
         _restore(model, optimizer, latest, bool(options.lora))
         start, losses, trajectory_delta, resumed = meta["step"], meta["loss"], meta["rel_delta"], meta["step"]
+    monitor = Monitor(base, out / MONITORED / recipe)
     started, step_seconds = time.time(), []
     task = progress.add_task(recipe, total=options.steps, completed=start) if progress else None
     warmup = min(50, options.steps // 10 + 1)
@@ -267,8 +272,11 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
         done = step + 1
         if progress:
             progress.update(task, completed=done, description=f"{recipe} loss {losses[-1]:.3f}")
-        if done % options.save_every == 0 or done == options.steps:
-            trajectory_delta[str(done)] = rel_delta(base_weights, _post_weights(model, bool(options.lora)))["median"]
+        if done % options.save_every == 0 or done == options.steps:  # measured in memory, as it trains
+            measured = monitor.measure(model, done)
+            trajectory_delta[str(done)] = _sig(measured.logs("").get("rel_delta", math.nan))
+            if progress and not progress.disable:
+                progress.console.print(f"  {recipe} step {done}: {measured.brief()}", highlight=False)
             meta = {"stage": recipe, "step": done, "loss": losses, "rel_delta": trajectory_delta,
                     "world": options.world}
             _save(model, tokenizer, trajectory / f"step-{done}", meta, optimizer,

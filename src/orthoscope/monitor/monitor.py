@@ -82,6 +82,20 @@ class StepResult:
         out[f"{prefix}skipped"] = float(len(self.skipped))
         return out
 
+    def brief(self) -> str:
+        """One line of the overall medians, for a training log.
+
+        >>> table = pd.DataFrame({"kind": ["q", "k"], "rel_delta": [0.01, 0.03], "z_pair": [1.0, 3.0]})
+        >>> StepResult(5, "step-5", table, [], {}, 0.25).brief()
+        'rel_delta 0.02  z_pair 2  (2 matrices, 0.25 s)'
+        """
+        logs = self.logs("")
+        shown = [f"{c} {logs[c]:.4g}" for c in LOGGED if c in logs]
+        if "bh_pair" in logs:
+            shown.append(f"bh_pair {int(logs['bh_pair'])}/{len(self.table)}")
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
+        return "  ".join(shown) + f"  ({len(self.table)} matrices{skipped}, {self.seconds:.2f} s)"
+
 
 class Monitor:
     """Measure a model in training against `base`, step after step, into the run folder `output`.

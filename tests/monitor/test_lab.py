@@ -1,0 +1,38 @@
+"""The lab monitors its own post-training: its series folders equal a compare of the checkpoints it saved."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import orthoscope
+from orthoscope.lab.build import MONITORED, build_lab
+from orthoscope.lab.presets import PRESETS
+from orthoscope.monitor import MONITOR_METRICS
+from orthoscope.pipeline.runfolder import RunFolder
+
+from .test_monitor import numbers
+
+MICRO = dataclasses.replace(PRESETS["tiny"], pretrain_steps=6, post_steps=4, save_every=2,
+                            eval_problems=3, post_examples=64, block=64)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lab") / "lab"
+    lines = []
+    build_lab(MICRO, out, seed=3, log=lines.append)
+    return out, lines
+
+
+def test_the_lab_logs_curves_and_its_series_equal_compare(lab):
+    out, lines = lab
+    assert any(line.startswith("  cot step 2: rel_delta ") and "z_pair" in line for line in lines)
+    live = RunFolder(out / MONITORED / "cot").read_table()
+    after = orthoscope.compare(out / "base", {"step-2": out / "trajectories" / "cot" / "step-0002",
+                                              "step-4": out / "cot"}, metrics=MONITOR_METRICS)
+    assert sorted(live.post.unique()) == ["step-2", "step-4"] and len(live) == len(after.table)
+    np.testing.assert_allclose(numbers(live).to_numpy(), numbers(after.table).to_numpy(), rtol=1e-6, atol=1e-6,
+                               equal_nan=True)
+    summary = RunFolder(out / MONITORED / "cot").read_summary()
+    assert set(summary["verdicts"]["posts"]) == {"step-2", "step-4"}
