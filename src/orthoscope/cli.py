@@ -20,8 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rich.text import Text
 from orthoscope._version import __version__
-from orthoscope.errors import OrthoscopeError
+from orthoscope.errors import OrthoscopeError, os_fault, printable
 from orthoscope.metrics.registry import summary_columns
 
 if TYPE_CHECKING:
@@ -29,8 +30,21 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="What did post-training do to a language model's weights?")
-err = Console(stderr=True, soft_wrap=True)
-out = Console() if sys.stdout.isatty() else Console(width=160)
+
+
+class _Console(Console):
+    """A console that never reads markup or emoji codes in what it prints, and shows control
+    characters as escapes: names from checkpoints and paths reach the terminal as they are written."""
+
+    def __init__(self, **kwargs):
+        super().__init__(markup=False, emoji=False, highlight=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs):
+        return super().render_str(printable(text), **kwargs)
+
+
+err = _Console(stderr=True, soft_wrap=True)
+out = _Console() if sys.stdout.isatty() else _Console(width=160)
 
 INTERRUPTED = "interrupted; rerun the same command to resume"
 SUMMARY_COLUMNS = summary_columns()
@@ -43,7 +57,13 @@ def user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except OrthoscopeError as error:
-            err.print(f"[bold red]error:[/] {error}", highlight=False)
+            _error_line(str(error))
+            raise typer.Exit(2) from None
+        except (OSError, RuntimeError) as error:  # a full disk, a read-only folder, a name too long, a link loop
+            line = os_fault(error)
+            if line is None:
+                raise
+            _error_line(line)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print(INTERRUPTED, highlight=False)
@@ -54,6 +74,11 @@ def user_errors(command: Callable) -> Callable:
 def _version(value: bool) -> None:
     if value:
         print(f"orthoscope {__version__}")
+def _error_line(message: str) -> None:
+    """`error: <message>` on stderr as one line (control characters and newlines shown as escapes)."""
+    err.print(Text.assemble(("error:", "bold red"), " ", printable(message.replace("\n", " "))))
+
+
         raise typer.Exit()
 
 
@@ -143,7 +168,7 @@ class _progress:
 
     def __init__(self, quiet: bool):
         self.bar = None if quiet else Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
         self.task = None
 
@@ -154,7 +179,7 @@ class _progress:
         if self.task is None:  # started by the first result: an early error stays one line
             self.bar.start()
             self.task = self.bar.add_task("matrices", total=None)
-        self.bar.update(self.task, completed=done, total=total, description=f"{name[-48:]:>48}")
+        self.bar.update(self.task, completed=done, total=total, description=f"{printable(name)[-48:]:>48}")
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None and self.task is not None:
@@ -164,9 +189,10 @@ class _progress:
 def _report(result, quiet: bool, as_json: bool) -> None:
     if not quiet:
         for note in result.summary["notes"]:
-            err.print(f"[yellow]note:[/] {note}", highlight=False)
+            err.print(Text.assemble(("note:", "yellow"), " ", printable(note)))
         for skip in result.skipped:
-            err.print(f"[yellow]skipped[/] {skip['post']} {skip['name']}: {skip['reason']}", highlight=False)
+            err.print(Text.assemble(("skipped", "yellow"), " ", printable(f"{skip['post']} {skip['name']}: "
+                                                                         f"{skip['reason']}")))
         err.print(f"{len(result.table)} rows in {result.summary['seconds']:.1f}s -> {result.out}/metrics.parquet",
                   highlight=False)
         if result.summary.get("cache"):
@@ -541,3 +567,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+    partials = store.partials()
+    if partials:
+        out.print(f"{len(partials)} unfinished writes ({sum(p.size for p in partials) / 2**30:.3f} GiB; "
+                  "those of killed runs are removed by `orthoscope cache clear` or when room is needed)")

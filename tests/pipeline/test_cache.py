@@ -60,22 +60,27 @@ def test_a_torn_entry_is_recomputed(planted, private_svd_cache, monkeypatch):
     assert len(SVDCache(private_svd_cache).entries()) == 2
 
 
+def key(letter: str) -> str:
+    """An entry name as SVDCache.key makes them (the cache removes only files named so)."""
+    return f"{letter * 32}-float64-{cache_module.FORMAT}"
+
+
 def test_the_limit_evicts_only_entries_this_process_did_not_use(tmp_path):
     factors = svd(torch.randn(64, 32, dtype=torch.float64))
     size_mib = sum(t.numel() * 8 for t in (factors.U, factors.S, factors.V)) / 2**20
     old = SVDCache(tmp_path, limit_gib=2.5 * size_mib / 1024)
-    assert old.put("a" * 10, factors) and old.put("b" * 10, factors)
-    assert not old.put("c" * 10, factors)  # full, and both entries were used by this process
+    assert old.put(key("a"), factors) and old.put(key("b"), factors)
+    assert not old.put(key("c"), factors)  # full, and both entries were used by this process
     past = old.entries()[0].last_used - 3600
     for entry in old.entries():
         os.utime(entry.path, (past, past))
     new = SVDCache(tmp_path, limit_gib=2.5 * size_mib / 1024)
-    assert new.put("c" * 10, factors)  # evicts one stale entry
-    assert new.put("d" * 10, factors)  # and the other
-    assert not new.put("e" * 10, factors)
+    assert new.put(key("c"), factors)  # evicts one stale entry
+    assert new.put(key("d"), factors)  # and the other
+    assert not new.put(key("e"), factors)
     assert sorted(e.path.stem[0] for e in new.entries()) == ["c", "d"]
     assert new.stats()["not_stored"] == 1
-    assert torch.equal(new.get("c" * 10).U, factors.U)
+    assert torch.equal(new.get(key("c")).U, factors.U)
 
 
 def test_full_cache_is_noted_in_the_summary(planted, monkeypatch):

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from orthoscope.architectures.maps import FAMILIES, Family, Fused, kind_order
-from orthoscope.errors import OrthoscopeError
+from orthoscope.errors import OrthoscopeError, SourceError
 from orthoscope.sources import Checkpoint
+from orthoscope.sources.config import block_size, check_scale_grid, positive_int
 
 NO_LAYER = -1
 SCALE_SUFFIX = "_scale_inv"  # `<name>.weight_scale_inv`: block-FP8 factors of `<name>.weight`
@@ -191,11 +192,14 @@ def _from_family(ckpt: Checkpoint, family: Family, include_embeddings: bool) -> 
     refs: list[MatrixRef] = []
     unmapped: list[str] = []
     names = set(ckpt.names())
-    block = tuple((ckpt.config.get("quantization_config") or {}).get("weight_block_size") or (128, 128))
+    where = f"config of {ckpt.path if ckpt.path is not None else ckpt.spec}"
+    config = {**ckpt.config, "_where": where}
+    block = block_size(ckpt.config, where)
     for name in ckpt.names():
         shape = ckpt.shape(name)
-        found = _layer_matrices(name, shape, prefix, family, experts, ckpt.config)
+        found = _layer_matrices(name, shape, prefix, family, experts, config)
         if found and len(shape) == 2 and name + SCALE_SUFFIX in names:
+            check_scale_grid(shape, ckpt.shape(name + SCALE_SUFFIX), block, name, where)
             found = [replace(ref, scale=name + SCALE_SUFFIX, scale_block=block) for ref in found]
         if name.endswith(SCALE_SUFFIX) and name.removesuffix(SCALE_SUFFIX) in names:
             continue  # read with its weight
@@ -248,16 +252,23 @@ def _parts(name: str, layer: int, shape: tuple[int, ...], fused: Fused, config: 
     if len(kinds) == 1:
         return [MatrixRef(name, name.split(":")[0], layer, kinds[0], (rows, cols), **common)]
     tensor = name.split(":")[0]
+    where = config.get("_where", "config")
     if fused.split == "neox_qkv":
-        heads = int(config.get("num_attention_heads", 1))
+        heads = positive_int(config, "num_attention_heads", where, 1)
+        if rows % (3 * heads):
+            raise SourceError(f"{where}: num_attention_heads {heads} does not divide {tensor} ({rows} rows) "
+                              "into heads of q, k and v")
         part = rows // 3
         return [MatrixRef(f"{name}:{k}", tensor, layer, k, (part, cols), neox_part=i, neox_heads=heads, **common)
                 for i, k in enumerate(kinds)]
     if fused.split == "qkv":
-        heads = int(config.get("num_attention_heads", 1))
-        kv_heads = int(config.get("num_key_value_heads", heads))
-        head_dim = int(config.get("head_dim") or rows // (heads + 2 * kv_heads))
+        heads = positive_int(config, "num_attention_heads", where, 1)
+        kv_heads = positive_int(config, "num_key_value_heads", where, heads)
+        head_dim = positive_int(config, "head_dim", where, None) or rows // (heads + 2 * kv_heads)
         sizes = [heads * head_dim, kv_heads * head_dim, kv_heads * head_dim]
+        if sum(sizes) != rows:
+            raise SourceError(f"{where}: {heads} heads and {kv_heads} key/value heads of head_dim {head_dim} make "
+                              f"{sum(sizes)} rows of q, k and v, but {tensor} has {rows}")
         starts = [0, sizes[0], sizes[0] + sizes[1]]
         return [MatrixRef(f"{name}:{k}", tensor, layer, k, (n, cols), rows=(s, s + n), **common)
                 for k, s, n in zip(kinds, starts, sizes)]

@@ -18,6 +18,13 @@ count as not stored; a write that fails for want of space (an OSError, or the
 SafetensorError the bindings raise for it) stops further writes for this process:
 the run goes on without caching.
 
+The cache only ever removes what it wrote, whatever folder it is pointed at: entries
+are files named `<32 hex>-<dtype>-svd-vN.safetensors` in a folder named by their first
+two digits, and removal (`clear`, eviction) happens only in a folder holding the
+`CACHEDIR.TAG` the cache writes beside its first entry. A model's weights, a link or a
+folder under another name is never touched. Temporary files of a write killed midway
+are counted and removed once an hour old.
+
 Every entry carries a 64-bit XXH3 checksum of its factors in its metadata, verified
 on read: a damaged entry (flipped bits, length intact) is a miss and is replaced.
 Both hashes guard against accidents (a changed or corrupted tensor), not against
@@ -32,8 +39,11 @@ hashing a 4864x896 bfloat16 matrix costs 0.3 ms instead of 6.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +63,13 @@ DEFAULT_LIMIT_GIB = 20.0
 # bump when the stored factors would differ (routine, orientation, layout)
 FORMAT = "svd-v4"  # v2: entries carry a checksum; v3: CRC-32 instead of SHA-256; v4: XXH3 key and checksum
 SUFFIX = ".safetensors"
+ENTRY = re.compile(r"([0-9a-f]{2})[0-9a-f]{30}-[a-z0-9_]+-svd-v\d+\.safetensors")  # what this cache names its entries
+PARTIAL = re.compile(r"\.([0-9a-f]{32}-[a-z0-9_]+-svd-v\d+\.safetensors)\.[^/]*\.tmp")  # an unfinished write
+PARTIAL_AGE = 3600.0  # seconds after which an unfinished write is a leftover of a killed process
+TAG = "CACHEDIR.TAG"  # https://bford.info/cachedir/: also tells backup tools to skip the folder
+TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+            "# This folder is an orthoscope base-SVD cache: `orthoscope cache clear` removes its entries.\n")
+MAX_LIMIT_BYTES = 1 << 62  # a limit beyond any disk (--cache-limit 1e308 means "no limit")
 
 
 def default_dir() -> Path:
@@ -126,7 +143,9 @@ class SVDCache:
     def __init__(self, folder: str | Path | None = None, limit_gib: float | None = None,
                  protect_since: float | None = None) -> None:
         self.folder = Path(folder).expanduser() if folder is not None else default_dir()
-        self.limit = int((limit_gib if limit_gib is not None else default_limit_gib()) * 2**30)
+        _check_folder(self.folder)
+        gib = limit_gib if limit_gib is not None else default_limit_gib()
+        self.limit = int(min(gib * 2**30, MAX_LIMIT_BYTES))
         self.protect_since = protect_since if protect_since is not None else time.time()
         self._used: set[Path] = set()  # entries this process read or wrote: never evicted by it
         self._size: int | None = None  # bytes in the folder as of the last scan plus our writes since
@@ -179,6 +198,7 @@ class SVDCache:
         cpu = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
         metadata = {"format": FORMAT, "checksum": checksum(cpu)}
         try:
+            self._tag()
             atomic_write(self._path(key), lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
         except (OSError, SafetensorError):  # read-only or full storage: the run goes on without caching
             self.writable = False
@@ -188,12 +208,33 @@ class SVDCache:
         self._size += size
         return True
 
+    def _tag(self) -> None:
+        """Write CACHEDIR.TAG (once): the mark that lets this cache remove entries in its folder."""
+        if not self.tagged():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.folder / TAG, lambda tmp: tmp.write_text(TAG_TEXT))
+
+    def tagged(self) -> bool:
+        """True if the folder holds the CACHEDIR.TAG this cache writes (a regular file, not a link)."""
+        path = self.folder / TAG
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return False
+            with path.open("rb") as handle:
+                return handle.read(len(TAG_TEXT) + 1).decode("utf-8", "replace") == TAG_TEXT
+        except OSError:
+            return False
+
     def _make_room(self, size: int) -> bool:
         # the folder is scanned only when the running total says the limit is near, not on every put
         if self._size is not None and self._size + size <= self.limit:
             return True
         entries = self.entries()
         self._size = sum(e.size for e in entries)
+        if not self.tagged():  # not a folder this cache marked: nothing in it is removed
+            return self._size + size <= self.limit
+        for leftover in self.partials(stale_only=True):
+            _remove(leftover.path)
         stale = [e for e in entries if e.path not in self._used and e.last_used < self.protect_since]
         for entry in stale:  # entries() is oldest use first
             if self._size + size <= self.limit:
@@ -203,20 +244,59 @@ class SVDCache:
         return self._size + size <= self.limit
 
     def entries(self) -> list[CacheEntry]:
-        """Every entry, oldest use first."""
+        """Every entry this cache wrote (its naming; regular files, not links), oldest use first."""
+        return sorted(self._scan(lambda name, sub: (m := ENTRY.fullmatch(name)) is not None and m.group(1) == sub),
+                      key=lambda e: e.last_used)
+
+    def partials(self, stale_only: bool = False) -> list[CacheEntry]:
+        """Temporary files of unfinished writes (of a killed process when older than PARTIAL_AGE)."""
+        found = self._scan(lambda name, sub: (m := PARTIAL.fullmatch(name)) is not None and m.group(1)[:2] == sub)
+        cutoff = time.time() - PARTIAL_AGE
+        return [e for e in found if not stale_only or e.last_used < cutoff]
+
+    def _scan(self, ours) -> list[CacheEntry]:
         found = []
-        for path in self.folder.glob(f"*/*{SUFFIX}"):
+        try:
+            subfolders = [d for d in os.scandir(self.folder) if re.fullmatch(r"[0-9a-f]{2}", d.name)
+                          and d.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+        for sub in subfolders:
             try:
-                stat = path.stat()
-            except FileNotFoundError:  # removed by another process meanwhile
+                items = list(os.scandir(sub.path))
+            except OSError:  # removed meanwhile, or unreadable
                 continue
-            found.append(CacheEntry(path, stat.st_size, stat.st_mtime))
-        return sorted(found, key=lambda e: e.last_used)
+            for item in items:
+                if not ours(item.name, sub.name):
+                    continue
+                try:
+                    info = item.stat(follow_symlinks=False)
+                except FileNotFoundError:  # removed by another process meanwhile
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    found.append(CacheEntry(Path(item.path), info.st_size, info.st_mtime))
+        return found
 
     def clear(self) -> tuple[int, int]:
-        """Delete every entry; returns (entries, bytes) removed."""
-        removed = [e for e in self.entries() if _remove(e.path)]
-        return len(removed), sum(e.size for e in removed)
+        """Delete every entry this cache wrote (and leftovers of killed writes); returns (entries, bytes) removed.
+
+        A folder without the cache's CACHEDIR.TAG is left alone (one line says so); an entry
+        that cannot be removed (read-only storage) is one line, not a success.
+        """
+        entries, partials = self.entries(), self.partials(stale_only=True)
+        if not entries and not partials:
+            return 0, 0
+        if not self.tagged():
+            raise OrthoscopeError(f"{self.folder} holds files named like cache entries but no {TAG} written by "
+                                  "orthoscope: nothing removed (delete them by hand if they are yours to delete)")
+        failed: list[OSError] = []
+        removed = [e for e in entries + partials if _remove(e.path, failed)]
+        if failed:
+            raise OrthoscopeError(f"cannot remove {len(failed)} of {len(entries) + len(partials)} entries from "
+                                  f"{self.folder}: {failed[0].strerror or failed[0]} "
+                                  f"({len(removed)} removed)")
+        done = [e for e in removed if e in entries]
+        return len(done), sum(e.size for e in done)
 
     def stats(self) -> dict:
         """Hits, misses and entries not stored (limit reached) in this process."""
@@ -224,12 +304,28 @@ class SVDCache:
                 "hits": self.hits, "misses": self.misses, "not_stored": self.not_stored}
 
 
-def _remove(path: Path) -> bool:
+def _remove(path: Path, failed: list | None = None) -> bool:
     try:
         path.unlink(missing_ok=True)
-    except OSError:  # read-only storage, or open elsewhere on Windows
+    except OSError as error:  # read-only storage, or open elsewhere on Windows
+        if failed is not None:
+            failed.append(error)
         return False
     return True
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse a cache folder that is a file, a link loop or cannot be looked at; an absent one is fine."""
+    try:
+        mode = os.stat(folder).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        if error.errno == errno.ENOTDIR:
+            raise OrthoscopeError(f"cache folder {folder}: a part of the path is a file, not a folder") from None
+        raise OrthoscopeError(f"cache folder {folder}: {error.strerror or error}") from None
+    if not stat.S_ISDIR(mode):
+        raise OrthoscopeError(f"cache folder {folder} is not a folder: choose another --cache-dir")
 
 
 def _touch(path: Path) -> None:

@@ -39,6 +39,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -91,8 +92,12 @@ class _Folder:
         except ImportError:  # no flock on this platform: run unlocked
             yield
             return
+        lock = self.path / LOCK
+        if lock.is_symlink():  # opening it would create or lock its target, wherever that is
+            raise OrthoscopeError(f"{self.noun} {self.path}: its lock file {LOCK} is a symbolic link; "
+                                  f"remove it and rerun")
         with _refused(f"{self.noun} {self.path} is not writable"):
-            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -186,11 +191,9 @@ class RunFolder(_Folder):
         self._write_json(self.path / MANIFEST, identity, indent=2, sort_keys=True)
 
     def identity(self) -> dict | None:
-        """What the run stored here was made from (run.json), or None."""
-        try:
-            return json.loads((self.path / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return None
+        """What the run stored here was made from (run.json), or None (absent, or not a JSON object)."""
+        value = _read_json(self.path / MANIFEST)
+        return value if isinstance(value, dict) else None
 
     def clear(self) -> None:
         """Remove everything a run writes here (other files are left alone)."""
@@ -205,7 +208,7 @@ class RunFolder(_Folder):
     # ------------------------------------------------------------------ records
     def load_part(self, post: str, name: str, key: dict) -> dict | None:
         """The stored record of (post, matrix) if complete and made with the same settings `key`."""
-        return _load_keyed(self.part_path(post, name), key)
+        return _load_keyed(self.part_path(post, name), key, one_of=("metrics", "skipped"))
 
     def save_part(self, post: str, name: str, key: dict, record: dict, arrays: dict | None = None) -> None:
         """Store one result: its spectra (if any) first, then the record that marks it done."""
@@ -230,6 +233,7 @@ class RunFolder(_Folder):
         if "post" not in table or "kind" not in table:
             raise OrthoscopeError(f"{self.metrics_parquet} is damaged (no post/kind columns); "
                                   f"rerun the command that wrote it")
+        check_numeric(table, self.metrics_parquet)
         return table
 
     def read_summary(self, required: bool = True) -> dict:
@@ -238,16 +242,18 @@ class RunFolder(_Folder):
             if required:
                 raise OrthoscopeError(f"no summary.json in {self.path}")
             return {}
-        return read_record(self.summary_json)
+        return check_fields(read_record(self.summary_json), SUMMARY_FIELDS, self.summary_json)
 
     def read_update_cos(self):
         """update_cos.parquet (two posts or more), or None."""
-        return read_frame(self.update_cos_parquet) if self.update_cos_parquet.is_file() else None
+        if not self.update_cos_parquet.is_file():
+            return None
+        return check_numeric(read_frame(self.update_cos_parquet), self.update_cos_parquet)
 
     def read_evaluation(self) -> dict | None:
         """eval.json (a lab folder's evaluation), or None."""
         path = self.path / "eval.json"
-        return read_record(path) or None if path.is_file() else None
+        return check_fields(read_record(path), {}, path) or None if path.is_file() else None
 
     def read_experiment(self):
         """The experiment table of this folder or of one of its subfolders (experiment/, ...), or None."""
@@ -361,28 +367,102 @@ class ExperimentFolder(_Folder):
 
     def read_table(self):
         """experiment.parquet, damage-checked (None when absent)."""
-        return read_frame(self.table_parquet) if self.table_parquet.is_file() else None
+        return check_numeric(read_frame(self.table_parquet), self.table_parquet) if self.table_parquet.is_file() else None
+
+
+# columns of a run's tables that must hold numbers: every metric, and these
+NUMERIC_COLUMNS = ("step", "layer", "expert", "rows", "cols", "update_cos", "scale", "t", "seconds", "ppl")
+# summary.json fields and the JSON types they must have when present
+SUMMARY_FIELDS = {"verdicts": dict, "notes": list, "settings": dict, "per_kind": dict, "cache": dict,
+                  "inputs": dict, "posts": dict, "skipped": list, "matrices": int, "seconds": (int, float)}
+MAX_RECORD_BYTES = 256 << 20  # a run's JSON files are small; a larger one is not ours
 
 
 def read_frame(path: Path):
     """A parquet file of a run as a DataFrame; a truncated or foreign file is one line naming it."""
     import pandas as pd
 
+    _regular(path)
     try:
         return pd.read_parquet(path)
     except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ...: all mean "cannot read this file"
         raise _damaged(path, error) from None
 
 
+def check_numeric(table, path: Path):
+    """`table` if every metric column (and NUMERIC_COLUMNS) holds numbers or booleans; else one line naming it.
+
+    >>> import pandas as pd
+    >>> check_numeric(pd.DataFrame({"post": ["p"], "a_geo": ["0.5"]}), Path("m.parquet"))
+    Traceback (most recent call last):
+    orthoscope.errors.OrthoscopeError: m.parquet is damaged (column 'a_geo' holds text, not numbers); rerun the command that wrote it
+    """
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    from orthoscope.metrics.registry import COLUMNS as METRIC_COLUMNS
+
+    for column in table.columns:
+        if column not in NUMERIC_COLUMNS and column not in METRIC_COLUMNS:
+            continue
+        values = table[column]
+        if not (is_numeric_dtype(values) or is_bool_dtype(values) or values.isna().all()):
+            raise OrthoscopeError(f"{path} is damaged (column {column!r} holds text, not numbers); "
+                                  f"rerun the command that wrote it")
+    return table
+
+
+def check_fields(record: dict, fields: dict, path: Path) -> dict:
+    """`record` if each of `fields` it holds has its JSON type; else one line naming the field.
+
+    >>> check_fields({"verdicts": []}, SUMMARY_FIELDS, Path("summary.json"))
+    Traceback (most recent call last):
+    orthoscope.errors.OrthoscopeError: summary.json is damaged ('verdicts' is a list, not a dict); rerun the command that wrote it
+    """
+    for name, kind in fields.items():
+        value = record.get(name)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            expected = kind.__name__ if isinstance(kind, type) else "number"
+            raise OrthoscopeError(f"{path} is damaged ({name!r} is a {type(value).__name__}, not a {expected}); "
+                                  f"rerun the command that wrote it")
+    return record
+
+
 def read_record(path: Path) -> dict:
     """A JSON object of a run; a corrupt file, or one that is not an object, is one line naming it."""
+    _regular(path)
     try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_RECORD_BYTES + 1)
+        if len(raw) > MAX_RECORD_BYTES:
+            raise ValueError(f"larger than {MAX_RECORD_BYTES >> 20} MiB")
+        value = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise _damaged(path, error) from None
     if not isinstance(value, dict):
         raise OrthoscopeError(f"{path} is damaged (not a JSON object); rerun the command that wrote it")
     return value
+
+
+def _regular(path: Path) -> None:
+    """Refuse a FIFO, a device or a folder where a run's file should be (opening a FIFO waits forever)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # absent or unreadable: the reader says so
+    if not stat.S_ISREG(mode):
+        raise OrthoscopeError(f"{path} is not a regular file; rerun the command that wrote it")
+
+
+def _read_json(path: Path):
+    """The JSON value in a run's file, or None (absent, unreadable, damaged or not a regular file)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_RECORD_BYTES + 1)
+        return json.loads(raw) if len(raw) <= MAX_RECORD_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def _damaged(path: Path, error: BaseException) -> OrthoscopeError:
@@ -402,12 +482,25 @@ def _refused(what: str) -> Iterator[None]:
         raise OrthoscopeError(f"{what}: {_why(error)}") from None
 
 
-def _load_keyed(path: Path, key: dict) -> dict | None:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+# fields of a stored record and the JSON types they must have; a record that breaks one is not done
+RECORD_FIELDS = {"metrics": dict, "hashes": dict, "pairs": dict, "skipped": str}
+
+
+def _load_keyed(path: Path, key: dict, one_of: tuple[str, ...] = ()) -> dict | None:
+    """The record at `path` if it is a JSON object made with `key` whose fields have their types; else None
+    (absent, torn, damaged: the work is done again)."""
+    record = _read_json(path)
+    if not isinstance(record, dict) or record.get("key") != key:
         return None
-    return record if isinstance(record, dict) and record.get("key") == key else None
+    for name, kind in RECORD_FIELDS.items():
+        if name in record and record[name] is not None and not isinstance(record[name], kind):
+            return None
+    if one_of and not any(isinstance(record.get(name), RECORD_FIELDS[name]) for name in one_of):
+        return None
+    metrics = record.get("metrics")
+    if isinstance(metrics, dict) and any(isinstance(v, (str, list, dict)) for v in metrics.values()):
+        return None
+    return record
 
 
 def _save_npz(path: Path, arrays: dict) -> None:

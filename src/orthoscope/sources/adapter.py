@@ -69,12 +69,38 @@ def pattern_value(patterns: dict, module: str, default, source: Path | None = No
     4
     """
     for key, value in patterns.items():
-        try:
-            if re.match(rf"(.*\.)?({key})$", module):
-                return value
-        except re.error as err:
-            raise SourceError(f"{source}: alpha_pattern key {key!r} is not a valid pattern ({err})") from None
+        if matches(key, module, source, "alpha_pattern"):
+            return value
     return default
+
+
+MAX_PATTERN = 512  # characters of a pattern from an adapter config
+PATTERN_SECONDS = 0.25  # time one match may take: a pattern that backtracks exponentially is refused
+
+
+def matches(key: object, module: str, source: Path | None, field: str) -> bool:
+    """Whether the user pattern `key` matches the end of `module` (PEFT's rule), under a time bound.
+
+    The pattern comes from a file: `(a+)+$` against a long name would backtrack for hours
+    with `re`; the `regex` engine stops it after PATTERN_SECONDS and the config is refused.
+
+    >>> matches("q_proj", "model.layers.0.self_attn.q_proj", None, "alpha_pattern")
+    True
+    >>> matches("(a|aa)+c", "a" * 60 + "b", Path("adapter_config.json"), "alpha_pattern")
+    Traceback (most recent call last):
+    orthoscope.errors.SourceError: adapter_config.json: alpha_pattern key '(a|aa)+c' takes too long to match (a pattern that backtracks without end?)
+    """
+    import regex
+
+    if not isinstance(key, str) or len(key) > MAX_PATTERN:
+        raise SourceError(f"{source}: {field} key {str(key)[:40]!r} is not a pattern of at most {MAX_PATTERN} characters")
+    try:
+        return regex.match(rf"(.*\.)?({key})$", module, timeout=PATTERN_SECONDS) is not None
+    except regex.error as err:
+        raise SourceError(f"{source}: {field} key {key!r} is not a valid pattern ({err})") from None
+    except TimeoutError:
+        raise SourceError(f"{source}: {field} key {key!r} takes too long to match "
+                          "(a pattern that backtracks without end?)") from None
 
 
 def open(target: Path, base: TensorStore, base_label: str = "the base") -> AdapterTensors:  # noqa: A001
@@ -88,8 +114,10 @@ def open(target: Path, base: TensorStore, base_label: str = "the base") -> Adapt
         if config.get(key):
             raise SourceError(f"{config_path}: {why}; merge it with peft (merge_and_unload) and compare the merged model")
     alpha, patterns = config.get("lora_alpha", 8), config.get("alpha_pattern") or {}
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not isinstance(patterns, dict):
-        raise SourceError(f"{config_path}: lora_alpha must be a number and alpha_pattern a mapping")
+    if not isinstance(patterns, dict):
+        raise SourceError(f"{config_path}: alpha_pattern must be a mapping")
+    for value in (alpha, *patterns.values()):
+        check_alpha(value, config_path)
     weights = _weights_file(target)
     read_files = safetensors_files.read_files if weights.suffix == ".safetensors" else torch_files.read_files
     stored = read_files(target, [weights])
@@ -117,10 +145,50 @@ def open(target: Path, base: TensorStore, base_label: str = "the base") -> Adapt
             raise SourceError(f"{weights}: the update of {module!r} is {expected[0]} x {expected[1]}, "
                               f"but {name} in {base_label} is {' x '.join(map(str, shapes[name]))}")
         rank, module_alpha = a_shape[0], pattern_value(patterns, module, alpha, config_path)
+        check_rank(config, module, rank, weights, config_path)
         scale = module_alpha / math.sqrt(rank) if config.get("use_rslora") else module_alpha / rank
         loras[name] = Lora(a_key, b_key, float(scale), transpose)
+    check_targets(config, factors, config_path)
     return AdapterTensors(shapes=shapes, base=base, adapter=stored, loras=loras, replaced=replaced,
                           config_bytes=config_path.read_bytes(), folder=target)
+
+
+MAX_ALPHA = 1e6  # PEFT trains with alphas of 1 to a few hundred; beyond this the merged weights overflow
+
+
+def check_alpha(alpha: object, config_path: Path) -> None:
+    """Refuse a lora_alpha (or alpha_pattern value) that is not a finite number of sane size."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) \
+            or abs(alpha) > MAX_ALPHA:
+        raise SourceError(f"{config_path}: lora_alpha {str(alpha)[:40]!r} is not a finite number of at most "
+                          f"{MAX_ALPHA:g} in size")
+
+
+def check_rank(config: dict, module: str, rank: int, weights: Path, config_path: Path) -> None:
+    """Refuse factors whose rank is not the config's `r` (or its rank_pattern entry): PEFT scales by that r."""
+    patterns = config.get("rank_pattern") or {}
+    if not isinstance(patterns, dict):
+        raise SourceError(f"{config_path}: rank_pattern must be a mapping")
+    stated = pattern_value(patterns, module, config.get("r"), config_path)
+    if stated is None:
+        return
+    if isinstance(stated, bool) or not isinstance(stated, int) or stated <= 0:
+        raise SourceError(f"{config_path}: r is {str(stated)[:40]!r}, not a positive integer")
+    if stated != rank:
+        raise SourceError(f"{config_path} says r = {stated} for {module!r}, but its factors in {weights.name} "
+                          f"have rank {rank}")
+
+
+def check_targets(config: dict, factors: dict, config_path: Path) -> None:
+    """Refuse target_modules naming modules the adapter does not adapt (PEFT refuses them: not in the model)."""
+    targets = config.get("target_modules")
+    if not isinstance(targets, list) or not factors:
+        return
+    for target in targets:
+        if isinstance(target, str) and not any(module == target or module.endswith("." + target)
+                                               for module in factors):
+            raise SourceError(f"{config_path}: target module {target!r} is adapted nowhere in this adapter "
+                              "(the config lies, or belongs to another adapter)")
 
 
 def _base_name(name: str, base: TensorStore) -> str | None:

@@ -16,7 +16,7 @@ import torch
 from orthoscope.errors import OrthoscopeError, SourceError
 from orthoscope.sources import hub, memory, registry
 from orthoscope.sources.reference import ModelRef
-from orthoscope.sources.store import TensorStore, read_json_object
+from orthoscope.sources.store import TensorStore, confined_file, read_json_object
 
 CONFIG = "config.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -84,8 +84,9 @@ class Checkpoint:
             return self.base.side_files()
         if self.path is None:
             return []
-        return sorted(item for item in self.path.iterdir() if item.is_file() and not item.name.endswith(
-            WEIGHT_SUFFIXES) and not item.name.endswith(".index.json") and item.name not in NOT_SIDE_FILES)
+        return sorted(item for item in self.path.iterdir() if not item.name.endswith(WEIGHT_SUFFIXES)
+                      and not item.name.endswith(".index.json") and item.name not in NOT_SIDE_FILES
+                      and confined_file(self.path, item))
 
     def fingerprint(self) -> str:
         """A hash of the weights (computed once: it samples every file, or hashes tensors in memory)."""
@@ -154,6 +155,9 @@ def open_checkpoint(spec: str | Path | ModelRef | Checkpoint | torch.nn.Module |
         shown = text if len(text) <= 80 else text[:77] + "..."
         raise SourceError(f"not a usable path: {shown!r} ({getattr(err, 'strerror', None) or err})") from None
     if found:
+        if revision is not None:
+            raise SourceError(f"--revision {revision!r} applies to hub ids, but {text} is a local path "
+                              "(drop --revision, or check out that revision there)")
         ref = ModelRef(text, str(path.absolute()))
     elif hub.detect(text):
         hub_id, asked, snapshot = hub.open(text, revision)

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from orthoscope.errors import SourceError, reason
-from orthoscope.sources.store import TensorFiles, regular_file
+from orthoscope.sources.config import positive_int
+from orthoscope.sources.store import TensorFiles, add_tensor, regular_file
 
 # llama.cpp tensor name -> Hugging Face name, outside the layers.
 GLOBAL_NAMES = {
@@ -83,8 +84,23 @@ def detect(target: Path) -> bool:
 def open(target: Path) -> GGUFFiles:  # noqa: A001 - the registry's verb
     """A .gguf file (this one, even beside others, with its split parts) or the one GGUF set of a folder."""
     if target.is_dir():
-        return open_gguf(target, gguf_files_in(target))
-    return open_gguf(target.parent, split_set(target))
+        return open_gguf(target, complete(gguf_files_in(target)))
+    return open_gguf(target.parent, complete(split_set(target)))
+
+
+def complete(files: list[Path]) -> list[Path]:
+    """`files`, refused with the name of the first missing part when a gguf-split set lacks one."""
+    parts = [(m, f) for f in files if (m := SPLIT.match(f.name))]
+    if not parts:
+        return files
+    stem, total = parts[0][0].group(1), int(parts[0][0].group(3))
+    present = {int(m.group(2)) for m, _ in parts}
+    missing = [i for i in range(1, total + 1) if i not in present]
+    if missing:
+        name = f"{stem}-{missing[0]:05d}-of-{total:05d}.gguf"
+        raise SourceError(f"GGUF split set {stem} in {files[0].parent} lacks part {name}"
+                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return files
 
 
 def hf_name(name: str) -> str:
@@ -157,7 +173,7 @@ class GGUFFiles(TensorFiles):
             raise SourceError(f"cannot read tensor {tensor.name!r} from {path}: {reason(err)}") from None
         weight = torch.from_numpy(values)
         heads = self._permuted_heads(name)
-        if heads and weight.shape[0] % (2 * heads) == 0:
+        if heads:  # check_heads made sure they divide the rows
             weight = unpermute(weight, heads)
         return weight
 
@@ -167,9 +183,19 @@ class GGUFFiles(TensorFiles):
         match = re.fullmatch(r"model\.layers\.\d+\.(self_attn\.[qk]_proj)\.(?:weight|bias)", name)
         if not match:
             return None
+        where = f"GGUF metadata of {self.location[name]}"
         key = PERMUTED_HEADS[match.group(1)]
-        heads = self.config.get(key) or self.config.get("num_attention_heads")
-        return int(heads) if heads else None
+        return positive_int(self.config, key, where) or positive_int(self.config, "num_attention_heads", where)
+
+    def check_heads(self, first: Path) -> None:
+        """Refuse head counts that are not positive integers or do not divide the q/k rows they un-permute."""
+        for key in ("num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers"):
+            positive_int(self.config, key, f"GGUF metadata of {first}")
+        for name, shape in self.shapes.items():
+            heads = self._permuted_heads(name)
+            if heads and shape[0] % (2 * heads):
+                raise SourceError(f"GGUF metadata of {self.location[name]}: a head count of {heads} does not divide "
+                                  f"the {shape[0]} rows of {name} into pairs of rotary halves")
 
     def fingerprint(self) -> str:
         """Hash of sizes, whole headers (metadata and tensor table) and the first MiB of data."""
@@ -231,11 +257,16 @@ def open_gguf(folder: Path, files: list[Path]) -> GGUFFiles:
     for path, reader in readers.items():
         for index, tensor in enumerate(reader.tensors):
             name = hf_name(tensor.name)
-            shapes[name] = tuple(int(d) for d in reversed(tensor.shape.tolist()))
-            location[name] = path
+            if name in location:  # twice in one file, in two parts, or an HF-named decoy beside its llama.cpp name
+                first = location[name].name
+                raise SourceError(f"tensor {name!r} is stored twice ({tensor.name!r} in {path.name}, and in {first}): "
+                                  "which one is meant?")
+            add_tensor(shapes, location, name, tuple(int(d) for d in reversed(tensor.shape.tolist())), path)
             source[name] = (path, index)
     config = config_from_metadata(metadata, readers[files[0]], shapes)
-    return GGUFFiles(folder, shapes, location, "gguf", config, metadata, readers, source)
+    store = GGUFFiles(folder, shapes, location, "gguf", config, metadata, readers, source)
+    store.check_heads(files[0])
+    return store
 
 
 def _metadata(reader) -> dict[str, Any]:

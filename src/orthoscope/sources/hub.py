@@ -47,15 +47,50 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     """
     from huggingface_hub import snapshot_download
 
+    check_revision(repo_id, revision)
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS,
-                                      cache_dir=_cache_dir(), local_files_only=_offline()))
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_PATTERNS,
+                                        cache_dir=_cache_dir(), local_files_only=_offline()))
     except Exception as err:  # hub errors span network, auth and cache-miss types
         raise SourceError(
             f"cannot fetch hub id {repo_id!r}"
             + (f" at revision {revision!r}" if revision else "")
             + f" (offline, or not in the HF cache?): {reason(err)}"
         ) from None
+    return inside_cache(repo_id, revision, folder)
+
+
+REVISION = re.compile(r"[A-Za-z0-9][\w.+-]*(/[\w.+-]+)*")  # a branch, tag or commit: no '..', no absolute path
+
+
+def check_revision(repo_id: str, revision: str | None) -> None:
+    """Refuse a revision that could name a folder outside the HF cache (`../..`, an absolute path).
+
+    >>> check_revision("a/b", "v1.0"), check_revision("a/b", "refs/pr/1")
+    (None, None)
+    >>> check_revision("a/b", "../../etc")
+    Traceback (most recent call last):
+    orthoscope.errors.SourceError: hub id 'a/b': revision '../../etc' is not a branch, tag or commit name
+    """
+    if revision is None:
+        return
+    if len(revision) > 255 or not REVISION.fullmatch(revision) or ".." in revision.split("/"):
+        raise SourceError(f"hub id {repo_id!r}: revision {revision!r} is not a branch, tag or commit name")
+
+
+def inside_cache(repo_id: str, revision: str | None, folder: Path) -> Path:
+    """`folder` if it is a snapshot of `repo_id` in the HF cache; a `refs/` file holding a path is refused."""
+    try:
+        real = folder.resolve()
+        snapshots = (folder.parent.parent / "snapshots").resolve() if folder.parent.name == "snapshots" else None
+    except (OSError, RuntimeError):
+        snapshots = None
+    if snapshots is None or real.parent != snapshots or folder.parent.parent.name != "models--" + repo_id.replace(
+            "/", "--"):
+        raise SourceError(f"hub id {repo_id!r}" + (f" at revision {revision!r}" if revision else "")
+                          + f" resolves to {folder}, outside the HF cache's snapshots of that model "
+                          "(a refs/ file holding a path?)")
+    return folder
 
 
 def _offline() -> bool:

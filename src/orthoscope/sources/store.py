@@ -28,6 +28,9 @@ SAFETENSORS_DTYPES = {
 }
 
 
+MAX_JSON_BYTES = 256 << 20  # config, index and adapter config files are small: a larger one is not one
+
+
 class TensorStore:
     """Names, shapes and one-at-a-time reads of one checkpoint's tensors, whatever holds them.
 
@@ -212,17 +215,40 @@ def inside(folder: Path, entry: object, index: Path) -> Path:
     return path
 
 
+def confined_file(folder: Path, path: Path) -> bool:
+    """True if `path` is a regular file that stays inside `folder` once links are resolved (or inside the
+    Hugging Face cache's `blobs/` beside a snapshot); False for a link out of the folder, a FIFO, a device.
+
+    A side file copied into an output must not be `special_tokens_map.json -> /etc/shadow`.
+
+    >>> confined_file(Path("/etc"), Path("/etc/hostname")), confined_file(Path("/dev"), Path("/dev/zero"))
+    (True, False)
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        real, root = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a dangling link, a link loop
+        return False
+    blobs = folder.parent.parent / "blobs" if folder.parent.name == "snapshots" else None
+    return real.is_relative_to(root) or (blobs is not None and real.is_relative_to(blobs.resolve()))
+
+
 def read_json_object(path: Path, what: str = "JSON file") -> dict:
     """The JSON object in `path`; one-line SourceError if unreadable, not UTF-8, invalid or not an object."""
     regular_file(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_JSON_BYTES + 1)
+        if len(raw) > MAX_JSON_BYTES:
+            raise SourceError(f"{what} {path} is larger than {MAX_JSON_BYTES >> 20} MiB: not a JSON side file")
+        text = raw.decode("utf-8")
         value = json.loads(text)
     except OSError as err:
         raise SourceError(f"cannot read {path}: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise SourceError(f"{what} {path} is not UTF-8 text") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, RecursionError) as err:
         raise SourceError(f"invalid JSON in {path}: {err}") from None
     if not isinstance(value, dict):
         raise SourceError(f"{what} {path} holds a JSON {type(value).__name__}, not an object")

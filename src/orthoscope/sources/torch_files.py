@@ -74,7 +74,25 @@ def _load(path: Path) -> dict:
         raise SourceError(f"cannot load {path}: not a readable PyTorch file ({detail})") from None
     if not isinstance(value, dict):
         raise SourceError(f"{path} holds a {type(value).__name__}, not a dict of tensors")
-    return value
+    return {key: _plain(path, key, item) if isinstance(item, torch.Tensor) else item for key, item in value.items()
+            if _named(path, key, item)}
+
+
+def _named(path: Path, key: object, item: object) -> bool:
+    """True for a tensor under a text name; a tensor under another key (an int) is refused: no name to read it by."""
+    if isinstance(item, torch.Tensor) and not isinstance(key, str):
+        raise SourceError(f"{path} holds a tensor under the key {key!r} ({type(key).__name__}), not a tensor name")
+    return True
+
+
+def _plain(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """A dense tensor without autograd (an nn.Parameter is read as its data); sparse, quantized or meta
+    tensors are refused: they are not weights that can be read as they are stored."""
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_meta:
+        kind = "a meta" if tensor.is_meta else "a quantized" if tensor.is_quantized else f"a {tensor.layout}"
+        raise SourceError(f"{path}: tensor {name!r} is {kind} tensor; only dense tensors can be read "
+                          "(save the state dict with dense tensors)")
+    return tensor.detach() if tensor.requires_grad or isinstance(tensor, torch.nn.Parameter) else tensor
 
 
 def read_files(folder: Path, files: list[Path]) -> TorchFiles:
