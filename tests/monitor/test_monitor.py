@@ -255,3 +255,16 @@ def test_wrapped_models_read_as_their_inner_model(base_folder):
     plain = Monitor(base_folder).measure(model, 1).table
     wrapped = Monitor(base_folder).measure(torch.nn.DataParallel(copy.deepcopy(model)), 1).table
     np.testing.assert_array_equal(numbers(plain).to_numpy(), numbers(wrapped).to_numpy())
+
+
+def test_the_step_by_step_summary_equals_one_made_from_the_whole_table(trained):
+    from orthoscope.pipeline.summary import aggregate
+    from orthoscope.verdicts import compute_verdicts
+    from orthoscope.verdicts.compute import jsonable
+
+    run, _, _ = trained
+    folder = RunFolder(run)
+    table, summary = folder.read_table(), folder.read_summary()
+    assert summary["verdicts"]["posts"] == jsonable(compute_verdicts(table))["posts"]
+    assert summary["per_kind"] == jsonable(aggregate(table, "kind"))
+    assert list(summary["posts"]) == ["step-2", "step-4"]

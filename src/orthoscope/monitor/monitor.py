@@ -34,7 +34,7 @@ from orthoscope.metrics.registry import sign_free
 from orthoscope.monitor.held import HeldSVDCache
 from orthoscope.monitor.live import MonitorError, live_checkpoint
 from orthoscope.pipeline.options import CompareOptions
-from orthoscope.pipeline.pairing import make_plan
+from orthoscope.pipeline.pairing import make_plan, step_of
 from orthoscope.pipeline.run import UPDATE_COS_COLUMNS, Tally, cache_notes, collect, input_id, settings_key, summarize
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
 from orthoscope.pipeline.summary import empty_table
@@ -44,11 +44,15 @@ from orthoscope.sources.memory import MemoryTensors
 
 log = logging.getLogger("orthoscope.monitor")
 
-MONITOR_METRICS = sign_free() | {"intruders"}
-"""The default set: the one-SVD route (rel_delta, a_geo, z_pair, p_pair for the BH counts, ...) and
-`intruders`, which needs the post SVD but not the Gaussian null's (the costliest part of `all`)."""
+MONITOR_METRICS = (sign_free() - {"p_pair"}) | {"intruders"}
+"""The default set: the one-SVD route (rel_delta, a_geo, disp, z_pair, p_gauss, whose BH count is `bh_gauss`)
+and `intruders` (the post SVD, not the Gaussian null's). Left out: `p_pair`, the pairing null's sign-draw
+test, which the rotation verdict rests on: up to ~37k draws of r^2 work per significant matrix, several
+times the cost of the rest; add it with `metrics=MONITOR_METRICS | {"p_pair"}`, or compare saved checkpoints."""
 LOGGED = ("rel_delta", "a_geo", "z_pair", "sym_frac", "intruders")
 """Columns whose medians `StepResult.logs` gives (those measured), overall and per kind."""
+BH_COUNTS = ("bh_pair", "bh_gauss")
+"""Counts of matrices significant after Benjamini-Hochberg (p_pair, p_gauss) that `logs` gives where measured."""
 
 
 @dataclass
@@ -76,9 +80,10 @@ class StepResult:
                         out[f"{prefix}{scope}{column}"] = float(values.median())
         verdicts = (self.summary.get("verdicts") or {}).get("posts", {}).get(self.label, {})
         for scope, group in [("", verdicts.get("overall"))] + [(f"{k}/", g) for k, g in verdicts.get("kinds", {}).items()]:
-            bh = ((group or {}).get("rotation") or {}).get("bh_pair")
-            if bh is not None:
-                out[f"{prefix}{scope}bh_pair"] = float(bh)
+            for count in BH_COUNTS:
+                bh = ((group or {}).get("rotation") or {}).get(count)
+                if bh is not None:
+                    out[f"{prefix}{scope}{count}"] = float(bh)
         out[f"{prefix}skipped"] = float(len(self.skipped))
         return out
 
@@ -91,8 +96,7 @@ class StepResult:
         """
         logs = self.logs("")
         shown = [f"{c} {logs[c]:.4g}" for c in LOGGED if c in logs]
-        if "bh_pair" in logs:
-            shown.append(f"bh_pair {int(logs['bh_pair'])}/{len(self.table)}")
+        shown += [f"{c} {int(logs[c])}/{len(self.table)}" for c in BH_COUNTS if c in logs]
         skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
         return "  ".join(shown) + f"  ({len(self.table)} matrices{skipped}, {self.seconds:.2f} s)"
 
@@ -137,7 +141,7 @@ class Monitor:
                          "posts": {"step-*": "<monitored in training>"},
                          "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
         self.folder = RunFolder(output) if output is not None else None
-        self.table, self.skipped, self.posts = empty_table(), [], {}
+        self.table, self.skipped = empty_table(), []
         self.notes: list[str] = []
         self.counts = {"hits": 0, "misses": 0, "not_stored": 0}
         self.seconds = 0.0
@@ -174,13 +178,15 @@ class Monitor:
             for counter, count in tally.cache.items():
                 self.counts[counter] += count
             self.seconds += time.time() - started
-            self._append(label, table, skipped, {**post.describe(), "step": step,
-                                                 "seconds": round(time.time() - started, 3)})
-            self.summary = summarize(self.table, _no_pairs(), self.skipped, base=self.base.describe(),
-                                     posts=self.posts, matrices=len(plan.refs), opts=self.options,
-                                     settings=self.settings, cache=dict(self.counts), resumed=tally.reused,
-                                     notes=plan.notes + self.notes + cache_notes(self.counts, self.settings),
-                                     control=None, seconds=self.seconds)
+            self._append(label, table, skipped)
+            described = {**post.describe(), "step": step, "seconds": round(time.time() - started, 3)}
+            notes = plan.notes + self.notes + cache_notes(self.counts, self.settings)
+            # the summary of this step alone, merged into the series' (each post's entries are its own)
+            new = summarize(table, _no_pairs(), skipped, base=self.base.describe(), posts={label: described},
+                            matrices=len(plan.refs), opts=self.options, settings=self.settings,
+                            cache=dict(self.counts), resumed=tally.reused, notes=[], control=None,
+                            seconds=self.seconds)
+            self.summary = _merge(self.summary, new, label, notes, self.skipped)
             self._guard(folder.write_table, self.table)
             self._guard(folder.write_summary, self.summary)
         if skipped:
@@ -234,16 +240,14 @@ class Monitor:
         if not self.folder.metrics_parquet.is_file():
             return
         self.table = self.folder.read_table()
-        summary = self.folder.read_summary(required=False)
-        self.posts = dict(summary.get("posts") or {})
-        self.skipped = list(summary.get("skipped") or [])
+        self.summary = self.folder.read_summary(required=False)
+        self.skipped = list(self.summary.get("skipped") or [])
 
-    def _append(self, label: str, table: pd.DataFrame, skipped: list[dict], described: dict) -> None:
+    def _append(self, label: str, table: pd.DataFrame, skipped: list[dict]) -> None:
         kept = self.table[self.table["post"] != label] if len(self.table) else self.table
         frames = [f for f in (kept, table) if len(f)]
         self.table = pd.concat(frames, ignore_index=True) if frames else table
         self.skipped = [s for s in self.skipped if s.get("post") != label] + skipped
-        self.posts[label] = described
 
 
 class _Tolerant:
@@ -289,6 +293,24 @@ def _digest(records: dict) -> str:
     for (_, name), record in sorted(records.items()):
         digest.update(f"{name}|{(record.get('hashes') or {}).get('post')}".encode())
     return digest.hexdigest()
+
+
+PER_POST = ("posts", "unchanged", "per_kind", "per_layer")  # summary.json entries keyed by post
+
+
+def _merge(old: dict, new: dict, label: str, notes: list[str], skipped: list[dict]) -> dict:
+    """The series summary: `new` (of post `label` alone) with every other post's entries kept from `old`."""
+    def merged(before: dict | None, after: dict | None) -> dict:
+        items = {k: v for k, v in (before or {}).items() if k != label} | (after or {})
+        return dict(sorted(items.items(), key=lambda item: (step_of(item[0]) is None, step_of(item[0]) or 0)))
+
+    out = {**new, **{key: merged(old.get(key), new.get(key)) for key in PER_POST}, "skipped": skipped}
+    out["verdicts"] = {**new["verdicts"], "posts": merged((old.get("verdicts") or {}).get("posts"),
+                                                          new["verdicts"].get("posts"))}
+    others = set(old.get("posts") or {}) - {label}  # change notes ("<post>: ...") of the other posts are kept
+    changes = [n for n in old.get("notes") or [] if n.split(":", 1)[0] in others]
+    out["notes"] = notes + changes + new["notes"]
+    return out
 
 
 def _no_pairs() -> pd.DataFrame:

@@ -1,0 +1,97 @@
+"""monitor_cost: what monitoring at the save interval adds to the lab's post-training time (tiny and small presets).
+
+For each preset, one post-training (the `cot` variant, the preset's steps, batch, block, lr and
+thread count) of a from_config base is timed three times in one process, in the order plain,
+monitored, plain: the monitored run measures the model against the base in memory at every
+`save_every` steps and at the end (the lab's points, `Monitor` defaults, cache off), as
+`orthoscope lab` does. Printed per preset: the two plain times, the monitored time, the
+ratio monitored / mean(plain), and the monitor's own seconds over the mean plain time (the
+same overhead measured inside the run, less exposed to the machine's load). The load
+average is printed before and after: on a shared machine, compare ratios from one run only.
+
+    .venv/bin/python bench/monitor_cost.py                    # tiny and small, a few minutes on 2 cores
+    .venv/bin/python bench/monitor_cost.py --presets tiny --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from orthoscope.lab.build import model_config
+from orthoscope.lab.corpus import make_world, post_training_examples
+from orthoscope.lab.presets import get_preset
+from orthoscope.lab.tokenizer import char_tokenizer
+from orthoscope.lab.train import example_batches, example_blocks, train
+from orthoscope.monitor import Monitor
+
+
+def post_train(preset, base: Path, data, monitor: Monitor | None) -> float:
+    """Seconds of one post-training from `base` (monitored at the lab's save points when `monitor`)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+
+    def on_step(step: int, loss: float) -> None:
+        if monitor is not None and (step % preset.save_every == 0 or step == preset.post_steps):
+            monitor.measure(model, step)
+
+    started = time.perf_counter()
+    train(model, example_batches(*data, preset.batch, 1), preset.post_steps, preset.post_lr, on_step=on_step)
+    return time.perf_counter() - started
+
+
+def bench(name: str, folder: Path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    preset = get_preset(name)
+    torch.set_num_threads(preset.threads)
+    world, tokenizer = make_world(0, max_operand=preset.max_operand), char_tokenizer()
+    torch.manual_seed(0)
+    base = folder / f"{name}-base"
+    AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
+    data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
+    plain = [post_train(preset, base, data, None)]
+    monitor = Monitor(base, folder / f"{name}-monitor", cache=False)
+    monitored = post_train(preset, base, data, monitor)
+    plain.append(post_train(preset, base, data, None))
+    mean = sum(plain) / 2
+    return {"preset": name, "steps": preset.post_steps, "measures": preset.post_steps // preset.save_every
+            + (preset.post_steps % preset.save_every != 0), "threads": preset.threads,
+            "plain_s": [round(t, 2) for t in plain], "monitored_s": round(monitored, 2),
+            "ratio": round(monitored / mean, 3), "monitor_s": round(monitor.seconds, 2),
+            "monitor_share": round(monitor.seconds / mean, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.presets:  # one line per preset as it finishes, with the load around it
+            before = os.getloadavg()
+            r = bench(name, Path(tmp))
+            r["load_before"], r["load_after"] = before, os.getloadavg()
+            if args.json:
+                print(json.dumps(r), flush=True)
+                continue
+            print(f"{r['preset']:6s} {r['steps']} steps, {r['measures']} measures, {r['threads']} thread(s): "
+                  f"plain {r['plain_s'][0]:.1f} / {r['plain_s'][1]:.1f} s, monitored {r['monitored_s']:.1f} s, "
+                  f"ratio {r['ratio']:.3f}; monitor {r['monitor_s']:.2f} s = {100 * r['monitor_share']:.1f} % "
+                  f"of plain; load average {before[0]:.1f} -> {r['load_after'][0]:.1f} on {os.cpu_count()} cores",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
