@@ -77,3 +77,60 @@ def series_run(planted_run, tmp_path_factory):
     summary.pop("verdicts", None)  # computed by compare for the single post: the report recomputes them
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
+
+
+def experiment_table() -> pd.DataFrame:
+    """An intervention table shaped as `orthoscope experiment` writes it (the demo's conditions and claims),
+    with accuracies on 20 problems and their Wilson intervals."""
+    from orthoscope.evaluation.stats import Accuracy
+    from orthoscope.interventions.ops import CONSISTENCY, CONTROL, FRAMEWORK, GEODESIC, SCALING
+
+    rows = [("post", "post", "", "", None, 8, 8.06), ("swap-sigma@1", "swap-sigma", SCALING, "noise", 1.0, 8, 7.86),
+            ("swap-sigma@auto", "swap-sigma", SCALING, "noise", None, 8, 7.86),
+            ("swap-sigma@0.5", "swap-sigma", SCALING, "noise", 0.5, 0, 109.7),
+            ("swap-sigma@1.5", "swap-sigma", SCALING, "noise", 1.5, 0, 37.4),
+            ("base-vectors", "base-vectors", CONSISTENCY, "noise,rotate-random", None, 0, 3.5),
+            ("break-left", "break-left", CONSISTENCY, "noise,rotate-random", None, 0, 3604.1),
+            ("break-right", "break-right", CONSISTENCY, "noise,rotate-random", None, 0, 2937.2),
+            ("reconstruct", "reconstruct", FRAMEWORK, "rotate-random", None, 1, 3.79),
+            ("interpolate@0.5", "interpolate", GEODESIC, "", None, 6, 3.79),
+            ("noise", "noise", CONTROL, "", None, 0, 3.38),
+            ("rotate-random", "rotate-random", CONTROL, "", None, 0, 22.4)]
+    records = []
+    for condition, op, claim, control, scale, hits, ppl in rows:
+        record = {"condition": condition, "op": op, "claim": claim, "control": control, "scale": scale, "t": np.nan}
+        record.update(Accuracy(hits, 20).fields("lab-facts"))
+        record.update({"ppl": ppl, "attn_entropy": 1.0 + ppl / 1e4, "cka_vs_post": 1.0 / (1 + np.log(ppl / 8.06) ** 2),
+                       "seconds": 1.0, "dropped_share": np.nan})
+        records.append(record)
+    return pd.DataFrame(records).astype({"scale": float})
+
+
+@pytest.fixture(scope="session")
+def family_run(tmp_path_factory):
+    """compare base instruct control (the shipped family) with the shipped evaluation (eval.json) and an
+    intervention table of instruct whose post condition carries the experiment's key; report written."""
+    from orthoscope.experiment.columns import claims_table
+    from orthoscope.experiment.plot import plot_experiment
+    from orthoscope.lab.shipped import shipped_evaluation, shipped_family
+    from orthoscope.pipeline.runfolder import ExperimentFolder
+    from orthoscope.report import write_report
+
+    family = shipped_family()
+    folder = tmp_path_factory.mktemp("family-run") / "run"
+    result = runner.invoke(app, ["compare", str(family["base"]), str(family["instruct"]), str(family["control"]),
+                                 "-o", str(folder), "-q", "--no-report"])
+    assert result.exit_code == 0, result.output
+    evaluation = shipped_evaluation()
+    (folder / "eval.json").write_text(json.dumps(evaluation))
+    experiment = ExperimentFolder(folder / "experiment")
+    table = experiment_table()
+    with experiment.open():
+        experiment.write_tables(table, claims_table(table))
+    plot_experiment(table, experiment.plot)
+    fingerprint = json.loads((folder / "summary.json").read_text())["posts"]["instruct"]["fingerprint"]
+    key = {"post": fingerprint, "limit": 20, "text": evaluation["instruct"]["ppl:text"], "condition": "post"}
+    experiment.condition_path("post").parent.mkdir(parents=True, exist_ok=True)
+    experiment.condition_path("post").write_text(json.dumps({**table.iloc[0].to_dict(), "key": key}, default=str))
+    write_report(folder)
+    return folder

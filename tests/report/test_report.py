@@ -1,5 +1,6 @@
 """The report: one self-contained page and PNGs; rendered in a real headless Chromium."""
 
+import re
 import shutil
 import subprocess
 
@@ -7,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from orthoscope.cli import app
-from orthoscope.lab.shipped import shipped_family
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -16,28 +16,27 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run") / "run"
-    family = shipped_family()
-    result = runner.invoke(app, ["compare", str(family["base"]), str(family["instruct"]), str(family["cot"]),
-                                 "-o", str(folder), "-q"])
-    assert result.exit_code == 0, result.output
-    return folder
+def run_folder(family_run):
+    """base against instruct and control, with eval.json and an intervention table (conftest's family_run)."""
+    return family_run
 
 
-def test_compare_writes_a_self_contained_report_and_pngs(run_folder):
+def test_report_is_self_contained_with_every_figure_and_png(run_folder):
     page = (run_folder / "report.html").read_text()
     assert "<script src=" not in page and "<link" not in page  # plotly.js is inline: works offline
-    for heading in ("Verdicts", "Inputs and settings", "Singular-value scaling", "Rotation consistency",
-                    "The control: delta symmetry", "Singular-vector overlaps", "Intruder dimensions", "Medians per kind"):
-        assert f"<h2>{heading}</h2>" in page
-    # svsm, ratios, consistency, symmetry, misfit, overlaps; intruders drawn only when some exist
+    for heading in ("Bottom line", "Where the weights moved", "Rotations against the pairing null", "Verdicts",
+                    "Inputs and settings", "Singular-value scaling", "Ratio curves", "Interventions",
+                    "Rotation consistency", "The control: delta symmetry", "Singular-vector overlaps",
+                    "Intruder dimensions", "Evaluation", "Medians per kind"):
+        assert re.search(f"<h2[^>]*>{heading}</h2>", page), heading
+    # the pairing-null figure comes before incons, which misleads on its own
+    assert page.index("fig-rotations-against-the-pairing-null") < page.index("fig-rotation-consistency")
     intruders = 'id="fig-intruder-dimensions"' in page
     assert intruders != ("No intruder dimensions: in all 42 matrices" in page)
     # two posts: update_cos.parquet is written and drawn as one post-against-post heatmap
     assert (run_folder / "update_cos.parquet").is_file() and 'id="fig-post-against-post"' in page
-    assert page.count('class="plotly-graph-div"') == 7 + intruders
-    for png in ("svsm.png", "consistency.png", "sym_frac.png", "ratio_curves.png"):
+    assert page.count('class="plotly-graph-div"') == 10 + intruders
+    for png in ("where_moved.png", "z_pair.png", "svsm.png", "consistency.png", "sym_frac.png", "ratio_curves.png"):
         assert (run_folder / "figures" / png).stat().st_size > 10_000
 
 
@@ -46,7 +45,8 @@ def test_report_command_on_a_folder_without_run(tmp_path):
     assert result.exit_code == 2 and "no metrics.parquet in" in result.output
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="chromium is not installed (Debian package `chromium`; .ci/run installs it)")
 def test_report_renders_in_headless_chromium_without_console_errors(run_folder, tmp_path):
     import matplotlib.image
 
@@ -59,14 +59,14 @@ def test_report_renders_in_headless_chromium_without_console_errors(run_folder, 
     assert console == []
     drawn = (run_folder / "report.html").read_text().count('class="plotly-graph-div"')
     assert dom.stdout.count('class="main-svg"') >= drawn >= 6  # plotly drew every figure
-    assert "Scaling: near-uniform" in dom.stdout
+    assert "Scaling: near-uniform" in dom.stdout and "Bottom line" in dom.stdout
     first, tall = tmp_path / "first.png", tmp_path / "tall.png"
-    for shot, size in ((first, "1300,1100"), (tall, "1300,5000")):
+    for shot, size in ((first, "1280,800"), (tall, "1280,3000")):
         subprocess.run([CHROMIUM, *FLAGS, *profile, f"--window-size={size}", "--virtual-time-budget=15000",
                         f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
     top = matplotlib.image.imread(first)[..., :3]
-    assert (top.max(axis=2) < 0.3).mean() > 0.01  # the first screen is text (the verdicts), not blank
+    assert (top.max(axis=2) < 0.3).mean() > 0.01  # the first screen is text (the bottom line), not blank
     pixels = matplotlib.image.imread(tall)[..., :3]
     red = (pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.45) & (pixels[..., 2] < 0.45)
     blue = (pixels[..., 2] > 0.6) & (pixels[..., 0] < 0.45)
-    assert red.sum() + blue.sum() > 2000  # the SVSM heatmap's cells are on screen
+    assert red.sum() + blue.sum() > 2000  # the heatmaps' cells (rel_delta, z_pair) are on screen

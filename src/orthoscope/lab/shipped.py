@@ -45,3 +45,43 @@ def verify_shipped() -> list[str]:
     """Files whose bytes differ from the manifest (empty when all match)."""
     root = shipped_root()
     return [name for name, digest in manifest()["files"].items() if sha256(root / name) != digest]
+
+
+def shipped_evaluation() -> dict:
+    """The shipped family's evaluation (eval.json) with what each number was measured on.
+
+    Per model: each accuracy with its n and Wilson 95 % interval (`task`, `task:n`, `task:lo`,
+    `task:hi`), `ppl` with `ppl:block` (tokens per scored block: the preset's training length) and
+    `ppl:text` (`text_digest` of the held-out text).
+
+    >>> row = shipped_evaluation()["instruct"]
+    >>> row["lab-facts"], row["lab-facts:n"], row["ppl:block"]
+    (0.4, 100, 64)
+    """
+    from orthoscope.evaluation.stats import Accuracy
+    from orthoscope.lab.build import lab_world
+    from orthoscope.lab.corpus import held_out_text
+    from orthoscope.lab.presets import get_preset
+
+    record = manifest()
+    preset = get_preset(record["preset"])
+    text = text_digest(held_out_text(lab_world(shipped_root() / "base", record["seed"]), record["seed"]))
+    out = {}
+    for model, scores in record["eval"].items():
+        row = {}
+        for task, value in scores.items():
+            if task == "ppl":
+                row.update({"ppl": value, "ppl:block": preset.block, "ppl:text": text})
+            else:
+                row.update(Accuracy(round(value * preset.eval_problems), preset.eval_problems).fields(task))
+        out[model] = row
+    return out
+
+
+def text_digest(text: str) -> str:
+    """sha256 of `text`, first 16 hex digits (the experiment's key records its text the same way).
+
+    >>> text_digest("abc")
+    'ba7816bf8f01cfea'
+    """
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,7 +1,8 @@
-"""Assemble report.html (one file, plotly.js inline, no network) and figures/*.png.
+"""Assemble report.html (one file, a trimmed plotly.js inline once, no network) and figures/*.png.
 
-Order: the verdicts (the answer), links to the data, inputs and settings, the most changed
-matrices, then the figures (a checkpoint series as curves against step), then tables.
+Order: the bottom line (the paper's claims per post), the figures that carry it (where the weights
+moved, rotations against the pairing null, scaling, ratio curves, interventions), the verdicts in
+detail, data and settings, the tables, then the rotation metrics' raw ingredients.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from orthoscope._version import __version__
+from orthoscope.experiment.columns import score_columns
+from orthoscope.experiment.plot import conclusions
 from orthoscope.pipeline.store import write_text
-from orthoscope.report import figures, series, tables
+from orthoscope.report import figures, panels, series, tables
+from orthoscope.report.bottom import STYLE as BOTTOM_STYLE
+from orthoscope.report.bottom import bottom_line_html
 from orthoscope.report.data import Run, load_run
 from orthoscope.report.pngs import write_pngs, write_trajectory_png
+from orthoscope.verdicts.bottom import bottom_line
 
 CONTROL_SENTENCE = (
     "Any small update looks 'consistent' under incons (the shared part of the left and right rotations is "
@@ -27,14 +33,10 @@ CONTROL_SENTENCE = (
 )
 
 
-def ratio_matrices(run: Run) -> list[str]:
-    """A few matrices for the ratio curves: q, o and down of the first and last layers."""
-    table = run.table[run.table.layer >= 0]
-    if table.empty:
-        return list(run.table.name[:3])
-    layers = sorted({table.layer.min(), table.layer.max()})
-    picks = table[table.layer.isin(layers) & table.kind.isin(["q", "o", "down"])]
-    return list(dict.fromkeys(picks.name))[:6] or list(table.name[:3])
+PAIRING_SENTENCE = (
+    "Each cell is one matrix: how far its rotation symmetry sym_frac lies above what the same update gives with "
+    "left and right rotations made independent (the pairing null), in standard deviations. The paper's consistent "
+    "rotations predict red cells marked * throughout; the control run shows what an unrelated post-training gives.")
 
 
 def verdicts_of(run: Run) -> dict:
@@ -52,64 +54,107 @@ def write_report(folder: str | Path) -> Path:
     from orthoscope.verdicts import verdict_html
 
     run = load_run(folder)
-    names = ratio_matrices(run)
+    verdicts = verdicts_of(run)
+    control = verdicts.get("control")
     in_series = series.series_table(run.table)
     # a checkpoint series is drawn against step; the per-post panels keep the posts outside it
-    panels = dataclasses.replace(run, table=run.table.drop(in_series.index)) if len(in_series) else run
-    sections = [("Checkpoint series", "", series.trajectories(run))]
-    if len(panels.table):
-        sections += [
-            ("Singular-value scaling", "", figures.svsm(panels)),
-            ("Ratio curves", "", figures.ratio_curves(panels, names)),
-            ("Rotation consistency", "", figures.consistency(panels)),
-            ("The control: delta symmetry", CONTROL_SENTENCE, figures.symmetry(panels)),
-            ("One-SVD misfit", "", figures.asymmetry(panels)),
-            ("Singular-vector overlaps", "", figures.overlap_images(panels)),
+    panels_run = dataclasses.replace(run, table=run.table.drop(in_series.index)) if len(in_series) else run
+    first = [("Checkpoint series", "", series.trajectories(run))]
+    rotations: list = []
+    if len(panels_run.table):
+        first += [
+            ("Where the weights moved", "", panels.where_moved(panels_run, control)),
+            ("Rotations against the pairing null", PAIRING_SENTENCE, panels.zpair_map(panels_run, control)),
+            ("Singular-value scaling", "", figures.svsm(panels_run)),
+            ("Ratio curves", "", panels.ratio_bands(panels_run, control)),
         ]
-    sections += [
+        rotations = [
+            ("Rotation consistency", "", figures.consistency(panels_run)),
+            ("The control: delta symmetry", CONTROL_SENTENCE, figures.symmetry(panels_run)),
+            ("One-SVD misfit", "", figures.asymmetry(panels_run)),
+            ("Singular-vector overlaps", "", panels.overlap_differences(panels_run)),
+        ]
+    first.append(("Interventions", _conclusions(run), figures.experiment_figure(run)))
+    later = rotations + [
         ("Intruder dimensions", "", figures.intruder_bars(run)),
         ("Post against post", "", series.update_cos_heatmap(run)),
-        ("Interventions", "", figures.experiment_figure(run)),
     ]
-    body = [_header(run), verdict_html(verdicts_of(run)), tables.data_links(run), tables.settings_table(run),
-            tables.most_changed(run)]
-    body += [_section(title, text, fig) for title, text, fig in sections if fig is not None]
-    body += [tables.medians_table(run), tables.evaluation_tables(run)]
+    body = [_header(run), bottom_line_html(bottom_line(verdicts), control, verdicts.get("notes", []))]
+    body += [_section(title, text, fig) for title, text, fig in first if fig is not None]
+    body += [verdict_html(verdicts), tables.data_links(run),
+             tables.settings_table(run), tables.most_changed(run), tables.evaluation_tables(run)]
+    if any(fig is not None for _, _, fig in later):
+        body.append("<h2>More figures</h2><p class='note'>incons (rotation inconsistency) reads 'consistent' for any "
+                    "small update: the pairing-null figure above is the test; these are its raw ingredients.</p>")
+    body += [_section(title, text, fig) for title, text, fig in later if fig is not None]
+    body.append(tables.medians_table(run))
     write_text(run.folder / "report.html", _page("\n".join(part for part in body if part)))
-    if len(panels.table):
-        write_pngs(panels, run.folder / "figures", names)
+    if len(panels_run.table):
+        write_pngs(panels_run, run.folder / "figures", control)
     write_trajectory_png(run, run.folder / "figures" / "trajectory.png")
     return run.folder / "report.html"
 
 
-def _page(body: str) -> str:
-    from plotly.offline import get_plotlyjs
+def _conclusions(run: Run) -> str:
+    """The experiment's one line per claim (as the note under the section's title)."""
+    if run.experiment is None or not score_columns(run.experiment):
+        return ""
+    return "\n".join(conclusions(run.experiment))
 
+
+PLOTLY_JS = Path(__file__).parent / "assets" / "plotly-orthoscope.min.js"
+"""plotly.js with only the traces the report draws (scatter, bar, heatmap): 1.26 MB instead of 4.8 MB.
+How it is built: assets/build.js."""
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}
+h1{margin:.1em 0;font-size:1.5em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+h3{margin:1.2em 0 .3em} .verdicts li{margin:.3em 0;max-width:1000px}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap} td.t{text-align:left}
+th{background:#f6f6f6;white-space:normal} td:first-child,.verdict-overview td,.verdict-overview th{text-align:left}
+.verdict-overview td,.verdict-table td:last-child,td.t{white-space:normal;min-width:8em}
+details{margin:.2em 0 1em} .note{color:#555;max-width:1000px} ul.note{padding-left:1.2em}
+code{background:#f4f4f4;padding:0 3px} .links a{margin:0 .3em} .wide{overflow-x:auto}"""
+
+
+def _page(body: str) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>orthoscope report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}}
-h1{{margin-bottom:.2em}} h2{{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}}
-h3{{margin:1.2em 0 .3em}} .verdicts li{{margin:.3em 0;max-width:1000px}}
-table{{border-collapse:collapse;font-size:13px;margin:.5em 0}} td,th{{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}} td.t{{text-align:left}}
-th{{background:#f6f6f6}} td:first-child,.verdict-overview td,.verdict-overview th{{text-align:left}} details{{margin:.2em 0 1em}}
-.note{{color:#555;max-width:900px}} code{{background:#f4f4f4;padding:0 3px}} .links a{{margin:0 .3em}} .wide{{overflow-x:auto}}</style>
-<script type="text/javascript">{get_plotlyjs()}</script></head>
+<style>{STYLE}{BOTTOM_STYLE}</style>
+<script type="text/javascript">{PLOTLY_JS.read_text()}</script></head>
 <body>{body}</body></html>"""
 
 
+CONFIG = {"displayModeBar": False, "responsive": True}
+"""No mode bar (it covered the titles); zoom by dragging, double-click to reset."""
+
+
+def compact_template() -> go.layout.Template:
+    """plotly's default look (its layout part) without the per-trace defaults the report never relies on:
+    7 KB less per figure, since every figure carries its template."""
+    import plotly.io as pio
+
+    layout = pio.templates["plotly"].layout.to_plotly_json()
+    keep = ("autotypenumbers", "colorway", "font", "hovermode", "hoverlabel", "paper_bgcolor", "plot_bgcolor",
+            "xaxis", "yaxis", "shapedefaults", "annotationdefaults", "title")
+    return go.layout.Template(layout={k: layout[k] for k in keep if k in layout})
+
+
 def _section(title: str, text: str, fig: go.Figure | str) -> str:
-    note = f'<p class="note">{html.escape(text)}</p>' if text else ""
+    lines = text.split("\n") if text else []
+    note = ("<ul class='note'>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+            if len(lines) > 1 else f'<p class="note">{html.escape(text)}</p>' if text else "")
     if isinstance(fig, str):  # an empty figure is replaced by one sentence
         return f"<h2>{html.escape(title)}</h2>{note}<p class='empty'>{html.escape(fig)}</p>"
     div_id = "fig-" + "-".join(title.lower().replace(":", "").split())
+    fig.update_layout(template=compact_template())
     return (f"<h2>{html.escape(title)}</h2>{note}"
-            f"{fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)}")
+            f"{fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=CONFIG)}")
 
 
 def _header(run: Run) -> str:
     summary = run.summary
     version = summary.get("orthoscope_version", __version__)
     posts = list(dict.fromkeys(run.table.post.astype(str)))
-    return (f"<h1>orthoscope report</h1><p class='note'>{len(posts)} post model(s) against "
+    return (f"<h1>orthoscope report</h1><p class='note' style='margin:0'>{len(posts)} post model(s) against "
             f"{html.escape(str((summary.get('base') or {}).get('spec', 'the base')))}: "
             f"{summary.get('matrices', '?')} matrices per post; orthoscope {html.escape(str(version))}.</p>")

@@ -7,14 +7,16 @@ OrthoscopeError naming it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from orthoscope.experiment.columns import POST
 from orthoscope.metrics.scaling import RHO_FLOOR
-from orthoscope.pipeline.runfolder import RunFolder
+from orthoscope.pipeline.runfolder import ExperimentFolder, RunFolder
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Run:
     experiment: pd.DataFrame | None
     evaluation: dict | None
     update_cos: pd.DataFrame | None = None
+    experiment_key: dict | None = None
     store: RunFolder = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,4 +52,18 @@ def load_run(folder: str | Path) -> Run:
     """The run in `folder`; an experiment table is taken from the folder or one of its subfolders."""
     store = RunFolder(folder)
     return Run(store.path, store.read_table(), store.read_summary(required=False), store.read_experiment(),
-               store.read_evaluation(), store.read_update_cos())
+               store.read_evaluation(), store.read_update_cos(), experiment_key(store.path))
+
+
+def experiment_key(folder: Path) -> dict | None:
+    """What the experiment's post model was evaluated with (its post condition's key: post fingerprint,
+    limit, text digest), or None when the folder holds no readable one."""
+    found = sorted(folder.glob(ExperimentFolder.TABLE)) + sorted(folder.glob(f"*/{ExperimentFolder.TABLE}"))
+    if not found:
+        return None
+    try:
+        record = json.loads(ExperimentFolder(found[0].parent).condition_path(POST).read_text())
+    except (OSError, ValueError):
+        return None
+    key = record.get("key") if isinstance(record, dict) else None
+    return key if isinstance(key, dict) else None

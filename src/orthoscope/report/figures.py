@@ -9,9 +9,13 @@ from plotly.subplots import make_subplots
 
 from orthoscope.architectures.maps import sort_kinds
 from orthoscope.evaluation.stats import interval_columns
-from orthoscope.experiment.columns import score_columns
+from orthoscope.experiment.columns import GRID_OP, POST, score_columns
+from orthoscope.experiment.plot import complete, figure_rows
 from orthoscope.report.data import Run
+from orthoscope.report.panels import title_layout
 
+ROLE_COLOURS = {"post": "#222222", "claim": "#4c72b0", "control": "#8c8c8c"}
+UNITS = {"ppl": "perplexity (log)", "attn_entropy": "attention entropy (nats)", "cka_vs_post": "linear CKA vs post"}
 COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974"]
 
 
@@ -43,29 +47,11 @@ def svsm(run: Run) -> go.Figure | None:
             hovertemplate="layer %{y} %{x}<br>a_geo %{customdata:.4f}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="kind", row=1, col=col)
     fig.update_yaxes(title_text="layer", autorange="reversed", row=1, col=1)
-    fig.update_layout(title="SVSM: geometric-mean singular-value ratio a_geo (white = unchanged, red = grown)",
-                      height=max(320, 22 * table.layer.max() + 200))
-    return fig
-
-
-def ratio_curves(run: Run, names: list[str]) -> go.Figure | str:
-    """s_p,i / s_b,i against the relative index i/r for chosen matrices, per post.
-
-    The y axis spans the 1-99 % quantiles of the plotted ratios (a few tail values near the
-    numerical floor would otherwise squash every curve into a line)."""
-    fig, values = go.Figure(), []
-    for post, name, x, y in run.ratio_curves(names):
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{post}: {_short(name)}"))
-        values.append(y)
-    if not values:
-        return "No singular values were stored for these matrices (spectra/ is empty): no ratio curves."
-    fig.add_hline(y=1.0, line_dash="dot", line_color="#888")
-    lo, hi = robust_range(np.concatenate(values), include=1.0)
-    fig.update_layout(title="Singular-value ratio s_p,i / s_b,i by index (flat line = uniform scaling; "
-                            "axis clipped to the 1-99 % quantiles)",
-                      xaxis_title="relative index i / r (0 = largest singular value)", yaxis_title="s_p,i / s_b,i",
-                      yaxis_range=[lo, hi], height=420)
-    return fig
+    grown = float(np.nanmedian(layered.a_geo)) if len(layered) else float("nan")
+    return title_layout(fig, f"Singular-value scaling: the typical matrix's values grew by a factor {grown:.3g} "
+                             "(median a_geo)<br><sup>a_geo = geometric mean of s_post,i / s_base,i per matrix; "
+                             f"white = unchanged, red = grown; n = {len(layered)} matrices</sup>",
+                        max(340, 24 * int(table.layer.max() + 1) + 220))
 
 
 def robust_range(values: np.ndarray, include: float | None = None, pad: float = 0.05) -> tuple[float, float]:
@@ -98,7 +84,7 @@ def consistency(run: Run) -> go.Figure | None:
     if not has(run, "incons"):
         return None
     return _per_layer(run, "incons", "incons_null",
-                      "Rotation inconsistency incons = ||Q_U - Q_V||_F / (2 sqrt r): real (solid) vs Gaussian null (dotted)")
+                      "incons = ||Q_U - Q_V||_F / (2 sqrt r) per layer (solid) and its Gaussian null (dotted)")
 
 
 def symmetry(run: Run) -> go.Figure | None:
@@ -107,10 +93,10 @@ def symmetry(run: Run) -> go.Figure | None:
         return None
     if has(run, "sym_frac_pair_null"):
         return _per_layer(run, "sym_frac", "sym_frac_pair_null",
-                          "Delta symmetry sym_frac (solid) against its pairing null (dotted: same update shape, "
-                          "left/right agreement randomised); only sym_frac above the dotted line is evidence")
+                          "sym_frac per layer (solid) and its pairing null (dotted)<br><sup>only sym_frac above "
+                          "its dotted line is evidence of agreeing rotations</sup>")
     fig = _per_layer(run, "sym_frac", "sym_frac_null",
-                     "Delta symmetry sym_frac: above 0.5 = consistent rotations beyond what any small update gives")
+                     "sym_frac per layer (solid) and its Gaussian null (dotted; 0.5 dashed)")
     fig.add_hline(y=0.5, line_dash="dash", line_color="#c44e52", annotation_text="null 0.5")
     return fig
 
@@ -118,7 +104,7 @@ def symmetry(run: Run) -> go.Figure | None:
 def asymmetry(run: Run) -> go.Figure | None:
     if not has(run, "asym"):
         return None
-    return _per_layer(run, "asym", None, "One-SVD misfit asym = ||M - M^T||_F / (sqrt 2 ||M||_F), M = U_b^T W_p V_b")
+    return _per_layer(run, "asym", None, "asym = ||M - M^T||_F / (sqrt 2 ||M||_F), M = U_b^T W_p V_b, per layer")
 
 
 def _per_layer(run: Run, metric: str, null: str | None, title: str) -> go.Figure:
@@ -136,33 +122,9 @@ def _per_layer(run: Run, metric: str, null: str | None, title: str) -> go.Figure
                                          line=dict(color=colour, dash="dot", width=1)), row=1, col=col)
         fig.update_xaxes(title_text="layer", dtick=1, row=1, col=col)
     fig.update_yaxes(title_text=metric, row=1, col=1)
-    fig.update_layout(title=title, height=420)
-    return fig
-
-
-def overlap_images(run: Run) -> go.Figure | str | None:
-    """Top-left blocks of Q_U and Q_V for the most and the least consistent matrices (unchanged ones,
-    whose incons is NaN, left out); a sentence when the run stored no blocks."""
-    if not has(run, "incons"):
-        return None
-    table = run.table[run.table.incons.notna()].sort_values("incons")
-    picks = [("most consistent", table.iloc[0]), ("least consistent", table.iloc[-1])]
-    titles = [f"{label}: {_short(row['name'])} ({row.post}) {side}" for label, row in picks for side in ("Q_U", "Q_V")]
-    fig = make_subplots(rows=len(picks), cols=2, subplot_titles=titles, vertical_spacing=0.12)
-    for r, (_, row) in enumerate(picks, start=1):
-        spectra = run.spectra(row.post, row["name"])
-        if spectra is None or "Q_U_block" not in spectra:
-            continue
-        for c, key in enumerate(("Q_U_block", "Q_V_block"), start=1):
-            fig.add_trace(go.Heatmap(z=spectra[key], colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1,
-                                     showscale=(r, c) == (1, 2), colorbar=dict(title="cos")), row=r, col=c)
-            fig.update_yaxes(autorange="reversed", title_text="base index j", row=r, col=c)
-            fig.update_xaxes(title_text="post index i", row=r, col=c)
-    if not fig.data:
-        return "No overlap blocks were stored for these matrices (spectra/ lacks Q_U_block): nothing to draw."
-    fig.update_layout(title="Overlaps U_b^T U_p and V_b^T V_p (top-left 32 x 32, signs fixed): a shared pattern = consistent",
-                      height=900)
-    return fig
+    n = int(table.groupby(["post", "kind"]).size().max()) if len(table) else 0
+    return title_layout(fig, f"{title} (n = {n} layers per kind)" if "<br>" not in title
+                        else title.replace("<br>", f" (n = {n} layers per kind)<br>", 1), 440)
 
 
 def intruder_bars(run: Run) -> go.Figure | str | None:
@@ -176,10 +138,10 @@ def intruder_bars(run: Run) -> go.Figure | str | None:
     fig = go.Figure([go.Bar(x=rows.kind, y=rows["sum"], name=post, customdata=rows["size"],
                             hovertemplate="%{x}: %{y} intruders in %{customdata} matrices<extra></extra>")
                      for post, rows in counts.groupby("post", sort=False)])
-    fig.update_layout(title="Intruder dimensions: top-10 post left vectors with max |cos| < 0.5 to every base vector "
-                            "(sum over layers; n matrices in the hover)",
-                      barmode="group", yaxis_title="count", height=360)
-    return fig
+    fig.update_layout(barmode="group", yaxis_title="intruders (count)", xaxis_title="kind")
+    return title_layout(fig, f"Intruder dimensions: {int(counts['sum'].sum())} in {int(counts['size'].sum())} "
+                             "matrices<br><sup>top-10 post left singular vectors with max |cos| < 0.5 to every base "
+                             "vector, summed over layers</sup>", 380)
 
 
 LOG_SCORES = ("ppl",)
@@ -196,25 +158,62 @@ def sample_sizes(n: pd.Series) -> str:
 
 
 def experiment_figure(run: Run) -> go.Figure | None:
+    """Per score (columns): each condition as a dot with its Wilson 95 % interval, grouped by claim, controls
+    grey at the bottom, the post as a red dashed line; below, the swap-sigma grid (the temperature claim)."""
     table = run.experiment
-    if table is None:
+    if table is None or not score_columns(table):
         return None
-    scores = score_columns(table)
-    if not scores:
-        return None
-    intervals = interval_columns(table.columns)
-    titles = [f"{score} ({sample_sizes(table[intervals[score][0]])}, Wilson 95 %)" if score in intervals else score
-              for score in scores]
-    fig = make_subplots(rows=len(scores), cols=1, subplot_titles=titles, vertical_spacing=0.3 / len(scores))
-    for r, score in enumerate(scores, start=1):
-        error = None
-        if score in intervals:
-            _, lo, hi = intervals[score]
-            error = dict(type="data", symmetric=False, array=table[hi] - table[score],
-                         arrayminus=table[score] - table[lo])
-        fig.add_trace(go.Bar(x=table.condition, y=table[score], showlegend=False, error_y=error,
-                             marker_color=["#444" if c == "post" else "#4c72b0" for c in table.condition]), row=r, col=1)
-        if score in LOG_SCORES:
-            fig.update_yaxes(type="log", title_text=f"{score} (log)", row=r, col=1)
-    fig.update_layout(title="Interventions: each model's scores (dark = the post model as is)", height=260 * len(scores))
+    table = complete(table)
+    scores, rows = score_columns(table), figure_rows(table)
+    intervals, by = interval_columns(table.columns), table.set_index("condition")
+    grid = table[(table.op == GRID_OP) & table.scale.notna()].sort_values("scale")
+    titles = [f"{s} ({sample_sizes(table[intervals[s][0]])})" if s in intervals else s for s in scores]
+    titles += [f"{s} against c" for s in scores]
+    top = 22 * len(rows) + 60
+    fig = make_subplots(rows=2, cols=len(scores), subplot_titles=titles, horizontal_spacing=0.05,
+                        vertical_spacing=110 / (top + 330), row_heights=[top, 220])
+    y = list(range(len(rows)))[::-1]
+    for col, score in enumerate(scores, start=1):
+        for role in ("post", "claim", "control"):
+            mine = [(yi, r) for yi, r in zip(y, rows) if r.role == role]
+            if not mine:
+                continue
+            values = [float(by.loc[r.condition, score]) for _, r in mine]
+            error = None
+            if score in intervals:
+                _, lo, hi = intervals[score]
+                error = dict(type="data", symmetric=False, thickness=1.2, width=3,
+                             array=[max(0.0, by.loc[r.condition, hi] - v) for (_, r), v in zip(mine, values)],
+                             arrayminus=[max(0.0, v - by.loc[r.condition, lo]) for (_, r), v in zip(mine, values)])
+            fig.add_trace(go.Scatter(x=values, y=[yi for yi, _ in mine], mode="markers", error_x=error,
+                                     marker=dict(color=ROLE_COLOURS[role], size=7), showlegend=False,
+                                     text=[r.condition for _, r in mine],
+                                     hovertemplate="%{text}: %{x:.4g}<extra></extra>"), row=1, col=col)
+        if POST in by.index:
+            fig.add_vline(x=float(by.loc[POST, score]), line_dash="dash", line_color="#c44e52", line_width=1,
+                          row=1, col=col)
+        for yi, r in zip(y, rows):
+            if r.role == "header":
+                fig.add_hline(y=yi, line_color="#ddd", line_width=1, row=1, col=col)
+        log = "log" if score in LOG_SCORES else None
+        fig.update_xaxes(type=log, title_text=UNITS.get(score, "accuracy" if score in intervals else score),
+                         row=1, col=col)
+        fig.update_yaxes(tickvals=y, ticktext=[f"<b>{r.label}</b>" if r.role in ("header", "post") else r.label
+                                               for r in rows], showticklabels=col == 1, range=[-0.7, len(rows) - 0.3],
+                         row=1, col=col)
+        if len(grid):
+            fig.add_trace(go.Scatter(x=grid.scale, y=grid[score], mode="lines+markers", showlegend=False,
+                                     line=dict(color=ROLE_COLOURS["claim"]),
+                                     hovertemplate="c %{x}: %{y:.4g}<extra></extra>"), row=2, col=col)
+        if POST in by.index:
+            fig.add_hline(y=float(by.loc[POST, score]), line_dash="dash", line_color="#c44e52", line_width=1,
+                          row=2, col=col)
+        fig.update_xaxes(title_text="c (base values times c)", row=2, col=col)
+        fig.update_yaxes(type=log, row=2, col=col)
+    fig.update_layout(title=dict(text="Interventions: dot = the intervened model's score (Wilson 95 % for accuracies), "
+                                      "red dashed = the post model as is, grey = size-matched controls"
+                                      "<br><sup>bottom row: the post's singular vectors with the base's values times c "
+                                      "(the temperature claim's honest test)</sup>", x=0, xanchor="left", font_size=14),
+                      height=top + 330 + 120, margin=dict(t=100, l=130, r=20, b=50))
+    fig.update_annotations(font_size=12)
     return fig

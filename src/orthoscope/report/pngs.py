@@ -1,4 +1,5 @@
-"""Static PNG figures (matplotlib, offline) for papers: SVSM, consistency, symmetry, ratio curves."""
+"""Static PNG figures (matplotlib, offline) for papers, each titled: where the weights moved, z_pair, SVSM,
+ratio bands, consistency, symmetry."""
 
 from __future__ import annotations
 
@@ -6,22 +7,37 @@ from pathlib import Path
 
 import numpy as np
 
+from orthoscope.report import grids
 from orthoscope.report.data import Run
-from orthoscope.report.figures import _kinds, _posts, _short, has, robust_range
+from orthoscope.report.figures import _kinds, _posts, has, robust_range
+from orthoscope.report.panels import control_title
 
 
-def write_pngs(run: Run, folder: Path, ratio_names: list[str]) -> list[Path]:
+def write_pngs(run: Run, folder: Path, control: str | None = None) -> list[Path]:
+    """Every figure of the page that a paper would take, as a titled PNG (the same numbers as the page)."""
     import matplotlib
 
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
-    written = [_svsm(run, folder / "svsm.png")] if has(run, "a_geo") else []
+    posts = grids.posts_with_control_last(run.table, control)
+    written = []
+    if has(run, "rel_delta"):
+        written.append(_layer_kind(run, posts, control, "rel_delta", folder / "where_moved.png"))
+    if has(run, "z_pair") and "p_pair" in run.table:
+        written.append(_layer_kind(run, posts, control, "z_pair", folder / "z_pair.png"))
+    if has(run, "a_geo"):
+        written.append(_svsm(run, folder / "svsm.png"))
     if has(run, "incons"):
-        written.append(_per_layer(run, "incons", "incons_null", folder / "consistency.png"))
+        written.append(_per_layer(run, "incons", "incons_null", folder / "consistency.png",
+                                  "Rotation inconsistency incons per layer (dotted: Gaussian null)"))
     if has(run, "sym_frac"):
         null = "sym_frac_pair_null" if has(run, "sym_frac_pair_null") else "sym_frac_null"
-        written.append(_per_layer(run, "sym_frac", null, folder / "sym_frac.png", line=0.5))
-    return written + [_ratios(run, ratio_names, folder / "ratio_curves.png")]
+        written.append(_per_layer(run, "sym_frac", null, folder / "sym_frac.png",
+                                  f"sym_frac per layer (dotted: {null.replace('_', ' ')}); above it = agreeing "
+                                  "rotations",
+                                  line=0.5))
+    bands = grids.ratio_bands(run)
+    return written + ([_ratios(bands, posts, control, folder / "ratio_curves.png")] if bands else [])
 
 
 def write_trajectory_png(run: Run, path: Path) -> Path | None:
@@ -50,6 +66,8 @@ def write_trajectory_png(run: Run, path: Path) -> Path | None:
         ax.ticklabel_format(axis="y", useOffset=False)
     axes[0, 0].legend(fontsize=7, ncol=4)
     axes[-1, 0].set_xlabel("training step")
+    fig.suptitle(f"Checkpoint series: per-kind medians against step ({table['step'].nunique()} checkpoints)",
+                 fontsize=10, x=0.01, ha="left")
     return _save(fig, path)
 
 
@@ -58,6 +76,51 @@ def _save(fig, path: Path) -> Path:
 
     fig.tight_layout()
     fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+LAYER_KIND = {
+    "rel_delta": ("Blues", "rel_delta (%)",
+                  "Where the weights moved: ||W_post - W_base|| / ||W_base|| per matrix, in %"),
+    "z_pair": ("RdBu_r", "z_pair (sd above the pairing null)",
+               "Rotations beyond the pairing null: z_pair per matrix (* = BH-significant, q = 0.05)"),
+}
+"""Per (layer, kind) PNGs: colour map, colour-bar label, title."""
+
+
+def _layer_kind(run: Run, posts: list[str], control: str | None, metric: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    cmap, label, title = LAYER_KIND[metric]
+    table = run.table.assign(_sig=grids.bh_significant(run.table).astype(float)) if metric == "z_pair" else run.table
+    scale = 100.0 if metric == "rel_delta" else 1.0
+    values = {p: grids.layer_kind_grid(table, p, metric) * scale for p in posts}
+    if metric == "z_pair":
+        span = max(3.0, float(np.nanquantile(np.abs(table.z_pair), 0.98)))
+        limits = dict(vmin=-span, vmax=span)
+    else:
+        limits = dict(vmin=0, vmax=float(np.nanmax([np.nanmax(v.values) for v in values.values()])))
+    layers = int(table.layer.max()) + 1
+    fig, axes = plt.subplots(1, len(posts), figsize=(2.6 * len(posts) + 1.4, 0.32 * layers + 2.2), squeeze=False,
+                             sharey=True)
+    for ax, post in zip(axes[0], posts):
+        grid = values[post]
+        image = ax.imshow(grid.values, cmap=cmap, aspect="auto", **limits)
+        ax.set_xticks(range(len(grid.columns)), grid.columns, fontsize=8)
+        ax.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
+        ax.set_title(control_title(post, control), fontsize=9)
+        ax.set_xlabel("kind", fontsize=8)
+        if metric == "z_pair" and grid.size <= 400:
+            sig = grids.layer_kind_grid(table, post, "_sig").values
+            for (i, j), s in np.ndenumerate(sig):
+                if s == 1:
+                    ax.text(j, i, "*", ha="center", va="center", fontsize=10, color="k")
+    axes[0][0].set_ylabel("layer")
+    bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.04)
+    bar.set_label(label, fontsize=8)
+    fig.suptitle(f"{title} (n = {len(table)} matrices)", fontsize=10, x=0.01, ha="left")
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -83,18 +146,19 @@ def _svsm(run: Run, path: Path) -> Path:
     ticks = np.linspace(-span, span, 5)
     bar.set_ticks(ticks, labels=[f"{np.exp(t):.3f}" for t in ticks])
     bar.set_label("a_geo (log scale, 1 = unchanged)")
-    fig.suptitle("SVSM: singular-value scaling a_geo per layer and kind", y=1.03)
+    fig.suptitle(f"Singular-value scaling a_geo per layer and kind (1 = unchanged; n = {len(table)} matrices)",
+                 y=1.03, fontsize=10)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def _per_layer(run: Run, metric: str, null: str, path: Path, line: float | None = None) -> Path:
+def _per_layer(run: Run, metric: str, null: str, path: Path, title: str, line: float | None = None) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     table, posts, kinds = run.table[run.table.layer >= 0], _posts(run.table), _kinds(run.table)
-    fig, axes = plt.subplots(1, len(posts), figsize=(4.5 * len(posts), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(posts), figsize=(3.6 * len(posts) + 1.2, 3.6), squeeze=False, sharey=True)
     for ax, post in zip(axes[0], posts):
         for i, kind in enumerate(kinds):
             rows = table[(table.post == post) & (table.kind == kind)].sort_values("layer")
@@ -103,26 +167,42 @@ def _per_layer(run: Run, metric: str, null: str, path: Path, line: float | None 
                 ax.plot(rows.layer, rows[null], ":", color=handle.get_color(), lw=1)
         if line is not None:
             ax.axhline(line, color="#c44e52", ls="--", lw=1)
-        ax.set_title(post)
+        ax.set_title(post, fontsize=9)
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0][0].set_ylabel(f"{metric} (dotted: {null})")
-    axes[0][-1].legend(fontsize=7, ncol=2)
-    return _save(fig, path)
+    axes[0][0].set_ylabel(metric)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False, title="kind")
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
-def _ratios(run: Run, names: list[str], path: Path) -> Path:
+def _ratios(bands: list, posts: list[str], control: str | None, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    values = []
-    for post, name, x, y in run.ratio_curves(names):
-        ax.plot(x, y, lw=1, label=f"{post}: {_short(name)}")
-        values.append(y)
-    if values:  # 1-99 % quantiles: tail values near the floor would squash the curves
-        ax.set_ylim(*robust_range(np.concatenate(values), include=1.0))
-        ax.legend(fontsize=6)
-    ax.axhline(1.0, color="#888", ls=":")
-    ax.set_xlabel("relative index i / r")
-    ax.set_ylabel("s_p,i / s_b,i")
-    return _save(fig, path)
+    posts = [p for p in posts if any(b.post == p for b in bands)]
+    kinds = list(dict.fromkeys(b.kind for b in bands))
+    fig, axes = plt.subplots(1, len(posts), figsize=(3.6 * len(posts) + 1.2, 3.6), squeeze=False, sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, post in zip(axes[0], posts):
+        for band in (b for b in bands if b.post == post):
+            colour = colours[kinds.index(band.kind) % len(colours)]
+            ax.fill_between(grids.RATIO_GRID, band.low, band.high, color=colour, alpha=0.2, lw=0)
+            ax.plot(grids.RATIO_GRID, band.median, color=colour, lw=1.5, label=band.kind)
+        ax.axhline(1.0, color="#888", ls=":")
+        ax.set_title(control_title(post, control), fontsize=9)
+        ax.set_xlabel("relative index i / r")
+    values = np.concatenate([np.r_[b.low, b.high] for b in bands])
+    axes[0][0].set_ylim(*robust_range(values, include=1.0))
+    axes[0][0].set_ylabel("s_post,i / s_base,i")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False, title="kind")
+    fig.suptitle(f"Singular-value ratios: median per kind (line), 25-75 % of matrices (band); flat = one factor "
+                 f"(n = {max(b.n for b in bands)} per kind)", fontsize=10, x=0.01, ha="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import html
+import inspect
 
 import numpy as np
 import pandas as pd
 
+from orthoscope.evaluation.stats import interval_columns
+from orthoscope.experiment.columns import POST
 from orthoscope.report.data import Run
+
+
+def experiment_ppl_block() -> int:
+    """Tokens per block of the experiment's perplexity (it calls `perplexity` with its default block)."""
+    from orthoscope.evaluation.perplexity import perplexity  # torch: only when an experiment is reported
+
+    return inspect.signature(perplexity).parameters["block"].default
 
 DATA_FILES = ("metrics.csv", "metrics.parquet", "summary.json", "update_cos.parquet", "eval.json")
 MEDIAN_COLUMNS = ("a_geo", "disp", "fit_resid", "rel_delta", "incons", "incons_null", "asym", "sym_frac",
@@ -124,8 +134,64 @@ def medians_table(run: Run) -> str:
 def evaluation_tables(run: Run) -> str:
     parts = []
     if run.evaluation:
-        frame = pd.DataFrame(run.evaluation).T.reset_index(names="model")
-        parts += ["<h2>Evaluation</h2>", html_table(frame, "evaluation")]
+        parts += ["<h2>Evaluation</h2>", evaluation_table(run.evaluation), evaluated_twice(run)]
     if run.experiment is not None:
         parts += ["<h2>Intervention table</h2>", html_table(run.experiment, "experiment")]
-    return "\n".join(parts)
+    return "\n".join(p for p in parts if p)
+
+
+def evaluation_table(evaluation: dict) -> str:
+    """One row per model: each accuracy as 'value [Wilson 95 %]' with n in its header, ppl with its block."""
+    rows = {m: r for m, r in evaluation.items() if isinstance(r, dict)}
+    tasks = list(dict.fromkeys(t for r in rows.values() for t in r if ":" not in t))
+    intervals = interval_columns([c for r in rows.values() for c in r])
+    heads, cells = ["model"], {m: [m] for m in rows}
+    for task in tasks:
+        sizes = sorted({int(r[f"{task}:n"]) for r in rows.values() if r.get(f"{task}:n") is not None})
+        blocks = sorted({int(r["ppl:block"]) for r in rows.values() if task == "ppl" and r.get("ppl:block")})
+        heads.append(task + (f" (n = {'/'.join(map(str, sizes))}, Wilson 95 %)" if sizes else "")
+                     + (f" (blocks of {'/'.join(map(str, blocks))} tokens)" if blocks else ""))
+        for model, r in rows.items():
+            value = r.get(task)
+            text = "" if value is None else f"{value:.4g}"
+            if task in intervals and r.get(f"{task}:lo") is not None:
+                text += f" [{r[f'{task}:lo']:.2f}, {r[f'{task}:hi']:.2f}]"
+            cells[model].append(text)
+    frame = pd.DataFrame(list(cells.values()), columns=heads)
+    note = "" if intervals or not any(t != "ppl" for t in tasks) else (
+        "<p class='note'>This eval.json records no sample sizes: no intervals (an older orthoscope wrote it; "
+        "rerun <code>orthoscope demo</code> or <code>orthoscope eval</code>).</p>")
+    return html_table(frame, "evaluation") + note
+
+
+def evaluated_twice(run: Run) -> str:
+    """Where the experiment's post model also has a row in eval.json: the two numbers side by side, and why
+    they differ (perplexity block length, text, number of problems) when they do."""
+    key, table = run.experiment_key, run.experiment
+    if not key or table is None or not run.evaluation or POST not in set(table.condition):
+        return ""
+    label = next((name for name, post in (run.summary.get("posts") or {}).items()
+                  if isinstance(post, dict) and post.get("fingerprint") == key.get("post")), None)
+    row = run.evaluation.get(label) if label else None
+    if not isinstance(row, dict):
+        return ""
+    post, there = table[table.condition == POST].iloc[0], experiment_ppl_block()
+    same, why = [], []
+    if "ppl" in row and "ppl" in post and pd.notna(post["ppl"]):
+        block = row.get("ppl:block")
+        text = "the same held-out text" if row.get("ppl:text") and row.get("ppl:text") == key.get("text") else \
+            "possibly different texts"
+        (same if np.isclose(row["ppl"], post["ppl"], rtol=1e-6) else why).append(
+            f"ppl {row['ppl']:.4g} here, {post['ppl']:.4g} in the intervention table's post row: {text}, scored in "
+            f"blocks of {block or 'unrecorded'} tokens here and {there} tokens there"
+            + (f" (the model was trained on {block}-token blocks, so beyond them it predicts with more context "
+               f"than it ever saw)" if block and block < there else ""))
+    for task in interval_columns(table.columns):
+        if task in row and row.get(f"{task}:n") and int(row[f"{task}:n"]) != int(post[f"{task}:n"]):
+            why.append(f"{task} {row[task]:.2f} on {int(row[f'{task}:n'])} problems here, {post[task]:.2f} on the "
+                       f"first {int(post[f'{task}:n'])} there (the experiment's --limit)")
+    if not why:
+        agree = f"<p class='note'>{html.escape(label)} is evaluated twice in this run; the numbers agree.</p>"
+        return agree if same else ""
+    return (f"<p class='note'><b>{html.escape(label)} is evaluated twice in this run, with different protocols:</b> "
+            + "; ".join(html.escape(w) for w in why) + ".</p>")
