@@ -268,3 +268,24 @@ def test_the_step_by_step_summary_equals_one_made_from_the_whole_table(trained):
     assert summary["verdicts"]["posts"] == jsonable(compute_verdicts(table))["posts"]
     assert summary["per_kind"] == jsonable(aggregate(table, "kind"))
     assert list(summary["posts"]) == ["step-2", "step-4"]
+
+
+def test_fsdp1_flat_shards_are_refused_and_summoned_parameters_measured(base_folder, monkeypatch):
+    dist = pytest.importorskip("torch.distributed")
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29518")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        model = tiny_llama()
+        train_steps(model, 1)
+        plain = Monitor(base_folder).measure(model, 1).table
+        wrapped = FSDP(copy.deepcopy(model), device_id=torch.device("cpu"))
+        with pytest.raises(MonitorError, match=r"FSDP \(v1\).*needs full parameters on rank 0.*summon_full_params"):
+            Monitor(base_folder).measure(wrapped, 1)
+        with FSDP.summon_full_params(wrapped, writeback=False):
+            summoned = Monitor(base_folder).measure(wrapped, 1).table
+    finally:
+        dist.destroy_process_group()
+    np.testing.assert_array_equal(numbers(plain).to_numpy(), numbers(summoned).to_numpy())
