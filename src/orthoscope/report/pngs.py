@@ -111,15 +111,16 @@ def _layer_kind(run: Run, posts: list[str], control: str | None, metric: str, pa
         ax.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
         ax.set_title(control_title(post, control), fontsize=9)
         ax.set_xlabel("kind", fontsize=8)
-        if metric == "z_pair" and grid.size <= 400:
-            sig = grids.layer_kind_grid(table, post, "_sig").values
-            for (i, j), s in np.ndenumerate(sig):
-                if s == 1:
-                    ax.text(j, i, "*", ha="center", va="center", fontsize=10, color="k")
+        if grid.size <= 120:  # small grids: each cell's value (z_pair: '*' = BH-significant)
+            sig = grids.layer_kind_grid(table, post, "_sig").values if metric == "z_pair" else np.zeros(grid.shape)
+            for (i, j), value in np.ndenumerate(grid.values):
+                if np.isfinite(value):
+                    ax.text(j, i, f"{round(value, 1) + 0.0:.1f}" + ("*" if sig[i, j] == 1 else ""), ha="center",
+                            va="center", fontsize=6.5, color="white" if abs(value) > 0.6 * limits["vmax"] else "k")
     axes[0][0].set_ylabel("layer")
     bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.04)
     bar.set_label(label, fontsize=8)
-    fig.suptitle(f"{title} (n = {len(table)} matrices)", fontsize=10, x=0.01, ha="left")
+    fig.suptitle(f"{title} (n = {len(table)} matrices)", fontsize=10, x=0.01, y=1.04, ha="left")
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return path
