@@ -76,6 +76,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-eval", action="store_true")
     parser.add_argument("--analyse", action="store_true", help="run orthoscope compare on finals and series")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device to train and evaluate on (cpu, cuda)")
     return parser.parse_args(argv)
 
 
@@ -97,7 +98,7 @@ def load_checkpoint(base, folder: Path):
         return PeftModel.from_pretrained(copy.deepcopy(base), folder).merge_and_unload().eval()
     from orthoscope.lab.real import load_base
 
-    return load_base(folder)[0]
+    return load_base(folder)[0].to(base.device)
 
 
 def fail(message: str) -> None:
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     from orthoscope.errors import OrthoscopeError
     from orthoscope.lab.real import load_base
+    from orthoscope.lab.tuning import ensure_chat_template
 
     try:
         options_of(args)
@@ -215,7 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     source = str((args.base or fetch(args.model)).resolve())
     tick = time.time()
     base, tokenizer = load_base(source)
-    print(f"base {source} loaded in {time.time() - tick:.1f} s", file=sys.stderr)
+    base.to(args.device)
+    template = ensure_chat_template(tokenizer)
+    print(f"base {source} loaded in {time.time() - tick:.1f} s; chat format: {template}", file=sys.stderr)
     run = train_arms(args, base, tokenizer, source)
     if not args.no_eval:
         results = evaluate_all(args, base, tokenizer)

@@ -142,3 +142,17 @@ def test_recipe_trains_evaluates_and_refuses_bad_input(tiny, tmp_path, capsys):
             script.main(args + bad)
         assert stop.value.code == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_a_gemma_tokenizer_without_template_gets_gemmas_turns():
+    from orthoscope.lab.tuning import ensure_chat_template
+
+    plain = char_tokenizer()
+    assert ensure_chat_template(plain) == "plain"
+    gemma = char_tokenizer()
+    gemma.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    assert ensure_chat_template(gemma) == "gemma" and ensure_chat_template(gemma) == "own"
+    item = next(training_stream(0))
+    prompt, reply = chat_text(gemma, item, "instruct")
+    assert prompt == f"<bos><start_of_turn>user\n{item.prompt}<end_of_turn>\n<start_of_turn>model\n"
+    assert reply == f"{item.answer}<end_of_turn>\n"

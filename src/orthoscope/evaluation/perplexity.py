@@ -23,7 +23,7 @@ def perplexity(model, tokenizer, text: str, block: int = 128) -> float:
     >>> 1.0 < perplexity(model, tok, "The colour of Zorvin is red.\\n12 + 30 = 42.\\n") < 100.0
     True
     """
-    ids = torch.tensor(tokenizer(text)["input_ids"])
+    ids = torch.tensor(tokenizer(text)["input_ids"], device=model.device)
     total, count = 0.0, 0
     for start in range(0, len(ids) - 1, block):
         chunk = ids[start : start + block + 1]

@@ -47,6 +47,7 @@ def replies(model, tokenizer, prompts: list[str], max_new_tokens: int, batch: in
         width = max(map(len, rows))
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        ids, mask = ids.to(model.device), mask.to(model.device)
         generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                    do_sample=False, pad_token_id=pad, eos_token_id=stops)
         out += tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)

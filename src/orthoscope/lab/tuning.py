@@ -84,6 +84,23 @@ class TuneOptions:
             object.__setattr__(self, "resume_every", max(1, min(self.save_every, self.steps // 10)))
 
 
+# Gemma-3's turn format, for a Gemma base whose tokenizer ships without a template (the GGUF's)
+GEMMA_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ '<start_of_turn>' + ('model' if message['role'] == "
+                  "'assistant' else message['role']) + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}"
+                  "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}")
+
+
+def ensure_chat_template(tokenizer) -> str:
+    """Give a Gemma tokenizer without a chat template Gemma-3's turn format; returns which format is used:
+    `own` (the tokenizer's), `gemma` (set here) or `plain` (`Q: ...` / `A: ...`, no template)."""
+    if getattr(tokenizer, "chat_template", None):
+        return "own"
+    if "<start_of_turn>" in tokenizer.get_vocab():
+        tokenizer.chat_template = GEMMA_TEMPLATE
+        return "gemma"
+    return "plain"
+
+
 def chat_text(tokenizer, item: Instruction, arm: str) -> tuple[str, str]:
     """(prompt, reply) text of an instruction through the tokenizer's chat template when it has one."""
     reply = item.solution if arm == "cot" else item.answer
@@ -179,7 +196,8 @@ def write_resume(folder: Path, model, optimizer, step: int, losses: list[float],
     tmp = folder / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({n: p.detach().contiguous() for n, p in _trainable(model).items()}, tmp / "trainable.safetensors")
+    save_file({n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()},
+              tmp / "trainable.safetensors")
     torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
     state = {"step": step, "loss": losses, "rel_delta": series, "python_rng": random.getstate()}
     (tmp / RESUME_STATE).write_text(json.dumps(state))
@@ -226,6 +244,7 @@ def tune(base, tokenizer, data: Packed, options: TuneOptions, arm: str, out: Pat
     random.seed(options.seed)
     model = prepare(base, options)
     params = list(_trainable(model).values())
+    device = params[0].device
     optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0, betas=(0.9, 0.95))
     resume_dir, series_dir = out / "resume" / arm, out / "trajectories" / arm
     start, losses, series = 0, [], {}
@@ -238,7 +257,7 @@ def tune(base, tokenizer, data: Packed, options: TuneOptions, arm: str, out: Pat
     started, cpu_started = time.time(), time.process_time()
     model.train()
     for step in range(start, min(options.steps, stop_after or options.steps)):
-        inputs, targets = data.batch(step, options.batch)
+        inputs, targets = (t.to(device) for t in data.batch(step, options.batch))
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, options.steps, options.lr, warmup)
         logits = model(input_ids=inputs).logits
