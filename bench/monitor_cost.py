@@ -11,6 +11,12 @@ average is printed before and after: on a shared machine, compare ratios from on
 
     .venv/bin/python bench/monitor_cost.py                    # tiny and small, a few minutes on 2 cores
     .venv/bin/python bench/monitor_cost.py --presets tiny --json
+    .venv/bin/python bench/monitor_cost.py --presets tiny --metrics sign-free --skip-p-pair
+
+--metrics takes compare's --metrics values (default: the monitor's MONITOR_METRICS). --skip-p-pair
+is a what-if: it replaces `pipeline.measure.pair_rng` so that p_pair's sign draws, which `measure`
+runs on every SVD route whether or not p_pair is asked for, are skipped (p_pair NaN) in this
+process only: the cost a gate on `"p_pair" in metrics` in measure.py would leave.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ def post_train(preset, base: Path, data, monitor: Monitor | None) -> float:
     return time.perf_counter() - started
 
 
-def bench(name: str, folder: Path) -> dict:
+def bench(name: str, folder: Path, metrics: str | None) -> dict:
     from transformers import AutoModelForCausalLM
 
     preset = get_preset(name)
@@ -59,7 +65,7 @@ def bench(name: str, folder: Path) -> dict:
     AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
     data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
     plain = [post_train(preset, base, data, None)]
-    monitor = Monitor(base, folder / f"{name}-monitor", cache=False)
+    monitor = Monitor(base, folder / f"{name}-monitor", cache=False, metrics=metrics)
     monitored = post_train(preset, base, data, monitor)
     plain.append(post_train(preset, base, data, None))
     mean = sum(plain) / 2
@@ -74,14 +80,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--metrics", default=None, help="compare's --metrics (default: MONITOR_METRICS)")
+    parser.add_argument("--skip-p-pair", action="store_true", help="what-if: no p_pair sign draws (see above)")
     args = parser.parse_args()
+    if args.skip_p_pair:
+        import orthoscope.pipeline.measure as measure
+
+        measure.pair_rng = lambda seed, name: None
     from transformers.utils import logging
 
     logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:  # one line per preset as it finishes, with the load around it
             before = os.getloadavg()
-            r = bench(name, Path(tmp))
+            r = bench(name, Path(tmp), args.metrics)
+            r["metrics"], r["skip_p_pair"] = args.metrics or "monitor default", args.skip_p_pair
             r["load_before"], r["load_after"] = before, os.getloadavg()
             if args.json:
                 print(json.dumps(r), flush=True)
@@ -89,7 +102,8 @@ def main() -> None:
             print(f"{r['preset']:6s} {r['steps']} steps, {r['measures']} measures, {r['threads']} thread(s): "
                   f"plain {r['plain_s'][0]:.1f} / {r['plain_s'][1]:.1f} s, monitored {r['monitored_s']:.1f} s, "
                   f"ratio {r['ratio']:.3f}; monitor {r['monitor_s']:.2f} s = {100 * r['monitor_share']:.1f} % "
-                  f"of plain; load average {before[0]:.1f} -> {r['load_after'][0]:.1f} on {os.cpu_count()} cores",
+                  f"of plain; load average {before[0]:.1f} -> {r['load_after'][0]:.1f} on {os.cpu_count()} cores "
+                  f"[metrics {r['metrics']}{', p_pair skipped' if r['skip_p_pair'] else ''}]",
                   flush=True)
 
 

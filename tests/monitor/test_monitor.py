@@ -289,3 +289,14 @@ def test_fsdp1_flat_shards_are_refused_and_summoned_parameters_measured(base_fol
     finally:
         dist.destroy_process_group()
     np.testing.assert_array_equal(numbers(plain).to_numpy(), numbers(summoned).to_numpy())
+
+
+def test_records_on_disk_only_when_asked(base_folder, tmp_path):
+    model = tiny_llama()
+    train_steps(model, 1)
+    Monitor(base_folder, tmp_path / "lean", kinds="q").measure(model, 1)
+    Monitor(base_folder, tmp_path / "full", kinds="q", records=True).measure(model, 1)
+    assert not (tmp_path / "lean" / "parts").exists() and not (tmp_path / "lean" / "spectra").exists()
+    folder = RunFolder(tmp_path / "full")
+    assert len(list((tmp_path / "full" / "parts" / "step-1").iterdir())) == 2
+    assert folder.read_spectra("step-1", "model.layers.0.self_attn.q_proj.weight")["s_post"].shape == (32,)

@@ -37,7 +37,8 @@ class OrthoscopeCallback(TrainerCallback):
 
     `base` is a folder, weights file, hub id, nn.Module or state dict; None takes the model's
     weights when training begins (the usual case: the model you pass to the trainer *is* the
-    base). `output` defaults to `<output_dir>/orthoscope`; `prefix` starts every logged name;
+    base; after `resume_from_checkpoint` name the base instead, or the resumed weights become it).
+    `output` defaults to `<output_dir>/orthoscope`; `prefix` starts every logged name;
     other keywords are the monitor's (`metrics`, `kinds`, `layers`, `device`, `hold_gib`, ...).
     The model is checked against the base when training begins (a mismatch stops it there);
     later failures are warnings: the monitor never interrupts training.

@@ -1,7 +1,7 @@
 """`Monitor`: measure a model against its base while it trains, into a run folder read as a series.
 
 Each `measure(model, step)` is one post named `step-N` of a compare run: the same
-per-matrix job (`pipeline/work.analyse`), the same records in `parts/step-N/`, the same
+per-matrix job (`pipeline/work.analyse`), the same records (on disk with `records=True`), the same
 metrics.parquet and summary.json (verdicts per step), so `orthoscope summary` and
 `orthoscope report` read the folder as a checkpoint series. No checkpoint is written: the
 weights are read from the live model one matrix at a time (`live.py`), and the base's
@@ -108,7 +108,10 @@ class Monitor:
     module or state dict is copied once to the CPU, so passing the model before training starts
     is fine. Settings are `compare`'s (`metrics`, `layers`, `kinds`, `precision`, `device`,
     `seed`, `cache`, ...); `metrics` defaults to MONITOR_METRICS. `hold_gib` bounds the base
-    factors kept in memory. `output=None` keeps everything in memory (`monitor.table`).
+    factors kept in memory. `output=None` keeps everything in memory (`monitor.table`). The folder
+    gets metrics.parquet/.csv and summary.json at every step; `records=True` adds compare's
+    per-matrix records (parts/, and spectra/ for your own analysis: a series' report draws none of
+    them), 2 files per matrix and step.
 
     `measure(model, step)` takes an nn.Module (CPU or CUDA; DDP and torch.compile wrappers,
     PEFT LoRA models: the merged weights), or a state dict. In a distributed run call it on
@@ -125,7 +128,7 @@ class Monitor:
     """
 
     def __init__(self, base: Any, output: str | Path | None = None, *, metrics: Any = None, hold_gib: float = 2.0,
-                 overwrite: bool = False, **settings: Any):
+                 records: bool = False, overwrite: bool = False, **settings: Any):
         self.options = CompareOptions(metrics=MONITOR_METRICS if metrics is None else metrics, **settings)
         opts = self.options
         self.started = time.time()
@@ -141,6 +144,7 @@ class Monitor:
                          "posts": {"step-*": "<monitored in training>"},
                          "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
         self.folder = RunFolder(output) if output is not None else None
+        self.records = records
         self.table, self.skipped = empty_table(), []
         self.notes: list[str] = []
         self.counts = {"hits": 0, "misses": 0, "not_stored": 0}
@@ -170,7 +174,7 @@ class Monitor:
             return None
         self._check_dtype(plan)
         with self._writing() as folder:
-            tally = Tally(plan, folder, self.key, None)
+            tally = Tally(plan, folder if self.records else MemoryRun(), self.key, None)
             for job in tally.jobs():
                 tally.on_result(job, analyse(plan.base, plan.posts, job, self.settings, self.cache))
             table, skipped = collect(plan, tally.records)
