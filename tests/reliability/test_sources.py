@@ -44,6 +44,7 @@ def compare_fails(base, post, out: Path) -> str:
     assert "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "\x1b" not in result.output  # names reach the terminal with control characters escaped
     return lines[0]
 
 
@@ -449,12 +450,229 @@ def _(post, tmp):
     return "x" * 5000
 
 
+# ---------------------------------------------------------------- round 3 (issue 26)
+
+
+def model_folder(folder: Path, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
+    """A one-file safetensors model with `config`."""
+    folder.mkdir()
+    write_json(folder / "config.json", config)
+    save_file(tensors, folder / "model.safetensors")
+    return folder
+
+
+def gguf_file(path: Path, arch: str = "llama", heads=4, names=("blk.0.attn_q.weight", "blk.0.attn_k.weight"),
+              rows: int = 64, parts: int = 1) -> Path:
+    """A tiny GGUF (or the parts of a split one: one tensor per part); `heads` may be any metadata value."""
+    gguf = pytest.importorskip("gguf")
+    paths = [path] if parts == 1 else [path.parent / f"m-{i:05d}-of-{parts:05d}.gguf" for i in range(1, parts + 1)]
+    for i, file in enumerate(paths):
+        writer = gguf.GGUFWriter(file, arch)
+        writer.add_block_count(1)
+        if isinstance(heads, str):
+            writer.add_string(f"{arch}.attention.head_count", heads)
+        elif heads is not None and heads < 0:
+            writer.add_int32(f"{arch}.attention.head_count", heads)
+        elif heads is not None:
+            writer.add_head_count(heads)
+        for name in (names if parts == 1 else names[i:i + 1]):
+            writer.add_tensor(name, torch.randn(rows, 64).numpy())
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return path.parent
+
+
+def phi3(folder: Path, rows: int = 192, **config) -> Path:
+    return model_folder(folder, {"model_type": "phi3", "num_attention_heads": 4, "num_key_value_heads": 4,
+                                 **config},
+                        {"model.layers.0.self_attn.qkv_proj.weight": torch.randn(rows, 64),
+                         "model.layers.0.self_attn.o_proj.weight": torch.randn(64, 64)})
+
+
+def fp8(folder: Path, block, scale_shape=(1, 1)) -> Path:
+    return model_folder(folder, {"model_type": "qwen2", "quantization_config": {"weight_block_size": block}},
+                        {Q0: torch.randn(64, 64).to(torch.float8_e4m3fn),
+                         Q0 + "_scale_inv": torch.ones(*scale_shape)})
+
+
+def gguf_dir(tmp: Path, **kwargs) -> Path:
+    folder = tmp / "gguf"
+    folder.mkdir()
+    return gguf_file(folder / "m.gguf", **kwargs)
+
+
+@case("gguf-hf-named-decoy", "is stored twice", "model.layers.0.self_attn.q_proj.weight", base="same")
+def _(post, tmp):
+    return gguf_dir(tmp, names=("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"))
+
+
+@case("gguf-same-tensor-in-two-split-parts", "is stored twice", "m-00002-of-00002.gguf", base="same")
+def _(post, tmp):
+    return gguf_dir(tmp, names=("blk.0.attn_q.weight", "blk.0.attn_q.weight"), parts=2)
+
+
+@case("gguf-split-set-missing-a-middle-part", "lacks part m-00002-of-00003.gguf", base="same")
+def _(post, tmp):
+    folder = gguf_dir(tmp, names=("blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"), parts=3)
+    (folder / "m-00002-of-00003.gguf").unlink()
+    return folder
+
+
+@case("gguf-head-count-not-dividing-rows", "head count of 3 does not divide the 64 rows", base="same")
+def _(post, tmp):
+    return gguf_dir(tmp, heads=3)
+
+
+@case("gguf-head-count-a-string", "num_attention_heads is '4', not a positive integer", base="same")
+def _(post, tmp):
+    return gguf_dir(tmp, heads="4")
+
+
+@case("gguf-head-count-zero", "num_attention_heads is 0, not a positive integer", base="same")
+def _(post, tmp):
+    return gguf_dir(tmp, heads=0)
+
+
+@case("gguf-head-count-negative", "num_attention_heads is -4, not a positive integer", base="same")
+def _(post, tmp):
+    return gguf_dir(tmp, heads=-4)
+
+
+@case("phi3-head-dim-contradicts-fused-qkv", "head_dim 8 make 96 rows of q, k and v", "has 192", base="same")
+def _(post, tmp):
+    return phi3(tmp / "phi3", head_dim=8)
+
+
+@case("phi3-heads-a-string", "num_attention_heads is '4', not a positive integer", base="same")
+def _(post, tmp):
+    return phi3(tmp / "phi3", num_attention_heads="4")
+
+
+@case("phi3-heads-zero", "num_attention_heads is 0, not a positive integer", base="same")
+def _(post, tmp):
+    return phi3(tmp / "phi3", num_attention_heads=0)
+
+
+@case("gpt-neox-heads-not-dividing", "num_attention_heads 5 does not divide", base="same")
+def _(post, tmp):
+    return model_folder(tmp / "neox", {"model_type": "gpt_neox", "num_attention_heads": 5},
+                        {"gpt_neox.layers.0.attention.query_key_value.weight": torch.randn(192, 64)})
+
+
+@case("gpt-neox-heads-negative", "num_attention_heads is -2, not a positive integer", base="same")
+def _(post, tmp):
+    return model_folder(tmp / "neox", {"model_type": "gpt_neox", "num_attention_heads": -2},
+                        {"gpt_neox.layers.0.attention.query_key_value.weight": torch.randn(192, 64)})
+
+
+@case("fp8-block-size-contradicts-scale-grid", "weight_block_size [32, 32] implies a 2 x 2 scale grid",
+      "its scale is 1 x 1", base="same")
+def _(post, tmp):
+    return fp8(tmp / "fp8", [32, 32])
+
+
+@case("fp8-block-size-zero", "weight_block_size is [0, 128], not two positive integers", base="same")
+def _(post, tmp):
+    return fp8(tmp / "fp8", [0, 128])
+
+
+@case("fp8-block-size-strings", "weight_block_size is ['128', '128']", base="same")
+def _(post, tmp):
+    return fp8(tmp / "fp8", ["128", "128"])
+
+
+@case("bin-integer-keys", "holds a tensor under the key 0 (int), not a tensor name")
+def _(post, tmp):
+    folder = tmp / "intkeys"
+    folder.mkdir()
+    shutil.copy(post / "config.json", folder)
+    torch.save({0: torch.zeros(4, 4), Q0: torch.zeros(64, 64)}, folder / "pytorch_model.bin")
+    return folder
+
+
+@case("bin-sparse-tensor", f"tensor '{Q0}' is a torch.sparse_coo tensor; only dense tensors")
+def _(post, tmp):
+    folder = tmp / "sparse"
+    folder.mkdir()
+    shutil.copy(post / "config.json", folder)
+    torch.save({Q0: torch.eye(64).to_sparse()}, folder / "pytorch_model.bin")
+    return folder
+
+
+@case("index-shard-a-symlink-loop", "too many levels of symbolic links")
+def _(post, tmp):
+    shard = post / shard_of(post, Q0)
+    shard.unlink()
+    shard.symlink_to(shard.name)
+    return post
+
+
+@case("adapter-rank-contradicts-r", "adapter_config.json says r = 8 for 'model.layers.0.self_attn.q_proj'",
+      "have rank 2")
+def _(post, tmp):
+    return adapter_folder(tmp / "adapter", r=8)
+
+
+@case("adapter-target-module-absent", "target module 'qq_proj' is adapted nowhere", "adapter_config.json")
+def _(post, tmp):
+    return adapter_folder(tmp / "adapter", target_modules=["q_proj", "qq_proj"])
+
+
+@case("adapter-alpha-nan", "lora_alpha 'nan' is not a finite number", "adapter_config.json")
+def _(post, tmp):
+    return adapter_folder(tmp / "adapter", lora_alpha=float("nan"))
+
+
+@case("adapter-alpha-huge", "lora_alpha '1e+300' is not a finite number", "adapter_config.json")
+def _(post, tmp):
+    return adapter_folder(tmp / "adapter", lora_alpha=1e300)
+
+
+@case("adapter-alpha-pattern-backtracks", "takes too long to match", "adapter_config.json")
+def _(post, tmp):
+    return adapter_folder(tmp / "adapter", alpha_pattern={"(.|..)*j(?<=k)": 8})
+
+
+@case("adapter-alpha-pattern-too-long", "is not a pattern of at most 512 characters")
+def _(post, tmp):
+    return adapter_folder(tmp / "adapter", alpha_pattern={"q" * 600: 8})
+
+
+@case("path-component-over-name-max", "File name too long")
+def _(post, tmp):
+    return tmp / ("x" * 300) / "model"
+
+
+@case("markup-in-a-path", "[/]broken[bold]", "path does not exist")
+def _(post, tmp):
+    return tmp / "[/]broken[bold]"
+
+
+@case("ansi-escape-in-a-path", "\\x1b[31mred", "path does not exist")
+def _(post, tmp):
+    return tmp / "\x1b[31mred"
+
+
+@case("ansi-escape-in-a-tensor-name", "\\x1b[2J", "is stored twice")
+def _(post, tmp):
+    folder = tmp / "ansi"
+    folder.mkdir()
+    shutil.copy(post / "config.json", folder)
+    save_file({"w\x1b[2J.weight": torch.zeros(2, 2)}, folder / "a.safetensors")
+    save_file({"w\x1b[2J.weight": torch.zeros(2, 2)}, folder / "b.safetensors")
+    return folder
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_checkpoint_is_one_line(name, planted, tmp_path):
     build, fragments, base = CASES[name]
     post = build(shutil.copytree(planted[1], tmp_path / "post"), tmp_path)
     if base == "adapter":
         base, post = post, planted[1]
+    elif base == "same":
+        base = post
     line = compare_fails(base or planted[0], post, tmp_path / "out")
     for fragment in fragments:
         assert fragment in line, (fragment, line)

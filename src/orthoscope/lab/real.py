@@ -327,6 +327,11 @@ def build_real_lab(options: RealLabOptions, out: str | Path, log: Log = print, s
     base, tokenizer = load_base(options.base)
     log(f"base {options.base}: {sum(p.numel() for p in base.parameters()):,} parameters, "
         f"loaded in {time.time() - loaded:.1f} s")
+    context = next((getattr(base.config, key) for key in ("max_position_embeddings", "n_positions", "n_ctx")
+                    if isinstance(getattr(base.config, key, None), int)), None)
+    if context is not None and options.block > context:
+        raise OrthoscopeError(f"bad --block {options.block}: longer than the context of {options.base} "
+                              f"({context} tokens); use --block {context} or less")
     base_weights = {k: v.detach().clone() for k, v in projections(base).items()}
     if not base_weights:
         raise OrthoscopeError(f"--base {options.base}: no attention/MLP projection matrices found")

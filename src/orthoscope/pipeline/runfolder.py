@@ -76,6 +76,13 @@ class _Folder:
 
     def check(self) -> None:
         """Refuse an output that is a file (callers check before any work is done)."""
+        if self.path.is_symlink() and not self.path.exists():  # a dangling link or a link loop
+            try:
+                os.stat(self.path)
+                why = "a link that leads nowhere"
+            except OSError as error:
+                why = "a link that leads nowhere" if error.errno == errno.ENOENT else _why(error)
+            raise OrthoscopeError(f"output {self.path} is {why}: choose another --output")
         if self.path.exists() and not self.path.is_dir():
             raise OrthoscopeError(f"output {self.path} is a file, not a folder: choose another --output")
 
@@ -226,7 +233,7 @@ class RunFolder(_Folder):
     # ------------------------------------------------------------------ reading a finished run
     def read_table(self):
         """metrics.parquet as a DataFrame; a missing or damaged file is one line naming it."""
-        if not self.metrics_parquet.is_file():
+        if not _present(self.metrics_parquet):
             raise OrthoscopeError(f"no metrics.parquet in {self.path} "
                                   f"(run `orthoscope compare ... -o {self.path}` first)")
         table = read_frame(self.metrics_parquet)
@@ -238,7 +245,7 @@ class RunFolder(_Folder):
 
     def read_summary(self, required: bool = True) -> dict:
         """summary.json as a dict ({} when absent and not `required`); a damaged file is one line naming it."""
-        if not self.summary_json.is_file():
+        if not _present(self.summary_json):
             if required:
                 raise OrthoscopeError(f"no summary.json in {self.path}")
             return {}
@@ -246,14 +253,14 @@ class RunFolder(_Folder):
 
     def read_update_cos(self):
         """update_cos.parquet (two posts or more), or None."""
-        if not self.update_cos_parquet.is_file():
+        if not _present(self.update_cos_parquet):
             return None
         return check_numeric(read_frame(self.update_cos_parquet), self.update_cos_parquet)
 
     def read_evaluation(self) -> dict | None:
         """eval.json (a lab folder's evaluation), or None."""
         path = self.path / "eval.json"
-        return check_fields(read_record(path), {}, path) or None if path.is_file() else None
+        return check_fields(read_record(path), {}, path) or None if _present(path) else None
 
     def read_experiment(self):
         """The experiment table of this folder or of one of its subfolders (experiment/, ...), or None."""
@@ -441,6 +448,11 @@ def read_record(path: Path) -> dict:
     if not isinstance(value, dict):
         raise OrthoscopeError(f"{path} is damaged (not a JSON object); rerun the command that wrote it")
     return value
+
+
+def _present(path: Path) -> bool:
+    """Whether a run's file is there (a FIFO or a folder under its name counts: the reader refuses it)."""
+    return path.exists() or path.is_symlink()
 
 
 def _regular(path: Path) -> None:

@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Callable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_KEPT = 160  # longer names are cut and hashed: `.<name>.json.<8>.tmp` must fit in 255 bytes
 
 
 def safe_name(name: str) -> str:
     """A file name for a matrix or post name, distinct for distinct names.
 
     Names made only of letters, digits, `.`, `_` and `-` (and not starting with
-    a dot) are kept; others have each other character replaced by `_` and a
-    short hash of the original appended after a `~` (a character no kept name
-    holds), so `a b` and `a_b` never share a file.
+    a dot, at most MAX_KEPT characters) are kept; others have each other character
+    replaced by `_`, are cut to 120 characters, and get a short hash of the original
+    appended after a `~` (a character no kept name holds), so `a b` and `a_b` never
+    share a file, and a file name (with its suffix and the temporary name of its
+    write) stays under the file systems' 255 bytes.
 
     >>> safe_name("model.layers.0.q_proj.weight")
     'model.layers.0.q_proj.weight'
@@ -29,8 +32,10 @@ def safe_name(name: str) -> str:
     True
     >>> safe_name("a:b")
     'a_b~1a2ed37ca1'
+    >>> len(safe_name("w" * 250))
+    131
     """
-    if name and not _UNSAFE.search(name) and not name.startswith("."):
+    if name and not _UNSAFE.search(name) and not name.startswith(".") and len(name) <= MAX_KEPT:
         return name
     digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=5).hexdigest()
     return f"{_UNSAFE.sub('_', name)[:120]}~{digest}"
@@ -39,7 +44,7 @@ def safe_name(name: str) -> str:
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:200]}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))

@@ -125,6 +125,10 @@ def open(target: Path, base: TensorStore, base_label: str = "the base") -> Adapt
     shapes = {**base.shapes, **extra}
     shapes.update({name: stored.shapes[key] for name, key in replaced.items()})
 
+    for field in ("alpha_pattern", "rank_pattern"):  # every pattern is tried on every module, each under a time bound
+        for key in (config.get(field) or {}) if isinstance(config.get(field), dict) else ():
+            for module in factors:
+                matches(key, module, config_path, field)
     loras: dict[str, Lora] = {}
     for module, parts in sorted(factors.items()):
         name = _base_name(module + ".weight", base)
@@ -274,6 +278,13 @@ class AdapterTensors(TensorStore):
                 digest.update(part)
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
+
+    def content_hash(self) -> str:
+        """The base's content hash, the adapter file's and its config's bytes."""
+        digest = hashlib.sha256()
+        for part in (self.base.content_hash().encode(), self.adapter.content_hash().encode(), self.config_bytes):
+            digest.update(part)
+        return digest.hexdigest()[:32]
 
     def summary(self) -> dict:
         """What describe() records: how many tensors the adapter changes and replaces."""

@@ -42,6 +42,7 @@ class Checkpoint:
     base: Checkpoint | None = field(default=None, repr=False)  # what an adapter applies to
     _ref: ModelRef | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+    _content_hash: str | None = field(default=None, repr=False)
 
     @property
     def model_type(self) -> str | None:
@@ -93,6 +94,12 @@ class Checkpoint:
         if self._fingerprint is None:
             self._fingerprint = self.files.fingerprint()
         return self._fingerprint
+
+    def content_hash(self) -> str:
+        """A hash of every byte of the weights (computed once; reads the whole model, see TensorStore)."""
+        if self._content_hash is None:
+            self._content_hash = self.files.content_hash()
+        return self._content_hash
 
     def reference(self) -> ModelRef:
         """A small picklable reference that `open_checkpoint` reopens, here or in another process.
