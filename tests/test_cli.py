@@ -25,7 +25,7 @@ def test_compare_json_and_summary(planted, tmp_path):
     assert summary["per_kind"]["post"]["o"]["a_geo"] > 1.19
     table = runner.invoke(app, ["summary", str(tmp_path / "r")])
     assert table.exit_code == 0
-    assert re.search(r"│ o\s+│ 2 │\s+1\.2\s", table.output), table.output
+    assert re.search(r"│ o\s+│\s+2 │\s+1\.2000\s", table.output), table.output
 
 
 def test_summary_of_a_folder_without_run(tmp_path):

@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-
 from rich.text import Text
+
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError, os_fault, printable
 from orthoscope.metrics.registry import summary_columns
@@ -71,14 +71,14 @@ def user_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"orthoscope {__version__}")
 def _error_line(message: str) -> None:
     """`error: <message>` on stderr as one line (control characters and newlines shown as escapes)."""
     err.print(Text.assemble(("error:", "bold red"), " ", printable(message.replace("\n", " "))))
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"orthoscope {__version__}")
         raise typer.Exit()
 
 
@@ -129,8 +129,10 @@ def compare(
     with _progress(quiet) as advance:
         result = run_compare(base, [_named_post(p) for p in posts], output, options, progress=advance)
     _report(result, quiet, as_json)
-    if not no_report:
-        _write_report(output, quiet)
+    path = None if no_report else _write_report(output, quiet=True)
+    if not quiet and not as_json:
+        _print_bottom_line(result.summary.get("verdicts"), result.table)
+        _print_report_path(path, output)
 
 
 def _named_post(text: str):
@@ -143,12 +145,20 @@ def _named_post(text: str):
     return text
 
 
-def _write_report(folder: Path, quiet: bool) -> None:
+def _write_report(folder: Path, quiet: bool) -> Path:
     from orthoscope.report import write_report
 
     path = write_report(folder)
     if not quiet:
-        err.print(f"report: {path} (figures in {path.parent / 'figures'})", highlight=False)
+        _print_report_path(path, folder)
+    return path
+
+
+def _print_report_path(path: Path | None, folder: Path) -> None:
+    if path is None:
+        out.print(f"no report (--no-report): `orthoscope report {folder}` writes it", markup=False, highlight=False)
+    else:
+        out.print(f"report: {path} (figures in {path.parent / 'figures'})", markup=False, highlight=False)
 
 
 @app.command()
@@ -186,7 +196,7 @@ class _progress:
             self.bar.stop()
 
 
-def _report(result, quiet: bool, as_json: bool) -> None:
+def _report(result, quiet: bool, as_json: bool, tables: bool = True) -> None:
     if not quiet:
         for note in result.summary["notes"]:
             err.print(Text.assemble(("note:", "yellow"), " ", printable(note)))
@@ -201,47 +211,99 @@ def _report(result, quiet: bool, as_json: bool) -> None:
                       f"({result.summary['settings']['cache']})", highlight=False)
     if as_json:
         print(json.dumps(result.summary, indent=2))
-    elif not quiet:
-        _print_tables(result.table)
-        _print_verdicts(result.summary.get("verdicts"), result.table)
+    elif not quiet and tables:
+        _print_compact(_verdicts_of(result.summary.get("verdicts"), result.table))
 
 
 @app.command()
 @user_errors
-def summary(run: Path = typer.Argument(..., help="A run folder written by compare.")) -> None:
-    """Print a compact table per post model (medians per kind), then the verdicts."""
+def summary(
+    run: Path = typer.Argument(..., help="A run folder written by compare."),
+    wide: bool = typer.Option(False, "--wide", help="Also every summary metric's medians per kind (split into "
+                              "tables that fit the terminal) and every verdict sentence."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Metric columns for a table of medians per "
+                                          "kind, e.g. incons,rot (`orthoscope metrics` lists them)."),
+) -> None:
+    """The bottom line (the paper's claims per post), then a compact table per post; --wide for the rest."""
     from orthoscope.pipeline.runfolder import RunFolder
 
     folder = RunFolder(run)
-    table, verdicts = folder.read_table(), folder.read_summary(required=False).get("verdicts")  # both checked first
-    _print_tables(table)
-    _print_verdicts(verdicts, table)
+    table, stored = folder.read_table(), folder.read_summary(required=False)  # both checked first
+    chosen = _summary_columns(columns, table)
+    verdicts = _verdicts_of(stored.get("verdicts"), table, (stored.get("settings") or {}).get("metrics_option"))
+    _print_bottom_line(verdicts, table)
+    _print_compact(verdicts)
+    if chosen or wide:
+        _print_tables(table, chosen or [c for c in SUMMARY_COLUMNS if c in table])
+    if wide:
+        _print_verdicts(verdicts)
+    else:
+        out.print(f"more: --wide (every column and sentence), --columns NAME,...; the report: {run}/report.html",
+                  markup=False, highlight=False)
 
 
-def _print_tables(table: pd.DataFrame) -> None:
-    columns = [c for c in SUMMARY_COLUMNS if c in table]  # a run folder of an older version lacks new columns
-    for post, frame in table.groupby("post", sort=False):
-        medians = frame.groupby("kind", sort=False)[columns].median()
-        view = Table(title=f"{post}: medians per kind", title_justify="left")
-        view.add_column("kind")
-        view.add_column("n", justify="right")
-        for column in columns:
-            view.add_column(column, justify="right")
-        counts = frame.groupby("kind", sort=False).size()
-        for kind, values in medians.iterrows():
-            view.add_row(str(kind), str(counts[kind]), *(f"{values[c]:.3g}" for c in columns))
-        out.print(view)
+def _summary_columns(columns: str | None, table: pd.DataFrame) -> list[str]:
+    """--columns as a list of the table's metric columns; an unknown name is one line and exit 2."""
+    if columns is None:
+        return []
+    from orthoscope.metrics.registry import COLUMNS
+
+    names = [c.strip() for c in columns.split(",") if c.strip()]
+    unknown = [c for c in names if c not in COLUMNS or c not in table]
+    if unknown or not names:
+        known = ", ".join(c for c in COLUMNS if c in table)
+        raise OrthoscopeError(f"--columns {','.join(unknown) or repr(columns)}: not a metric column of this run "
+                              f"(it has {known})")
+    return names
 
 
-def _print_verdicts(verdicts: dict | None, table: pd.DataFrame) -> None:
-    """The verdict sentences: from summary.json, or computed from the table for runs that lack them."""
-    from orthoscope.verdicts import compute_verdicts, verdict_lines
+def _verdicts_of(verdicts: dict | None, table: pd.DataFrame, metrics: str | None = None) -> dict:
+    """The run's verdicts from summary.json, or computed from the table for runs that lack them."""
+    from orthoscope.verdicts import compute_verdicts
 
-    if not verdicts:
-        verdicts = compute_verdicts(table)
+    return verdicts if verdicts else compute_verdicts(table, metrics=metrics)
+
+
+def _print_bottom_line(verdicts: dict | None, table: pd.DataFrame) -> None:
+    """The paper's claims per post: holds / does not hold / can't tell, with their numbers."""
+    from orthoscope.verdicts.bottom import bottom_line_text
+
+    verdicts = _verdicts_of(verdicts, table)
+    for note in verdicts.get("notes", []):
+        out.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
+    for line in bottom_line_text(verdicts, _width()):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _width() -> int:
+    """The terminal's width ($COLUMNS first: output piped to a file or a pager keeps the user's width)."""
+    import os
+
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else out.width
+
+
+def _print_compact(verdicts: dict) -> None:
+    from orthoscope.verdicts.terminal import compact_tables
+
+    for view in compact_tables(verdicts):
+        out.print(view, width=_width())
+
+
+def _print_tables(table: pd.DataFrame, columns: list[str]) -> None:
+    from orthoscope.verdicts.terminal import metric_tables
+
+    for view in metric_tables(table, columns, _width()):
+        out.print(view, width=_width())
+
+
+def _print_verdicts(verdicts: dict) -> None:
+    """Every verdict sentence: per post and claim, then one line per kind (a long series: posts only)."""
+    from orthoscope.verdicts import verdict_lines
+
     out.print("verdicts:", highlight=False)
-    for line in verdict_lines(verdicts, per_kind=len(verdicts.get("posts", {})) <= 4):  # a long series: posts only
-        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    for line in verdict_lines(verdicts, per_kind=len(verdicts.get("posts", {})) <= 4):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("metrics")
@@ -264,11 +326,16 @@ def metrics_command(as_json: bool = typer.Option(False, "--json", help="Print th
     out.print(view)
 
 
+DEMO_EXPERIMENT_TIME = "about 2 min on 2 idle cores"
+"""What the demo's intervention experiment costs (measured: docs/benchmarks.md, "demo")."""
+
+
 @app.command()
 @user_errors
 def demo(
     output: Path = typer.Option(Path("orthoscope-demo"), "-o", "--output", help="Where to write the run."),
-    experiment: bool = typer.Option(True, help="Also run the intervention experiment on base/instruct (~1 min)."),
+    experiment: bool = typer.Option(True, help=f"Also run the intervention experiment on base/instruct "
+                                    f"({DEMO_EXPERIMENT_TIME})."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Analyse the shipped lab family (base vs instruct, cot, control) into ./orthoscope-demo/."""
@@ -282,18 +349,61 @@ def demo(
                              progress=advance)
     evaluation = manifest()["eval"]
     write_text(output / "eval.json", json.dumps(evaluation, indent=2))
-    _report(result, quiet, False)
+    _report(result, quiet, False, tables=False)
     if experiment:
         from orthoscope.experiment import run_experiment
 
-        log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
-        log("intervention experiment on base/instruct (lab-facts and lab-arith, 20 problems each):")
-        run_experiment(family["base"], family["instruct"], output / "experiment", tasks=["lab-facts", "lab-arith"],
-                       limit=20, log=log)
-    _write_report(output, quiet)
+        if not quiet:
+            err.print(f"intervention experiment on base/instruct (lab-facts and lab-arith, 20 problems each; "
+                      f"{DEMO_EXPERIMENT_TIME}):", highlight=False, markup=False)
+        with _conditions_status(quiet) as log:
+            conditions = run_experiment(family["base"], family["instruct"], output / "experiment",
+                                        tasks=["lab-facts", "lab-arith"], limit=20, log=log)
+        if not quiet:
+            _print_conditions(conditions)
+    path = _write_report(output, quiet=True)
+    err.print(f"demo written to {output.resolve()}", highlight=False, markup=False)
     if not quiet:
         _print_eval(evaluation)
-    err.print(f"demo written to {output.resolve()}", highlight=False)
+        out.print(f"per kind: `orthoscope summary {output}`", markup=False, highlight=False)
+        _print_bottom_line(result.summary.get("verdicts"), result.table)
+        _print_report_path(path, output)
+
+
+class _conditions_status:
+    """One status line that counts the experiment's conditions as they finish (nothing when quiet)."""
+
+    def __init__(self, quiet: bool):
+        self.status = None if quiet else err.status("experiment: starting", spinner="line")
+        self.done = 0
+
+    def __enter__(self):
+        if self.status is None:
+            return lambda message: None
+        self.status.start()
+        return self.log
+
+    def log(self, message: str) -> None:
+        self.done += 1
+        label = message.split()[0] if message.split() else ""
+        self.status.update(f"experiment: {self.done} conditions done (last: {label})")
+
+    def __exit__(self, *exc) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def _print_conditions(table: pd.DataFrame) -> None:
+    """The experiment in one compact table: each condition's scores (intervals in the report and claims.csv)."""
+    from orthoscope.experiment.columns import score_columns
+
+    scores = [s for s in score_columns(table) if s not in ("attn_entropy", "cka_vs_post")]
+    view = Table(title="intervention experiment (scores; intervals in the report)", title_justify="left")
+    for column in ("condition", "vs control", *scores):
+        view.add_column(column, justify="left" if column in ("condition", "vs control") else "right", no_wrap=True)
+    for _, row in table.iterrows():
+        view.add_row(row["condition"], row.get("control") or "", *(f"{row[s]:.3g}" for s in scores))
+    out.print(view, width=_width())
 
 
 def _op_help(option: str = "op") -> str:

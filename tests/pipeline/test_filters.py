@@ -106,3 +106,43 @@ def test_compare_api_filters_exactly(planted):
     result = orthoscope.compare(*planted, kinds="up,down", layers="0-1", metrics="sign-free")
     assert sorted(result.table.kind) == ["down", "down", "up", "up"]
     assert sorted(set(result.table.layer)) == [0, 1]
+
+
+def test_layers_beyond_the_model_warn_with_its_range_or_stop_when_none_exists(planted):
+    from orthoscope.pipeline import compare
+
+    result = compare(planted[0], planted[1], layers="0-7", metrics="quick", cache=False)
+    assert "--layers 0-7 goes beyond the model's layers 0-1: analysing 0-1 only (2-7 do not exist)" \
+        in result.summary["notes"]
+    assert sorted(result.table.layer.unique()) == [0, 1]
+    with pytest.raises(OrthoscopeError, match=r"^--layers 5-9: the model has layers 0-1 only$"):
+        compare(planted[0], planted[1], layers="5-9", metrics="quick", cache=False)
+    inside = compare(planted[0], planted[1], layers="1", metrics="quick", cache=False)
+    assert not any("--layers" in note for note in inside.summary["notes"])
+
+
+def test_filters_and_options_are_recorded_and_explain_missing_verdicts(planted, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from orthoscope.cli import app
+
+    folder = tmp_path / "run"
+    result = CliRunner().invoke(app, ["compare", str(planted[0]), str(planted[1]), "-o", str(folder), "--layers",
+                                      "0-7", "--kinds", "q,o", "--metrics", "quick", "--no-cache", "--no-report"],
+                                env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "note: --layers 0-7 goes beyond the model's layers 0-1" in result.output
+    summary = json.loads((folder / "summary.json").read_text())
+    settings = summary["settings"]
+    assert (settings["layers"], settings["kinds"], settings["metrics_option"]) == ("0-7", "o,q", "quick")
+    assert settings["include_embeddings"] is False and summary["verdicts"]["metrics"] == "quick"
+    rotation = summary["verdicts"]["posts"]["post"]["sentences"]["rotation"]
+    assert "this run used --metrics quick, which does not compute z_pair, p_pair: rerun compare with " \
+           "--metrics all" in rotation
+    assert "older orthoscope" not in result.output
+    assert "to decide: this run used --metrics quick" in result.stdout
+    wholly = CliRunner().invoke(app, ["compare", str(planted[0]), str(planted[1]), "-o", str(tmp_path / "r2"),
+                                      "--layers", "5-9", "--metrics", "quick", "--no-cache", "--no-report"])
+    assert wholly.exit_code == 2 and "--layers 5-9: the model has layers 0-1 only" in wholly.output

@@ -24,7 +24,8 @@ def test_planted_truths_get_their_status():
     assert "more consistent than control" in plant.sentence and "one training run each" in plant.sentence
     assert claims[("plant", SCALING_CLAIM)].status == "holds"
     wide = claims[("wide", SCALING_CLAIM)]
-    assert wide.status == "does not hold" and wide.sentence.startswith("not near-uniform: median disp 0.3")
+    assert wide.status == "does not hold" and wide.sentence.startswith("median disp 0.3")
+    assert "not both below the near-uniform thresholds 0.1 and 0.05" in wide.sentence
     assert claims[("control", ROTATION_CLAIM)].status == "does not hold"
     assert "this is the control run" in claims[("control", ROTATION_CLAIM)].sentence
     for claim in (SCALING_CLAIM, ROTATION_CLAIM):

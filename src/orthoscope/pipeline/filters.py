@@ -95,3 +95,44 @@ def parse_kinds(kinds: str | Iterable[str] | None, known: Iterable[str] | None =
     if unknown:
         raise OrthoscopeError(f"unknown --kinds {', '.join(unknown)} (known: {', '.join([*KINDS, *extra])})")
     return chosen
+
+
+def layers_text(layers: Iterable[int] | None) -> str | None:
+    """Layer indices as `--layers` takes them, runs joined: {0, 1, 2, 3, 10} -> `0-3,10` (None: all).
+
+    >>> layers_text([10, 0, 1, 2, 3]), layers_text([5]), layers_text(None)
+    ('0-3,10', '5', None)
+    """
+    if layers is None:
+        return None
+    runs: list[list[int]] = []
+    for layer in sorted(set(layers)):
+        if runs and layer == runs[-1][1] + 1:
+            runs[-1][1] = layer
+        else:
+            runs.append([layer, layer])
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in runs)
+
+
+def check_layer_range(layers: Iterable[int] | None, present: Iterable[int]) -> str | None:
+    """A warning when `--layers` reaches past the model's layers `present`; an error when none exists.
+
+    >>> check_layer_range({0, 1, 2, 3, 4, 5, 6, 7}, range(3))
+    "--layers 0-7 goes beyond the model's layers 0-2: analysing 0-2 only (3-7 do not exist)"
+    >>> check_layer_range({5, 6}, range(3))
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: --layers 5-6: the model has layers 0-2 only
+    >>> check_layer_range(None, range(3)), check_layer_range({1}, range(3))
+    (None, None)
+    """
+    if layers is None:
+        return None
+    asked, have = set(layers), set(present)
+    missing = asked - have
+    if not have or not missing:
+        return None
+    if missing == asked:
+        raise OrthoscopeError(f"--layers {layers_text(asked)}: the model has layers {layers_text(have)} only")
+    return (f"--layers {layers_text(asked)} goes beyond the model's layers {layers_text(have)}: analysing "
+            f"{layers_text(asked & have)} only ({layers_text(missing)} do not exist)")

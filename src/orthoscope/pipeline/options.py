@@ -30,6 +30,8 @@ from orthoscope.kernels.precision import resolve_precision
 from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
 from orthoscope.pipeline.executors import Executor, make_executor
 from orthoscope.pipeline.filters import parse_kinds, parse_layers
+from orthoscope.metrics.registry import metric_sets
+from orthoscope.pipeline.filters import layers_text
 from orthoscope.pipeline.measure import resolve_metrics
 
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
@@ -87,6 +89,28 @@ class CompareOptions:
         if self.cache_dir is None and not os.environ.get(DIR_ENV):
             return None
         return str(Path(self.cache_dir if self.cache_dir is not None else default_dir()).expanduser().resolve())
+
+
+def metrics_label(metrics: Iterable[str]) -> str:
+    """The `--metrics` value that asks for exactly `metrics`: a set's name where one matches, else the names.
+
+    >>> metrics_label(resolve_metrics("quick")), metrics_label(["sym_frac", "a_geo"])
+    ('quick', 'a_geo,sym_frac')
+    """
+    chosen = frozenset(metrics)
+    return next((name for name, members in metric_sets().items() if members == chosen), ",".join(sorted(chosen)))
+
+
+def selection(options: "CompareOptions") -> dict:
+    """The filters and choices of a run as summary.json records them (`--layers` and `--kinds` as typed).
+
+    >>> selection(CompareOptions(layers="0-2,5", kinds="q,k", metrics="quick"))
+    {'layers': '0-2,5', 'kinds': 'k,q', 'include_embeddings': False, 'metrics_option': 'quick', 'revision': None}
+    """
+    return {"layers": layers_text(options.layers),
+            "kinds": None if options.kinds is None else ",".join(sorted(options.kinds)),
+            "include_embeddings": options.include_embeddings, "metrics_option": metrics_label(options.metrics),
+            "revision": options.revision}
 
 
 def check_cache_limit(value: float, option: str) -> float:

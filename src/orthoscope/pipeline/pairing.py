@@ -9,7 +9,7 @@ from typing import Iterable
 
 from orthoscope.architectures import MatrixRef, find_matrices
 from orthoscope.errors import PairingError
-from orthoscope.pipeline.filters import parse_kinds, parse_layers
+from orthoscope.pipeline.filters import check_layer_range, parse_kinds, parse_layers
 from orthoscope.sources import Checkpoint
 
 SHOWN_DIFFERENCES = 5
@@ -107,6 +107,8 @@ def make_plan(
         _check_same_architecture(base, post)
         post_refs, _ = find_matrices(post, include_embeddings)
         refs = _match(base, post, refs, {r.name: r for r in post_refs}, notes)
+    beyond = check_layer_range(parse_layers(layers), {r.layer for r in refs if r.layer >= 0})
+    notes += [beyond] if beyond else []
     refs = select(refs, layers, kinds)
     if not refs:
         raise PairingError(

@@ -18,7 +18,7 @@ from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels.precision import resolve_precision
 from orthoscope.pipeline.cache import default_dir
 from orthoscope.pipeline.measure import METRIC_COLUMNS, needs_post_svd
-from orthoscope.pipeline.options import CompareOptions
+from orthoscope.pipeline.options import CompareOptions, metrics_label, selection
 from orthoscope.pipeline.pairing import Plan, make_plan
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
 from orthoscope.pipeline.summary import ID_COLUMNS, aggregate, cast_columns, change_notes, empty_table, unchanged_counts
@@ -286,7 +286,7 @@ def summarize(table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], *, 
                      "seed": settings.seed, "metrics": sorted(settings.metrics),
                      "route": "full" if needs_post_svd(settings.metrics) else "one-svd",
                      "executor": opts.executor.name, "executor_options": opts.executor.describe(),
-                     "cache": _cache_folder(settings), "control": control},
+                     "cache": _cache_folder(settings), "control": control, **selection(opts)},
         "cache": cache if settings.cache else None,
         "matrices": matrices,
         "resumed": resumed,
@@ -296,7 +296,7 @@ def summarize(table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], *, 
         "per_kind": aggregate(table, "kind"),
         "per_layer": aggregate(table, "layer"),
         "update_cos": update_cos_summary(pairs),
-        "verdicts": compute_verdicts(table, control),
+        "verdicts": compute_verdicts(table, control, metrics_label(settings.metrics)),
         "seconds": round(seconds, 3),
     }
 

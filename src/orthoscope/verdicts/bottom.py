@@ -101,7 +101,7 @@ def bottom_line_text(verdicts: dict, width: int = 80) -> list[str]:
     for post in dict.fromkeys(c.post for c in claims):
         lines.append(f"{post}" + (" (the control run)" if post == control else ""))
         for c in (c for c in claims if c.post == post):
-            lines += textwrap.wrap(f"{c.claim}: {c.status.upper()}. {c.sentence}", width,
+            lines += textwrap.wrap(f"{c.claim}: {c.status.upper()} - {c.sentence}", width,
                                    initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False)
             if c.todo:
                 lines += textwrap.wrap(f"to decide: {c.todo}", width, initial_indent="      ",
@@ -128,8 +128,8 @@ def _scaling_claim(post: str, entry: dict, verdicts: dict) -> Claim:
         return claim(UNSURE, why, UNCHANGED_TODO)
     s = entry["overall"]["scaling"]
     size = f"update {pct(s.get('rel_delta'))} (median rel_delta)" if s.get("rel_delta") is not None else None
-    numbers = (f"median disp {num(s.get('disp'))} (near-uniform below {num(T.DISP_UNIFORM)}), fit_resid "
-               f"{num(s.get('fit_resid'))} (below {num(T.FIT_RESID_UNIFORM)})")
+    numbers = f"median disp {num(s.get('disp'))} and fit_resid {num(s.get('fit_resid'))}"
+    limits = f"the near-uniform thresholds {num(T.DISP_UNIFORM)} and {num(T.FIT_RESID_UNIFORM)}"
     tail = "; ".join(filter(None, [size, f"n = {s.get('n', 0)}"]))
     verdict = s.get("verdict")
     if verdict == "unavailable":
@@ -141,13 +141,13 @@ def _scaling_claim(post: str, entry: dict, verdicts: dict) -> Claim:
     null = s.get("null") or {}
     reference = _scaling_reference(post, s, verdicts)
     if verdict == "non-uniform":
-        return claim(FAILS, f"not near-uniform: {numbers}; {tail}{reference}")
+        return claim(FAILS, f"{numbers}, not both below {limits}; {tail}{reference}")
     if null.get("disp") is not None and not s["disp"] < null["disp"]:
-        return claim(UNSURE, f"near-uniform ({numbers}), but a random update of the same size is as uniform "
+        return claim(UNSURE, f"{numbers}, below {limits}, but a random update of the same size is as uniform "
                              f"(disp {num(null['disp'])}); {tail}",
                      "the update is too small for scaling to say anything beyond its size; compare a post "
                      "trained longer or with a larger learning rate")
-    return claim(HOLDS, f"near-uniform: {numbers}; {tail}{reference}")
+    return claim(HOLDS, f"{numbers}, below {limits}; {tail}{reference}")
 
 
 def _scaling_reference(post: str, s: dict, verdicts: dict) -> str:
@@ -188,4 +188,4 @@ def _rotation_claim(post: str, entry: dict, verdicts: dict) -> Claim:
                      f"{num(T.Z_CI_LOW)}")
     if verdict == "partial":
         return claim(FAILS, f"only {beyond}{kinds_clause(entry)}, {z}; {versus}")
-    return claim(FAILS, f"not supported: {beyond}, {z}; {versus}")
+    return claim(FAILS, f"{beyond}, {z}; {versus}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from orthoscope.verdicts.text import LABELS, num
+from orthoscope.verdicts.text import LABELS, num, pct
 
 CLAIMS = ("scaling", "rotation", "control")
 FOLD_POSTS = 4
@@ -130,3 +130,44 @@ def _thresholds(t: dict) -> str:
             f"{t.get('min_significant')} matrices; near-uniform scaling when disp < {t.get('disp_uniform')} and fit_resid < "
             f"{t.get('fit_resid_uniform')}; no verdict under {t.get('min_matrices')} matrices; control contrast "
             f"significant at Holm-adjusted p < {t.get('alpha_contrast')}")
+
+
+COMPACT_HEAD = ("kind", "n", "a_geo", "disp", "rel_delta", "sym_frac", "z_pair", "BH")
+"""The columns that carry the answer, in claim order: scaling, update size, rotations (`BH`: matrices
+beyond the pairing null after Benjamini-Hochberg, of those with a p-value)."""
+
+
+def compact_rows(entry: dict) -> list[tuple[str, ...]]:
+    """One row per kind and one for the whole post ('all'), from a post's verdicts: the numbers the
+    bottom line rests on (usable matrices only), short enough for 80 columns.
+
+    >>> g = {"n": 3, "n_changed": 3, "n_noise_floor": 0, "n_used": 3,
+    ...      "scaling": {"a_geo": 1.00687, "disp": 0.0163, "rel_delta": 0.0015},
+    ...      "rotation": {"sym_frac": 0.52, "z_pair": 0.466, "bh_pair": 1, "n_p_pair": 3, "verdict": "none"}}
+    >>> compact_rows({"overall": g, "kinds": {"q": g}})[0]
+    ('q', '3', '1.0069', '0.016', '0.15 %', '0.5200', '0.47', '1/3')
+    """
+    groups = [*entry["kinds"].items(), ("all", entry["overall"])]
+    changed = [(kind, g) for kind, g in groups if g["rotation"].get("verdict") != "unchanged"]
+    columns = {name: [_fixed(g[part].get(name), decimals) for _, g in changed]
+               for part, name, decimals in (("scaling", "a_geo", 4), ("rotation", "sym_frac", 4),
+                                            ("rotation", "z_pair", 2))}
+    rows, i = [], 0
+    for kind, g in groups:
+        s, r = g["scaling"], g["rotation"]
+        if r.get("verdict") == "unchanged":
+            rows.append((kind, str(g["n_used"]), "unchanged", "", "", "", "", ""))
+            continue
+        bh = "n/a" if r.get("bh_pair") is None else f"{r['bh_pair']}/{r['n_p_pair']}"
+        rows.append((kind, str(g["n_used"]), columns["a_geo"][i], _short(s.get("disp")), pct(s.get("rel_delta")),
+                     columns["sym_frac"][i], columns["z_pair"][i], bh))
+        i += 1
+    return rows
+
+
+def _fixed(value, decimals: int) -> str:
+    return "n/a" if value is None else f"{value:.{decimals}f}"
+
+
+def _short(value) -> str:
+    return "n/a" if value is None else f"{value:.2g}"
