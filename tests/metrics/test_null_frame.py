@@ -12,12 +12,17 @@ from orthoscope.pipeline.measure import Base, Update, null_metrics
 from tests.helpers import orthonormal
 
 
-def explicit_null(W_b: torch.Tensor, a: float, size: float, g: torch.Generator) -> tuple[float, float]:
+def explicit_null(W_b: torch.Tensor, a: float, size: float, g: torch.Generator) -> tuple[float, ...]:
+    """incons_null, pa_mean_u_null, a_geo_null, disp_null, fit_resid_null of one explicit draw (scaling in numpy)."""
     G = torch.randn(tuple(W_b.shape), generator=g, dtype=torch.float64)
     f, null = svd(W_b), svd(a * W_b + G * (size / torch.linalg.matrix_norm(G)))
     k = min(64, f.S.numel())
     angles = torch.rad2deg(m.principal_angles(f.U[:, :k], null.U[:, :k]))
-    return m.inconsistency(m.overlaps(f.U, null.U), m.overlaps(f.V, null.V)), angles.mean().item()
+    s_b, s_n = f.S.numpy(), null.S.numpy()
+    log_rho = np.log(s_n / s_b)
+    a_geo = float(np.exp(log_rho.mean()))
+    return (m.inconsistency(m.overlaps(f.U, null.U), m.overlaps(f.V, null.V)), angles.mean().item(),
+            a_geo, float(log_rho.std()), float(np.linalg.norm(s_n - a_geo * s_b) / np.linalg.norm(s_n)))
 
 
 @pytest.mark.parametrize("shape", [(40, 12), (12, 40), (18, 12), (12, 12)])
@@ -36,7 +41,7 @@ def test_base_frame_null_has_the_law_of_the_explicit_null(shape):
     framed = np.array([[v for v in null_metrics(base, update, torch.Generator().manual_seed(i)).values()]
                        for i in range(draws)])
     explicit = np.array([explicit_null(W_b, a, resid, torch.Generator().manual_seed(10_000 + i)) for i in range(draws)])
-    for column in range(2):  # incons_null, pa_mean_u_null
+    for column in range(5):  # incons_null, pa_mean_u_null, a_geo_null, disp_null, fit_resid_null
         x, y = framed[:, column], explicit[:, column]
         se = np.sqrt(x.var() / draws + y.var() / draws)
         assert abs(x.mean() - y.mean()) < 4 * se + 1e-9, (column, x.mean(), y.mean(), se)

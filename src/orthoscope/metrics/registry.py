@@ -128,6 +128,9 @@ METRICS: tuple[Metric, ...] = (
     M("incons_null", "nulls", "null-svd", True, "float", "incons of W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F",
       True, True),
     M("pa_mean_u_null", "nulls", "null-svd", True, "float", "pa_mean_u of the Gaussian null W_null", False, True),
+    M("a_geo_null", "nulls", "null-svd", True, "float", "a_geo of the Gaussian null W_null against W_b"),
+    M("disp_null", "nulls", "null-svd", True, "float", "disp of the Gaussian null W_null against W_b"),
+    M("fit_resid_null", "nulls", "null-svd", True, "float", "fit_resid of the Gaussian null W_null against W_b"),
 )
 del M
 
@@ -147,7 +150,7 @@ def names(*, route: str | None = None, family: str | None = None) -> tuple[str, 
     """Column names, in table order, optionally of one route or family.
 
     >>> names(route="null-svd")
-    ('incons_null', 'pa_mean_u_null')
+    ('incons_null', 'pa_mean_u_null', 'a_geo_null', 'disp_null', 'fit_resid_null')
     """
     return tuple(m.name for m in METRICS
                  if (route is None or m.route == route) and (family is None or m.family == family))

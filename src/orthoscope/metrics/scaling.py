@@ -41,6 +41,18 @@ def fit_resid(s_b: torch.Tensor, s_p: torch.Tensor, a: float) -> float:
     return (torch.linalg.vector_norm(s_p - a * s_b) / torch.linalg.vector_norm(s_p)).item()
 
 
+def scaling_fit(s_b: torch.Tensor, s_p: torch.Tensor) -> tuple[float, float, float]:
+    """(a_geo, disp, fit_resid) of two spectra: the scaling claim's three numbers in one call.
+
+    >>> s_b = torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64)
+    >>> tuple(round(x, 12) for x in scaling_fit(s_b, 1.5 * s_b))
+    (1.5, 0.0, 0.0)
+    """
+    rho = ratios(s_b, s_p)
+    a = a_geo(rho)
+    return a, dispersion(rho), fit_resid(s_b, s_p, a)
+
+
 def binned_ratios(s_b: torch.Tensor, s_p: torch.Tensor, bins: int = 32) -> torch.Tensor:
     """Geometric mean of rho_i within `bins` equal index-quantile bins (SVSM curves).
 
