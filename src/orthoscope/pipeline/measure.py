@@ -466,7 +466,8 @@ def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a_fro: float,
 
 
 def null_metrics(base: Base, update: Update, generator: torch.Generator) -> dict:
-    """incons and pa_mean_u of the Gaussian null W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F (a third SVD).
+    """incons, pa_mean_u and the scaling fit (a_geo, disp, fit_resid) of the Gaussian null W_null = a_fro W_b + G,
+    ||G||_F = ||W_p - a_fro W_b||_F (a third SVD).
 
     Drawn in the base frame (exact in distribution, no m-sized product): on the tall side
     (m >= n = r), [U_b U_perp]^T W_null V_b = [[a S_b + Z_1], [Z_2]] with Z = [Z_1; Z_2]
@@ -485,8 +486,9 @@ def null_metrics(base: Base, update: Update, generator: torch.Generator) -> dict
     k = min(TOP_K, r)
     U_null = null.V if wide else null.U  # the null's left vectors of W in base coordinates
     eye = torch.eye(U_null.shape[0], k, dtype=U_null.dtype, device=U_null.device)
+    scaling = dict(zip(("a_geo_null", "disp_null", "fit_resid_null"), m.scaling_fit(base.factors.S, null.S)))
     return {"incons_null": m.inconsistency(Q_U, Q_V),
-            "pa_mean_u_null": torch.rad2deg(m.principal_angles(eye, U_null[:, :k])).mean().item()}
+            "pa_mean_u_null": torch.rad2deg(m.principal_angles(eye, U_null[:, :k])).mean().item(), **scaling}
 
 
 def null_frame(s_b: torch.Tensor, a: float, size: float, long_side: int, generator: torch.Generator) -> torch.Tensor:
