@@ -51,6 +51,7 @@ test, which the rotation verdict rests on: up to ~37k draws of r^2 work per sign
 times the cost of the rest; add it with `metrics=MONITOR_METRICS | {"p_pair"}`, or compare saved checkpoints."""
 LOGGED = ("rel_delta", "a_geo", "z_pair", "sym_frac", "intruders")
 """Columns whose medians `StepResult.logs` gives (those measured), overall and per kind."""
+BRIEF = ("rel_delta", "a_geo", "z_pair")  # what `brief` shows besides one BH count
 BH_COUNTS = ("bh_pair", "bh_gauss")
 """Counts of matrices significant after Benjamini-Hochberg (p_pair, p_gauss) that `logs` gives where measured."""
 
@@ -88,17 +89,18 @@ class StepResult:
         return out
 
     def brief(self) -> str:
-        """One line of the overall medians, for a training log.
+        """One short line of the overall medians and BH counts, for a training log (under 60 characters).
 
         >>> table = pd.DataFrame({"kind": ["q", "k"], "rel_delta": [0.01, 0.03], "z_pair": [1.0, 3.0]})
         >>> StepResult(5, "step-5", table, [], {}, 0.25).brief()
-        'rel_delta 0.02  z_pair 2  (2 matrices, 0.25 s)'
+        'rel_delta 0.02 z_pair 2 (0.25 s)'
         """
         logs = self.logs("")
-        shown = [f"{c} {logs[c]:.4g}" for c in LOGGED if c in logs]
-        shown += [f"{c} {int(logs[c])}/{len(self.table)}" for c in BH_COUNTS if c in logs]
+        shown = [f"{c} {logs[c]:.3g}" for c in BRIEF if c in logs]
+        bh = next((c for c in BH_COUNTS if c in logs), None)
+        shown += [f"{bh} {int(logs[bh])}/{len(self.table)}"] if bh else []
         skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
-        return "  ".join(shown) + f"  ({len(self.table)} matrices{skipped}, {self.seconds:.2f} s)"
+        return " ".join(shown) + f" ({self.seconds:.2f} s{skipped})"
 
 
 class Monitor:
