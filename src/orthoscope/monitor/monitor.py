@@ -185,14 +185,8 @@ class Monitor:
                 self.counts[counter] += count
             self.seconds += time.time() - started
             self._append(label, table, skipped)
-            described = {**post.describe(), "step": step, "seconds": round(time.time() - started, 3)}
-            notes = plan.notes + self.notes + cache_notes(self.counts, self.settings)
-            # the summary of this step alone, merged into the series' (each post's entries are its own)
-            new = summarize(table, _no_pairs(), skipped, base=self.base.describe(), posts={label: described},
-                            matrices=len(plan.refs), opts=self.options, settings=self.settings,
-                            cache=dict(self.counts), resumed=tally.reused, notes=[], control=None,
-                            seconds=self.seconds)
-            self.summary = _merge(self.summary, new, label, notes, self.skipped)
+            self._summarize(plan, table, skipped, {**post.describe(), "step": step,
+                                                   "seconds": round(time.time() - started, 3)}, tally.reused)
             self._guard(folder.write_table, self.table)
             self._guard(folder.write_summary, self.summary)
         if skipped:
@@ -200,6 +194,16 @@ class Monitor:
             log.warning("orthoscope: step %d: %d of %d matrices skipped (%s); training goes on", step, len(skipped),
                         len(plan.refs), "; ".join(reasons[:2]) + (" ..." if len(reasons) > 2 else ""))
         return StepResult(step, label, table, skipped, self.summary, time.time() - started, list(self.notes))
+
+    def _summarize(self, plan, table: pd.DataFrame, skipped: list[dict], described: dict, reused: int) -> None:
+        """The summary of this step alone (compare's `summarize`), merged into the series' (each post's entries
+        are its own: the series' summary equals one made from the whole table, at the cost of one step)."""
+        label = plan.labels[0]
+        new = summarize(table, _no_pairs(), skipped, base=self.base.describe(), posts={label: described},
+                        matrices=len(plan.refs), opts=self.options, settings=self.settings, cache=dict(self.counts),
+                        resumed=reused, notes=[], control=None, seconds=self.seconds)
+        notes = plan.notes + self.notes + cache_notes(self.counts, self.settings)
+        self.summary = _merge(self.summary, new, label, notes, self.skipped)
 
     def _plan(self, post: Checkpoint, label: str):
         opts = self.options  # a model whose matrices are not the base's: PairingError naming the differences
