@@ -39,7 +39,7 @@ from orthoscope.lab.corpus import held_out_problems, held_out_text
 from orthoscope.pipeline.runfolder import ExperimentFolder
 
 DEFAULT_GRID = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
-KEY_VERSION = 2  # bump when a condition's numbers would change for the same inputs
+KEY_VERSION = 3  # bump when a condition's numbers would change for the same inputs
 Log = Callable[[str], None]
 
 
