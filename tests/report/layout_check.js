@@ -35,6 +35,18 @@ function intersect(a, b, slack) {
   return w > slack && h > slack;
 }
 
+function clippedTables() {
+  // tables whose last column would be scrolled out of view (measured with every <details> open)
+  document.querySelectorAll("details").forEach(d => { d.open = true; });
+  const clipped = [];
+  document.querySelectorAll("div.wide > table").forEach(t => {
+    const box = t.parentNode;
+    if (box.scrollWidth > box.clientWidth + 1) clipped.push(t.getAttribute("class") || "");
+  });
+  document.querySelectorAll("details").forEach(d => { d.open = false; });
+  return clipped;
+}
+
 function check() {
   const out = {width: window.innerWidth, height: window.innerHeight, overlaps: [], outside: [], figures: 0};
   const bottom = document.querySelector("section.bottom table, section.bottom");
@@ -61,6 +73,7 @@ function check() {
       }
     }
   });
+  out.clipped_tables = clippedTables();
   const pre = document.createElement("pre");
   pre.id = "layout-check";
   pre.textContent = JSON.stringify(out);

@@ -52,6 +52,9 @@ def test_no_label_covers_another_and_the_bottom_line_is_on_the_first_screen(fami
     assert layout["outside"] == []  # nothing cut by its figure's frame or the window
     assert layout["page_overflow"] <= 0  # no sideways scrolling
     assert layout["bottom_line"]["bottom"] <= 800  # the whole bottom line on the first screen
+    # the verdict tables wrap instead of scrolling their verdict column out of view (the wide numeric tables
+    # scroll sideways, their key columns first)
+    assert not {"verdict-overview", "verdict-table", "bottom-line", "evaluation"} & set(layout["clipped_tables"])
 
 
 def test_bottom_line_names_the_paper_and_judges_each_claim_per_post(family_run, page):

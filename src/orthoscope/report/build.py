@@ -112,6 +112,7 @@ table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap} td.t{text-align:left}
 th{background:#f6f6f6;white-space:normal} td:first-child,.verdict-overview td,.verdict-overview th{text-align:left}
 .verdict-overview td,.verdict-table td:last-child,td.t{white-space:normal;min-width:8em}
+.verdict-table td,.verdict-table th{white-space:normal;padding:3px 5px}
 details{margin:.2em 0 1em} .note{color:#555;max-width:1000px} ul.note{padding-left:1.2em}
 code{background:#f4f4f4;padding:0 3px} .links a{margin:0 .3em} .wide{overflow-x:auto}"""
 

@@ -171,17 +171,22 @@ def overlap_differences(run: Run) -> go.Figure | str | None:
     titles = []
     for label, row, s in blocks:
         diff = float(np.linalg.norm(s["Q_U_block"] - s["Q_V_block"]) / (2 * np.sqrt(len(s["Q_U_block"]))))
-        titles += [f"{label}: {row.post} {_short(row['name'])} Q_U", "Q_V",
-                   f"Q_U - Q_V (block incons {diff:.3f}; matrix {row.incons:.3f})"]
+        titles += ["Q_U", "Q_V", f"Q_U - Q_V (block incons {diff:.3f}; matrix {row.incons:.3f})"]
     fig = make_subplots(rows=len(blocks), cols=3, subplot_titles=titles, vertical_spacing=0.14,
                         horizontal_spacing=0.05)
-    for r, (_, _, s) in enumerate(blocks, start=1):
-        for c, z in enumerate((s["Q_U_block"], s["Q_V_block"], s["Q_U_block"] - s["Q_V_block"]), start=1):
-            fig.add_trace(go.Heatmap(z=z.astype(np.float32), colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1,
-                                     showscale=(r, c) == (1, 3),
-                                     colorbar=dict(title="cos"),
+    differences = [s["Q_U_block"] - s["Q_V_block"] for _, _, s in blocks]
+    reach = max(1e-6, max(float(np.abs(d).max()) for d in differences))  # the differences on their own scale
+    for r, ((label, row, s), difference) in enumerate(zip(blocks, differences), start=1):
+        for c, z in enumerate((s["Q_U_block"], s["Q_V_block"], difference), start=1):
+            scale = dict(zmin=-1, zmax=1, showscale=(r, c) == (1, 1),
+                         colorbar=dict(title="cos", x=1.02, y=0.78, len=0.42))
+            if c == 3:
+                scale = dict(zmin=-reach, zmax=reach, showscale=r == 1,
+                             colorbar=dict(title="Q_U - Q_V", x=1.02, y=0.22, len=0.42))
+            fig.add_trace(go.Heatmap(z=z.astype(np.float32), colorscale="RdBu_r", zmid=0, **scale,
                                      hovertemplate="base %{y}, post %{x}: %{z:.3f}<extra></extra>"), row=r, col=c)
-            fig.update_yaxes(autorange="reversed", title_text="base index j" if c == 1 else None, row=r, col=c)
+            named = f"<b>{label}</b>: {row.post} {_short(row['name'])}<br>base index j"
+            fig.update_yaxes(autorange="reversed", title_text=named if c == 1 else None, row=r, col=c)
             fig.update_xaxes(title_text="post index i", row=r, col=c)
     size = len(blocks[0][2]["Q_U_block"])
     return title_layout(fig, "Consistent rotations show as Q_U - Q_V near zero (white); inconsistent ones as colour"
