@@ -49,8 +49,17 @@ def test_the_plain_loop_example(base_folder, tmp_path, monkeypatch, capsys):
 
 def test_the_trl_example(base_folder, tmp_path, monkeypatch):
     pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    from orthoscope.lab.tokenizer import char_tokenizer
+
     monkeypatch.chdir(tmp_path)
     scope = namespace(base_folder, tmp_path)
-    code = example("With TRL").replace('output_dir="sft"', 'output_dir="sft", max_steps=2, report_to="none"')
-    exec(code.replace("every_n_steps=50", "every_n_steps=1"), scope)
-    assert (tmp_path / "sft" / "orthoscope" / "metrics.parquet").is_file()
+    ids = [d["input_ids"].tolist() for d in scope["train_dataset"]]
+    scope.update(train_dataset=datasets.Dataset.from_dict({"input_ids": ids}), tokenizer=char_tokenizer())
+    code = (example("With TRL")
+            .replace('output_dir="sft"', 'output_dir="sft", max_steps=2, report_to="none", use_cpu=True, '
+                                         'bf16=False, per_device_train_batch_size=4, disable_tqdm=True')
+            .replace("SFTTrainer(model=model,", "SFTTrainer(model=model, processing_class=tokenizer,")
+            .replace("every_n_steps=50", "every_n_steps=1"))
+    exec(code, scope)
+    assert sorted(RunFolder(tmp_path / "sft" / "orthoscope").read_table().step.unique()) == [1, 2]
