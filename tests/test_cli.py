@@ -91,3 +91,15 @@ def test_compare_named_posts_control_and_pairs(planted, tmp_path):
     assert (pair["post_a"], pair["post_b"], pair["kind"], pair["n"]) == ("mine", "control", "q", 2)
     assert abs(pair["median"] - 1.0) < 1e-12
     assert "verdicts" in summary and (tmp_path / "r" / "update_cos.parquet").is_file()
+
+
+def test_demo_ends_with_the_bottom_line_and_the_report(tmp_path):
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "--no-experiment"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    start = lines.index("Bottom line (the claims of He & Cao, arXiv 2509.17866):")
+    assert [line for line in lines[start:] if not line.startswith(" ")] == [
+        lines[start], "instruct", "cot", "control (the control run)", lines[-1]]
+    assert lines[-1] == f"report: {tmp_path / 'demo' / 'report.html'} (figures in {tmp_path / 'demo' / 'figures'})"
+    assert any(line.startswith("evaluation") for line in lines[:start])  # the evaluation table comes before
+    assert max(map(len, lines[start:-1])) <= 80

@@ -156,9 +156,11 @@ def _write_report(folder: Path, quiet: bool) -> Path:
 
 def _print_report_path(path: Path | None, folder: Path) -> None:
     if path is None:
-        out.print(f"no report (--no-report): `orthoscope report {folder}` writes it", markup=False, highlight=False)
+        out.print(f"no report (--no-report): `orthoscope report {folder}` writes it", markup=False, highlight=False,
+                  soft_wrap=True)
     else:
-        out.print(f"report: {path} (figures in {path.parent / 'figures'})", markup=False, highlight=False)
+        out.print(f"report: {path} (figures in {path.parent / 'figures'})", markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 @app.command()
@@ -239,7 +241,7 @@ def summary(
         _print_verdicts(verdicts)
     else:
         out.print(f"more: --wide (every column and sentence), --columns NAME,...; the report: {run}/report.html",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def _summary_columns(columns: str | None, table: pd.DataFrame) -> list[str]:
@@ -365,7 +367,7 @@ def demo(
     err.print(f"demo written to {output.resolve()}", highlight=False, markup=False)
     if not quiet:
         _print_eval(evaluation)
-        out.print(f"per kind: `orthoscope summary {output}`", markup=False, highlight=False)
+        out.print(f"per kind: `orthoscope summary {output}`", markup=False, highlight=False, soft_wrap=True)
         _print_bottom_line(result.summary.get("verdicts"), result.table)
         _print_report_path(path, output)
 
