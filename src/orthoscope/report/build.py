@@ -11,11 +11,12 @@ import dataclasses
 import html
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from orthoscope._version import __version__
-from orthoscope.experiment.columns import score_columns
-from orthoscope.experiment.plot import conclusions
+from orthoscope.experiment.columns import GRID_OP, score_columns
+from orthoscope.experiment.plot import GRID_TITLE, conclusions
 from orthoscope.pipeline.store import write_text
 from orthoscope.report import figures, panels, series, tables
 from orthoscope.report.bottom import STYLE as BOTTOM_STYLE
@@ -99,7 +100,8 @@ def _conclusions(run: Run) -> str:
     """The experiment's one line per claim (as the note under the section's title)."""
     if run.experiment is None or not score_columns(run.experiment):
         return ""
-    return "\n".join(conclusions(run.experiment))
+    grid = run.experiment.get("op", pd.Series(dtype=str)).eq(GRID_OP).any()
+    return "\n".join(conclusions(run.experiment) + ([GRID_TITLE] if grid else []))
 
 
 PLOTLY_JS = Path(__file__).parent / "assets" / "plotly-orthoscope.min.js"
