@@ -303,9 +303,14 @@ def _print_verdicts(verdicts: dict) -> None:
     """Every verdict sentence: per post and claim, then one line per kind (a long series: posts only)."""
     from orthoscope.verdicts import verdict_lines
 
+    import textwrap
+
     out.print("verdicts:", highlight=False)
     for line in verdict_lines(verdicts, per_kind=len(verdicts.get("posts", {})) <= 4):
-        out.print(line, soft_wrap=True, markup=False, highlight=False)
+        indent = " " * (len(line) - len(line.lstrip()))
+        for part in textwrap.wrap(line.strip(), _width(), initial_indent=indent, subsequent_indent=indent + "    ",
+                                  break_on_hyphens=False):
+            out.print(part, soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("metrics")

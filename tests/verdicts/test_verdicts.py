@@ -86,7 +86,8 @@ def test_magnitude_only_plant_is_not_beyond_the_pairing_null():
     assert rotation["bh_gauss"] == 28 and rotation["bh_pair"] <= 2  # BH false discoveries stay rare
     lo, hi = rotation["z_pair_ci"]
     assert lo < 0 < hi
-    assert "not beyond the pairing null" in verdict["sentences"]["rotation"]
+    assert "Rotations: above the Gaussian null only: 1 of 28 matrices (3.6 %) beyond the pairing null" in \
+        verdict["sentences"]["rotation"]
     assert "above the Gaussian null" in verdict["sentences"]["rotation"]
 
 

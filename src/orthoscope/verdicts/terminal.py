@@ -57,7 +57,7 @@ def metric_tables(table: pd.DataFrame, columns: list[str], width: int) -> list[T
         chunks = _chunks([(c, cells[c]) for c in columns], width - sum(_width(c) for c in fixed) - 1)
         for part, chunk in enumerate(chunks):
             title = f"{post}: medians per kind" + (f" ({part + 1}/{len(chunks)})" if len(chunks) > 1 else "")
-            view = Table(title=title, title_justify="left")
+            view = Table(title=title, title_justify="left", min_width=len(title))
             for name, values in fixed + chunk:
                 view.add_column(name, justify="left" if name == "kind" else "right", no_wrap=True)
             for i in range(len(kinds)):

@@ -194,7 +194,7 @@ def rotation_sentence(r: dict, group: dict, metrics: str | None = None, kinds: s
     if verdict == "partial":
         return f"Rotations: consistent in a minority only: {beyond}{kinds}, {z}; {nulls}."
     if verdict == "shape-only":
-        return (f"Rotations: not beyond the pairing null: {beyond}, {z}; {gauss} are above the Gaussian "
+        return (f"Rotations: above the Gaussian null only: {beyond}, {z}; {gauss} are above the Gaussian "
                 f"null, so sym_frac exceeds it because of where the update sits, not because left and right "
                 f"rotations agree; {nulls}.")
     return f"Rotations: no sign of consistent rotations: {beyond}, {gauss} beyond the Gaussian null; {z}; {nulls}."
