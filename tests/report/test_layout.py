@@ -156,3 +156,17 @@ def test_every_png_is_titled(family_run):
         pixels = matplotlib.image.imread(path)[..., :3]
         top = pixels[: max(12, pixels.shape[0] // 25)]
         assert (top.max(axis=2) < 0.4).mean() > 0.002, path.name  # dark text in the top strip: a title
+
+
+def test_evaluated_twice_states_both_protocols_when_the_model_cannot_be_matched(family_run):
+    from orthoscope.report.data import load_run
+    from orthoscope.report.tables import evaluated_twice
+
+    run = load_run(family_run)
+    run.experiment_key = {**run.experiment_key, "post": "a content hash the summary does not record"}
+    note = html.unescape(evaluated_twice(run))
+    assert "The intervention table's post row is scored with another protocol" in note
+    assert "perplexity in blocks of 64 tokens here, 128 there (the same held-out text)" in note
+    assert "accuracies on 100 problems here, the first 20 there" in note
+    run.experiment_key = None  # no experiment key: nothing said
+    assert evaluated_twice(run) == ""

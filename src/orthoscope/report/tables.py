@@ -166,24 +166,23 @@ def evaluation_table(evaluation: dict) -> str:
 
 def evaluated_twice(run: Run) -> str:
     """Where the experiment's post model also has a row in eval.json: the two numbers side by side, and why
-    they differ (perplexity block length, text, number of problems) when they do."""
+    they differ (perplexity block length, text, number of problems) when they do. When the run cannot tell
+    which row is that model (its identity is recorded differently), the two protocols are stated instead."""
     key, table = run.experiment_key, run.experiment
     if not key or table is None or not run.evaluation or POST not in set(table.condition):
         return ""
     label = next((name for name, post in (run.summary.get("posts") or {}).items()
-                  if isinstance(post, dict) and post.get("fingerprint") == key.get("post")), None)
+                  if isinstance(post, dict) and key.get("post") in post.values()), None)
     row = run.evaluation.get(label) if label else None
-    if not isinstance(row, dict):
-        return ""
     post, there = table[table.condition == POST].iloc[0], experiment_ppl_block()
+    if not isinstance(row, dict):
+        return protocols(run.evaluation, post, key, there)
     same, why = [], []
     if "ppl" in row and "ppl" in post and pd.notna(post["ppl"]):
         block = row.get("ppl:block")
-        text = "the same held-out text" if row.get("ppl:text") and row.get("ppl:text") == key.get("text") else \
-            "possibly different texts"
         (same if np.isclose(row["ppl"], post["ppl"], rtol=1e-6) else why).append(
-            f"ppl {row['ppl']:.4g} here, {post['ppl']:.4g} in the intervention table's post row: {text}, scored in "
-            f"blocks of {block or 'unrecorded'} tokens here and {there} tokens there"
+            f"ppl {row['ppl']:.4g} here, {post['ppl']:.4g} in the intervention table's post row: "
+            f"{_same_text(row, key)}, scored in blocks of {block or 'unrecorded'} tokens here and {there} tokens there"
             + (f" (the model was trained on {block}-token blocks, so beyond them it predicts with more context "
                f"than it ever saw)" if block and block < there else ""))
     for task in interval_columns(table.columns):
@@ -195,3 +194,26 @@ def evaluated_twice(run: Run) -> str:
         return agree if same else ""
     return (f"<p class='note'><b>{html.escape(label)} is evaluated twice in this run, with different protocols:</b> "
             + "; ".join(html.escape(w) for w in why) + ".</p>")
+
+
+def _same_text(row: dict, key: dict) -> str:
+    return "the same held-out text" if row.get("ppl:text") and row.get("ppl:text") == key.get("text") else \
+        "possibly different texts"
+
+
+def protocols(evaluation: dict, post: pd.Series, key: dict, there: int) -> str:
+    """The Evaluation table's and the intervention table's protocols, where they differ (one sentence)."""
+    rows = [r for r in evaluation.values() if isinstance(r, dict)]
+    blocks = sorted({int(r["ppl:block"]) for r in rows if r.get("ppl:block")})
+    sizes = sorted({int(v) for r in rows for k, v in r.items() if k.endswith(":n") and v})
+    limit = key.get("limit")
+    differ = []
+    if "ppl" in post and pd.notna(post["ppl"]) and blocks and blocks != [there]:
+        differ.append(f"perplexity in blocks of {'/'.join(map(str, blocks))} tokens here, {there} there "
+                      f"({_same_text(rows[0], key)})")
+    if sizes and limit and sizes != [int(limit)]:
+        differ.append(f"accuracies on {'/'.join(map(str, sizes))} problems here, the first {limit} there")
+    if not differ:
+        return ""
+    return ("<p class='note'><b>The intervention table's post row is scored with another protocol</b>, so the same "
+            "model reads differently there: " + html.escape("; ".join(differ)) + ".</p>")
