@@ -162,7 +162,7 @@ def plot_experiment(table: pd.DataFrame, path: Path) -> None:
     table = complete(table)
     rows, lines = figure_rows(table), conclusions(table)
     grid = table[(table.op == GRID_OP) & table.scale.notna()].sort_values("scale")
-    footer = "\n".join(_wrap(line, 160) for line in lines)
+    footer = "\n".join("- " + _wrap(line, 160).replace("\n", "\n  ") for line in lines)
     top_h, grid_h, foot_h = 0.22 * len(rows) + 0.4, 2.0, 0.16 * (footer.count("\n") + 1) + 0.7
     width, height = max(11.0, 2.4 * len(scores) + 1.6), 0.9 + top_h + 1.25 + grid_h + foot_h
     fig, axes = plt.subplots(2, len(scores), figsize=(width, height), squeeze=False,
