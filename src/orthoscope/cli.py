@@ -346,7 +346,7 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Analyse the shipped lab family (base vs instruct, cot, control) into ./orthoscope-demo/."""
-    from orthoscope.lab.shipped import manifest, shipped_family
+    from orthoscope.lab.shipped import manifest, shipped_evaluation, shipped_family
     from orthoscope.pipeline import compare as run_compare
     from orthoscope.pipeline.store import write_text
 
@@ -355,7 +355,7 @@ def demo(
         result = run_compare(family["base"], [family[v] for v in ("instruct", "cot", "control")], output,
                              progress=advance)
     evaluation = manifest()["eval"]
-    write_text(output / "eval.json", json.dumps(evaluation, indent=2))
+    write_text(output / "eval.json", json.dumps(shipped_evaluation(), indent=2))  # with n, intervals, ppl block
     _report(result, quiet, False, tables=False)
     if experiment:
         from orthoscope.experiment import run_experiment
