@@ -3,8 +3,16 @@
 import pandas as pd
 
 from orthoscope.verdicts import compute_verdicts
-from orthoscope.verdicts.bottom import (GLOSSARY, PAPER, ROTATION_CLAIM, SCALING_CLAIM, STATUSES, Claim,
-                                        bottom_line, bottom_line_text)
+from orthoscope.verdicts.bottom import (
+    GLOSSARY,
+    PAPER,
+    ROTATION_CLAIM,
+    SCALING_CLAIM,
+    STATUSES,
+    Claim,
+    bottom_line,
+    bottom_line_text,
+)
 from tests.verdicts.test_grammar import minority
 from tests.verdicts.test_verdicts import make_post
 

@@ -27,14 +27,13 @@ from typing import Iterable
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels.precision import resolve_precision
+from orthoscope.metrics.registry import metric_sets
 from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
 from orthoscope.pipeline.executors import Executor, make_executor
-from orthoscope.pipeline.filters import parse_kinds, parse_layers
-from orthoscope.metrics.registry import metric_sets
-from orthoscope.pipeline.filters import layers_text
+from orthoscope.pipeline.filters import layers_text, parse_kinds, parse_layers
 from orthoscope.pipeline.measure import resolve_metrics
 
-DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+DEVICE = re.compile(r"cpu|cuda(:\d{1,4})?")  # no machine has 10000 GPUs: a longer index is a typo
 MAX_SEED = 2**32 - 1  # the null's generator mixes the seed with the matrix name within 64 bits
 MAX_LAYER = 1_000_000  # no model has more layers; a bigger range is a typo, not a selection
 
@@ -101,7 +100,7 @@ def metrics_label(metrics: Iterable[str]) -> str:
     return next((name for name, members in metric_sets().items() if members == chosen), ",".join(sorted(chosen)))
 
 
-def selection(options: "CompareOptions") -> dict:
+def selection(options: CompareOptions) -> dict:
     """The filters and choices of a run as summary.json records them (`--layers` and `--kinds` as typed).
 
     >>> selection(CompareOptions(layers="0-2,5", kinds="q,k", metrics="quick"))

@@ -12,11 +12,21 @@ thresholds in `orthoscope.verdicts.thresholds`.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from dataclasses import dataclass
 
 from orthoscope.verdicts import thresholds as T
-from orthoscope.verdicts.text import ci_text, contrast_clause, kinds_clause, missing_clause, num, pct, share_words
+from orthoscope.verdicts.text import (
+    apart,
+    ci_text,
+    contrast_clause,
+    kinds_clause,
+    missing_clause,
+    num,
+    pct,
+    share_words,
+)
 
 PAPER = "He & Cao, arXiv 2509.17866"
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "can't tell"
@@ -123,7 +133,7 @@ UNCHANGED_TODO = "compare a post whose weights differ from the base (check the p
 
 
 def _scaling_claim(post: str, entry: dict, verdicts: dict) -> Claim:
-    claim = lambda status, sentence, todo=None: Claim(post, SCALING_CLAIM, status, sentence, todo)
+    claim = functools.partial(Claim, post, SCALING_CLAIM)
     if (why := _unchanged(entry)) is not None:
         return claim(UNSURE, why, UNCHANGED_TODO)
     s = entry["overall"]["scaling"]
@@ -143,10 +153,11 @@ def _scaling_claim(post: str, entry: dict, verdicts: dict) -> Claim:
     if verdict == "non-uniform":
         return claim(FAILS, f"{numbers}, not both below {limits}; {tail}{reference}")
     if null.get("disp") is not None and not s["disp"] < null["disp"]:
-        return claim(UNSURE, f"{numbers}, below {limits}, but a random update of the same size is as uniform "
-                             f"(disp {num(null['disp'])}); {tail}",
-                     "the update is too small for scaling to say anything beyond its size; compare a post "
-                     "trained longer or with a larger learning rate")
+        mine, theirs = apart(s["disp"], null["disp"])
+        return claim(UNSURE, f"median disp {mine} and fit_resid {num(s.get('fit_resid'))}, below {limits}, but a "
+                             f"random update of the same size is as uniform (disp {theirs}); {tail}",
+                     "scaling this uniform is what any update of this size gives; a post trained longer (a "
+                     "larger update) would tell")
     return claim(HOLDS, f"{numbers}, below {limits}; {tail}{reference}")
 
 
@@ -154,19 +165,21 @@ def _scaling_reference(post: str, s: dict, verdicts: dict) -> str:
     """The scaling claim's reference: the Gaussian null of the same size, else the control's numbers."""
     null = s.get("null") or {}
     if null.get("disp") is not None:
-        return f"; a random update of the same size: disp {num(null['disp'])}, fit_resid {num(null.get('fit_resid'))}"
+        mine, theirs = apart(s["disp"], null["disp"])
+        return (f"; a random update of the same size: disp {theirs} (this post {mine}), fit_resid "
+                f"{num(null.get('fit_resid'))}")
     control = verdicts.get("control")
     if post == control:
         return "; this is the control run"
     theirs = ((verdicts.get("posts", {}).get(control) or {}).get("overall") or {}).get("scaling") if control else None
     if theirs and theirs.get("disp") is not None:
-        return (f"; {control}: disp {num(theirs['disp'])}, fit_resid {num(theirs.get('fit_resid'))} "
+        return (f"; {control}: disp {apart(s['disp'], theirs['disp'])[1]}, fit_resid {num(theirs.get('fit_resid'))} "
                 f"(no random-update null in this run)")
     return "; no random-update null or control in this run"
 
 
 def _rotation_claim(post: str, entry: dict, verdicts: dict) -> Claim:
-    claim = lambda status, sentence, todo=None: Claim(post, ROTATION_CLAIM, status, sentence, todo)
+    claim = functools.partial(Claim, post, ROTATION_CLAIM)
     if (why := _unchanged(entry)) is not None:
         return claim(UNSURE, why, UNCHANGED_TODO)
     r, contrast = entry["overall"]["rotation"], entry["overall"].get("contrast")

@@ -127,7 +127,8 @@ def _kind_table(entry: dict) -> str:
 def _thresholds(t: dict) -> str:
     return (f"consistent rotations when at least {t.get('consistent_share')} of the matrices are BH-significant "
             f"under the pairing null and the interval's lower end exceeds {t.get('z_ci_low')}; a minority from "
-            f"{t.get('min_significant')} matrices; near-uniform scaling when disp < {t.get('disp_uniform')} and fit_resid < "
+            f"{t.get('min_significant')} matrices; near-uniform scaling when disp < {t.get('disp_uniform')} and "
+            f"fit_resid < "
             f"{t.get('fit_resid_uniform')}; no verdict under {t.get('min_matrices')} matrices; control contrast "
             f"significant at Holm-adjusted p < {t.get('alpha_contrast')}")
 

@@ -104,8 +104,9 @@ def p_text(c: dict, column: str = "z_pair") -> str:
 def missing_clause(metrics: str | None, columns) -> str:
     """What to run when a verdict needs columns the run's metric set lacks, naming the option used.
 
-    >>> missing_clause("quick", ("z_pair", "p_pair"))
-    'this run used --metrics quick, which does not compute z_pair, p_pair: rerun compare with --metrics all (the default) or sign-free'
+    >>> print(missing_clause("quick", ("z_pair", "p_pair")))  # doctest: +NORMALIZE_WHITESPACE
+    this run used --metrics quick, which does not compute z_pair, p_pair:
+    rerun compare with --metrics all (the default) or sign-free
     """
     names = ", ".join(columns)
     fix = "rerun compare with --metrics all (the default) or sign-free"
@@ -242,7 +243,8 @@ def group_sentence(kind: str, g: dict) -> str:
     if r["n"]:
         text += (f"; {share_words(r['bh_pair'], r['n_p_pair'])} beyond the pairing null, median z_pair "
                  f"{num(r['z_pair'])} ({ci_text(r)})")
-    text += f"; a_geo {num(s['a_geo'], 4)}, disp {num(s['disp'])}, rel_delta {pct(s.get('rel_delta'))} (n = {g['n_used']})"
+    text += (f"; a_geo {num(s['a_geo'], 4)}, disp {num(s['disp'])}, rel_delta {pct(s.get('rel_delta'))} "
+             f"(n = {g['n_used']})")
     if c is not None and "p_z_pair" in c:
         text += f"; vs {c['control']}: z_pair difference {num(c['z_pair_diff'])}, {p_text(c)}"
     return text + "."
