@@ -232,7 +232,7 @@ def summary(
     folder = RunFolder(run)
     table, stored = folder.read_table(), folder.read_summary(required=False)  # both checked first
     chosen = _summary_columns(columns, table)
-    verdicts = _verdicts_of(stored.get("verdicts"), table, (stored.get("settings") or {}).get("metrics_option"))
+    verdicts = _verdicts_of(stored.get("verdicts"), table, _metrics_option(stored.get("settings") or {}))
     _print_bottom_line(verdicts, table)
     _print_compact(verdicts)
     if chosen or wide:
@@ -260,10 +260,23 @@ def _summary_columns(columns: str | None, table: pd.DataFrame) -> list[str]:
 
 
 def _verdicts_of(verdicts: dict | None, table: pd.DataFrame, metrics: str | None = None) -> dict:
-    """The run's verdicts from summary.json, or computed from the table for runs that lack them."""
+    """The run's verdicts from summary.json (named metric set added where an older run lacks it), or computed
+    from the table for runs that lack them."""
     from orthoscope.verdicts import compute_verdicts
 
-    return verdicts if verdicts else compute_verdicts(table, metrics=metrics)
+    if not verdicts:
+        return compute_verdicts(table, metrics=metrics)
+    return verdicts if verdicts.get("metrics") or not metrics else {**verdicts, "metrics": metrics}
+
+
+def _metrics_option(settings: dict) -> str | None:
+    """The --metrics value a run used, from its summary.json settings (older runs list the columns)."""
+    from orthoscope.pipeline.options import metrics_label
+
+    if settings.get("metrics_option"):
+        return settings["metrics_option"]
+    columns = settings.get("metrics")
+    return metrics_label(columns) if isinstance(columns, list) and columns else None
 
 
 def _print_bottom_line(verdicts: dict | None, table: pd.DataFrame) -> None:

@@ -143,6 +143,12 @@ def test_filters_and_options_are_recorded_and_explain_missing_verdicts(planted, 
            "--metrics all" in rotation
     assert "older orthoscope" not in result.output
     assert "to decide: this run used --metrics quick" in result.stdout
+    # an older run's summary.json (no metrics_option, verdicts without `metrics`): named from its column list
+    summary["verdicts"].pop("metrics")
+    settings.pop("metrics_option")
+    (folder / "summary.json").write_text(json.dumps(summary))
+    older = CliRunner().invoke(app, ["summary", str(folder)], env={"COLUMNS": "80"})
+    assert older.exit_code == 0 and "to decide: this run used --metrics quick" in older.stdout
     wholly = CliRunner().invoke(app, ["compare", str(planted[0]), str(planted[1]), "-o", str(tmp_path / "r2"),
                                       "--layers", "5-9", "--metrics", "quick", "--no-cache", "--no-report"])
     assert wholly.exit_code == 2 and "--layers 5-9: the model has layers 0-1 only" in wholly.output
