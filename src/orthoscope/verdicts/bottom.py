@@ -106,7 +106,7 @@ def bottom_line_text(verdicts: dict, width: int = 80) -> list[str]:
     lines = [f"Bottom line (the claims of {PAPER}):"]
     claims = bottom_line(verdicts)
     if not claims:
-        return lines + ["  no post to judge" + "".join(f"; {n}" for n in (verdicts or {}).get("notes", []))]
+        return lines + ["  no post to judge"]  # the verdicts' notes say why; callers print them
     control = (verdicts or {}).get("control")
     for post in dict.fromkeys(c.post for c in claims):
         lines.append(f"{post}" + (" (the control run)" if post == control else ""))
