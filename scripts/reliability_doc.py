@@ -24,18 +24,35 @@ What orthoscope promises for any input a user can give, and the suite that holds
 
 - **One line or a correct result.** Every bad input or fault ends in exit 0 with correct results, or
   exit 2 with one line naming the file or option (`error: ...`), never a traceback (exit 1 is a bug).
-  Ctrl-C exits 130 with "interrupted; rerun the same command to resume".
-- **Nothing stale.** Every stored result carries SHA-256 hashes of the exact bytes of the base and
+  Ctrl-C exits 130 with "interrupted; rerun the same command to resume". A full disk, a read-only
+  folder, a name or path too long and a link loop are one line naming the path (`errors.os_fault`,
+  used by the CLI for every command); run-folder files are read through typed, bounded readers.
+- **Nothing stale.** Every stored result carries 128-bit XXH3 hashes of the exact bytes of the base and
   post tensors it came from; a rerun recomputes exactly the matrices whose bytes changed. Experiment
-  results are keyed on the selected matrices and every option. Base-SVD cache entries carry a
+  results are keyed on hashes of every weight byte of both models, the selected matrices and every option. Base-SVD cache entries carry a
   checksum checked on read: a damaged entry is a miss and is replaced.
 - **Nothing torn.** Results, checkpoints and reports are written through a temporary file renamed
   into place; a killed run resumes to the same table as an uninterrupted one; `intervene` never
   leaves a partial checkpoint; two runs into one folder are refused by a lock.
 - **Nothing non-finite.** Interventions refuse non-finite options and results before writing.
-- **Nothing outside the model folder, no code.** Index entries must stay inside the model folder
-  (symlinks resolved); pickles are read with `torch.load(weights_only=True)` only, and a file that
-  holds code is refused as such; FIFOs and devices are refused before they are opened.
+- **Nothing outside the model folder, no code.** Index entries and the side files `intervene`
+  copies must stay inside the model folder (symlinks resolved); hub revisions and `refs/` files must
+  name a snapshot inside the HF cache; pickles are read with `torch.load(weights_only=True)` only, and
+  a file that holds code is refused as such; FIFOs and devices are refused before they are opened,
+  wherever a regular file is expected (weights, configs, texts, `ppl:` files, run-folder files).
+- **Nothing removed that orthoscope did not write.** The SVD cache removes only files named as its
+  entries, regular files in a folder holding the `CACHEDIR.TAG` it writes; a run folder's lock file
+  is never followed through a link.
+- **Nothing believed that contradicts the weights.** Config numbers (heads, head_dim, block sizes)
+  must be positive integers that fit the shapes they cut; a tensor stored twice (GGUF names, split
+  parts, shards) is refused; adapter configs must agree with their factors.
+- **Bounded work.** Reads of JSON, texts and headers are bounded; patterns from adapter configs match
+  under a time limit; a training block longer than the model's context is refused.
+- **What reaches the terminal is what was written.** Names from checkpoints and paths are never read
+  as rich markup; control characters (ANSI escapes) are shown as escapes, in the error line too.
+- **Fuzzed.** `test_fuzz` feeds seeded random corruptions of safetensors headers, GGUF headers and
+  run-folder files to the CLI (300 inputs; `ORTHOSCOPE_FUZZ_ROUNDS` for more): exit 0 or one line and
+  exit 2, never a traceback or a hang.
 
 The table below is written by `python scripts/reliability_doc.py` from a run of
 `pytest tests/reliability`; `tests/reliability/test_doc.py` fails when it no longer lists exactly

@@ -242,6 +242,7 @@ def test_full_disk_while_writing_results(planted, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args, needle", named([
     (["--device", "bogus"], "unknown --device 'bogus'"),
+    (["--device", "cuda:" + "9" * 30], "unknown --device 'cuda:999"),
     (["--cache-limit", "nan"], "--cache-limit must be a finite number"),
     (["--cache-limit", "inf"], "--cache-limit must be a finite number"),
     (["--cache-limit", "-1"], "--cache-limit must be a finite number"),
@@ -375,6 +376,7 @@ def parts_written(out: Path) -> int:
     return len(list((out / "parts").glob("*/*.json"))) if (out / "parts").is_dir() else 0
 
 
+@pytest.mark.slow
 def test_kill_9_at_several_moments_then_resume_gives_the_uninterrupted_table(planted, tmp_path):
     base, post = planted
     other = changed_post(post, tmp_path / "other", K1, 0.5)
@@ -401,6 +403,7 @@ def test_kill_9_at_several_moments_then_resume_gives_the_uninterrupted_table(pla
     assert summary["resumed"] > 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_real_process(planted, tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}

@@ -245,3 +245,34 @@ def test_float64_values_near_the_top_of_the_range_are_a_result_or_one_line(plant
         assert pd.notna(table.set_index("name").a_geo[Q0]), table
     else:  # or skipped, with the reason on the terminal
         assert any(line.startswith("skipped") and Q0 in line for line in output.splitlines()), output
+
+
+# ---------------------------------------------------------------- experiment resume
+
+
+def test_experiment_resume_sees_a_change_the_sampled_fingerprint_misses(tmp_path):
+    """The experiment's resume key (run_key) changes with any weight byte, as compare's per-matrix hashes do."""
+    from orthoscope.experiment.run import run_key
+    from orthoscope.interventions.run import plan_for
+    from orthoscope.lab.shipped import shipped_family
+    from orthoscope.sources.store import head_bytes
+
+    family = shipped_family()
+    post = shutil.copytree(family["instruct"], tmp_path / "post")
+    weights = post / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    head = 8 + int.from_bytes(raw[:8], "little")  # the fingerprint reads the header and 8 slices of 64 KiB
+    slices = [head + (len(raw) - head) * i // 8 for i in range(8)]
+    offset = slices[-1] - 4096  # inside the last gap between two slices, in tensor data
+    assert offset > slices[-2] + (1 << 16) and len(head_bytes(weights)) < len(raw)
+
+    def key() -> tuple[dict, str]:
+        plan = plan_for(family["base"], post, {0}, {"q"})
+        return run_key(plan, (1.0,), ["lab-arith"], 2, None, 0, {0}, {"q"}), plan.posts[0].fingerprint()
+
+    before, fingerprint = key()
+    assert key() == (before, fingerprint)  # same bytes: the same key (a rerun resumes)
+    raw[offset] ^= 0x01  # the lowest bit of one weight, in bytes the fingerprint does not sample
+    weights.write_bytes(bytes(raw))
+    after, fingerprint_after = key()
+    assert fingerprint_after == fingerprint and after["post"] != before["post"] and after["base"] == before["base"]

@@ -151,11 +151,13 @@ def parse_grid(text: str) -> tuple[float, ...]:
 def run_key(plan, grid, tasks, limit, text, seed, layers, kinds) -> dict:
     """What a finished condition depends on: both models, the selected matrices (by name) and every option.
 
-    The matrices enter as a digest of their names, so another --layers or --kinds
-    selection, even of the same count, recomputes.
+    The models enter as hashes of every byte of their weights (a change the sampled
+    fingerprint does not see still recomputes, as compare's per-matrix hashes do); the
+    matrices as a digest of their names, so another --layers or --kinds selection,
+    even of the same count, recomputes.
     """
     names = "\n".join(ref.name for ref in plan.refs)
-    return {"version": KEY_VERSION, "base": plan.base.fingerprint(), "post": plan.posts[0].fingerprint(),
+    return {"version": KEY_VERSION, "base": plan.base.content_hash(), "post": plan.posts[0].content_hash(),
             "matrices": f"{len(plan.refs)}:{hashlib.sha256(names.encode()).hexdigest()[:24]}",
             "grid": [float(c) for c in grid], "tasks": list(tasks), "limit": limit, "text": hash_text(text),
             "seed": seed, "layers": sorted(layers) if layers else None, "kinds": sorted(kinds) if kinds else None}

@@ -242,15 +242,15 @@ def open_gguf(folder: Path, files: list[Path]) -> GGUFFiles:
             f"reading {files[0]} needs the gguf package (pip install 'orthoscope[gguf]')"
         ) from None
     readers: dict[Path, Any] = {}
+    metadata = {}
     for path in files:
         regular_file(path)
-        try:
+        try:  # the header is parsed here, and its fields decoded: a damaged one fails now, as one line
             readers[path] = GGUFReader(path, "r")
-        except (ValueError, IndexError, KeyError, TypeError, OSError, OverflowError, UnicodeDecodeError) as err:
+            metadata.update(_metadata(readers[path]))
+        except (ValueError, IndexError, KeyError, TypeError, OSError, OverflowError, UnicodeDecodeError,
+                MemoryError, AttributeError) as err:
             raise SourceError(f"corrupt or truncated GGUF file {path}: {reason(err)}") from None
-    metadata = {}
-    for reader in readers.values():
-        metadata.update(_metadata(reader))
     shapes: dict[str, tuple[int, ...]] = {}
     location: dict[str, Path] = {}
     source: dict[str, tuple[Path, int]] = {}
@@ -263,7 +263,10 @@ def open_gguf(folder: Path, files: list[Path]) -> GGUFFiles:
                                   "which one is meant?")
             add_tensor(shapes, location, name, tuple(int(d) for d in reversed(tensor.shape.tolist())), path)
             source[name] = (path, index)
-    config = config_from_metadata(metadata, readers[files[0]], shapes)
+    try:
+        config = config_from_metadata(metadata, readers[files[0]], shapes)
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError) as err:
+        raise SourceError(f"corrupt GGUF metadata in {files[0]}: {reason(err)}") from None
     store = GGUFFiles(folder, shapes, location, "gguf", config, metadata, readers, source)
     store.check_heads(files[0])
     return store
