@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from orthoscope.verdicts.text import LABELS, num, pct
+from orthoscope.verdicts.text import LABELS, num, p_text, pct
 
 CLAIMS = ("scaling", "rotation", "control")
 FOLD_POSTS = 4
@@ -67,7 +67,7 @@ def verdict_html(verdicts: dict) -> str:
 
 
 HEAD = ("kind", "n used", "a_geo", "disp", "fit_resid", "sym_frac", "pairing null", "Gaussian null",
-        "median z_pair [95%]", "BH p_pair", "BH p_gauss", "vs control: z_pair diff (p)", "rotations")
+        "median z_pair [95%]", "BH p_pair", "BH p_gauss", "vs control: z_pair diff (p, Holm)", "rotations")
 
 
 SCALING_LABELS = {"uniform": "near-uniform", "non-uniform": "not uniform", "insufficient": "too few matrices",
@@ -88,7 +88,7 @@ def _overview(verdicts: dict) -> str:
             ci = r.get("z_pair_ci")
             z = f"{num(r['z_pair'])} [{num(ci[0])}, {num(ci[1])}]" if ci else num(r["z_pair"])
             versus = (f"{CONTRAST_LABELS[c['verdict']]}"
-                      + (f": {num(c['z_pair_diff'])} (p {num(c['p_z_pair'], 2)})" if "p_z_pair" in c else "")
+                      + (f": {num(c['z_pair_diff'])} ({p_text(c)})" if "p_z_pair" in c else "")
                       if c else "")
             cells = (post, f"{o['n_used']} of {o['n']}",
                      f"{SCALING_LABELS[s['verdict']]} (a_geo {num(s['a_geo'])}, disp {num(s['disp'])})",
@@ -96,7 +96,7 @@ def _overview(verdicts: dict) -> str:
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
     control = verdicts.get("control")
     head = ("post", "matrices used", "scaling", "median z_pair [95%]", "rotations", "BH p_pair",
-            f"vs {control}: z_pair diff (p)" if control else "vs control")
+            f"vs {control}: z_pair diff (p, Holm)" if control else "vs control")
     return ("<div class='wide'><table class='verdict-overview'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
             + "</tr>" + "".join(rows) + "</table></div>")
 
@@ -112,7 +112,7 @@ def _kind_table(entry: dict) -> str:
         s, r, c = g["scaling"], g["rotation"], g["contrast"]
         ci = r.get("z_pair_ci")
         z = f"{num(r['z_pair'])} [{num(ci[0])}, {num(ci[1])}]" if ci else num(r["z_pair"])
-        contrast = f"{num(c['z_pair_diff'])} (p {num(c['p_z_pair'], 2)})" if c and "p_z_pair" in c else ""
+        contrast = f"{num(c['z_pair_diff'])} ({p_text(c)})" if c and "p_z_pair" in c else ""
         cells = (kind, f"{g['n_used']} of {g['n']}", num(s["a_geo"]), num(s["disp"]), num(s["fit_resid"]),
                  num(r["sym_frac"]), num(r["sym_frac_pair_null"]), num(r["sym_frac_null"]), z,
                  _bh(r["bh_pair"], r["n_p_pair"]), _bh(r["bh_gauss"], r["n_p_gauss"]), contrast,
