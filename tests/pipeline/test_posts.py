@@ -53,7 +53,8 @@ def test_update_cos_of_every_pair_equals_an_independent_reference(three_posts, t
     assert entry["n"] == 2 and entry["median"] == pytest.approx(0.0, abs=1e-5)  # -1 and 1
     same_entry = next(e for e in summary["update_cos"] if e["post_b"] == "same")
     assert same_entry["n"] == 0 and same_entry["median"] is None
-    assert any("post same has the same weights fingerprint as the base" in n for n in summary["notes"])
+    assert any("post same holds the same bytes as the base in every analysed matrix" in n for n in summary["notes"])
+    assert not any("post flip" in n and "same bytes" in n for n in summary["notes"])
     pd.testing.assert_frame_equal(result.update_cos, pairs)
 
 

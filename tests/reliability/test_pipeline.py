@@ -301,8 +301,15 @@ def test_folder_with_files_of_an_unknown_run_is_refused(planted, tmp_path):
 def test_identical_base_and_post_give_a_note(planted, tmp_path):
     code, output = cli("compare", planted[0], planted[0], "-o", tmp_path / "r", "--no-report", "--kinds", "q")
     assert code == 0
-    notes = [line for line in output.splitlines() if "same weights fingerprint" in line]
+    notes = [line for line in output.splitlines() if "same bytes as the base" in line]
     assert len(notes) == 1 and notes[0].startswith("note:")
+
+
+def test_no_same_bytes_note_beside_a_changed_matrix(planted, tmp_path):
+    base = planted[0]
+    post = changed_post(base, tmp_path / "post", Q0, 1.5)  # the base with one matrix changed
+    code, output = cli("compare", base, post, "-o", tmp_path / "r", "--no-report", "--kinds", "q")
+    assert code == 0 and "same bytes as the base" not in output, output
 
 
 def test_second_concurrent_compare_is_refused(planted, tmp_path):

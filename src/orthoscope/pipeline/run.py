@@ -91,7 +91,7 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
         executor.run(plan, tally.jobs(), worker, tally.on_result)
         table, skipped = collect(plan, tally.records)
         pairs = _pair_table(plan, tally.pair_records)
-        notes = plan.notes + _same_weights_notes(plan) + cache_notes(tally.cache, worker)
+        notes = plan.notes + _same_weights_notes(plan, tally.records) + cache_notes(tally.cache, worker)
         summary = summarize(table, pairs, skipped, base=plan.base.describe(),
                             posts={label: ckpt.describe() for label, ckpt in zip(plan.labels, plan.posts)},
                             matrices=len(plan.refs), opts=opts, settings=worker, cache=tally.cache,
@@ -307,15 +307,15 @@ def _cache_folder(settings: Settings) -> str | None:
     return settings.cache_dir or str(default_dir())
 
 
-def _same_weights_notes(plan: Plan) -> list[str]:
+def _same_weights_notes(plan: Plan, records: dict[tuple[int, str], dict]) -> list[str]:
+    """A note for each post whose every analysed matrix holds the same bytes as the base's (by the content
+    hashes of its records, not the sampled fingerprint: a changed matrix never gets this note)."""
     notes = []
-    try:
-        base = plan.base.fingerprint()
-        for label, ckpt in zip(plan.labels, plan.posts):
-            if ckpt.fingerprint() == base:
-                notes.append(f"post {label} has the same weights fingerprint as the base: expect no change")
-    except (OSError, AttributeError, NotImplementedError):  # a source that cannot fingerprint: no note
-        pass
+    for i, label in enumerate(plan.labels):
+        hashes = [(records.get((i, ref.name)) or {}).get("hashes") for ref in plan.refs]
+        if hashes and all(isinstance(h, dict) and h.get("base") is not None and h.get("base") == h.get("post")
+                          for h in hashes):
+            notes.append(f"post {label} holds the same bytes as the base in every analysed matrix: expect no change")
     return notes
 
 
