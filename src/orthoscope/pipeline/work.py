@@ -145,6 +145,8 @@ def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: 
                 prepared = prepare_base(W_b, settings.dtype, torch.device(settings.device), cache)
             except SkipMatrix as skip:
                 base_skip = str(skip)
+            except torch.linalg.LinAlgError as error:
+                base_skip = f"the decomposition of the base failed ({str(error).splitlines()[0]})"
         if base_skip is not None:
             out.append((i, {"skipped": base_skip, **stamp}, None))
             continue
@@ -154,6 +156,9 @@ def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: 
         except SkipMatrix as skip:
             out.append((i, {"skipped": str(skip), **stamp}, None))
             continue
+        except torch.linalg.LinAlgError as error:  # finite entries whose squares overflow (|w| near 1e300)
+            out.append((i, {"skipped": f"the decomposition failed ({str(error).splitlines()[0]})", **stamp}, None))
+            continue
         out.append((i, {"metrics": row, **stamp}, arrays))
     pairs = _pairs(job, W_b, h_b, held, hashes)
     stats = {}
@@ -161,8 +166,6 @@ def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: 
         after = cache.stats()
         stats = {k: after[k] - before[k] for k in ("hits", "misses", "not_stored")}
     return JobResult(out, pairs, stats)
-            except torch.linalg.LinAlgError as error:
-                base_skip = f"the decomposition of the base failed ({str(error).splitlines()[0]})"
 
 
 def _pairs(job: Job, W_b: torch.Tensor, h_b: str, held: dict[int, torch.Tensor],
@@ -172,9 +175,6 @@ def _pairs(job: Job, W_b: torch.Tensor, h_b: str, held: dict[int, torch.Tensor],
         return []
     involved = sorted({i for pair in todo for i in pair})
     gram = update_gram(W_b, [held[i] for i in involved])
-        except torch.linalg.LinAlgError as error:  # finite entries whose squares overflow (|w| near 1e300)
-            out.append((i, {"skipped": f"the decomposition failed ({str(error).splitlines()[0]})", **stamp}, None))
-            continue
     where = {i: k for k, i in enumerate(involved)}
     results = []
     for i, j in todo:
