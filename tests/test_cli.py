@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from orthoscope import __version__
@@ -33,6 +34,7 @@ def test_summary_of_a_folder_without_run(tmp_path):
     assert result.exit_code == 2 and "no metrics.parquet in" in result.output
 
 
+@pytest.mark.slow
 def test_demo_writes_its_run(tmp_path):
     result = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "-q", "--no-experiment"])
     assert result.exit_code == 0, result.output

@@ -86,6 +86,7 @@ def cache_files(*folders: Path) -> set[Path]:
     return found
 
 
+@pytest.mark.slow
 def test_local_task_scored_afresh_for_each_model(family, task_dir, tmp_path):
     from lm_eval.caching import cache
 

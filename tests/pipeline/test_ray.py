@@ -16,6 +16,7 @@ def cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_fills_the_same_table_as_local(planted, tmp_path, cluster):
     local = orthoscope.compare(*planted, precision="f64", cache=False).table
     result = orthoscope.compare(*planted, tmp_path / "r", executor="ray", precision="f64", cache=False)

@@ -693,6 +693,7 @@ def test_hub_id_offline_is_one_line(planted, tmp_path, monkeypatch):
     assert "cannot fetch hub id 'nobody/no-such-model' at revision 'v1'" in line
 
 
+@pytest.mark.slow
 def test_legacy_non_zip_bin_loads_with_weights_only(planted, tmp_path):
     legacy = tmp_path / "legacy"
     legacy.mkdir()

@@ -45,6 +45,7 @@ def test_report_command_on_a_folder_without_run(tmp_path):
     assert result.exit_code == 2 and "no metrics.parquet in" in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None,
                     reason="chromium is not installed (Debian package `chromium`; .ci/run installs it)")
 def test_report_renders_in_headless_chromium_without_console_errors(run_folder, tmp_path):

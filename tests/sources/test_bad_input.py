@@ -112,6 +112,7 @@ def test_rank_deficient_matrix_gives_finite_metrics(planted, tmp_path):
     assert row.stable_rank_post < row.stable_rank_base
 
 
+@pytest.mark.slow
 def test_bin_checkpoint_is_read_with_weights_only(planted, tmp_path):
     binary = tmp_path / "bin"
     binary.mkdir()

@@ -82,6 +82,7 @@ def test_bad_in_memory_inputs(bad, message):
         open_checkpoint(bad)
 
 
+@pytest.mark.slow
 def test_reference_reopens_in_another_process(model_and_folder):
     _, folder = model_and_folder
     ckpt = open_checkpoint(folder)
