@@ -674,6 +674,10 @@ def cache_ls(cache_dir: Optional[Path] = CACHE_DIR_OPTION) -> None:
     out.print(table)
     total = sum(e.size for e in entries)
     out.print(f"{len(entries)} entries, {total / 2**30:.3f} GiB of {store.limit / 2**30:.1f} GiB", highlight=False)
+    partials = store.partials()
+    if partials:
+        out.print(f"{len(partials)} unfinished writes ({sum(p.size for p in partials) / 2**30:.3f} GiB; "
+                  "those of killed runs are removed by `orthoscope cache clear` or when room is needed)")
 
 
 @cache_app.command("clear")
@@ -697,7 +701,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-    partials = store.partials()
-    if partials:
-        out.print(f"{len(partials)} unfinished writes ({sum(p.size for p in partials) / 2**30:.3f} GiB; "
-                  "those of killed runs are removed by `orthoscope cache clear` or when room is needed)")
