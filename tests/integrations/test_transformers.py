@@ -66,7 +66,7 @@ def test_values_are_logged_beside_loss_at_every_save(trained):
     trainer, recorder, _ = trained
     logged = {entry["step"]: entry for entry in recorder.logs if "orthoscope/rel_delta" in entry}
     assert sorted(logged) == [2, 4]  # the saves (steps 2 and 4), though logging_steps is 3
-    assert all("loss" in entry and "orthoscope/q/z_pair" in entry and "orthoscope/bh_pair" in entry
+    assert all("loss" in entry and "orthoscope/q/z_pair" in entry and "orthoscope/bh_gauss" in entry
                for entry in logged.values())
     assert logged[4]["orthoscope/rel_delta"] > logged[2]["orthoscope/rel_delta"] > 0
     history = {e["step"]: e for e in trainer.state.log_history if "orthoscope/rel_delta" in e}

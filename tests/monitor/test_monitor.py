@@ -73,7 +73,9 @@ def test_the_folder_is_a_series_for_summary_and_report(trained):
     table = results[4].table
     assert logs["orthoscope/rel_delta"] == pytest.approx(table.rel_delta.median())
     assert logs["orthoscope/q/z_pair"] == pytest.approx(table[table.kind == "q"].z_pair.median())
-    assert logs["orthoscope/bh_pair"] == summary["verdicts"]["posts"]["step-4"]["overall"]["rotation"]["bh_pair"]
+    rotation = summary["verdicts"]["posts"]["step-4"]["overall"]["rotation"]
+    assert logs["orthoscope/bh_gauss"] == rotation["bh_gauss"] and rotation["n_p_gauss"] == 14
+    assert "orthoscope/bh_pair" not in logs or logs["orthoscope/bh_pair"] == rotation["bh_pair"]
     assert results[4].logs()["orthoscope/rel_delta"] > results[2].logs()["orthoscope/rel_delta"]
 
 
@@ -300,3 +302,10 @@ def test_records_on_disk_only_when_asked(base_folder, tmp_path):
     folder = RunFolder(tmp_path / "full")
     assert len(list((tmp_path / "full" / "parts" / "step-1").iterdir())) == 2
     assert folder.read_spectra("step-1", "model.layers.0.self_attn.q_proj.weight")["s_post"].shape == (32,)
+
+
+def test_p_pair_and_its_bh_count_when_asked_for(base_folder):
+    model = tiny_llama()
+    train_steps(model, 1)
+    logs = Monitor(base_folder, kinds="q", metrics=MONITOR_METRICS | {"p_pair"}).measure(model, 1).logs()
+    assert "p_pair" not in MONITOR_METRICS and "orthoscope/bh_pair" in logs and "orthoscope/q/bh_gauss" in logs
