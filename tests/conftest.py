@@ -8,6 +8,7 @@ def private_svd_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own empty base-SVD cache (never the user's ~/.cache, nor its tmp_path)."""
     folder = tmp_path_factory.mktemp("svd-cache")
     monkeypatch.setenv("ORTHOSCOPE_CACHE_DIR", str(folder))
+    monkeypatch.setattr("orthoscope.tuning._ENABLED", None)  # a CLI test's opt-in ends with the test
     return folder
 
 

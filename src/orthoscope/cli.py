@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
@@ -24,6 +25,8 @@ from rich.text import Text
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError, os_fault, printable
 from orthoscope.metrics.registry import summary_columns
+from orthoscope.tuning import ENV as TUNE_ENV
+from orthoscope.tuning import tune_process
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,6 +89,8 @@ def _version(value: bool) -> None:
 def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit.")) -> None:
     """Analyse base/post checkpoint pairs: singular-value scaling, rotation consistency, controls."""
+    if os.environ.get(TUNE_ENV) != "0":  # a command's process is ours: opt in (ORTHOSCOPE_TUNE=0 opts out)
+        tune_process()
 
 
 @app.command()
@@ -376,7 +381,9 @@ def demo(
         if not quiet:
             err.print(f"intervention experiment on base/instruct (lab-facts and lab-arith, 20 problems each; "
                       f"{DEMO_EXPERIMENT_TIME}):", highlight=False, markup=False)
-        with _conditions_status(quiet) as log:
+        from orthoscope.kernels.threads import small_model_threads
+
+        with _conditions_status(quiet) as log, small_model_threads():  # a 96-wide model: one thread
             conditions = run_experiment(family["base"], family["instruct"], output / "experiment",
                                         tasks=["lab-facts", "lab-arith"], limit=20, log=log)
         if not quiet:

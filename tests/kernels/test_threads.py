@@ -45,10 +45,15 @@ def test_light_restores_the_count_when_the_block_raises(two_threads):
     assert torch.get_num_threads() == 2
 
 
-def test_scipy_blas_spins_briefly_and_values_stay_exact(two_threads):
-    """OpenBLAS workers (scipy's, numpy's) wait 2^20 cycles, not 2^28, after a call; the environment is left as it was."""
+def test_scipy_blas_spins_briefly_and_values_stay_exact(two_threads, monkeypatch):
+    """In a tuned process, OpenBLAS workers (scipy's, numpy's) wait 2^20 cycles, not 2^28, after a call;
+    the environment is left as it was."""
     import os
 
+    from orthoscope import tuning
+
+    monkeypatch.setattr(tuning, "_ENABLED", None)
+    tuning.tune_process()
     _, _, controller = svd_module._scipy_lapack()
     libs = [lib for lib in controller.select(internal_api="openblas").lib_controllers
             if getattr(lib, "threading_layer", None) == "pthreads"]

@@ -15,6 +15,7 @@ import torch
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels.threads import full_count, kernel, torch_threads
+from orthoscope.tuning import process_tuned
 
 
 @dataclass
@@ -145,13 +146,28 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
 
 @functools.cache
 def _scipy_lapack():
-    """scipy's BLAS and eigh, and a controller of its BLAS thread pool (made after scipy is loaded)."""
+    """scipy's BLAS and eigh, and a controller of its BLAS thread pool (made after scipy is loaded).
+
+    OpenBLAS's wait is shortened here only in a process that opted in (`orthoscope.tuning`).
+    """
     import threadpoolctl
     from scipy.linalg import blas, eigh
 
     controller = threadpoolctl.ThreadpoolController()
-    _shorten_blas_spin(controller)
+    if process_tuned():
+        _shorten_blas_spin(controller)
     return blas, eigh, controller
+
+
+def blas_threads(count: int):
+    """A context in which scipy's and numpy's BLAS pools run `count` threads (threadpoolctl; restored after)."""
+    return _scipy_lapack()[2].limit(limits=count, user_api="blas")
+
+
+def apply_blas_tuning() -> None:
+    """Shorten OpenBLAS's wait now if scipy's LAPACK is already loaded (`orthoscope.tune_process` calls it)."""
+    if _scipy_lapack.cache_info().currsize:
+        _shorten_blas_spin(_scipy_lapack()[2])
 
 
 # OpenBLAS's workers busy-wait 2^THREAD_TIMEOUT cycles for the next call before they sleep:
@@ -161,6 +177,7 @@ def _scipy_lapack():
 # floor (2^4) every one of them pays a wake-up. Second post on the 8-layer Qwen-shaped pair:
 # 8.2 s against 10.6 s (the GEMMs 2.0 against 3.4 s, the work between kernels 1.9 against 2.3 s).
 BLAS_SPIN_LOG2_CYCLES = 20
+_SPIN_SHORTENED = False
 
 
 def _shorten_blas_spin(controller) -> None:
@@ -172,8 +189,10 @@ def _shorten_blas_spin(controller) -> None:
     new ones). The variable is set only for that read: child processes keep theirs. Once per
     process, from the thread that runs the kernels.
     """
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:  # the user's choice stands
+    global _SPIN_SHORTENED
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or _SPIN_SHORTENED:  # the user's choice stands; once only
         return
+    _SPIN_SHORTENED = True
     for lib in controller.select(internal_api="openblas").lib_controllers:
         if getattr(lib, "threading_layer", None) != "pthreads":
             continue
@@ -209,6 +228,9 @@ def top_subspaces(W: torch.Tensor, factors: SVD, k: int, extra: int = 16) -> tup
     wide = W.shape[0] < W.shape[1]
     right = factors.U if wide else factors.V
     p = min(k + extra, right.shape[1])
+    if p == right.shape[1]:  # the refinement would cover the whole matrix: one float64 SVD is the same answer
+        exact = svd(W.to(factors.S.device), torch.float64, factors.S.device)
+        return exact.U[:, :k], exact.V[:, :k]
     basis = torch.linalg.qr(right[:, :p].double())[0]
     A, _, Zh = torch.linalg.svd(times_f64(W.to(factors.S.device), basis, transpose=wide), full_matrices=False)
     left_k, right_k = A[:, :k], basis @ Zh[:k].T

@@ -12,7 +12,8 @@ matrix inside the pipeline against 4 ms alone. With the wait shortened
 (3.86 against 4.34 s); it stays as the guard for a pool that still waits long (a user's
 OPENBLAS_THREAD_TIMEOUT, another BLAS).
 
-`light()` is entered once per job (`pipeline.work.analyse`): torch runs one thread. Each
+`light()` is entered once per job (`pipeline.work.analyse`) in a process that opted in to
+process-wide tuning (`orthoscope.tuning`): torch runs one thread. Each
 kernel runs under `full_threads()` (the decorator `kernel` says so), which gives torch back the
 count it had when `light()` was entered. Outside `light()` both do nothing, so calling a
 kernel directly behaves as before.
@@ -36,6 +37,8 @@ from typing import Callable, Iterator, TypeVar
 
 import torch
 
+from orthoscope.tuning import process_tuned
+
 F = TypeVar("F", bound=Callable)
 
 _FULL: contextvars.ContextVar[int | None] = contextvars.ContextVar("orthoscope_full_threads", default=None)
@@ -45,6 +48,9 @@ _FULL: contextvars.ContextVar[int | None] = contextvars.ContextVar("orthoscope_f
 def torch_threads(count: int) -> Iterator[None]:
     """Run the block with torch at `count` intra-op threads, then restore the count it had."""
     before = torch.get_num_threads()
+    if before == count:  # nothing to switch (a small job on one thread)
+        yield
+        return
     torch.set_num_threads(count)
     try:
         yield
@@ -53,9 +59,11 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def light() -> Iterator[None]:
-    """Torch at one thread for the block; kernels inside (`full_threads`) get the count it had before."""
-    token = _FULL.set(torch.get_num_threads())
+def light(full: int | None = None) -> Iterator[None]:
+    """Torch at one thread for the block; kernels inside (`full_threads`) get the count it had before
+    (at most `full`: `light(1)` runs a small matrix's whole job on one thread, with no switch at all)."""
+    before = torch.get_num_threads()
+    token = _FULL.set(before if full is None else max(1, min(full, before)))
     try:
         with torch_threads(1):
             yield
@@ -75,6 +83,12 @@ def full_threads() -> Iterator[None]:
     count = _FULL.get()
     with torch_threads(count) if count is not None else contextlib.nullcontext():
         yield
+
+
+def small_model_threads():
+    """A context for a tiny model's work (the demo's experiment): torch at one thread in a tuned process
+    (`orthoscope.tuning`), where a second thread only waits on a shared core; elsewhere nothing changes."""
+    return torch_threads(1) if process_tuned() else contextlib.nullcontext()
 
 
 def kernel(function: F) -> F:

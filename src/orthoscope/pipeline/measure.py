@@ -42,6 +42,7 @@ INTRUDER_K = 10
 INTRUDER_EPS = 0.5
 BLOCK = 32
 TOP_K = 64  # top block of D (sym_frac_top, z_pair_top) and principal angles
+SMALL_RANK = 192  # short side up to which `--precision auto` decomposes in float64, on one thread
 
 
 def resolve_metrics(spec: str | Iterable[str] | None) -> frozenset[str]:
@@ -114,6 +115,7 @@ class Base:
                  load: Callable[[], SVD] | None = None):
         self.W, self.raw, self._factors, self._load = W, raw, factors, load
         self._top: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._values: torch.Tensor | None = None
 
     @property
     def factors(self) -> SVD:
@@ -124,6 +126,12 @@ class Base:
     @property
     def stored(self) -> torch.Tensor:
         return self.raw if self.raw is not None else self.W
+
+    def values(self) -> torch.Tensor:
+        """The singular values alone (float64, descending), by the values-only route: no SVD, computed once."""
+        if self._values is None:
+            self._values = singular_values(self.stored, self.W.device)
+        return self._values
 
     def top(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The top-k left and right subspaces (k = min(r, TOP_K)), float64-accurate; computed once per base."""
@@ -138,6 +146,32 @@ def top_factors(W: torch.Tensor, factors: SVD) -> tuple[torch.Tensor, torch.Tens
     if factors.S.dtype == torch.float64:
         return factors.U[:, :k], factors.V[:, :k]
     return top_subspaces(W, factors, k)
+
+
+def small(shape: tuple[int, ...] | torch.Size) -> bool:
+    """Whether a matrix is small enough for the small-matrix route (short side at most SMALL_RANK).
+
+    There one float64 SVD costs no more than a float32 SVD and its float64 refinement of the
+    top subspaces (which for r <= TOP_K + 16 is a second SVD of the whole matrix), and a
+    second thread costs more in wake-ups than it saves (docs/benchmarks.md, small-matrix route).
+
+    >>> small((96, 288)), small((192, 576)), small((576, 1536))
+    (True, True, False)
+    """
+    return min(shape) <= SMALL_RANK
+
+
+def sized_dtype(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, auto: bool) -> torch.dtype:
+    """The SVD dtype for one matrix: float64 for a small one under `--precision auto`, else `dtype`.
+
+    Exact in float64 once: no refinement, no floor fallback, the numbers of `--precision f64`.
+
+    >>> sized_dtype((96, 96), torch.float32, True), sized_dtype((896, 896), torch.float32, True)
+    (torch.float64, torch.float32)
+    >>> sized_dtype((96, 96), torch.float32, False)
+    torch.float32
+    """
+    return torch.float64 if auto and small(shape) else dtype
 
 
 def check_floating(W: torch.Tensor, side: str) -> None:
@@ -296,13 +330,13 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         del W  # only the post SVD needs the working copy; the post's values are read blockwise from W_p
     if not runs_svd(metrics):  # no SVD at all: the stored tensors and a randomized block Krylov of dW
         row, s_p, blocks = {}, None, {}
-    elif not update.changed:
+    elif not update.changed:  # no SVD either: the base's singular values alone
         row, s_p, blocks = _unchanged_route(base, full)
     elif full:
-        row, s_p, blocks = _full_route(base, W, W_p, update, null_generator(seed, name), pair_rng(seed, name),
+        row, s_p, blocks = _full_route(base, W, W_p, update, null_generator(seed, name), _pair_draws(seed, name, metrics),
                                        needs_null_svd(metrics))
     else:
-        row, s_p, blocks = _one_svd_route(base, W_p, update, pair_rng(seed, name))
+        row, s_p, blocks = _one_svd_route(base, W_p, update, _pair_draws(seed, name, metrics))
     row.update(update.row)
     row["a_fro"] = 1.0 + update.a_fro_m1  # from the tensors: exact where the spectra round
     if "delta-svd" in _routes(metrics):
@@ -314,14 +348,20 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     columns = {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}
     if s_p is None:
         return columns, {}
+    s_b = s_p if not update.changed else base.factors.S
     arrays = {
-        "s_base": base.factors.S.double().cpu().numpy(),
+        "s_base": s_b.double().cpu().numpy(),
         "s_post": s_p.double().cpu().numpy(),
-        "rho_bins": m.binned_ratios(base.factors.S.cpu(), s_p.cpu(), RATIO_BINS).numpy(),
-        "effective_rank": np.array([m.effective_rank(base.factors.S), m.effective_rank(s_p)]),
+        "rho_bins": m.binned_ratios(s_b.cpu(), s_p.cpu(), RATIO_BINS).numpy(),
+        "effective_rank": np.array([m.effective_rank(s_b), m.effective_rank(s_p)]),
         **blocks,
     }
     return columns, arrays
+
+
+def _pair_draws(seed: int, name: str, metrics: frozenset[str]) -> np.random.Generator | None:
+    """The pairing null's sign draws only when `p_pair` is asked for (they are most of a small matrix's work)."""
+    return pair_rng(seed, name) if "p_pair" in metrics else None
 
 
 def _reportable(column: str, metrics: frozenset[str], dtype: torch.dtype) -> bool:
@@ -330,8 +370,12 @@ def _reportable(column: str, metrics: frozenset[str], dtype: torch.dtype) -> boo
 
 
 def _unchanged_route(base: Base, full: bool) -> tuple[dict, torch.Tensor, dict]:
-    """dW = 0: the post factors are the base ones; every change-dependent column stays NaN."""
-    s_b = base.factors.S
+    """dW = 0: the post factors are the base ones; every change-dependent column stays NaN.
+
+    Only the singular values are needed (the scaling columns and the spectra), so no SVD is
+    run: a model compared with itself costs one values-only eigensolve per matrix.
+    """
+    s_b = base.values()
     blocks = {}
     if full:
         eye = torch.eye(s_b.numel(), dtype=s_b.dtype, device=s_b.device)
@@ -348,7 +392,7 @@ def delta_frame(base: Base, update: Update) -> torch.Tensor:
 
 
 def _one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
-                   rng: np.random.Generator) -> tuple[dict, torch.Tensor, dict]:
+                   rng: np.random.Generator | None) -> tuple[dict, torch.Tensor, dict]:
     # torch's work (the base SVD, D) before the post's values: scipy's BLAS threads still spin
     # briefly after the eigensolve (kernels.svd.BLAS_SPIN_LOG2_CYCLES), the one-thread work is next
     D = delta_frame(base, update)
@@ -359,7 +403,7 @@ def _one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
 
 
 def _full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: Update, generator: torch.Generator,
-                rng: np.random.Generator, null_svd: bool) -> tuple[dict, torch.Tensor, dict]:
+                rng: np.random.Generator | None, null_svd: bool) -> tuple[dict, torch.Tensor, dict]:
     """`W_p` in the working dtype (for the SVD), `stored_p` as stored (for the float64 top subspaces)."""
     post = svd(W_p, base.W.dtype, base.W.device)
     row = scaling_metrics(base.factors.S, post.S)

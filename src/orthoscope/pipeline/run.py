@@ -20,10 +20,12 @@ from orthoscope.pipeline.cache import default_dir
 from orthoscope.pipeline.measure import METRIC_COLUMNS, needs_post_svd
 from orthoscope.pipeline.options import CompareOptions, metrics_label, selection
 from orthoscope.pipeline.pairing import Plan, make_plan
+from orthoscope.pipeline.progress import make_progress
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
 from orthoscope.pipeline.summary import ID_COLUMNS, aggregate, cast_columns, change_notes, empty_table, unchanged_counts
 from orthoscope.pipeline.work import Job, JobResult, Settings
 from orthoscope.sources import open_checkpoint
+from orthoscope.tuning import process_tuned
 
 Progress = Callable[[int, int, str], None]
 UPDATE_COS_COLUMNS = ("post_a", "post_b", "name", "layer", "kind", "expert", "update_cos")
@@ -43,7 +45,7 @@ class CompareResult:
 
 
 def compare(base: Any, posts: Any, out: str | Path | None = None, options: CompareOptions | None = None, *,
-            progress: Progress | None = None, **settings) -> CompareResult:
+            progress: bool | Progress | None = True, **settings) -> CompareResult:
     """Compare a base model with one or more post-trained versions.
 
     Each model is a folder, a weights file, a hub id (`owner/name@rev`), an `nn.Module`
@@ -62,6 +64,10 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
     bytes it was computed from; a rerun recomputes only the matrices whose bytes changed.
     A folder holding a run of other inputs or settings is refused unless `overwrite`.
 
+    `progress`: True shows a bar over matrices on a terminal or in a notebook once the run has
+    lasted a few seconds (`pipeline.progress`), False shows nothing, a callable
+    `progress(done, total, name)` is called after each matrix instead.
+
     >>> result = compare("./base", {"instruct": "./instruct", "cot": "./cot"}, "runs/mine")  # doctest: +SKIP
     >>> result.table.groupby(["post", "kind"]).a_geo.median()                                # doctest: +SKIP
     """
@@ -78,7 +84,7 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
     executor = opts.executor
     worker = Settings(dtype, executor.device(opts.device), opts.seed, opts.metrics, cache=opts.cache,
                       cache_dir=opts.explicit_cache_dir(), cache_limit_gib=opts.cache_limit(), started=started,
-                      floor_fallback=opts.precision == "auto")
+                      floor_fallback=opts.precision == "auto", tuned=process_tuned())
     key = settings_key(worker)
     # what a folder's run is: its inputs and the settings that change numbers; the selection
     # (layers, kinds, metrics) may change between runs into one folder (results are keyed on it)
@@ -87,8 +93,12 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
                 "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
     folder = RunFolder(out) if out is not None else MemoryRun()
     with folder.open(identity, opts.overwrite):
-        tally = Tally(plan, folder, key, progress)
-        executor.run(plan, tally.jobs(), worker, tally.on_result)
+        advance, close = make_progress(progress)
+        tally = Tally(plan, folder, key, advance)
+        try:
+            executor.run(plan, tally.jobs(), worker, tally.on_result)
+        finally:
+            close()
         table, skipped = collect(plan, tally.records)
         pairs = _pair_table(plan, tally.pair_records)
         notes = plan.notes + _same_weights_notes(plan, tally.records) + cache_notes(tally.cache, worker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from orthoscope.kernels.threads import light
 from orthoscope.pipeline.measure import nonfinite_count
 from orthoscope.pipeline.pairing import select
 from orthoscope.sources import open_checkpoint
+from orthoscope.tuning import process_tuned
 
 
 def spectra(
@@ -42,7 +44,8 @@ def spectra(
     if not refs:
         raise PairingError(f"no matrices to analyse in {ckpt.spec} with these filters")
     dev = resolve_device(device)
-    with light():  # torch at one thread between the eigensolves, which get every thread (kernels.threads)
+    # tuned: torch at one thread between the eigensolves, which get every thread (kernels.threads)
+    with light() if process_tuned() else contextlib.nullcontext():
         return {ref.name: _values(read_matrix(ckpt, ref), ref.name, dev) for ref in refs}
 
 

@@ -17,11 +17,13 @@ from typing import Callable, Sequence
 import torch
 
 from orthoscope.architectures import MatrixRef, prefetch_matrix, read_matrix
+from orthoscope.kernels.svd import blas_threads
 from orthoscope.kernels.threads import light
 from orthoscope.pipeline.allocator import keep_freed_memory
 from orthoscope.pipeline.cache import SVDCache, tensor_digest
-from orthoscope.pipeline.measure import SkipMatrix, measure, prepare_base, runs_svd
+from orthoscope.pipeline.measure import SkipMatrix, measure, prepare_base, runs_svd, sized_dtype, small
 from orthoscope.sources import Checkpoint
+from orthoscope.tuning import process_tuned
 
 ROW_BLOCK = 1 << 22  # elements per block when forming the pairs' inner products in float64
 
@@ -42,6 +44,7 @@ class Settings:
     started: float | None = None  # cache entries used since then belong to this run: never evicted
     threads: int | None = None  # torch threads inside a worker process
     floor_fallback: bool = False  # --precision auto: a float32 update below its noise floor is redone in float64
+    tuned: bool = False  # the driver opted in to process-wide tuning (`orthoscope.tuning`): workers follow
 
 
 @dataclass(frozen=True)
@@ -110,13 +113,26 @@ def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: S
     """Measure every post of `job` whose stored result is missing or was made from other bytes.
 
     The base is decomposed at most once (or its factors taken from `cache`), and only if
-    some post needs it.
+    some post needs it. Only in a process tuned for it (`orthoscope.tuning`, or a driver that
+    was: `settings.tuned`) does a job change the allocator or torch's thread count.
     """
-    keep_freed_memory()  # once per process (Ray workers too): no page faults on every matrix's buffers
-    # torch at one thread between the kernels (kernels.threads) where scipy's eigensolver and SVDs
-    # run; the `quick` set has neither, and its element-wise work is faster on every thread
-    with light() if runs_svd(settings.metrics) else contextlib.nullcontext():
+    with _thread_policy(job, settings):
         return _analyse(base, posts, job, settings, cache)
+
+
+def _thread_policy(job: Job, settings: Settings):
+    """In a tuned process: a small matrix's job on one thread; else torch at one thread between the
+    kernels (kernels.threads) where scipy's eigensolver and SVDs run (the `quick` set has neither,
+    and its element-wise work is faster on every thread). Untuned: torch as the caller set it."""
+    if not (settings.tuned or process_tuned()):
+        return contextlib.nullcontext()
+    keep_freed_memory()  # once per process (Ray workers too): no page faults on every matrix's buffers
+    if small(job.ref.shape):  # numpy's BLAS too (the pairing null's sign draws)
+        stack = contextlib.ExitStack()
+        stack.enter_context(light(1))
+        stack.enter_context(blas_threads(1))
+        return stack
+    return light() if runs_svd(settings.metrics) else contextlib.nullcontext()
 
 
 def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: Settings,
@@ -142,7 +158,8 @@ def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: 
             if cache is not None:
                 cache.remember(W_b, h_b)
             try:
-                prepared = prepare_base(W_b, settings.dtype, torch.device(settings.device), cache)
+                dtype = sized_dtype(W_b.shape, settings.dtype, settings.floor_fallback)
+                prepared = prepare_base(W_b, dtype, torch.device(settings.device), cache)
             except SkipMatrix as skip:
                 base_skip = str(skip)
             except torch.linalg.LinAlgError as error:

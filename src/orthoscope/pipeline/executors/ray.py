@@ -17,6 +17,7 @@ from orthoscope.errors import OrthoscopeError
 from orthoscope.pipeline.cache import SVDCache
 from orthoscope.pipeline.work import Job, JobResult, OnResult, Settings, analyse, make_cache
 from orthoscope.sources import Checkpoint, open_checkpoint
+from orthoscope.tuning import tune_process
 
 RAY_BATCH = 64
 Where = tuple[str, str, "str | None", str]  # local path, hub id or "", revision, fingerprint
@@ -94,6 +95,8 @@ def _worker_checkpoint(where, base: Checkpoint | None = None) -> Checkpoint:
 
 
 def _worker_task(base, posts: tuple, job: Job, settings: Settings) -> JobResult:
+    if settings.tuned:  # the driver opted in (the CLI does): its workers tune their own processes
+        tune_process()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     key = (settings.cache, settings.cache_dir, settings.cache_limit_gib, settings.started)
