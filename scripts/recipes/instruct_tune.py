@@ -207,11 +207,14 @@ def main(argv: list[str] | None = None) -> None:
     args.arms = list(dict.fromkeys(args.arm or ["instruct", "cot", "control"]))
     torch.set_num_threads(args.threads)
     from orthoscope.errors import OrthoscopeError
+    from orthoscope.lab import instruct_eval
     from orthoscope.lab.real import load_base
     from orthoscope.lab.tuning import ensure_chat_template
 
     try:
         options_of(args)
+        if not args.no_eval:
+            instruct_eval.general_text(args.ppl_text)
     except OrthoscopeError as error:
         fail(str(error))
     source = str((args.base or fetch(args.model)).resolve())

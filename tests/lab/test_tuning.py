@@ -137,7 +137,8 @@ def test_recipe_trains_evaluates_and_refuses_bad_input(tiny, tmp_path, capsys):
     assert result["all:lo"] <= result["all"] <= result["all:hi"]
     run_record = json.loads((tmp_path / "run.json").read_text())
     assert run_record["arms"]["control"]["tokens"] == run_record["arms"]["instruct"]["tokens"] == 2 * 2 * 48
-    for bad in (["--lr", "-1"], ["--lr", "1e-3"]):  # invalid, then other settings than the run folder's
+    # invalid values, then other settings than the run folder's
+    for bad in (["--lr", "-1"], ["--ppl-text", str(tmp_path / "none.md")], ["--lr", "1e-3"]):
         with pytest.raises(SystemExit) as stop:
             script.main(args + bad)
         assert stop.value.code == 2

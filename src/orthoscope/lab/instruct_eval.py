@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from orthoscope.evaluation.perplexity import perplexity
+from orthoscope.evaluation.run import read_text
 from orthoscope.evaluation.stats import Accuracy
 from orthoscope.lab.instructions import HELD_OUT, Instruction
 from orthoscope.lab.tuning import chat_text, prompt_ids
@@ -80,7 +81,7 @@ def score(model, tokenizer, items: list[Instruction], max_new_tokens: int = 48, 
 
 def general_text(path: Path, chars: int | None = None) -> tuple[str, dict]:
     """(text, its record: path, sha256, characters) of the held-out general text for perplexity."""
-    text = path.read_text(encoding="utf-8")[:chars]
+    text = read_text(path, "--ppl-text")[:chars]
     return text, {"path": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest()[:16], "chars": len(text)}
 
 
