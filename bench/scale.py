@@ -176,7 +176,8 @@ def child(script: str, args: list[str], threads: int, log: Path) -> tuple[dict, 
     ru_maxrss survives fork+exec on Linux (a child starts at its parent's peak), so
     the children also report VmHWM from /proc/self/status, which exec resets: P3 uses that.
     """
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    # ORTHOSCOPE_TUNE=1: the analysis children tune their process as the `orthoscope` command does
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "ORTHOSCOPE_TUNE": "1"}
     with log.open("w") as handle:
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=handle, stderr=subprocess.STDOUT, env=env)

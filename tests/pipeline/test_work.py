@@ -118,3 +118,19 @@ def test_tuned_small_jobs_run_on_one_thread_and_give_the_same_numbers(monkeypatc
     tuned = orthoscope.compare(family["base"], family["instruct"], layers="0", kinds="q,up", cache=False).table
     assert seen and set(seen) == {1}
     pd.testing.assert_frame_equal(tuned, plain, rtol=1e-10, atol=1e-12)
+
+
+def test_progress_bar_shows_only_on_long_interactive_runs(capsys):
+    from orthoscope.pipeline.progress import AutoProgress, make_progress
+
+    quick = AutoProgress(delay=60, interactive=True)
+    quick(1, 21, "q_proj")
+    assert not quick.shown
+    long = AutoProgress(delay=0, interactive=True)
+    long(1, 21, "model.layers.0.self_attn.q_proj.weight")
+    long(2, 21, "model.layers.0.self_attn.k_proj.weight")
+    assert long.shown and long.bar.tasks[0].completed == 2 and long.bar.tasks[0].total == 21
+    long.close()
+    assert make_progress(False)[0] is None and make_progress(None)[0] is None
+    steps = []
+    assert make_progress(lambda *a: steps.append(a))[0](1, 2, "x") is None and steps == [(1, 2, "x")]

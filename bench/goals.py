@@ -1,0 +1,248 @@
+"""goals: issue 29's ratios (small and medium pairs), each measured in one run, the load average beside each.
+
+tiny     `orthoscope compare` of the shipped pair (lab-tiny base vs instruct, `--no-report`, a fresh
+         cache folder) from process start to exit / a bare floor process (start Python, import
+         torch, read both checkpoints, float64 SVDs of all 42 matrices). Goal <= 1.5.
+smollm   default `orthoscope compare` of a SmolLM2-135M-shaped random pair (210 matrices, a 1 %
+         update) / modeldelta's analysis of the same pair (its own venv, `--modeldelta`), both
+         whole processes. Goal <= 0.75. Also: the base against itself (every matrix unchanged).
+route    the 4-layer Qwen2.5-0.5B-shaped pair (bench/scale.py's children): default compare / three
+         bare float32 SVDs per matrix (<= 1.15), sign-free / two (<= 0.85).
+demo     `orthoscope demo` (fresh output folder and cache, experiment included): quiet (<= 15 s),
+         and beside two CPU-bound processes / quiet (<= 2.5).
+startup  `python -c "import orthoscope"` and `orthoscope --help`, wall seconds (light: < 1 s).
+
+Children run one at a time; each ratio alternates its two sides `--repeats` times and keeps the
+best of each (the machine's speed drifts). The 1-minute load average is printed with every line.
+
+modeldelta lives in its own venv, never orthoscope's; it may reuse this torch through a .pth file:
+
+    python3 -m venv /tmp/benchvenv
+    echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/benchvenv/lib/python3.11/site-packages/zz_torch.pth
+    /tmp/benchvenv/bin/pip install modeldelta          # 0.4.4 measured
+
+    .venv/bin/python bench/goals.py tiny startup                       # a minute
+    .venv/bin/python bench/goals.py --repeats 3 tiny smollm route demo startup
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import TINY, compare, floor  # noqa: E402
+
+from pair_speed import build_pair  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ORTHOSCOPE = BIN / "orthoscope"
+
+TINY_FLOOR = r"""
+import json, sys
+import torch
+from safetensors.torch import load_file
+for folder in sys.argv[1:]:
+    for name, W in load_file(folder + "/model.safetensors").items():
+        if W.ndim == 2 and "embed" not in name and "lm_head" not in name:
+            torch.linalg.svd(W.double(), full_matrices=False)
+"""
+
+SMOLLM = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 576,
+          "intermediate_size": 1536, "num_attention_heads": 9, "num_key_value_heads": 3,
+          "num_hidden_layers": 30, "vocab_size": 49152, "torch_dtype": "bfloat16", "tie_word_embeddings": True}
+
+
+def load() -> str:
+    return "load %.2f" % os.getloadavg()[0]
+
+
+def wall(command: list[str], env: dict | None = None) -> float:
+    """Seconds from process start to exit (the command must succeed)."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def alternate(repeats: int, **sides) -> dict:
+    """Run each side (a callable returning seconds) in turn, `repeats` times; the best of each."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, run in sides.items():
+            times[name].append(run())
+    return {name: min(values) for name, values in times.items()} | {"all": times}
+
+
+def report(label: str, ratio: float, goal: str, detail: str) -> None:
+    print(f"{label}: {ratio:.3f}  (goal {goal})  {detail}  [{load()}]", flush=True)
+
+
+def tiny(work: Path, repeats: int) -> dict:
+    base, post = TINY / "base", TINY / "instruct"
+
+    def cli() -> float:
+        out, cache = work / "tiny-run", work / "tiny-cache"
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        return wall([str(ORTHOSCOPE), "compare", str(base), str(post), "-o", str(out), "--no-report", "-q"],
+                    {"ORTHOSCOPE_CACHE_DIR": str(cache)})
+
+    def bare() -> float:
+        return wall([sys.executable, "-c", TINY_FLOOR, str(base), str(post)])
+
+    best = alternate(repeats, cli=cli, floor=bare)
+    ratio = best["cli"] / best["floor"]
+    report("tiny CLI / bare floor process", ratio, "<= 1.5", f"{best['cli']:.2f} s / {best['floor']:.2f} s")
+    return {"ratio": ratio, **best}
+
+
+def build_smollm(root: Path, seed: int = 0, update: float = 0.01) -> tuple[Path, Path]:
+    """base/ and post/ with SmolLM2-135M's 210 linear shapes (bf16, one file each), post = base + `update` noise."""
+    gen = torch.Generator().manual_seed(seed)
+    h, i, kv = SMOLLM["hidden_size"], SMOLLM["intermediate_size"], 192
+    shapes = {"self_attn.q_proj": (h, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h),
+              "self_attn.o_proj": (h, h), "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h), "mlp.down_proj": (h, i)}
+    base, post = {}, {}
+    for layer in range(SMOLLM["num_hidden_layers"]):
+        for suffix, shape in shapes.items():
+            name = f"model.layers.{layer}.{suffix}.weight"
+            W = torch.randn(shape, generator=gen) * 0.02
+            noise = torch.randn(shape, generator=gen)
+            noise *= update * torch.linalg.matrix_norm(W) / torch.linalg.matrix_norm(noise)
+            base[name], post[name] = W.bfloat16(), (W + noise).bfloat16()
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            base[f"model.layers.{layer}.{norm}.weight"] = post[f"model.layers.{layer}.{norm}.weight"] = torch.ones(h).bfloat16()
+    out = []
+    for label, tensors in (("base", base), ("post", post)):
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(SMOLLM, indent=2))
+        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        out.append(folder)
+    return out[0], out[1]
+
+
+def smollm(work: Path, repeats: int, modeldelta: str) -> dict:
+    base, post = build_smollm(work / "smollm")
+
+    def ours(label: str, other: Path) -> float:
+        out, cache = work / label, work / f"{label}-cache"
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        return wall([str(ORTHOSCOPE), "compare", str(base), str(other), "-o", str(out), "--no-report", "-q"],
+                    {"ORTHOSCOPE_CACHE_DIR": str(cache)})
+
+    row: dict = {}
+    sides = {"orthoscope": lambda: ours("smollm-run", post)}
+    if Path(modeldelta).exists():
+        sides["modeldelta"] = lambda: wall([modeldelta, str(base), str(post), "-q", "-o", str(work / "md.json")])
+    best = alternate(repeats, **sides)
+    row.update(best)
+    if "modeldelta" in best:
+        row["ratio"] = best["orthoscope"] / best["modeldelta"]
+        report("SmolLM2-shaped default compare / modeldelta", row["ratio"], "<= 0.75",
+               f"{best['orthoscope']:.1f} s / {best['modeldelta']:.1f} s")
+    else:
+        print(f"SmolLM2-shaped default compare: {best['orthoscope']:.1f} s (modeldelta missing: {modeldelta}) "
+              f"[{load()}]", flush=True)
+    row["self_s"] = ours("smollm-self", base)
+    print(f"SmolLM2-shaped base against itself (210 unchanged matrices): {row['self_s']:.1f} s  [{load()}]", flush=True)
+    return row
+
+
+def route(work: Path, repeats: int) -> dict:
+    base, post = build_pair(work / "qwen4", 4)
+    runs = {"default": [], "signfree": [], "floor3": [], "floor2": []}
+    for _ in range(repeats):
+        runs["default"].append(compare(work, "route-default", base=str(base), posts=[str(post)], cache=False)["compare_s"])
+        runs["floor3"].append(floor(base, post, "float32", work, third=True))
+        runs["signfree"].append(compare(work, "route-sign-free", base=str(base), posts=[str(post)],
+                                        metrics="sign-free", cache=False)["compare_s"])
+        runs["floor2"].append(floor(base, post, "float32", work))
+    best = {k: min(v) for k, v in runs.items()}
+    row = {"default_ratio": best["default"] / best["floor3"], "signfree_ratio": best["signfree"] / best["floor2"],
+           **best, "all": runs}
+    report("4-layer Qwen-shaped default / 3 float32 SVDs", row["default_ratio"], "<= 1.15",
+           f"{best['default']:.2f} s / {best['floor3']:.2f} s")
+    report("4-layer Qwen-shaped sign-free / 2 float32 SVDs", row["signfree_ratio"], "<= 0.85",
+           f"{best['signfree']:.2f} s / {best['floor2']:.2f} s")
+    return row
+
+
+def demo(work: Path, repeats: int) -> dict:
+    def run() -> float:
+        out, cache = work / "demo", work / "demo-cache"
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        return wall([str(ORTHOSCOPE), "demo", "-o", str(out), "-q"], {"ORTHOSCOPE_CACHE_DIR": str(cache)})
+
+    def busy() -> float:
+        spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+        try:
+            return run()
+        finally:
+            for proc in spinners:
+                proc.kill()
+                proc.wait()
+
+    best = alternate(repeats, quiet=run, busy=busy)
+    ratio = best["busy"] / best["quiet"]
+    print(f"demo cold: {best['quiet']:.1f} s  (goal <= 15 s)  [{load()}]", flush=True)
+    report("demo beside two CPU-bound processes / quiet", ratio, "<= 2.5", f"{best['busy']:.1f} s / {best['quiet']:.1f} s")
+    return {"ratio": ratio, **best}
+
+
+def startup(repeats: int) -> dict:
+    best = alternate(repeats, imports=lambda: wall([sys.executable, "-c", "import orthoscope"]),
+                     help=lambda: wall([str(ORTHOSCOPE), "--help"]))
+    print(f"startup: import orthoscope {best['imports']:.2f} s, orthoscope --help {best['help']:.2f} s "
+          f"(goal < 1 s each)  [{load()}]", flush=True)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("goals", nargs="+", choices=["tiny", "smollm", "route", "demo", "startup"])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--modeldelta", default="/tmp/benchvenv/bin/modeldelta",
+                        help="modeldelta's command in its own venv (never orthoscope's)")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="orthoscope-goals-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# {os.cpu_count()} CPUs, torch {torch.__version__}, workdir {work}  [{load()}]", flush=True)
+    results: dict = {}
+    try:
+        for goal in args.goals:
+            if goal == "tiny":
+                results[goal] = tiny(work, args.repeats)
+            elif goal == "smollm":
+                results[goal] = smollm(work, args.repeats, args.modeldelta)
+            elif goal == "route":
+                results[goal] = route(work, args.repeats)
+            elif goal == "demo":
+                results[goal] = demo(work, args.repeats)
+            else:
+                results[goal] = startup(args.repeats)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print("RESULTS " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
