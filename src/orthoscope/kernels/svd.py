@@ -113,13 +113,11 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     converted to float64 (no float64 copy of W), and LAPACK's values-only `dsyev` solves
     it, both through scipy's BLAS with as many threads as torch was given. For that
     stretch torch itself runs one thread: its idle OpenMP threads would otherwise spin
-    beside the BLAS threads. Measured here on 4864x896 bfloat16 with 2 threads: the Gram
-    in 68-75 ms against 139 ms for torch's float64 GEMM (and 173 ms for dsyrk beside
-    torch's spinning threads); as accurate (the lower triangle, which LAPACK's
-    reduction handles best for spectra decaying along the diagonal). OpenBLAS's threads in
-    turn busy-wait after a call; `_scipy_lapack` shortens that wait from about 0.1 s to
-    about 0.4 ms (see `BLAS_SPIN_LOG2_CYCLES`), so that they leave the cores to the torch work
-    that follows.
+    beside the BLAS threads. About half the time of torch's float64 GEMM for the Gram, as
+    accurate (the lower triangle, which LAPACK's reduction handles best for spectra decaying
+    along the diagonal); docs/benchmarks.md has the figures. In a tuned process
+    (`orthoscope.tuning`) OpenBLAS's threads spin only briefly after each call
+    (`BLAS_SPIN_LOG2_CYCLES`), leaving the cores to the torch work that follows.
 
     >>> X = torch.randn(30, 7, dtype=torch.float64)
     >>> torch.allclose(_gram_eigenvalues_cpu(X), torch.linalg.eigvalsh(X.T @ X))
@@ -172,10 +170,8 @@ def apply_blas_tuning() -> None:
 
 # OpenBLAS's workers busy-wait 2^THREAD_TIMEOUT cycles for the next call before they sleep:
 # 2^28 (about 0.1 s) by default, long enough to hold a core through the torch work that follows
-# the eigensolve (a 4864x896 GEMM: 68 -> 112 ms; `symmetry_metrics`: 4 -> 22 ms). 2^20 cycles
-# (about 0.4 ms) still bridges the gaps between the BLAS calls inside one LAPACK routine; at the
-# floor (2^4) every one of them pays a wake-up. Second post on the 8-layer Qwen-shaped pair:
-# 8.2 s against 10.6 s (the GEMMs 2.0 against 3.4 s, the work between kernels 1.9 against 2.3 s).
+# the eigensolve. 2^20 cycles (about 0.4 ms) still bridges the gaps between the BLAS calls inside
+# one LAPACK routine; at the floor (2^4) every one of them pays a wake-up (docs/benchmarks.md).
 BLAS_SPIN_LOG2_CYCLES = 20
 _SPIN_SHORTENED = False
 

@@ -4,13 +4,10 @@ On CPU, the element-wise work between two kernels (conversions, differences, nor
 statistics of D) is memory-bound and short. Run on torch's full OpenMP team it gains
 little, and it loses a lot whenever another thread pool is still busy-waiting on a core
 (OpenBLAS's workers after scipy's Gram and eigensolve): a thread of the team that lands on
-that core holds every barrier of the region for a scheduler slice. Measured with OpenBLAS's
-default wait, second post on the 6-layer Qwen-shaped pair: `symmetry_metrics` took 22 ms per
-matrix inside the pipeline against 4 ms alone. With the wait shortened
-(`kernels.svd.BLAS_SPIN_LOG2_CYCLES`), this policy is neutral for `compare` (8 layers, warm:
-6.51 against 6.54 s; 6 layers, cold: 13.2 against 13.1 s) and takes 11 % off `spectra`
-(3.86 against 4.34 s); it stays as the guard for a pool that still waits long (a user's
-OPENBLAS_THREAD_TIMEOUT, another BLAS).
+that core holds every barrier of the region for a scheduler slice. With OpenBLAS's wait
+shortened (`kernels.svd.BLAS_SPIN_LOG2_CYCLES`) the policy stays as the guard for a pool
+that still waits long (a user's OPENBLAS_THREAD_TIMEOUT, another BLAS); what it measured
+to buy is in docs/benchmarks.md ("Process-wide tuning").
 
 `light()` is entered once per job (`pipeline.work.analyse`) in a process that opted in to
 process-wide tuning (`orthoscope.tuning`): torch runs one thread. Each

@@ -3,10 +3,8 @@
 Every matrix pair allocates and frees buffers of the same sizes (the converted copies,
 dW, the factors, blocks of the Gram matrix). By default glibc returns large freed blocks
 to the OS (`munmap`, heap trimming), and the next matrix touches fresh pages again: one
-minor page fault per 4 KiB. Measured on the 6-layer Qwen2.5-0.5B-shaped pair
-(bench/pair_speed.py, 2 threads): `--metrics quick` made 271k minor faults and spent
-1.0 s in the kernel (2.72 s in all); with the settings below, 27k faults, 0.15 s and
-2.01 s. The sign-free route gains about 0.6 s of kernel time per 42 matrices.
+minor page fault per 4 KiB (what keeping them buys: docs/benchmarks.md, "Process-wide tuning").
+Applied only in a process that opted in (`orthoscope.tuning`; the CLI does).
 
 The settings (`mallopt`): blocks up to 32 MiB (glibc's largest mmap threshold) come
 from the heap, and up to 512 MiB of free heap is kept rather than trimmed. Peak memory
