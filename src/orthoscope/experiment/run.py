@@ -34,11 +34,13 @@ from orthoscope.interventions.apply import matrix_pairs, patch
 from orthoscope.interventions.base import Op
 from orthoscope.interventions.registry import experiment_conditions, make_op
 from orthoscope.interventions.run import plan_for
-from orthoscope.lab.build import lab_world
+from orthoscope.lab.build import lab_block, lab_world
 from orthoscope.lab.corpus import held_out_problems, held_out_text
 from orthoscope.pipeline.runfolder import ExperimentFolder
 
 DEFAULT_GRID = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
+PPL_BLOCK = 128
+"""Tokens per perplexity block for a model that is not from the lab (a lab model: its training block)."""
 KEY_VERSION = 3  # bump when a condition's numbers would change for the same inputs
 Log = Callable[[str], None]
 
@@ -78,7 +80,9 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
     plan = plan_for(base, post, layers, kinds)
     world = lab_world(post, seed)
     text = text if text is not None else (held_out_text(world, seed) if is_lab_model(post) else None)
-    key = run_key(plan, grid, tasks, limit, text, seed, layers, kinds)
+    block = (lab_block(post) if is_lab_model(post) else None) or PPL_BLOCK
+    key = {**run_key(plan, grid, tasks, limit, text, seed, layers, kinds), "ppl_block": block,
+           "post_fingerprint": plan.posts[0].fingerprint()}  # how a run folder's summary.json names the post
     labels = [POST if op is None else op.label() for op in ops]
     from orthoscope.experiment.plot import plot_experiment  # matplotlib: only when a table is drawn
 
@@ -112,7 +116,8 @@ def _run_conditions(folder: ExperimentFolder, ops, labels, key, base, post, plan
                    "claim": "" if op is None else op.spec.claim,
                    "control": "" if op is None else ",".join(_controls(op, ops)),
                    "scale": _setting(op, "scale"), "t": _setting(op, "t")}
-            row.update(_evaluate(model, tokenizer, world, tasks, limit, text, probe, reference))
+            row.update(_evaluate(model, tokenizer, world, tasks, limit, (text, key["ppl_block"]), probe,
+                                  reference))
         row.update(_medians(diagnostics))
         row["seconds"] = round(time.time() - started, 2)
         folder.save_condition(label, condition_key, row)
@@ -207,12 +212,13 @@ def _probe_texts(text: str | None) -> list[str]:
     return lines[:32] or ["The quick brown fox jumps over the lazy dog."]
 
 
-def _evaluate(model, tokenizer, world, tasks, limit, text, probe, reference_states) -> dict:
+def _evaluate(model, tokenizer, world, tasks, limit, ppl: tuple[str | None, int], probe, reference_states) -> dict:
     scores = {}
     for task in tasks:
         scores.update(lab_score(model, tokenizer, held_out_problems(world, task, limit), LAB_TASKS[task]).fields(task))
+    text, block = ppl
     if text:
-        scores["ppl"] = perplexity(model, tokenizer, text)
+        scores["ppl"] = perplexity(model, tokenizer, text, block=block)
     entropies = attention_entropy(model, tokenizer, probe)
     scores["attn_entropy"] = sum(entropies) / len(entropies)
     states = hidden_states(model, tokenizer, probe)

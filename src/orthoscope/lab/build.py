@@ -157,6 +157,21 @@ def evaluate_lab(out: Path, world: World, tokenizer, preset: Preset, seed: int, 
     return results
 
 
+def lab_block(path: str | Path) -> int | None:
+    """Tokens per training block of a lab checkpoint (its family's lab.json preset), None when unrecorded.
+
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> lab_block(shipped_family()["instruct"])
+    64
+    """
+    meta = Path(path).parent / "lab.json"
+    try:
+        block = json.loads(meta.read_text()).get("preset", {}).get("block") if meta.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return block if isinstance(block, int) and not isinstance(block, bool) and block > 0 else None
+
+
 def lab_world(path: str | Path, default_seed: int = 0) -> World:
     """The world a lab checkpoint was trained in (recorded in orthoscope_lab.json)."""
     meta = Path(path) / "orthoscope_lab.json"

@@ -13,9 +13,12 @@ from orthoscope.experiment.columns import POST
 from orthoscope.report.data import Run
 
 
-def experiment_ppl_block() -> int:
-    """Tokens per block of the experiment's perplexity (it calls `perplexity` with its default block)."""
-    from orthoscope.evaluation.perplexity import perplexity  # torch: only when an experiment is reported
+def experiment_ppl_block(key: dict) -> int:
+    """Tokens per block of the experiment's perplexity: recorded in its key (`ppl_block`); an experiment
+    from before that record used `perplexity`'s default block."""
+    if isinstance(key.get("ppl_block"), int):
+        return key["ppl_block"]
+    from orthoscope.evaluation.perplexity import perplexity  # torch: only for an experiment without the record
 
     return inspect.signature(perplexity).parameters["block"].default
 
@@ -171,10 +174,11 @@ def evaluated_twice(run: Run) -> str:
     key, table = run.experiment_key, run.experiment
     if not key or table is None or not run.evaluation or POST not in set(table.condition):
         return ""
+    ids = {key[k] for k in ("post", "post_fingerprint") if isinstance(key.get(k), str)}
     label = next((name for name, post in (run.summary.get("posts") or {}).items()
-                  if isinstance(post, dict) and key.get("post") in post.values()), None)
+                  if isinstance(post, dict) and ids & {v for v in post.values() if isinstance(v, str)}), None)
     row = run.evaluation.get(label) if label else None
-    post, there = table[table.condition == POST].iloc[0], experiment_ppl_block()
+    post, there = table[table.condition == POST].iloc[0], experiment_ppl_block(key)
     if not isinstance(row, dict):
         return protocols(run.evaluation, post, key, there)
     same, why = [], []
