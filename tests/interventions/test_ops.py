@@ -231,3 +231,12 @@ def test_registry_drives_validation_help_and_experiment():
 def test_bad_op_arguments(args, message):
     with pytest.raises(OrthoscopeError, match=message):
         make_op(*args)
+
+
+def test_interpolation_ends_are_the_two_models_bit_for_bit_on_float32():
+    g = torch.Generator().manual_seed(31)
+    W_b = torch.randn(40, 24, generator=g)
+    W_p = W_b + 0.05 * torch.randn(40, 24, generator=g)
+    assert torch.equal(run("interpolate", W_b, W_p, t=1.0).float(), W_p)
+    assert torch.equal(run("interpolate", W_b, W_p, t=0.0).float(), W_b)
+

@@ -40,6 +40,7 @@ def intervene(tmp_path, *args):
     (["--op", "swap-sigma", "--scale", "nan"], ["--scale 'nan'"]),
     (["--op", "swap-sigma", "--scale", "-2"], ["--scale '-2'"]),
     (["--op", "swap-sigma", "--scale", "0"], ["--scale '0'"]),
+    (["--op", "swap-sigma", "--scale", "1e-320"], ["--scale '1e-320'", "smallest normal"]),
     (["--op", "swap-sigma", "--scale", "huge"], ["--scale 'huge'", "not a number"]),
     (["--op", "temperature"], ["needs --scale"]),
     (["--op", "interpolate"], ["needs --t"]),

@@ -30,6 +30,10 @@ if TYPE_CHECKING:  # the metadata (names, params, formulas, validation) imports 
 SEED_LIMIT = 2**32  # seeds are mixed with a matrix name into a 64-bit torch seed
 
 
+SMALLEST_NORMAL = 1.1754943508222875e-38
+"""float32's smallest normal number: a parameter closer than this to an open lower end is refused."""
+
+
 @dataclass(frozen=True)
 class Param:
     """One numeric parameter of an op (`scale` or `t`), with its range.
@@ -71,13 +75,15 @@ class Param:
             raise OrthoscopeError(f"bad --{self.name} {value!r} for {op}: not a number"
                                   f"{' (or auto for a_geo per matrix)' if self.auto else ''}") from None
         below = number <= self.low if self.low_open else number < self.low
+        # an open lower end refuses what float32 weights cannot hold apart from it (1e-320 would write zeros)
+        below = below or (self.low_open and 0.0 < abs(number - self.low) < SMALLEST_NORMAL)
         if not math.isfinite(number) or below or number > self.high:
             raise OrthoscopeError(f"bad --{self.name} {value!r} for {op}: must be a {self.describe()}")
         return number
 
     def describe(self) -> str:
         if self.low == 0.0 and self.low_open and math.isinf(self.high):
-            return "finite positive number"
+            return "finite positive number (at least float32's smallest normal, 1.2e-38)"
         left = "(" if self.low_open else "["
         return f"finite number in {left}{self.low:g}, {self.high:g}]"
 

@@ -185,6 +185,8 @@ class Interpolate(OpSpec):
     def apply(self, op, pair, generator):
         from orthoscope.interventions.geometry import compose, geodesic_factors, interpolated_values
 
+        if op.t in (0.0, 1.0):  # the ends are the two models themselves, bit for bit
+            return pair.W_b if op.t == 0.0 else pair.W_p
         U, V, sign = geodesic_factors(pair.base.U, pair.base.V, pair.post.U, pair.post.V, op.t)
         return compose(U, sign * interpolated_values(pair.base.S, pair.post.S, op.t), V)
 
