@@ -307,8 +307,10 @@ def test_records_on_disk_only_when_asked(base_folder, tmp_path):
     assert folder.read_spectra("step-1", "model.layers.0.self_attn.q_proj.weight")["s_post"].shape == (32,)
 
 
-def test_p_pair_and_its_bh_count_when_asked_for(base_folder):
+def test_the_default_gives_the_pairing_null_bh_count_and_leaving_p_pair_out_gives_the_gaussian_one(base_folder):
     model = tiny_llama()
     train_steps(model, 1)
-    logs = Monitor(base_folder, kinds="q", metrics=MONITOR_METRICS | {"p_pair"}).measure(model, 1).logs()
-    assert "p_pair" not in MONITOR_METRICS and "orthoscope/bh_pair" in logs and "orthoscope/q/bh_gauss" in logs
+    logs = Monitor(base_folder, kinds="q").measure(model, 1).logs()
+    assert "p_pair" in MONITOR_METRICS and "orthoscope/bh_pair" in logs and "orthoscope/q/bh_gauss" in logs
+    lean = Monitor(base_folder, kinds="q", metrics=MONITOR_METRICS - {"p_pair"}).measure(model, 1).logs()
+    assert "orthoscope/bh_pair" not in lean and "orthoscope/q/bh_gauss" in lean

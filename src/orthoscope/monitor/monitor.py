@@ -44,11 +44,11 @@ from orthoscope.sources.memory import MemoryTensors
 
 log = logging.getLogger("orthoscope.monitor")
 
-MONITOR_METRICS = (sign_free() - {"p_pair"}) | {"intruders"}
-"""The default set: the one-SVD route (rel_delta, a_geo, disp, z_pair, p_gauss, whose BH count is `bh_gauss`)
-and `intruders` (the post SVD, not the Gaussian null's). Left out: `p_pair`, the pairing null's sign-draw
-test, which the rotation verdict rests on: up to ~37k draws of r^2 work per significant matrix, several
-times the cost of the rest; add it with `metrics=MONITOR_METRICS | {"p_pair"}`, or compare saved checkpoints."""
+MONITOR_METRICS = sign_free() | {"intruders"}
+"""The default set: the one-SVD route (rel_delta, a_geo, disp, z_pair and its p_pair, whose BH count the
+rotation verdict rests on; p_gauss) and `intruders` (the post SVD, not the Gaussian null's). p_pair's sign
+draws are the costliest column on small matrices (see docs/benchmarks.md); a monitor that must be cheaper
+can pass `metrics=MONITOR_METRICS - {"p_pair"}` (BH counts then from p_gauss, no rotation verdict)."""
 LOGGED = ("rel_delta", "a_geo", "z_pair", "sym_frac", "intruders")
 """Columns whose medians `StepResult.logs` gives (those measured), overall and per kind."""
 BRIEF = ("rel_delta", "a_geo", "z_pair")  # what `brief` shows besides one BH count
