@@ -157,11 +157,6 @@ def _scipy_lapack():
     return blas, eigh, controller
 
 
-def blas_threads(count: int):
-    """A context in which scipy's and numpy's BLAS pools run `count` threads (threadpoolctl; restored after)."""
-    return _scipy_lapack()[2].limit(limits=count, user_api="blas")
-
-
 def apply_blas_tuning() -> None:
     """Shorten OpenBLAS's wait now if scipy's LAPACK is already loaded (`orthoscope.tune_process` calls it)."""
     if _scipy_lapack.cache_info().currsize:

@@ -17,7 +17,6 @@ from typing import Callable, Sequence
 import torch
 
 from orthoscope.architectures import MatrixRef, prefetch_matrix, read_matrix
-from orthoscope.kernels.svd import blas_threads
 from orthoscope.kernels.threads import light
 from orthoscope.pipeline.allocator import keep_freed_memory
 from orthoscope.pipeline.cache import SVDCache, tensor_digest
@@ -127,11 +126,8 @@ def _thread_policy(job: Job, settings: Settings):
     if not (settings.tuned or process_tuned()):
         return contextlib.nullcontext()
     keep_freed_memory()  # once per process (Ray workers too): no page faults on every matrix's buffers
-    if small(job.ref.shape):  # numpy's BLAS too (the pairing null's sign draws)
-        stack = contextlib.ExitStack()
-        stack.enter_context(light(1))
-        stack.enter_context(blas_threads(1))
-        return stack
+    if small(job.ref.shape):
+        return light(1)
     return light() if runs_svd(settings.metrics) else contextlib.nullcontext()
 
 
