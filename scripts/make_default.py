@@ -43,7 +43,7 @@ def main() -> None:
         shutil.copy(Path(tmp) / "lab.json", target / "lab.json")
     files = {str(p.relative_to(target)): sha256(p) for p in sorted(target.rglob("*")) if p.is_file()}
     record = {
-        "command": "python scripts/make_default.py --seed %d" % args.seed,
+        "command": f"python scripts/make_default.py --seed {args.seed:d}",
         "preset": "tiny",
         "seed": args.seed,
         "torch": torch.__version__,

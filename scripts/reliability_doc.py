@@ -29,8 +29,9 @@ What orthoscope promises for any input a user can give, and the suite that holds
   used by the CLI for every command); run-folder files are read through typed, bounded readers.
 - **Nothing stale.** Every stored result carries 128-bit XXH3 hashes of the exact bytes of the base and
   post tensors it came from; a rerun recomputes exactly the matrices whose bytes changed. Experiment
-  results are keyed on hashes of every weight byte of both models, the selected matrices and every option. Base-SVD cache entries carry a
-  checksum checked on read: a damaged entry is a miss and is replaced.
+  results are keyed on hashes of every weight byte of both models, the selected matrices and every
+  option. Base-SVD cache entries carry a checksum checked on read: a damaged entry is a miss and is
+  replaced.
 - **Nothing torn.** Results, checkpoints and reports are written through a temporary file renamed
   into place; a killed run resumes to the same table as an uninterrupted one; `intervene` never
   leaves a partial checkpoint; two runs into one folder are refused by a lock.

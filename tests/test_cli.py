@@ -20,7 +20,8 @@ def test_version():
 
 
 def test_compare_json_and_summary(planted, tmp_path):
-    result = runner.invoke(app, ["compare", str(planted[0]), str(planted[1]), "-o", str(tmp_path / "r"), "--json", "-q"])
+    result = runner.invoke(app, ["compare", str(planted[0]), str(planted[1]), "-o", str(tmp_path / "r"),
+                                 "--json", "-q"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["per_kind"]["post"]["o"]["a_geo"] > 1.19

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-CHECK = "import orthoscope.cli, sys; {extra}heavy = sorted({{'torch', 'pandas', 'numpy'}} & set(sys.modules)); assert not heavy, heavy"
+CHECK = ("import orthoscope.cli, sys; {extra}"
+         "heavy = sorted({{'torch', 'pandas', 'numpy'}} & set(sys.modules)); assert not heavy, heavy")
 
 
 @pytest.mark.parametrize("extra", ["", "orthoscope.cli._op_help(); orthoscope.cli._op_help('scale'); "])

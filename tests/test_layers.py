@@ -9,8 +9,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "orthoscope"
-LAYERS = ["_lazy", "errors", "_version", "tuning", "metrics", "kernels", "sources", "architectures", "verdicts", "pipeline",
-          "evaluation", "interventions", "monitor", "integrations", "lab", "experiment", "report", "cli"]
+LAYERS = ["_lazy", "errors", "_version", "tuning", "metrics", "kernels", "sources", "architectures", "verdicts",
+          "pipeline", "evaluation", "interventions", "monitor", "integrations", "lab", "experiment", "report", "cli"]
 # the same level (no edge between them in either direction)
 PEERS = {("errors", "_version")}
 

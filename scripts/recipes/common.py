@@ -79,7 +79,8 @@ def orthoscope(*args) -> None:
     command = [sys.executable, "-m", "orthoscope.cli", *map(str, args)]
     print("+ orthoscope " + " ".join(map(str, args)), file=sys.stderr, flush=True)
     if subprocess.run(command).returncode != 0:
-        sys.exit(f"error: `orthoscope {args[0]}` failed (see above); fix and rerun this script: finished stages are kept")
+        sys.exit(f"error: `orthoscope {args[0]}` failed (see above); "
+                 "fix and rerun this script: finished stages are kept")
 
 
 def post_train_and_analyse(base: Path, out: Path, *, steps: int, lr: float, lora_lr: float, batch: int, block: int,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 def lazy_exports(package: str, where: dict[str, tuple[str, ...]]) -> tuple[Callable, Callable, list[str]]:

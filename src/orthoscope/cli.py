@@ -13,8 +13,9 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -97,26 +98,26 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
 @user_errors
 def compare(
     base: str = typer.Argument(..., help="Base checkpoint: local folder or hub id."),
-    posts: List[str] = typer.Argument(..., help="One or more post-trained checkpoints; NAME=PATH names one."),
+    posts: list[str] = typer.Argument(..., help="One or more post-trained checkpoints; NAME=PATH names one."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (created; reruns resume)."),
-    layers: Optional[str] = typer.Option(None, help="Layers to analyse, e.g. 0-3,10."),
-    kinds: Optional[str] = typer.Option(None, help="Kinds to analyse, e.g. q,k,o."),
+    layers: str | None = typer.Option(None, help="Layers to analyse, e.g. 0-3,10."),
+    kinds: str | None = typer.Option(None, help="Kinds to analyse, e.g. q,k,o."),
     include_embeddings: bool = typer.Option(False, help="Also analyse embed and lm_head."),
     metrics: str = typer.Option("all", help="all, sign-free (one SVD per matrix: scaling, asym, sym_frac) "
                                 "or metric names, e.g. a_geo,sym_frac."),
     precision: str = typer.Option("auto", help="SVD precision: auto, f32 or f64."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    revision: Optional[str] = typer.Option(None, help="Hub revision of the base."),
+    revision: str | None = typer.Option(None, help="Hub revision of the base."),
     seed: int = typer.Option(0, help="Seed of the Gaussian null (0 to 2**32-1)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse base SVDs from the disk cache."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default $ORTHOSCOPE_CACHE_DIR or "
+    cache_dir: Path | None = typer.Option(None, help="Cache folder (default $ORTHOSCOPE_CACHE_DIR or "
                                              "~/.cache/orthoscope/svd)."),
-    cache_limit: Optional[float] = typer.Option(None, help="Cache size limit in GiB (default "
+    cache_limit: float | None = typer.Option(None, help="Cache size limit in GiB (default "
                                                 "$ORTHOSCOPE_CACHE_LIMIT or 20)."),
     executor: str = typer.Option("local", help="local, or ray: one task per matrix on a Ray cluster."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local one)."),
-    workers: Optional[int] = typer.Option(None, help="CPUs of the local Ray cluster (default: all)."),
-    control: Optional[str] = typer.Option(None, help="The control post (default: a post named control)."),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: start a local one)."),
+    workers: int | None = typer.Option(None, help="CPUs of the local Ray cluster (default: all)."),
+    control: str | None = typer.Option(None, help="The control post (default: a post named control)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Clear OUTPUT if it holds a run of other inputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
@@ -228,7 +229,7 @@ def summary(
     run: Path = typer.Argument(..., help="A run folder written by compare."),
     wide: bool = typer.Option(False, "--wide", help="Also every summary metric's medians per kind (split into "
                               "tables that fit the terminal) and every verdict sentence."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Metric columns for a table of medians per "
+    columns: str | None = typer.Option(None, "--columns", help="Metric columns for a table of medians per "
                                           "kind, e.g. incons,rot (`orthoscope metrics` lists them)."),
 ) -> None:
     """The bottom line (the paper's claims per post), then a compact table per post; --wide for the rest."""
@@ -319,9 +320,9 @@ def _print_tables(table: pd.DataFrame, columns: list[str]) -> None:
 
 def _print_verdicts(verdicts: dict) -> None:
     """Every verdict sentence: per post and claim, then one line per kind (a long series: posts only)."""
-    from orthoscope.verdicts import verdict_lines
-
     import textwrap
+
+    from orthoscope.verdicts import verdict_lines
 
     out.print("verdicts:", highlight=False)
     for line in verdict_lines(verdicts, per_kind=len(verdicts.get("posts", {})) <= 4):
@@ -449,12 +450,12 @@ def intervene(
     post: str = typer.Argument(..., help="Post-trained checkpoint the op is applied to."),
     op: str = typer.Option(..., "--op", help=_op_help()),
     output: Path = typer.Option(..., "-o", "--output", help="New checkpoint folder (must not exist)."),
-    scale: Optional[str] = typer.Option(None, help=f"The factor c or a of {_op_help('scale')}; auto = a_geo per "
+    scale: str | None = typer.Option(None, help=f"The factor c or a of {_op_help('scale')}; auto = a_geo per "
                                         "matrix."),
-    t: Optional[str] = typer.Option(None, help=f"Position for {_op_help('t')}, in [0, 1] (0 = base, 1 = post)."),
+    t: str | None = typer.Option(None, help=f"Position for {_op_help('t')}, in [0, 1] (0 = base, 1 = post)."),
     seed: int = typer.Option(0, help=f"Seed of the random ops ({_op_help('seed')})."),
-    layers: Optional[str] = typer.Option(None, help="Layers to change, e.g. 0-3,10."),
-    kinds: Optional[str] = typer.Option(None, help="Kinds to change, e.g. q,k."),
+    layers: str | None = typer.Option(None, help="Layers to change, e.g. 0-3,10."),
+    kinds: str | None = typer.Option(None, help="Kinds to change, e.g. q,k."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Write POST with an intervention applied to its matrices, as a loadable checkpoint."""
@@ -477,12 +478,12 @@ def experiment(
     post: str = typer.Argument(..., help="Post-trained checkpoint."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (reruns with the same options resume)."),
     grid: str = typer.Option("0.5,0.75,0.9,1.0,1.1,1.25,1.5", help="swap-sigma scales c to try."),
-    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Lab tasks (default: all, for lab models)."),
+    task: list[str] | None = typer.Option(None, "--task", "-t", help="Lab tasks (default: all, for lab models)."),
     limit: int = typer.Option(100, help="Problems per task."),
-    text: Optional[Path] = typer.Option(None, help="Text file for perplexity (default: lab held-out text)."),
+    text: Path | None = typer.Option(None, help="Text file for perplexity (default: lab held-out text)."),
     seed: int = typer.Option(0, help=f"Seed of the random ops ({_op_help('seed')})."),
-    layers: Optional[str] = typer.Option(None, help="Layers to intervene on."),
-    kinds: Optional[str] = typer.Option(None, help="Kinds to intervene on."),
+    layers: str | None = typer.Option(None, help="Layers to intervene on."),
+    kinds: str | None = typer.Option(None, help="Kinds to intervene on."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """The paper's causal table: every registered op on POST next to its size-matched controls, each evaluated."""
@@ -555,20 +556,20 @@ def lab(
     output: Path = typer.Option(..., "-o", "--output", help="Lab folder (reruns finish what is missing)."),
     preset: str = typer.Option("tiny", help="tiny (< 3 min, < 1M params) or small (2-4M params)."),
     seed: int = typer.Option(0, help="Seed of the world, the initialisation and the data order."),
-    threads: Optional[int] = typer.Option(None, help="Torch threads (default: the preset's; 1 on a busy machine)."),
-    base: Optional[str] = typer.Option(None, "--base", help="Post-train this pretrained base (folder, weights "
+    threads: int | None = typer.Option(None, help="Torch threads (default: the preset's; 1 on a busy machine)."),
+    base: str | None = typer.Option(None, "--base", help="Post-train this pretrained base (folder, weights "
                                        "file, GGUF file or hub id) instead of pretraining a preset."),
-    recipe: Optional[List[str]] = typer.Option(None, "--recipe", help="With --base: instruct, cot, control "
+    recipe: list[str] | None = typer.Option(None, "--recipe", help="With --base: instruct, cot, control "
                                                "(repeatable; default all three)."),
     steps: int = typer.Option(200, help="With --base: optimizer steps per recipe."),
-    save_every: Optional[int] = typer.Option(None, "--save-every", help="With --base: trajectory checkpoint "
+    save_every: int | None = typer.Option(None, "--save-every", help="With --base: trajectory checkpoint "
                                              "every N steps (default steps/10)."),
     lr: float = typer.Option(1e-4, "--lr", help="With --base: peak learning rate (warmup, cosine decay)."),
     batch: int = typer.Option(4, help="With --base: sequences per step."),
     block: int = typer.Option(64, help="With --base: tokens per sequence."),
     freeze_embeddings: bool = typer.Option(False, "--freeze-embeddings", help="With --base: do not train the "
                                            "token embeddings (nor a tied output head)."),
-    lora: Optional[int] = typer.Option(None, "--lora", help="With --base: train a PEFT LoRA adapter of this rank "
+    lora: int | None = typer.Option(None, "--lora", help="With --base: train a PEFT LoRA adapter of this rank "
                                        "on the attention and MLP projections instead of all weights."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -602,9 +603,9 @@ def lab(
 @user_errors
 def evaluate(
     model: Path = typer.Argument(..., help="A model folder (config, safetensors, tokenizer)."),
-    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="lab-arith, lab-cot, lab-facts, or ppl:FILE."),
-    lm_eval: Optional[str] = typer.Option(None, "--lm-eval", help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu."),
-    include_path: Optional[Path] = typer.Option(None, help="Folder of custom lm-eval task YAMLs."),
+    task: list[str] | None = typer.Option(None, "--task", "-t", help="lab-arith, lab-cot, lab-facts, or ppl:FILE."),
+    lm_eval: str | None = typer.Option(None, "--lm-eval", help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu."),
+    include_path: Path | None = typer.Option(None, help="Folder of custom lm-eval task YAMLs."),
     limit: int = typer.Option(200, help="Problems per task."),
     batch_size: int = typer.Option(8, help="lm-eval batch size."),
     seed: int = typer.Option(0, help="Seed of the lab world, when the model does not record it."),
@@ -666,7 +667,7 @@ CACHE_DIR_OPTION = typer.Option(None, "--cache-dir", help="Cache folder (default
 
 @cache_app.command("ls")
 @user_errors
-def cache_ls(cache_dir: Optional[Path] = CACHE_DIR_OPTION) -> None:
+def cache_ls(cache_dir: Path | None = CACHE_DIR_OPTION) -> None:
     """List cached base SVDs: size, last use, and the total against the limit."""
     import datetime
 
@@ -689,7 +690,7 @@ def cache_ls(cache_dir: Optional[Path] = CACHE_DIR_OPTION) -> None:
 
 @cache_app.command("clear")
 @user_errors
-def cache_clear(cache_dir: Optional[Path] = CACHE_DIR_OPTION) -> None:
+def cache_clear(cache_dir: Path | None = CACHE_DIR_OPTION) -> None:
     """Delete every cached base SVD."""
     from orthoscope.pipeline.cache import SVDCache
 

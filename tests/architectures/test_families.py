@@ -9,11 +9,10 @@ layout (fused q|k|v rows, GPT-2 Conv1D columns, GPT-NeoX per-head interleaving),
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
-from typing import Callable
-
 import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch

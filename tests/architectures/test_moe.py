@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
@@ -347,7 +347,9 @@ def fp8_copy(source: Path, folder: Path, double: str | None = None) -> Path:
     weight_map = json.loads(index.read_text())["weight_map"]
     for shard in sorted(folder.glob("*.safetensors")):
         tensors = load_file(shard)
-        for name in [n for n, t in tensors.items() if ".layers." in n and n.endswith(("proj.weight", "mqa.weight")) and t.ndim == 2]:
+        names = [n for n, t in tensors.items()
+                 if ".layers." in n and n.endswith(("proj.weight", "mqa.weight")) and t.ndim == 2]
+        for name in names:
             weight = tensors[name] * (2.0 if name == double else 1.0)
             tensors[name], tensors[name + "_scale_inv"] = quantize_fp8(weight)
             weight_map[name + "_scale_inv"] = shard.name

@@ -8,7 +8,6 @@ from orthoscope.interventions import MatrixPair, apply_op, make_op
 from orthoscope.interventions.geometry import compose, gauge_fixed, sign_flips
 from orthoscope.kernels import SVD, svd
 from orthoscope.lab.planted import near_identity_rotation
-
 from tests.helpers import orthonormal
 
 SHAPES = {"tall": (96, 32), "wide": (32, 96), "square": (48, 48)}
@@ -47,7 +46,8 @@ def test_a_tiny_update_with_random_factor_signs_breaks_nothing(shape):
     pair = with_post(W_b, W_p, post)
     assert sign_flips(pair.base, post) > r // 4  # the SVD handed over many flipped pairs...
     assert rel(compose(post.U, post.S, pair.base.V), W_p) > 0.3  # ...which the old break-left took as rotations
-    assert torch.allclose(compose(pair.aligned.U, pair.aligned.S, pair.aligned.V), W_p, rtol=0, atol=1e-12)  # W_p itself is unchanged
+    # W_p itself is unchanged
+    assert torch.allclose(compose(pair.aligned.U, pair.aligned.S, pair.aligned.V), W_p, rtol=0, atol=1e-12)
     assert sign_flips(pair.base, pair.aligned) == 0
     for op in ("break-left", "break-right", "reconstruct", "break-random", "rotate-random"):
         assert rel(apply(op, pair), W_p) < 1e-4, op

@@ -12,7 +12,6 @@ from orthoscope.interventions import OPS, MatrixPair, apply_op, make_op
 from orthoscope.interventions.geometry import random_rotation
 from orthoscope.kernels import svd
 from orthoscope.lab.planted import near_identity_rotation
-
 from tests.helpers import orthonormal
 
 # (rows, cols): tall (gate/up), wide (down), square (q/o), GQA k/v (kv_heads * head_dim, hidden)

@@ -36,7 +36,8 @@ def test_lab_writes_loadable_models_trajectories_and_evaluation(micro_lab):
     assert set(evaluation["base"]) == {"lab-arith", "lab-cot", "lab-facts", "ppl"}
     record = json.loads((lab / "lab.json").read_text())
     assert record["seed"] == 5 and record["preset"]["post_steps"] == 4
-    result = orthoscope.compare(lab / "base", [lab / v for v in VARIANTS] + [lab / "trajectories" / "cot" / "step-0002"])
+    posts = [lab / v for v in VARIANTS] + [lab / "trajectories" / "cot" / "step-0002"]
+    result = orthoscope.compare(lab / "base", posts)
     assert sorted(set(result.table.post)) == ["control", "cot", "instruct", "step-0002"]
     assert len(result.table) == 4 * MICRO.layers * 7
 

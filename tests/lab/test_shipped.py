@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from orthoscope.evaluation import load_model
 from orthoscope.lab.shipped import FAMILY, manifest, shipped_family, shipped_root, verify_shipped
 

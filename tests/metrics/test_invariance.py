@@ -10,7 +10,6 @@ from orthoscope.kernels import SVD, svd
 from orthoscope.lab.planted import near_identity_rotation
 from orthoscope.metrics import one_svd_form, overlaps
 from orthoscope.pipeline.measure import angle_metrics, rotation_metrics, scaling_metrics, symmetry_metrics
-
 from tests.helpers import orthonormal
 
 

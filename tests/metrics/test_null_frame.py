@@ -8,7 +8,6 @@ import torch
 from orthoscope import metrics as m
 from orthoscope.kernels import svd
 from orthoscope.pipeline.measure import Base, Update, null_metrics
-
 from tests.helpers import orthonormal
 
 
@@ -29,7 +28,8 @@ def explicit_null(W_b: torch.Tensor, a: float, size: float, g: torch.Generator) 
 def test_base_frame_null_has_the_law_of_the_explicit_null(shape):
     g = torch.Generator().manual_seed(0)
     r = min(shape)
-    W_b = orthonormal(shape[0], r, g) @ torch.diag(torch.linspace(3, 1, r, dtype=torch.float64)) @ orthonormal(shape[1], r, g).T
+    S_b = torch.diag(torch.linspace(3, 1, r, dtype=torch.float64))
+    W_b = orthonormal(shape[0], r, g) @ S_b @ orthonormal(shape[1], r, g).T
     a, size, draws = 1.1, 0.8, 400
     W_p = a * W_b + size * torch.randn(shape, generator=g, dtype=torch.float64) / (shape[0] * shape[1]) ** 0.5
     base = Base(W_b, svd(W_b), W_b)

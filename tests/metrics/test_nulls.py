@@ -10,10 +10,17 @@ import scipy.stats
 import torch
 
 from orthoscope.lab.planted import consistent_delta, isotropic_delta, magnitude_only_delta, plant_update
-from orthoscope.metrics import gauss_mean, gauss_tail, p_pair, pairing, pairing_and_sym_frac, principal_angles, sym_frac
-from orthoscope.metrics import registry
+from orthoscope.metrics import (
+    gauss_mean,
+    gauss_tail,
+    p_pair,
+    pairing,
+    pairing_and_sym_frac,
+    principal_angles,
+    registry,
+    sym_frac,
+)
 from orthoscope.pipeline.measure import METRIC_SETS, SkipMatrix, measure, prepare_base
-
 from tests.helpers import orthonormal
 
 CPU = torch.device("cpu")

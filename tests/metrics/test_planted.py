@@ -7,7 +7,6 @@ import torch
 
 from orthoscope.lab.planted import near_identity_rotation
 from orthoscope.pipeline.measure import measure, prepare_base
-
 from tests.helpers import orthonormal
 
 CPU = torch.device("cpu")
@@ -40,7 +39,8 @@ def test_planted_consistent_pair_is_recovered_exactly(shape):
     assert row["coherence"] == pytest.approx(1.0, abs=1e-9)
     assert row["rot"] > 0.01  # a real rotation was planted and is seen
     assert row["leak_u"] < 1e-8 and row["leak_v"] < 1e-8
-    assert arrays["rho_bins"][~torch.isnan(torch.from_numpy(arrays["rho_bins"])).numpy()] == pytest.approx(1.1, abs=1e-9)
+    rho_bins = arrays["rho_bins"]
+    assert rho_bins[~torch.isnan(torch.from_numpy(rho_bins)).numpy()] == pytest.approx(1.1, abs=1e-9)
 
 
 def test_left_only_rotation_is_inconsistent_and_antisymmetric():

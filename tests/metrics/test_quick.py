@@ -9,7 +9,6 @@ import orthoscope
 from orthoscope.kernels import krylov_values
 from orthoscope.metrics import top_energy
 from orthoscope.pipeline.measure import METRIC_SETS, measure, prepare_base
-
 from tests.helpers import count_svds, orthonormal
 
 CPU = torch.device("cpu")
@@ -23,7 +22,8 @@ def exact_top16(dW: torch.Tensor) -> float:
 def updates():
     g = torch.Generator().manual_seed(0)
     m, n = 400, 200
-    power = orthonormal(m, n, g) @ torch.diag(torch.arange(1, n + 1, dtype=torch.float64) ** -0.5) @ orthonormal(n, n, g).T
+    spectrum = torch.diag(torch.arange(1, n + 1, dtype=torch.float64) ** -0.5)
+    power = orthonormal(m, n, g) @ spectrum @ orthonormal(n, n, g).T
     lowrank = torch.randn(m, 8, generator=g, dtype=torch.float64) @ torch.randn(8, n, generator=g, dtype=torch.float64)
     return {"gaussian": torch.randn(m, n, generator=g, dtype=torch.float64), "power-law": power,
             "low-rank+noise": lowrank + 0.5 * torch.randn(m, n, generator=g, dtype=torch.float64)}

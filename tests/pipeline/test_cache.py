@@ -13,7 +13,6 @@ from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels import svd
 from orthoscope.pipeline import cache as cache_module
 from orthoscope.pipeline.cache import SVDCache, tensor_digest
-
 from tests.helpers import count_svds
 
 

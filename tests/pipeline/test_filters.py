@@ -15,7 +15,8 @@ from orthoscope.sources import open_checkpoint
 
 @pytest.mark.parametrize("given, expected", [
     ("0-1", {0, 1}), ("3", {3}), (" 0 - 2 , 7 ", {0, 1, 2, 7}), ("1,1,0-1", {0, 1}),
-    ([0, 1], {0, 1}), ((2,), {2}), (np.array([3, 1]), {1, 3}), (np.int64(2), {2}), (range(3), {0, 1, 2}), ({4, 5}, {4, 5}), (6, {6}),
+    ([0, 1], {0, 1}), ((2,), {2}), (np.array([3, 1]), {1, 3}), (np.int64(2), {2}), (range(3), {0, 1, 2}),
+    ({4, 5}, {4, 5}), (6, {6}),
     (None, None), ("", None), ([], None),
 ])
 def test_parse_layers_accepts_text_and_iterables(given, expected):

@@ -11,7 +11,6 @@ from safetensors.torch import load_file
 
 import orthoscope
 from orthoscope.pipeline.run import UPDATE_COS_COLUMNS
-
 from tests.helpers import Q0, copy_with, shard_of
 
 

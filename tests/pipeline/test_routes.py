@@ -10,7 +10,6 @@ import orthoscope
 from orthoscope.errors import OrthoscopeError
 from orthoscope.lab.planted import KIND_SCALE
 from orthoscope.pipeline.measure import ONE_SVD_METRICS, resolve_metrics
-
 from tests.helpers import Q0, copy_with, count_svds
 
 
@@ -122,8 +121,8 @@ def test_a_partial_update_changes_only_the_touched_matrix(planted, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from tests.helpers import shard_of
     from orthoscope.pipeline.summary import change_notes
+    from tests.helpers import shard_of
 
     base = planted[0]
     W = load_file(shard_of(base, Q0))[Q0]

@@ -7,7 +7,6 @@ import orthoscope
 from orthoscope.architectures import find_matrices, read_matrix
 from orthoscope.errors import SourceError
 from orthoscope.sources import open_checkpoint
-
 from tests.helpers import Q0, copy_with
 
 

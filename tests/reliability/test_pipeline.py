@@ -27,7 +27,6 @@ from orthoscope.pipeline import cache as cache_module
 from orthoscope.pipeline import work
 from orthoscope.pipeline.runfolder import RunFolder
 from orthoscope.pipeline.store import safe_name
-
 from tests.helpers import Q0, copy_with, shard_of
 
 runner = CliRunner()

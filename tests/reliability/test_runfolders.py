@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import orthoscope
 from orthoscope.cli import app
-
 from tests.helpers import Q0, shard_of
 
 runner = CliRunner()

@@ -103,7 +103,7 @@ def test_cache_clear_pointed_at_a_folder_of_weights_removes_nothing(tmp_path):
 
 
 def test_cache_clear_removes_only_what_the_cache_wrote(planted, tmp_path):
-    files = foreign_folder(tmp_path)
+    foreign_folder(tmp_path)
     folder = tmp_path / "weights"
     (files_outside := tmp_path / "outside.safetensors").write_bytes(b"keep")
     code, output = cli("compare", *planted, "-o", tmp_path / "r", "-q", "--no-report", "--kinds", "q",

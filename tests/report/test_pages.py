@@ -167,7 +167,9 @@ def damage(folder, name, how):
 
 
 def says_damaged(result, path: str) -> None:
-    """Exit 2, and the output is one line: `error: <path> is damaged (<Type>: <reason>); rerun the command that wrote it`.
+    """Exit 2, and the output is one line.
+
+    The line reads `error: <path> is damaged (<Type>: <reason>); rerun the command that wrote it`.
 
     `path` is a regular expression (errors are printed unwrapped, so the line is whole).
     """
@@ -191,7 +193,8 @@ def test_truncated_spectra_file_is_named(planted_run, tmp_path):
     spectra = sorted((folder / "spectra" / "post").glob("*.npz"))
     for path in spectra:
         path.write_bytes(path.read_bytes()[:100])
-    says_damaged(runner.invoke(app, ["report", str(folder)]), re.escape(str(folder / "spectra" / "post")) + r"/\S+\.npz")
+    spectra = re.escape(str(folder / "spectra" / "post")) + r"/\S+\.npz"
+    says_damaged(runner.invoke(app, ["report", str(folder)]), spectra)
 
 
 def test_truncated_experiment_table_is_named(planted_run, tmp_path):

@@ -3,8 +3,7 @@
 import torch
 from safetensors.torch import save_file
 
-from orthoscope.sources import open_checkpoint
-from orthoscope.sources import store
+from orthoscope.sources import open_checkpoint, store
 
 
 def test_safetensors_byte_ranges_hold_each_tensors_bytes(tmp_path):

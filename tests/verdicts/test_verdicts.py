@@ -129,7 +129,8 @@ def test_control_contrast_paired_by_matrix_name():
     assert cot["verdict"] == "same" and cot["p_z_pair"] > 0.05
     assert verdicts["posts"]["control"]["overall"]["contrast"] is None
     # an explicit control; a name that is not a post is one clear error
-    assert compute_verdicts(pd.concat([strong, weak]), control="cot")["posts"]["instruct"]["overall"]["contrast"]["verdict"] == "more"
+    explicit = compute_verdicts(pd.concat([strong, weak]), control="cot")
+    assert explicit["posts"]["instruct"]["overall"]["contrast"]["verdict"] == "more"
     with pytest.raises(OrthoscopeError, match="--control 'base'.*posts: instruct, cot"):
         compute_verdicts(pd.concat([strong, weak]), control="base")
 

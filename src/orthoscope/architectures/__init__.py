@@ -6,7 +6,7 @@
 ('model.layers.0.self_attn.q_proj.weight', 0, 'q')
 """
 
-from orthoscope.architectures.matrices import MatrixRef, find_matrices, prefetch_matrix, read_matrix, write_matrix
 from orthoscope.architectures.maps import FAMILIES, KINDS
+from orthoscope.architectures.matrices import MatrixRef, find_matrices, prefetch_matrix, read_matrix, write_matrix
 
 __all__ = ["FAMILIES", "KINDS", "MatrixRef", "find_matrices", "prefetch_matrix", "read_matrix", "write_matrix"]

@@ -35,9 +35,9 @@ True
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 KINDS = (
     "q", "q_a", "q_b", "k", "v", "kv_a", "kv_b", "o",

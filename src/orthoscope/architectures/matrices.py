@@ -58,7 +58,7 @@ class MatrixRef:
         """
         return (self.layer, self.kind, self.expert, self.shared_expert)
 
-    def with_rows(self, count: int) -> "MatrixRef":
+    def with_rows(self, count: int) -> MatrixRef:
         """Keep the first `count` rows (common vocabulary of two embeddings)."""
         start = self.rows[0] if self.rows else 0
         return replace(self, rows=(start, start + count * self.row_step), shape=(count, self.shape[1]))

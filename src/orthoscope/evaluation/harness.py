@@ -128,7 +128,8 @@ def _check_task_names(tasks: list[str], manager, include_path) -> None:
             continue
         close = difflib.get_close_matches(name, manager.all_tasks, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        where = f"the built-in tasks or {include_path}" if include_path else "the built-in tasks (local tasks need an include path)"
+        where = (f"the built-in tasks or {include_path}" if include_path
+                 else "the built-in tasks (local tasks need an include path)")
         raise OrthoscopeError(f"unknown lm-eval task '{name}': not in {where}; {hint}list them with `lm-eval ls tasks`")
 
 

@@ -112,7 +112,7 @@ class Op:
     seed: int = 0
 
     @property
-    def spec(self) -> "OpSpec":
+    def spec(self) -> OpSpec:
         if self.name not in REGISTRY:
             raise OrthoscopeError(f"unknown op {self.name!r} (known: {', '.join(REGISTRY)})")
         return REGISTRY[self.name]

@@ -136,7 +136,10 @@ def orthogonal_power(O: np.ndarray, t: float) -> np.ndarray:
 
 
 def _block_power(T: np.ndarray, t: float) -> np.ndarray | None:
-    """T^t for the real Schur form T of an orthogonal matrix (its off-block entries are rounding); None when det = -1."""
+    """T^t for the real Schur form T of an orthogonal matrix (its off-block entries are rounding).
+
+    None when det = -1.
+    """
     k = T.shape[0]
     P = np.zeros_like(T)
     minus, i = [], 0

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orthoscope import metrics as m  # lazy: loads each metric's module (and torch) on first use
-from orthoscope.interventions.base import A_SCALE, SCALE, T, MatrixPair, Op, OpSpec, Param, register
+from orthoscope.interventions.base import A_SCALE, SCALE, MatrixPair, Op, OpSpec, Param, T, register
 
 if TYPE_CHECKING:
     import torch

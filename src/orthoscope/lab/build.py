@@ -18,8 +18,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -85,9 +85,10 @@ def build_lab(preset: Preset, out: str | Path, seed: int = 0, log: Log = print) 
     if not is_complete(base_dir):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(model_config(preset, tokenizer))
-        log(f"pretraining base: {sum(p.numel() for p in model.parameters()):,} parameters, {preset.pretrain_steps} steps")
-        record["stages"]["base"] = _run_stage(model, document_batches(world, tokenizer, preset.batch, preset.block, seed),
-                                              preset.pretrain_steps, preset.pretrain_lr, log, "base")
+        log(f"pretraining base: {sum(p.numel() for p in model.parameters()):,} parameters, "
+            f"{preset.pretrain_steps} steps")
+        documents = document_batches(world, tokenizer, preset.batch, preset.block, seed)
+        record["stages"]["base"] = _run_stage(model, documents, preset.pretrain_steps, preset.pretrain_lr, log, "base")
         save_checkpoint(model, tokenizer, base_dir, {"stage": "base", "world": world_spec, **record["stages"]["base"]})
     for offset, variant in enumerate(VARIANTS, start=1):
         if not is_complete(out / variant):

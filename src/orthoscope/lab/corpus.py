@@ -136,7 +136,8 @@ def post_training_examples(world: World, variant: str, count: int, seed: int) ->
     for _ in range(count):
         a, b = rng.choice(world.train_pairs)
         if variant == "instruct":
-            examples.append(direct_example(a, b) if rng.random() < 0.7 else fact_example(world, rng.choice(train_entities)))
+            examples.append(direct_example(a, b) if rng.random() < 0.7
+                            else fact_example(world, rng.choice(train_entities)))
         elif variant == "cot":
             examples.append(worked_example(a, b))
         elif variant == "control":

@@ -151,7 +151,8 @@ def build_planted_family(folder: str | Path, seed: int = 0, size: float = 0.02) 
                 elif plant == "lora" and kind in ("q", "v"):
                     B = torch.randn(param.shape[0], 4, generator=generator, dtype=torch.float64)
                     A = torch.randn(4, param.shape[1], generator=generator, dtype=torch.float64)
-                    update = B @ A * (size * torch.linalg.matrix_norm(base[name].double()) / torch.linalg.matrix_norm(B @ A))
+                    scale = size * torch.linalg.matrix_norm(base[name].double()) / torch.linalg.matrix_norm(B @ A)
+                    update = B @ A * scale
                     param.copy_((base[name].double() + update).to(param.dtype))
         paths[plant] = folder / plant
         model.save_pretrained(paths[plant])

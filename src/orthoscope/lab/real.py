@@ -22,9 +22,9 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -308,8 +308,14 @@ def build_real_lab(options: RealLabOptions, out: str | Path, log: Log = print, s
     64
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     torch.set_num_threads(options.threads)
     out = Path(out)
@@ -349,5 +355,6 @@ def build_real_lab(options: RealLabOptions, out: str | Path, log: Log = print, s
                                                      progress)
             write_text(record_path, json.dumps(record, indent=2))
             log(f"  {recipe}: loss {record['recipes'][recipe]['first_loss']:.3f} -> "
-                f"{record['recipes'][recipe]['final_loss']:.3f}, rel_delta {record['recipes'][recipe]['rel_delta']:.4g}")
+                f"{record['recipes'][recipe]['final_loss']:.3f}, "
+                f"rel_delta {record['recipes'][recipe]['rel_delta']:.4g}")
     return record

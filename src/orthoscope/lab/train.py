@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -13,7 +13,8 @@ from orthoscope.lab.corpus import Example, World, pretraining_document
 IGNORE = -100
 
 
-def document_batches(world: World, tokenizer, batch: int, block: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def document_batches(world: World, tokenizer, batch: int, block: int,
+                     seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless stream of (inputs, labels) blocks cut from documents joined by <eos>."""
     rng = random.Random(seed)
     buffer: list[int] = []
@@ -41,7 +42,8 @@ def example_blocks(examples: list[Example], tokenizer, block: int) -> tuple[torc
     return inputs, targets
 
 
-def example_batches(inputs: torch.Tensor, targets: torch.Tensor, batch: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def example_batches(inputs: torch.Tensor, targets: torch.Tensor, batch: int,
+                    seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(len(inputs), generator=generator)

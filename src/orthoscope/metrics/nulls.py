@@ -130,7 +130,7 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     are right in order of magnitude only. Cost: draws x r^2 multiply-adds; a matrix
     far from the tails stops after `draws` (1024: about 0.15 s at r = 896 on one busy core).
 
-    >>> D = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)   # T = 2: e^T A e = 2 e_1 e_2 >= 2 half the time
+    >>> D = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)  # T = 2: e^T A e = 2 e_1 e_2 >= 2 half the time
     >>> tail = pair_tail(pairing(D), np.random.default_rng(0))
     >>> abs(tail.p - 0.5) < 3 * tail.se, tail.draws
     (True, 1024)

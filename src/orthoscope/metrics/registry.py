@@ -93,7 +93,8 @@ METRICS: tuple[Metric, ...] = (
     M("incons", "rotation", "post-svd", True, "float", "||Q_U - Q_V||_F / (2 sqrt r), Q_U = U_b^T U_p, Q_V = V_b^T V_p",
       True, True),
     M("coherence", "rotation", "post-svd", True, "float", "tr(Q_U^T Q_V) / r"),
-    M("rot", "rotation", "post-svd", True, "float", "||Q_U - I||_F / (2 sqrt r), gauge-fixed (blocks of s_p within 1e-5 s_p,1)"),
+    M("rot", "rotation", "post-svd", True, "float",
+      "||Q_U - I||_F / (2 sqrt r), gauge-fixed (blocks of s_p within 1e-5 s_p,1)"),
     M("rel_incons", "rotation", "post-svd", True, "float", "incons / rot"),
     M("leak_u", "rotation", "post-svd", True, "float", "||Q_U^T Q_U - I||_F / sqrt r"),
     M("leak_v", "rotation", "post-svd", True, "float", "||Q_V^T Q_V - I||_F / sqrt r"),
@@ -102,11 +103,15 @@ METRICS: tuple[Metric, ...] = (
     M("intruders", "rotation", "post-svd", True, "int", "top-10 post left vectors with max_j |cos| to base < 0.5",
       True, True),
     # principal angles between top-k subspaces, k = min(r, 64)
-    M("pa_mean_u", "angles", "post-svd", True, "float", "mean principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])",
+    M("pa_mean_u", "angles", "post-svd", True, "float",
+      "mean principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])",
       False, True),
-    M("pa_max_u", "angles", "post-svd", True, "float", "max principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])"),
-    M("pa_mean_v", "angles", "post-svd", True, "float", "mean principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
-    M("pa_max_v", "angles", "post-svd", True, "float", "max principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
+    M("pa_max_u", "angles", "post-svd", True, "float",
+      "max principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])"),
+    M("pa_mean_v", "angles", "post-svd", True, "float",
+      "mean principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
+    M("pa_max_v", "angles", "post-svd", True, "float",
+      "max principal angle (deg) span(V_b[:, :k]) vs span(V_p[:, :k])"),
     # symmetry of the update in the base frame, D = U_b^T dW V_b - (a_fro - 1) S_b
     M("asym", "symmetry", "base-svd", True, "float", "||M - M^T||_F / (sqrt 2 ||M||_F), M = U_b^T W_p V_b", True, True),
     M("sym_frac", "symmetry", "base-svd", True, "float", "||(D + D^T)/2||_F^2 / ||D||_F^2", True, True),
@@ -125,8 +130,8 @@ METRICS: tuple[Metric, ...] = (
     M("p_gauss", "nulls", "base-svd", True, "float", "upper tail of Beta(r(r+1)/4, r(r-1)/4) at sym_frac",
       True, True),
     M("z_pair_top", "nulls", "base-svd", True, "float", "z_pair of D[:k, :k], k = min(r, 64)", False, True),
-    M("incons_null", "nulls", "null-svd", True, "float", "incons of W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F",
-      True, True),
+    M("incons_null", "nulls", "null-svd", True, "float",
+      "incons of W_null = a_fro W_b + G, ||G||_F = ||W_p - a_fro W_b||_F", True, True),
     M("pa_mean_u_null", "nulls", "null-svd", True, "float", "pa_mean_u of the Gaussian null W_null", False, True),
     M("a_geo_null", "nulls", "null-svd", True, "float", "a_geo of the Gaussian null W_null against W_b"),
     M("disp_null", "nulls", "null-svd", True, "float", "disp of the Gaussian null W_null against W_b"),
@@ -216,5 +221,6 @@ def markdown_table() -> str:
     lines = ["| column | family | needs | f32 | type | definition |", "|---|---|---|---|---|---|"]
     for m in METRICS:
         formula = m.formula.replace("|", "\\|")
-        lines.append(f"| `{m.name}` | {m.family} | {m.route} | {'yes' if m.f32_safe else 'no'} | {m.dtype} | {formula} |")
+        f32_safe = "yes" if m.f32_safe else "no"
+        lines.append(f"| `{m.name}` | {m.family} | {m.route} | {f32_safe} | {m.dtype} | {formula} |")
     return "\n".join(lines)

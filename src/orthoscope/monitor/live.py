@@ -15,9 +15,8 @@ every rank must read the same tensors in the same order (`Monitor.measure` does)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
 
 import torch
 

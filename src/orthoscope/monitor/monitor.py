@@ -80,7 +80,8 @@ class StepResult:
                     if len(values):
                         out[f"{prefix}{scope}{column}"] = float(values.median())
         verdicts = (self.summary.get("verdicts") or {}).get("posts", {}).get(self.label, {})
-        for scope, group in [("", verdicts.get("overall"))] + [(f"{k}/", g) for k, g in verdicts.get("kinds", {}).items()]:
+        scopes = [("", verdicts.get("overall"))] + [(f"{k}/", g) for k, g in verdicts.get("kinds", {}).items()]
+        for scope, group in scopes:
             for count in BH_COUNTS:
                 bh = ((group or {}).get("rotation") or {}).get(count)
                 if bh is not None:
@@ -154,7 +155,8 @@ class Monitor:
         self.summary: dict = {}
         self._warned: set[str] = set()
         if self.folder is not None and _rank() == 0:
-            with self.folder.open(self.identity, overwrite):  # a folder of another run is refused here, not mid-training
+            # a folder of another run is refused here, not mid-training
+            with self.folder.open(self.identity, overwrite):
                 self._resume()
 
     # ------------------------------------------------------------------ the step

@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels.precision import resolve_precision

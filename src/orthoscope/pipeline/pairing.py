@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from orthoscope.architectures import MatrixRef, find_matrices
 from orthoscope.errors import PairingError

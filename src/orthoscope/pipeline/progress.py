@@ -13,7 +13,7 @@ False
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Progress = Callable[[int, int, str], None]
 DELAY_S = 2.0

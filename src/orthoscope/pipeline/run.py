@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -333,4 +333,5 @@ def cache_notes(stats: dict, settings: Settings) -> list[str]:
     if not settings.cache or not stats.get("not_stored"):
         return []
     return [f"base-SVD cache full or not writable: {stats['not_stored']} factorisations not stored in "
-            f"{_cache_folder(settings)} (raise ORTHOSCOPE_CACHE_LIMIT or --cache-limit, or run `orthoscope cache clear`)"]
+            f"{_cache_folder(settings)} "
+            "(raise ORTHOSCOPE_CACHE_LIMIT or --cache-limit, or run `orthoscope cache clear`)"]

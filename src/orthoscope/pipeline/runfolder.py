@@ -41,8 +41,9 @@ import os
 import shutil
 import stat
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -172,7 +173,7 @@ class RunFolder(_Folder):
 
     # ------------------------------------------------------------------ opening
     @contextlib.contextmanager
-    def open(self, identity: dict, overwrite: bool = False) -> Iterator["RunFolder"]:
+    def open(self, identity: dict, overwrite: bool = False) -> Iterator[RunFolder]:
         """Create the folder, hold its lock, and check it holds nothing of another run.
 
         A folder holding a run of other inputs or settings (its run.json differs from
@@ -300,7 +301,7 @@ class MemoryRun:
         self._pairs: dict[str, dict] = {}
 
     @contextlib.contextmanager
-    def open(self, identity: dict, overwrite: bool = False) -> Iterator["MemoryRun"]:
+    def open(self, identity: dict, overwrite: bool = False) -> Iterator[MemoryRun]:
         yield self
 
     def load_part(self, post: str, name: str, key: dict) -> dict | None:
@@ -339,7 +340,7 @@ class ExperimentFolder(_Folder):
     noun = "experiment folder"
 
     @contextlib.contextmanager
-    def open(self) -> Iterator["ExperimentFolder"]:
+    def open(self) -> Iterator[ExperimentFolder]:
         """Create the folder and hold its lock (a second experiment writing here is refused)."""
         self._create()
         with self.locked():
@@ -374,7 +375,9 @@ class ExperimentFolder(_Folder):
 
     def read_table(self):
         """experiment.parquet, damage-checked (None when absent)."""
-        return check_numeric(read_frame(self.table_parquet), self.table_parquet) if self.table_parquet.is_file() else None
+        if not self.table_parquet.is_file():
+            return None
+        return check_numeric(read_frame(self.table_parquet), self.table_parquet)
 
 
 # columns of a run's tables that must hold numbers: every metric, and these
@@ -400,9 +403,9 @@ def check_numeric(table, path: Path):
     """`table` if every metric column (and NUMERIC_COLUMNS) holds numbers or booleans; else one line naming it.
 
     >>> import pandas as pd
-    >>> check_numeric(pd.DataFrame({"post": ["p"], "a_geo": ["0.5"]}), Path("m.parquet"))
+    >>> check_numeric(pd.DataFrame({"post": ["p"], "a_geo": ["0.5"]}), Path("m.parquet"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    orthoscope.errors.OrthoscopeError: m.parquet is damaged (column 'a_geo' holds text, not numbers); rerun the command that wrote it
+    orthoscope.errors.OrthoscopeError: m.parquet is damaged (column 'a_geo' holds text, not numbers); rerun the ...
     """
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
@@ -421,9 +424,9 @@ def check_numeric(table, path: Path):
 def check_fields(record: dict, fields: dict, path: Path) -> dict:
     """`record` if each of `fields` it holds has its JSON type; else one line naming the field.
 
-    >>> check_fields({"verdicts": []}, SUMMARY_FIELDS, Path("summary.json"))
+    >>> check_fields({"verdicts": []}, SUMMARY_FIELDS, Path("summary.json"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    orthoscope.errors.OrthoscopeError: summary.json is damaged ('verdicts' is a list, not a dict); rerun the command that wrote it
+    orthoscope.errors.OrthoscopeError: summary.json is damaged ('verdicts' is a list, not a dict); rerun the command ...
     """
     for name, kind in fields.items():
         value = record.get(name)

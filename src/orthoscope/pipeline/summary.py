@@ -74,11 +74,11 @@ def aggregate(table: pd.DataFrame, by: str) -> dict:
     values.loc[~changed, masked] = math.nan  # change columns: medians over changed matrices only
     keys = [table["post"], table[by]]
     medians = values.groupby(keys, sort=True).median()  # one grouped pass, not one per column and group
-    counts = pd.DataFrame({"matrices": 1, "unchanged": ~changed, "at_noise_floor": _flag(table, "at_noise_floor", False)},
-                          index=table.index).astype(int).groupby(keys, sort=True).sum()
+    flags = {"matrices": 1, "unchanged": ~changed, "at_noise_floor": _flag(table, "at_noise_floor", False)}
+    counts = pd.DataFrame(flags, index=table.index).astype(int).groupby(keys, sort=True).sum()
     for (post, group), row in medians.iterrows():
         entry = {column: _finite(row[column]) for column in numeric}
-        entry.update({name: int(counts.at[(post, group), name]) for name in ("matrices", "unchanged", "at_noise_floor")})
+        entry.update({name: int(counts.at[(post, group), name]) for name in flags})
         out.setdefault(str(post), {})[str(group)] = entry
     return out
 

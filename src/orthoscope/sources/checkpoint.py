@@ -104,9 +104,9 @@ class Checkpoint:
     def reference(self) -> ModelRef:
         """A small picklable reference that `open_checkpoint` reopens, here or in another process.
 
-        >>> open_checkpoint({"w": torch.ones(2, 2)}).reference()
+        >>> open_checkpoint({"w": torch.ones(2, 2)}).reference()  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        orthoscope.errors.OrthoscopeError: <in-memory state dict> is held in memory: another process (a Ray worker) cannot reopen it; save it with save_pretrained() and pass the folder, or use the local executor
+        orthoscope.errors.OrthoscopeError: <in-memory state dict> is held in memory: another process ...
         """
         if self._ref is None:
             raise OrthoscopeError(

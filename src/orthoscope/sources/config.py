@@ -38,9 +38,9 @@ def block_size(config: dict, where: str, default: tuple[int, int] = (128, 128)) 
 
     >>> block_size({"quantization_config": {"weight_block_size": [128, 128]}}, "config.json")
     (128, 128)
-    >>> block_size({"quantization_config": {"weight_block_size": [0, 128]}}, "config.json")
+    >>> block_size({"quantization_config": {"weight_block_size": [0, 128]}}, "config.json")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    orthoscope.errors.SourceError: config.json: quantization_config.weight_block_size is [0, 128], not two positive integers
+    orthoscope.errors.SourceError: config.json: quantization_config.weight_block_size is [0, 128], not two positive ...
     """
     quantization = config.get("quantization_config") or {}
     value = quantization.get("weight_block_size") if isinstance(quantization, dict) else None
@@ -58,9 +58,9 @@ def check_scale_grid(shape: tuple[int, ...], scale_shape: tuple[int, ...], block
     """Refuse a block-FP8 scale whose grid is not ceil(rows / block) x ceil(cols / block).
 
     >>> check_scale_grid((256, 512), (2, 4), (128, 128), "w", "config.json")
-    >>> check_scale_grid((256, 512), (2, 4), (64, 64), "w", "config.json")
+    >>> check_scale_grid((256, 512), (2, 4), (64, 64), "w", "config.json")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    orthoscope.errors.SourceError: config.json: weight_block_size [64, 64] implies a 4 x 8 scale grid for w (256 x 512), but its scale is 2 x 4
+    orthoscope.errors.SourceError: config.json: weight_block_size [64, 64] implies a 4 x 8 scale grid for w ...
     """
     expected = (-(-shape[0] // block[0]), -(-shape[1] // block[1]))
     if tuple(scale_shape) != expected:

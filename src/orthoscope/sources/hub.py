@@ -27,7 +27,8 @@ def open(spec: str, revision: str | None = None) -> tuple[str, str | None, Path]
     """(repo id, revision asked, local snapshot folder) of a hub id; `@rev` in `spec` wins over `revision`.
 
     >>> open("Qwen/Qwen2.5-0.5B@7ae5576")  # doctest: +SKIP
-    ('Qwen/Qwen2.5-0.5B', '7ae5576', PosixPath('~/.cache/huggingface/hub/models--Qwen--Qwen2.5-0.5B/snapshots/7ae5576...'))
+    ('Qwen/Qwen2.5-0.5B', '7ae5576',
+     PosixPath('~/.cache/huggingface/hub/models--Qwen--Qwen2.5-0.5B/snapshots/7ae5576...'))
     """
     repo_id, _, pinned = spec.partition("@")
     revision = pinned or revision

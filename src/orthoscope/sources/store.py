@@ -223,9 +223,9 @@ def inside(folder: Path, entry: object, index: Path) -> Path:
 
     A snapshot of the Hugging Face cache links its files to `../../blobs/`; those links are allowed.
 
-    >>> inside(Path("/m"), "../other/model.safetensors", Path("/m/model.safetensors.index.json"))
+    >>> inside(Path("/m"), "../other/model.safetensors", Path("/m/model.safetensors.index.json"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    orthoscope.errors.SourceError: index /m/model.safetensors.index.json names '../other/model.safetensors', outside the model folder /m
+    orthoscope.errors.SourceError: index /m/model.safetensors.index.json names '../other/model.safetensors', outside ...
     """
     def refuse() -> SourceError:
         return SourceError(f"index {index} names {entry!r}, outside the model folder {folder}")
@@ -308,7 +308,7 @@ def check_index(index: Path, mapping: dict[str, str], found: dict[str, Path], fo
         raise SourceError(f"index {index} lists tensor {absent[0]!r} in {mapping[absent[0]]}, which does not hold it")
 
 
-def open_indexed(folder: Path, index: Path, read_files) -> "TensorFiles":
+def open_indexed(folder: Path, index: Path, read_files) -> TensorFiles:
     """A sharded folder through its index: every entry confined to `folder`, every shard present,
     and the shards' contents equal to what the index says (`read_files(folder, paths)` reads headers)."""
     mapping = read_weight_map(index)

@@ -59,10 +59,12 @@ def verdict_html(verdicts: dict) -> str:
             parts.append("</details>")
     t = verdicts.get("thresholds", {})
     parts.append(f"<p class='note'>Matrices count when changed and above the noise floor. BH: Benjamini-Hochberg at "
-                 f"q = {t.get('q_bh')} over the matrices of a post (a kind counts the post's discoveries); interval: bootstrap 95% of the median z_pair "
+                 f"q = {t.get('q_bh')} over the matrices of a post (a kind counts the post's discoveries); "
+                 "interval: bootstrap 95% of the median z_pair "
                  f"({t.get('bootstrap_resamples')} resamples); control p: sign-flip permutation of paired matrices "
                  f"({t.get('permutations')} draws), Holm-adjusted across the run's post-level contrasts and, "
-                 f"separately, its per-kind ones; one training run per post. Thresholds: {html.escape(_thresholds(t))}.</p></section>")
+                 "separately, its per-kind ones; one training run per post. "
+                 f"Thresholds: {html.escape(_thresholds(t))}.</p></section>")
     return "\n".join(parts)
 
 
@@ -97,7 +99,8 @@ def _overview(verdicts: dict) -> str:
     control = verdicts.get("control")
     head = ("post", "matrices used", "scaling", "median z_pair [95%]", "rotations", "BH p_pair",
             f"vs {control}: z_pair diff (p, Holm)" if control else "vs control")
-    return ("<div class='wide'><table class='verdict-overview'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return ("<div class='wide'><table class='verdict-overview'><tr>" + header
             + "</tr>" + "".join(rows) + "</table></div>")
 
 

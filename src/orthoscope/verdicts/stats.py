@@ -73,7 +73,9 @@ def permutation_p(a: np.ndarray, b: np.ndarray, *, paired: bool, rng: np.random.
         if d.size == 0:
             return 1.0
         signed = np.sign(d) * rankdata(np.abs(d))
-        draws = lambda count: (np.where(rng.random((count, d.size)) < 0.5, -1.0, 1.0) * np.abs(signed)).sum(axis=1)
+
+        def draws(count):
+            return (np.where(rng.random((count, d.size)) < 0.5, -1.0, 1.0) * np.abs(signed)).sum(axis=1)
         observed, width = abs(signed.sum()), d.size
     else:
         ranks = rankdata(np.concatenate([a, b]))

@@ -60,7 +60,8 @@ SEED = 0
 
 THRESHOLDS = {
     "q_bh": Q_BH, "consistent_share": CONSISTENT_SHARE, "z_ci_low": Z_CI_LOW, "partial_share": PARTIAL_SHARE,
-    "min_matrices": MIN_MATRICES, "min_significant": MIN_SIGNIFICANT, "min_contrast": MIN_CONTRAST, "disp_uniform": DISP_UNIFORM, "fit_resid_uniform": FIT_RESID_UNIFORM,
+    "min_matrices": MIN_MATRICES, "min_significant": MIN_SIGNIFICANT, "min_contrast": MIN_CONTRAST,
+    "disp_uniform": DISP_UNIFORM, "fit_resid_uniform": FIT_RESID_UNIFORM,
     "alpha_contrast": ALPHA_CONTRAST, "bootstrap_resamples": BOOTSTRAP_RESAMPLES, "permutations": PERMUTATIONS,
     "seed": SEED,
 }
