@@ -79,7 +79,8 @@ def test_report_of_a_sign_free_run_leaves_out_rotation_figures(planted, tmp_path
 
     orthoscope.compare(*planted, tmp_path / "r", metrics="sign-free")
     page = write_report(tmp_path / "r").read_text()
-    assert "Delta symmetry" in page and "Rotation inconsistency" not in page and "Intruder dimensions" not in page
+    assert "<h2>The control: delta symmetry</h2>" in page and "<h2>Rotations against the pairing null</h2>" in page
+    assert "<h2>Rotation consistency</h2>" not in page and "<h2>Intruder dimensions</h2>" not in page
     assert not (tmp_path / "r" / "figures" / "consistency.png").exists()
     assert (tmp_path / "r" / "figures" / "sym_frac.png").is_file()
 
