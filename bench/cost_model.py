@@ -11,7 +11,8 @@ Each is fitted as t = a * m n^2 + b * n^3 (m >= n, the tall orientation) and use
 to predict the cost of a whole pair for Llama-3.1-8B, Llama-3.1-70B and
 DeepSeek-V3 (671B MoE) shapes, for the one-SVD route (sign-free metrics; cold
 and with the base cached) and the full route (the default: 3 SVDs in float32, base, post and
-Gaussian null, plus D and the overlaps; and with --precision float64: 3 SVDs in float64). The numbers feed docs/scaling.md.
+Gaussian null, plus D and the overlaps; and with --precision float64: 3 SVDs in float64).
+The numbers feed docs/scaling.md.
 
     .venv/bin/python bench/cost_model.py                  # about a minute
     .venv/bin/python bench/cost_model.py --device cuda    # the same on a GPU

@@ -41,9 +41,8 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import TINY, compare, floor  # noqa: E402
-
 from pair_speed import build_pair  # noqa: E402
+from scale import TINY, compare, floor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -65,7 +64,7 @@ SMOLLM = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_
 
 
 def load() -> str:
-    return "load %.2f" % os.getloadavg()[0]
+    return f"load {os.getloadavg()[0]:.2f}"
 
 
 def wall(command: list[str], env: dict | None = None) -> float:
@@ -126,7 +125,8 @@ def build_smollm(root: Path, layers: int = 30, seed: int = 0, update: float = 0.
             noise *= update * torch.linalg.matrix_norm(W) / torch.linalg.matrix_norm(noise)
             base[name], post[name] = W.bfloat16(), (W + noise).bfloat16()
         for norm in ("input_layernorm", "post_attention_layernorm"):
-            base[f"model.layers.{layer}.{norm}.weight"] = post[f"model.layers.{layer}.{norm}.weight"] = torch.ones(h).bfloat16()
+            key = f"model.layers.{layer}.{norm}.weight"
+            base[key] = post[key] = torch.ones(h).bfloat16()
     out = []
     for label, tensors in (("base", base), ("post", post)):
         folder = root / label
@@ -170,7 +170,8 @@ def route(work: Path, repeats: int) -> dict:
     base, post = build_pair(work / "qwen4", 4)
     runs = {"default": [], "signfree": [], "floor3": [], "floor2": []}
     for _ in range(repeats):
-        runs["default"].append(compare(work, "route-default", base=str(base), posts=[str(post)], cache=False)["compare_s"])
+        runs["default"].append(
+            compare(work, "route-default", base=str(base), posts=[str(post)], cache=False)["compare_s"])
         runs["floor3"].append(floor(base, post, "float32", work, third=True))
         runs["signfree"].append(compare(work, "route-sign-free", base=str(base), posts=[str(post)],
                                         metrics="sign-free", cache=False)["compare_s"])
@@ -204,7 +205,8 @@ def demo(work: Path, repeats: int) -> dict:
     best = alternate(repeats, quiet=run, busy=busy)
     ratio = best["busy"] / best["quiet"]
     print(f"demo cold: {best['quiet']:.1f} s  (goal <= 15 s)  [{load()}]", flush=True)
-    report("demo beside two CPU-bound processes / quiet", ratio, "<= 2.5", f"{best['busy']:.1f} s / {best['quiet']:.1f} s")
+    report("demo beside two CPU-bound processes / quiet", ratio, "<= 2.5",
+           f"{best['busy']:.1f} s / {best['quiet']:.1f} s")
     return {"ratio": ratio, **best}
 
 
@@ -223,7 +225,8 @@ def main() -> None:
     parser.add_argument("--modeldelta", default="/tmp/benchvenv/bin/modeldelta",
                         help="modeldelta's command in its own venv (never orthoscope's)")
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--smollm-layers", type=int, default=30, help="fewer layers of the same shapes (a busy machine)")
+    parser.add_argument("--smollm-layers", type=int, default=30,
+                        help="fewer layers of the same shapes (a busy machine)")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="orthoscope-goals-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
             ("load avg (1 min)", f"{load_start[0]:9.2f} at start, {load_end[0]:.2f} at end "
              f"({os.cpu_count()} cpus; above ~{THREADS} means other work shared the cores)"),
             ("peak RSS (child)", f"{rss:9.0f} MiB" + ("   (max over repeats)" if args.repeats > 1 else "")),
-            ("largest pair (f64)", f"{pair_mib:9.1f} MiB   ({suffix}, 2 x {MATRICES[suffix][0]}x{MATRICES[suffix][1]})"),
+            ("largest pair (f64)",
+             f"{pair_mib:9.1f} MiB   ({suffix}, 2 x {MATRICES[suffix][0]}x{MATRICES[suffix][1]})"),
             ("floor3 by kind", ", ".join(f"{k} {v:.2f} s" for k, v in kinds.items())),
         ]
         width = max(len(label) for label, _ in summary) + 1

@@ -294,7 +294,8 @@ def p1(work: Path, base: Path, post: Path, repeats: int = 1) -> dict:
            "all_compare_s": [r["compare_s"] for r in runs], "all_floor2_f32_s": f32s,
            "ratio": run["compare_s"] / f32, "ratio_vs_f64_floor": run["compare_s"] / f64,
            "peak_rss_mib": run["peak_rss_mib"], "svd_dtype": run["svd_dtype"]}
-    print(f"P1 sign-free analysis / floor of 2 SVDs in float32 (same precision): {row['ratio']:.3f}  (issue 6: <= 0.6; issue 14: <= 0.85)",
+    print("P1 sign-free analysis / floor of 2 SVDs in float32 (same precision): "
+          f"{row['ratio']:.3f}  (issue 6: <= 0.6; issue 14: <= 0.85)",
           flush=True)
     print(f"P1 sign-free analysis / floor of 2 SVDs in float64 (SPEC's default precision): "
           f"{row['ratio_vs_f64_floor']:.3f}", flush=True)

@@ -9,11 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from orthoscope.kernels.precision import F32_SAFE, resolve_precision
 from orthoscope.errors import OrthoscopeError
+from orthoscope.kernels.precision import F32_SAFE, resolve_precision
 from orthoscope.lab.planted import near_identity_rotation
-from orthoscope.pipeline.measure import METRIC_COLUMNS, ONE_SVD_METRICS, METRIC_SETS, measure, prepare_base
-
+from orthoscope.pipeline.measure import METRIC_COLUMNS, METRIC_SETS, ONE_SVD_METRICS, measure, prepare_base
 from tests.helpers import orthonormal
 
 CPU = torch.device("cpu")
@@ -37,7 +36,8 @@ def llm_like_pair():
 def both_precisions(llm_like_pair):
     W_b, W_p = llm_like_pair
     asked = METRIC_SETS["all"] | METRIC_SETS["delta"]
-    return {dt: measure(prepare_base(W_b, dt, CPU), W_p, "llm-like", 0, asked)[0] for dt in (torch.float32, torch.float64)}
+    return {dt: measure(prepare_base(W_b, dt, CPU), W_p, "llm-like", 0, asked)[0]
+            for dt in (torch.float32, torch.float64)}
 
 
 def close(a: float, b: float) -> bool:

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from orthoscope.kernels import singular_values, svd
-
 from tests.helpers import orthonormal
 
 

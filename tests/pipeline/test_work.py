@@ -15,7 +15,6 @@ from orthoscope import tuning
 from orthoscope.lab.shipped import shipped_family
 from orthoscope.pipeline import measure as measure_module
 from orthoscope.pipeline.measure import SMALL_RANK, sized_dtype
-
 from tests.helpers import count_svds
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -333,7 +333,8 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     elif not update.changed:  # no SVD either: the base's singular values alone
         row, s_p, blocks = _unchanged_route(base, full)
     elif full:
-        row, s_p, blocks = _full_route(base, W, W_p, update, null_generator(seed, name), _pair_draws(seed, name, metrics),
+        draws = _pair_draws(seed, name, metrics)
+        row, s_p, blocks = _full_route(base, W, W_p, update, null_generator(seed, name), draws,
                                        needs_null_svd(metrics))
     else:
         row, s_p, blocks = _one_svd_route(base, W_p, update, _pair_draws(seed, name, metrics))
@@ -542,7 +543,8 @@ def null_frame(s_b: torch.Tensor, a: float, size: float, long_side: int, generat
     (drawn by Bartlett's decomposition when long_side >= 2r, else Z_2 itself).
 
     >>> N = null_frame(torch.tensor([3.0, 1.0], dtype=torch.float64), 1.0, 0.5, 9, torch.Generator().manual_seed(0))
-    >>> N.shape, round(torch.linalg.matrix_norm(N - torch.eye(4, 2, dtype=torch.float64) * torch.tensor([3.0, 1.0])).item(), 12)
+    >>> expected = torch.eye(4, 2, dtype=torch.float64) * torch.tensor([3.0, 1.0])
+    >>> N.shape, round(torch.linalg.matrix_norm(N - expected).item(), 12)
     (torch.Size([4, 2]), 0.5)
     """
     r = s_b.numel()

@@ -9,8 +9,8 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_KEPT = 160  # longer names are cut and hashed: `.<name>.json.<8>.tmp` must fit in 255 bytes

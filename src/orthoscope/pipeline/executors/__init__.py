@@ -17,7 +17,8 @@ orthoscope.errors.OrthoscopeError: --workers applies to --executor ray only
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.pipeline.executors.local import LocalExecutor
@@ -37,7 +38,7 @@ class Executor(Protocol):
     def device(self, requested: str) -> str:
         """The device string workers use (checked where this executor can check it)."""
 
-    def run(self, plan: "Plan", jobs: Sequence["Job"], settings: "Settings", on_result: "OnResult") -> None:
+    def run(self, plan: Plan, jobs: Sequence[Job], settings: Settings, on_result: OnResult) -> None:
         """Run every job; results go to `on_result(job, result)` as they finish."""
 
     def describe(self) -> dict:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from orthoscope.kernels import resolve_device
 from orthoscope.pipeline.work import PREFETCH_JOBS, Job, OnResult, Settings, analyse, make_cache, prefetch
