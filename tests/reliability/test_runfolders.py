@@ -10,42 +10,17 @@ import errno
 import json
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
 
 import orthoscope
-from orthoscope.cli import app
 from tests.helpers import Q0, shard_of
+from tests.reliability.in_process import cli, one_line
 
-runner = CliRunner()
 PART = Path("parts") / "post" / f"{Q0}.json"
-
-
-def cli(*args) -> tuple[int, str]:
-    def hung(*_):
-        raise TimeoutError("orthoscope hung")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(120)
-    try:
-        result = runner.invoke(app, [str(a) for a in args])
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    return result.exit_code, result.output
-
-
-def one_line(code: int, output: str, *needles: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), (code, output)
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,45 +12,19 @@ import errno
 import json
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
-from typer.testing import CliRunner
 
-from orthoscope.cli import app
 from orthoscope.lab.shipped import shipped_family
 from orthoscope.pipeline import cache as cache_module
 from orthoscope.pipeline.cache import TAG, SVDCache
+from tests.reliability.in_process import cli, one_line
 
-runner = CliRunner()
 ENTRY = f"{'ab' * 16}-float32-{cache_module.FORMAT}.safetensors"  # named as the cache names its entries
-
-
-def cli(*args) -> tuple[int, str]:
-    """Run the CLI in-process (a 60 s alarm turns a hang into a failure)."""
-    def hung(*_):
-        raise TimeoutError("orthoscope hung")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
-    try:
-        result = runner.invoke(app, [str(a) for a in args])
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    return result.exit_code, result.output
-
-
-def one_line(code: int, output: str, *needles: str) -> str:
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), (code, output)
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def foreign_folder(tmp: Path) -> dict[Path, bytes]:

@@ -30,8 +30,8 @@ import torch
 
 from orthoscope.errors import OrthoscopeError, SourceError
 from orthoscope.lab.corpus import make_world
-from orthoscope.lab.recipes import IGNORE, RECIPES, Packed, pack
-from orthoscope.lab.train import lr_at
+from orthoscope.lab.recipes import RECIPES, Packed, pack
+from orthoscope.lab.train import lr_at, optimizer_step
 from orthoscope.monitor import Monitor
 from orthoscope.pipeline.store import write_text
 
@@ -258,16 +258,8 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
     for step in range(start, options.steps):
         tick = time.time()
         inputs, targets = data.batch(step, options.batch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, options.steps, options.lr, warmup)
-        logits = model(input_ids=inputs).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                                 ignore_index=IGNORE)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        optimizer.step()
-        losses.append(round(loss.item(), 5))
+        rate = lr_at(step, options.steps, options.lr, warmup)
+        losses.append(round(optimizer_step(model, optimizer, trained, inputs, targets, rate), 5))
         step_seconds.append(time.time() - tick)
         done = step + 1
         if progress:

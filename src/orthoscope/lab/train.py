@@ -60,6 +60,21 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def optimizer_step(model, optimizer, params, inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> float:
+    """One step of next-token cross-entropy (labels IGNORE off the loss, logits in float32), gradients of
+    `params` clipped to norm 1, at learning rate `lr`; returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    logits = model(input_ids=inputs).logits
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                             ignore_index=IGNORE)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return loss.item()
+
+
 def train(model, batches: Iterator, steps: int, lr: float, *, warmup: int = 50, weight_decay: float = 0.01,
           on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """AdamW with clipped gradients; `on_step(step, loss)` after each step (1-based). Returns losses."""
@@ -68,16 +83,8 @@ def train(model, batches: Iterator, steps: int, lr: float, *, warmup: int = 50, 
     losses = []
     for step in range(steps):
         inputs, targets = next(batches)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, steps, lr, min(warmup, steps // 10 + 1))
-        logits = model(input_ids=inputs).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                 ignore_index=IGNORE)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+        rate = lr_at(step, steps, lr, min(warmup, steps // 10 + 1))
+        losses.append(optimizer_step(model, optimizer, model.parameters(), inputs, targets, rate))
         if on_step:
             on_step(step + 1, losses[-1])
     model.eval()

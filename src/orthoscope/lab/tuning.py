@@ -39,7 +39,7 @@ from orthoscope.lab.corpus import Example
 from orthoscope.lab.instructions import Instruction, control_stream, training_stream
 from orthoscope.lab.real import MARKER, PROJECTIONS, _post_weights, _save, rel_delta
 from orthoscope.lab.recipes import IGNORE, Packed, chat_pair, match_supervised
-from orthoscope.lab.train import lr_at
+from orthoscope.lab.train import lr_at, optimizer_step
 
 ARMS = ("instruct", "cot", "control")
 TRAINABLE = ("all", "no-embeddings", "attention", "mlp")
@@ -258,16 +258,8 @@ def tune(base, tokenizer, data: Packed, options: TuneOptions, arm: str, out: Pat
     model.train()
     for step in range(start, min(options.steps, stop_after or options.steps)):
         inputs, targets = (t.to(device) for t in data.batch(step, options.batch))
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, options.steps, options.lr, warmup)
-        logits = model(input_ids=inputs).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                                 ignore_index=IGNORE)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        losses.append(round(loss.item(), 5))
+        rate = lr_at(step, options.steps, options.lr, warmup)
+        losses.append(round(optimizer_step(model, optimizer, params, inputs, targets, rate), 5))
         done = step + 1
         if on_step:
             on_step(done, losses[-1])
