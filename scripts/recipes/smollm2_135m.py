@@ -8,7 +8,7 @@
    it once into a float32 safetensors folder beside it.
 2. `orthoscope lab --base` full fine-tuning (embeddings frozen) and `--lora 8`, for
    instruct, cot and control with the same steps, learning rate and token budget.
-   The earlier SmolLM2 run (scripts/smollm2_recipe.py: 200 steps at 2e-5) moved the
+   The earlier SmolLM2 run (200 steps at 2e-5, by a script now removed) moved the
    weights by 0.1-0.2 %. Run for docs/results.md ("SmolLM2 at a larger update size"):
    60 steps of 4 x 128 tokens at peak lr 3e-4, embeddings frozen: median rel_delta
    0.61 / 0.80 / 0.82 % after 20 / 40 / 60 steps (instruct; control 0.81 %), about 7 min
