@@ -220,6 +220,19 @@ def test_float64_values_near_the_top_of_the_range_are_a_result_or_one_line(plant
         assert any(line.startswith("skipped") and Q0 in line for line in output.splitlines()), output
 
 
+def test_finite_float64_values_beyond_float32_are_not_called_nan(planted, tmp_path):
+    folder = shutil.copytree(planted[1], tmp_path / "post")
+    shard = shard_of(folder, Q0)
+    tensors = load_file(shard)
+    tensors[Q0] = tensors[Q0].double() * 1e300
+    save_file(tensors, shard, metadata={"format": "pt"})
+    code, output = cli("compare", planted[0], folder, "-o", tmp_path / "r", "--no-report", "--kinds", "q",
+                       "--layers", "0", "--precision", "f32")
+    assert code == 0, output
+    skipped = " ".join(line for line in output.splitlines() if Q0 in line or "overflow" in line)
+    assert "overflow float32" in skipped and "--precision f64" in skipped and "NaN/Inf" not in skipped, output
+
+
 # ---------------------------------------------------------------- experiment resume
 
 

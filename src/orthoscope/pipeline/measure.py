@@ -194,7 +194,7 @@ def nonfinite_count(W: torch.Tensor, total: float | None = None) -> int:
     return 0 if math.isfinite(total) else int((~torch.isfinite(W)).sum())
 
 
-def check_finite(W: torch.Tensor, side: str) -> None:
+def check_finite(W: torch.Tensor, side: str, stored: torch.Tensor | None = None) -> None:
     """Raise SkipMatrix for NaN/Inf entries or an all-zero matrix (on `W` as converted: fast dtypes).
 
     A finite, nonzero sum (one vectorised pass, NaN and Inf propagate) clears the matrix;
@@ -205,12 +205,27 @@ def check_finite(W: torch.Tensor, side: str) -> None:
     Traceback (most recent call last):
     ...
     orthoscope.pipeline.measure.SkipMatrix: 1 NaN/Inf entries in the post matrix
+
+    `stored` (the tensor before conversion) tells finite values that overflowed the working
+    dtype from NaN/Inf in the checkpoint:
+
+    >>> stored = torch.tensor([[1.0, 1e300]], dtype=torch.float64)
+    >>> check_finite(stored.float(), "post", stored)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    orthoscope.pipeline.measure.SkipMatrix: 1 finite entries of the post matrix overflow float32 ...: rerun with ...f64
     """
     total = W.sum().item()
     if math.isfinite(total) and total != 0:
         return
     bad = nonfinite_count(W, total)
     if bad:
+        stored_bad = nonfinite_count(stored) if stored is not None and stored.dtype != W.dtype else bad
+        if stored_bad < bad:
+            largest = float(stored[torch.isfinite(stored)].abs().max())
+            raise SkipMatrix(f"{bad - stored_bad} finite entries of the {side} matrix overflow "
+                             f"{str(W.dtype).replace('torch.', '')} (largest |value| {largest:.3g}): "
+                             f"rerun with --precision f64")
         raise SkipMatrix(f"{bad} NaN/Inf entries in the {side} matrix")
     if not W.any():
         raise SkipMatrix(f"all-zero {side} matrix (no singular subspace to compare)")
@@ -222,7 +237,7 @@ def prepare_base(W_b: torch.Tensor, dtype: torch.dtype, device: torch.device,
     check_floating(W_b, "base")
     with full_threads():  # conversion and check pass over every entry: faster on every thread
         W = W_b.to(device=device, dtype=dtype)
-        check_finite(W, "base")
+        check_finite(W, "base", W_b)
 
     def load() -> SVD:
         key = cache.key(W_b, dtype) if cache is not None else None
@@ -321,7 +336,7 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     dtype = base.W.dtype
     with full_threads():  # passes over every entry (conversion, checks, dW, float64 norms) gain from every thread
         W = W_p.to(device=base.W.device, dtype=dtype)
-        check_finite(W, "post")
+        check_finite(W, "post", W_p)
         update = update_of(base, W_p, dtype, W)
     if floor_fallback and dtype != torch.float64 and update.changed and update.row["at_noise_floor"]:
         return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics)
