@@ -12,9 +12,9 @@ runner = CliRunner()
 
 
 def cli(*args, seconds: int = 120) -> tuple[int, str]:
-    """Exit code and output of `orthoscope ARGS` (an alarm after `seconds` fails the test)."""
+    """Exit code and output of `orthoscope ARGS` (an alarm after `seconds` fails the test as a hang)."""
     def hung(*_):
-        raise TimeoutError("orthoscope hung")
+        raise TimeoutError(f"orthoscope hung on {list(args)}")
 
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(seconds)
@@ -23,6 +23,8 @@ def cli(*args, seconds: int = 120) -> tuple[int, str]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+    if isinstance(result.exception, TimeoutError):  # the runner caught the alarm: fail as a hang, not exit 1
+        raise result.exception
     return result.exit_code, result.output
 
 

@@ -12,18 +12,15 @@ import json
 import os
 import random
 import shutil
-import signal
 import struct
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
-from typer.testing import CliRunner
 
-from orthoscope.cli import app
+from tests.reliability.in_process import cli
 
-runner = CliRunner()
 ROUNDS = int(os.environ.get("ORTHOSCOPE_FUZZ_ROUNDS", "100"))  # inputs per kind
 SECONDS = 60  # per input: far above what one takes (a tiny model, 1-3 s on a loaded machine), far below a hang
 CONFIG = {"model_type": "qwen2", "num_attention_heads": 2, "num_key_value_heads": 1, "hidden_size": 16}
@@ -82,19 +79,7 @@ def corrupt(data: bytes, end: int, rng: random.Random) -> bytes:
 
 
 def invoke(args: list) -> tuple[int, str]:
-    def hung(*_):
-        raise TimeoutError(f"hung on {args}")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(SECONDS)
-    try:
-        result = runner.invoke(app, [str(a) for a in args])
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    if isinstance(result.exception, TimeoutError):
-        raise result.exception
-    return result.exit_code, result.output
+    return cli(*args, seconds=SECONDS)
 
 
 def check(args: list, what: str) -> int:
