@@ -432,6 +432,8 @@ def _full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: U
     if null_svd:
         row.update(null_metrics(base, update, generator))
     return row, post.S, overlap_blocks(Q_U, Q_V, BLOCK)
+
+
 def overlap_blocks(Q_U: torch.Tensor, Q_V: torch.Tensor, k: int) -> dict:
     """Top-left k x k blocks of Q_U and Q_V, signs fixed so that diag(Q_U) >= 0 (for the report's images)."""
     k = min(k, Q_U.shape[1])
