@@ -224,8 +224,8 @@ def test_registry_drives_validation_help_and_experiment():
     (("swap-sigma", "big"), "bad --scale 'big'"),
     (("break-left", "2"), "op break-left takes no --scale"),
     (("swap-sigma", None, 0.5), "op swap-sigma takes no --t"),
-    (("noise", None, None, 2**64), "bad --seed"),
-    (("noise", None, None, -1), "bad --seed"),
+    (("noise", None, None, 2**64), "--seed must be an integer from 0 to"),
+    (("noise", None, None, -1), "--seed must be an integer from 0 to"),
 ])
 def test_bad_op_arguments(args, message):
     with pytest.raises(OrthoscopeError, match=message):

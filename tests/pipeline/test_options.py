@@ -30,7 +30,7 @@ def test_strings_and_sets_give_the_same_options():
     ("seed", 2**64, "--seed must be an integer"),
     ("seed", -5, "--seed must be an integer"),
     ("seed", True, "--seed must be an integer"),
-    ("layers", [-1], "bad layers"),
+    ("layers", [-1], "bad --layers item -1"),
     ("kinds", "q,nope", "unknown --kinds nope"),
     ("metrics", "a_geo,banana", "unknown metric 'banana'"),
     ("precision", "half", "unknown precision"),

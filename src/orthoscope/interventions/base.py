@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # the metadata (names, params, formulas, validation) imports 
 
     from orthoscope.kernels import SVD
 
-SEED_LIMIT = 2**32  # seeds are mixed with a matrix name into a 64-bit torch seed
 
 
 SMALLEST_NORMAL = 1.1754943508222875e-38
@@ -204,8 +203,9 @@ class OpSpec:
         for option, value in given.items():
             if value is not None and option not in names:
                 raise OrthoscopeError(f"op {self.name} takes no --{option} (it computes {self.formula})")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-            raise OrthoscopeError(f"bad --seed {seed!r}: must be a whole number in [0, 2^32)")
+        from orthoscope.pipeline.filters import check_seed  # the one seed check (the package loads torch)
+
+        seed = check_seed(seed)
         values = {p.name: p.parse(given[p.name], self.name) for p in self.params}
         return Op(self.name, values.get("scale"), values.get("t"), seed)
 

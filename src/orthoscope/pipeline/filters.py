@@ -1,7 +1,8 @@
-"""`--layers 0-3,10` and `--kinds q,k,o`: which matrices to analyse.
+"""`--layers 0-3,10`, `--kinds q,k,o` and `--seed`: the choices every workflow shares, parsed in one place.
 
-The CLI and the API (`compare(layers=..., kinds=...)`) go through the same two
-functions; each accepts the text form or an iterable, and gives a set or None (all).
+The options objects of every workflow (compare, intervene, experiment) and the CLI
+go through these functions; each accepts the text form or an iterable, and gives a
+set or None (all).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from orthoscope.errors import OrthoscopeError
 
 MAX_LAYERS = 100_000
 """Layer indices must be below this (no model has more layers; a typo must not allocate a huge set)."""
+MAX_SEED = 2**32 - 1
+"""The largest seed: seeds are mixed with a matrix name into one 64-bit generator seed."""
 
 
 def parse_layers(layers: str | int | Iterable[int] | None) -> set[int] | None:
@@ -95,6 +98,52 @@ def parse_kinds(kinds: str | Iterable[str] | None, known: Iterable[str] | None =
     if unknown:
         raise OrthoscopeError(f"unknown --kinds {', '.join(unknown)} (known: {', '.join([*KINDS, *extra])})")
     return chosen
+
+
+def user_kinds(kinds: str | Iterable[str] | None) -> frozenset[str] | None:
+    """Kinds as a user names them before any model is open: the known kinds, or module names of an
+    unknown architecture (any name with a dot or underscore); None (or "") means all.
+
+    >>> sorted(user_kinds("q, self_attn.q_proj")), user_kinds(None)
+    (['q', 'self_attn.q_proj'], None)
+    >>> user_kinds(" , ")
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: bad --kinds ' , ': no kind named
+    """
+    if kinds is None:
+        return None
+    text = kinds if isinstance(kinds, str) else ",".join(str(k) for k in kinds)
+    names = {k.strip() for k in text.split(",") if k.strip()}
+    parsed = parse_kinds(text, known={k for k in names if "." in k or "_" in k})
+    if parsed is None:
+        raise OrthoscopeError(f"bad --kinds {kinds!r}: no kind named")
+    return frozenset(parsed)
+
+
+def user_layers(layers: str | int | Iterable[int] | None) -> frozenset[int] | None:
+    """`parse_layers` as a frozen set (what options objects hold).
+
+    >>> sorted(user_layers("0-1,5")), user_layers("")
+    ([0, 1, 5], None)
+    """
+    parsed = parse_layers(layers)
+    return None if parsed is None else frozenset(parsed)
+
+
+def check_seed(seed: int) -> int:
+    """`seed` if it is a whole number from 0 to MAX_SEED (the one seed check of every workflow).
+
+    >>> check_seed(7)
+    7
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: --seed must be an integer from 0 to 4294967295, not -1
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise OrthoscopeError(f"--seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
+    return int(seed)
 
 
 def layers_text(layers: Iterable[int] | None) -> str | None:

@@ -30,12 +30,10 @@ from orthoscope.kernels.precision import resolve_precision
 from orthoscope.metrics.registry import metric_sets
 from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
 from orthoscope.pipeline.executors import Executor, make_executor
-from orthoscope.pipeline.filters import layers_text, parse_kinds, parse_layers
+from orthoscope.pipeline.filters import check_seed, layers_text, user_kinds, user_layers
 from orthoscope.pipeline.measure import resolve_metrics
 
 DEVICE = re.compile(r"cpu|cuda(:\d{1,4})?")  # no machine has 10000 GPUs: a longer index is a typo
-MAX_SEED = 2**32 - 1  # the null's generator mixes the seed with the matrix name within 64 bits
-MAX_LAYER = 1_000_000  # no model has more layers; a bigger range is a typo, not a selection
 
 
 @dataclass(frozen=True)
@@ -59,14 +57,13 @@ class CompareOptions:
 
     def __post_init__(self) -> None:
         put = object.__setattr__.__get__(self)  # frozen: normalise in place once
-        put("layers", _layers(self.layers))
-        put("kinds", _kinds(self.kinds))
+        put("layers", user_layers(self.layers))
+        put("kinds", user_kinds(self.kinds))
         put("metrics", resolve_metrics(self.metrics))
         resolve_precision(self.precision, self.metrics)  # validates the name
         if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
             raise OrthoscopeError(f"unknown --device {self.device!r} (use cpu, cuda or cuda:N)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise OrthoscopeError(f"--seed must be an integer from 0 to {MAX_SEED}, not {self.seed!r}")
+        put("seed", check_seed(self.seed))
         if self.cache_limit_gib is not None:
             put("cache_limit_gib", check_cache_limit(self.cache_limit_gib, "--cache-limit"))
         if isinstance(self.executor, str):
@@ -125,31 +122,3 @@ def check_cache_limit(value: float, option: str) -> float:
     if not math.isfinite(number) or number < 0:
         raise OrthoscopeError(f"{option} must be a finite number of GiB >= 0, not {value!r}")
     return number
-
-
-def _layers(value) -> frozenset[int] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value
-        bounds = [int(n) for n in re.findall(r"\d+", text)]
-        if bounds and max(bounds) > MAX_LAYER:
-            raise OrthoscopeError(f"bad --layers {text!r}: layer indices above {MAX_LAYER} are not layers")
-        parsed = parse_layers(text)
-        return None if parsed is None else frozenset(parsed)
-    layers = list(value)
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in layers):
-        raise OrthoscopeError(f"bad layers {sorted(map(str, layers))}: expected non-negative integers")
-    return frozenset(layers)
-
-
-def _kinds(value) -> frozenset[str] | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else ",".join(str(k) for k in value)
-    names = {k.strip() for k in text.split(",") if k.strip()}
-    # unknown architectures name kinds after modules: any name with a dot or underscore is accepted
-    parsed = parse_kinds(text, known={k for k in names if "." in k or "_" in k})
-    if parsed is None:
-        raise OrthoscopeError(f"bad --kinds {value!r}: no kind named")
-    return frozenset(parsed)
