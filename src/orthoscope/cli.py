@@ -137,7 +137,7 @@ def compare(
     _report(result, quiet, as_json)
     path = None if no_report else _write_report(output, quiet=True)
     if not quiet and not as_json:
-        _print_bottom_line(result.summary.get("verdicts"), result.table)
+        _print_bottom_line(result.summary["verdicts"])
         _print_report_path(path, output)
 
 
@@ -220,7 +220,7 @@ def _report(result, quiet: bool, as_json: bool, tables: bool = True) -> None:
     if as_json:
         print(json.dumps(result.summary, indent=2))
     elif not quiet and tables:
-        _print_compact(_verdicts_of(result.summary.get("verdicts"), result.table))
+        _print_compact(result.summary["verdicts"])
 
 
 @app.command()
@@ -236,10 +236,10 @@ def summary(
     from orthoscope.pipeline.runfolder import RunFolder
 
     folder = RunFolder(run)
-    table, stored = folder.read_table(), folder.read_summary(required=False)  # both checked first
+    table, stored = folder.read_run()  # any older folder read as the current schema, verdicts included
     chosen = _summary_columns(columns, table)
-    verdicts = _verdicts_of(stored.get("verdicts"), table, _metrics_option(stored.get("settings") or {}))
-    _print_bottom_line(verdicts, table)
+    verdicts = stored["verdicts"]
+    _print_bottom_line(verdicts)
     _print_compact(verdicts)
     if chosen or wide:
         _print_tables(table, chosen or [c for c in SUMMARY_COLUMNS if c in table])
@@ -265,31 +265,10 @@ def _summary_columns(columns: str | None, table: pd.DataFrame) -> list[str]:
     return names
 
 
-def _verdicts_of(verdicts: dict | None, table: pd.DataFrame, metrics: str | None = None) -> dict:
-    """The run's verdicts from summary.json (named metric set added where an older run lacks it), or computed
-    from the table for runs that lack them."""
-    from orthoscope.verdicts import compute_verdicts
-
-    if not verdicts:
-        return compute_verdicts(table, metrics=metrics)
-    return verdicts if verdicts.get("metrics") or not metrics else {**verdicts, "metrics": metrics}
-
-
-def _metrics_option(settings: dict) -> str | None:
-    """The --metrics value a run used, from its summary.json settings (older runs list the columns)."""
-    from orthoscope.pipeline.options import metrics_label
-
-    if settings.get("metrics_option"):
-        return settings["metrics_option"]
-    columns = settings.get("metrics")
-    return metrics_label(columns) if isinstance(columns, list) and columns else None
-
-
-def _print_bottom_line(verdicts: dict | None, table: pd.DataFrame) -> None:
+def _print_bottom_line(verdicts: dict) -> None:
     """The paper's claims per post: holds / does not hold / can't tell, with their numbers."""
     from orthoscope.verdicts.bottom import bottom_line_text
 
-    verdicts = _verdicts_of(verdicts, table)
     for note in verdicts.get("notes", []):
         out.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
     for line in bottom_line_text(verdicts, _width()):
@@ -367,14 +346,15 @@ def demo(
     """Analyse the shipped lab family (base vs instruct, cot, control) into ./orthoscope-demo/."""
     from orthoscope.lab.shipped import manifest, shipped_evaluation, shipped_family
     from orthoscope.pipeline import compare as run_compare
-    from orthoscope.pipeline.store import write_text
+    from orthoscope.pipeline.runfolder import RunFolder
 
     family = shipped_family()
     with _progress(quiet) as advance:
         result = run_compare(family["base"], [family[v] for v in ("instruct", "cot", "control")], output,
                              progress=advance)
     evaluation = manifest()["eval"]
-    write_text(output / "eval.json", json.dumps(shipped_evaluation(), indent=2))  # with n, intervals, ppl block
+    with RunFolder(output).adding() as folder:
+        folder.write_evaluation(shipped_evaluation())  # with n, intervals, ppl block
     _report(result, quiet, False, tables=False)
     if experiment:
         from orthoscope.experiment import run_experiment
@@ -394,7 +374,7 @@ def demo(
     if not quiet:
         _print_eval(evaluation)
         out.print(f"per kind: `orthoscope summary {output}`", markup=False, highlight=False, soft_wrap=True)
-        _print_bottom_line(result.summary.get("verdicts"), result.table)
+        _print_bottom_line(result.summary["verdicts"])
         _print_report_path(path, output)
 
 

@@ -144,10 +144,13 @@ def test_filters_and_options_are_recorded_and_explain_missing_verdicts(planted, 
            "--metrics all" in rotation
     assert "older orthoscope" not in result.output
     assert "to decide: this run used --metrics quick" in result.stdout
-    # an older run's summary.json (no metrics_option, verdicts without `metrics`): named from its column list
+    # an older run (run.json without `schema`, no metrics_option, verdicts without `metrics`): named from its
+    # column list by the schema upgrade
     summary["verdicts"].pop("metrics")
     settings.pop("metrics_option")
     (folder / "summary.json").write_text(json.dumps(summary))
+    manifest = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "schema"}))
     older = CliRunner().invoke(app, ["summary", str(folder)], env={"COLUMNS": "80"})
     assert older.exit_code == 0 and "to decide: this run used --metrics quick" in older.stdout
     wholly = CliRunner().invoke(app, ["compare", str(planted[0]), str(planted[1]), "-o", str(tmp_path / "r2"),

@@ -107,7 +107,7 @@ def test_name_equals_path_only_for_plain_names_and_missing_paths(planted, tmp_pa
 def test_run_folder_layout(tmp_path):
     folder = RunFolder(tmp_path / "r")
     assert folder.metrics_parquet == tmp_path / "r" / "metrics.parquet"
-    assert folder.update_cos_parquet.name == "update_cos.parquet" and folder.figures.name == "figures"
+    assert folder.update_cos_parquet.name == "update_cos.parquet" and folder.report_html.name == "report.html"
     assert folder.part_path("a b", "x.w").parent.name != folder.part_path("a_b", "x.w").parent.name
     with folder.open({"base": "b", "posts": {}, "settings": {"seed": 0}}):
         assert folder.identity() == {"base": "b", "posts": {}, "settings": {"seed": 0}}

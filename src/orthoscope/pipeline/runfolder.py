@@ -1,22 +1,25 @@
 """The run folder: its layout, its lock, what it was made from, and the resumable per-matrix records.
 
 Layout under OUT:
-    run.json                          what the run was made from (inputs and settings)
+    run.json                          what the run was made from (inputs and settings) and the
+                                      folder's schema version (`pipeline/schema.py` reads older ones)
     parts/<post>/<matrix>.json        one row (or a skip reason) + settings key + content hashes
     spectra/<post>/<matrix>.npz       singular values and binned ratio curves
     pairs/<matrix>.json               update_cos of every pair of posts for that matrix + content hashes
     metrics.parquet, metrics.csv      the table
     update_cos.parquet                post against post (two posts or more)
     summary.json                      aggregates, notes, verdicts
-    report.html, figures/             written by the report
+    report.html, figures/<name>.png   written by the report (`adding`, `write_page`, `write_figure`)
+    eval.json                         the evaluation of the run's models (the demo: `write_evaluation`)
     experiment/                       written by the intervention experiment (`ExperimentFolder`):
         conditions/<label>.json       one evaluated condition + its key (the resume marker)
         experiment.parquet/.csv       one row per condition; claims.csv; experiment.png
 
-compare, experiment and report all go through this module: the layout, the lock, atomic
-writes, keyed resume records and damage-checked reading live here and nowhere else.
-`RunFolder` (compare, report, summary) and `ExperimentFolder` share one base for the
-file-not-folder refusal, creation, the lock and one-line write refusals.
+compare, monitor, experiment, report, summary and demo all go through this module: the layout,
+the lock, atomic writes, keyed resume records and damage-checked reading live here and nowhere
+else. `RunFolder` (compare, monitor, report, summary, demo) and `ExperimentFolder` share one base
+for the file-not-folder refusal, creation, the lock and one-line write refusals. What writes into a
+finished run (the report, the demo's evaluation) holds the same lock as the run (`adding`).
 
 Every file is written through a temporary file renamed into place, so a .json
 that parses and carries the same key and hashes means "done". A second process
@@ -48,13 +51,15 @@ from typing import Any
 import numpy as np
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.pipeline.schema import SCHEMA, check_schema, upgrade
 from orthoscope.pipeline.store import atomic_write, safe_name
 
 MANIFEST = "run.json"
 LOCK = ".orthoscope.lock"
+REPORT, FIGURES, EVALUATION = "report.html", "figures", "eval.json"
 # every entry a run writes: what --overwrite clears (nothing else in the folder is touched)
 LAYOUT = (MANIFEST, "parts", "spectra", "pairs", "metrics.parquet", "metrics.csv", "update_cos.parquet",
-          "summary.json", "report.html", "figures", "experiment", "eval.json")
+          "summary.json", REPORT, FIGURES, "experiment", EVALUATION)
 
 
 class _Folder:
@@ -152,11 +157,11 @@ class RunFolder(_Folder):
 
     @property
     def report_html(self) -> Path:
-        return self.path / "report.html"
+        return self.path / REPORT
 
     @property
-    def figures(self) -> Path:
-        return self.path / "figures"
+    def evaluation_json(self) -> Path:
+        return self.path / EVALUATION
 
     @property
     def experiment(self) -> Path:
@@ -187,6 +192,8 @@ class RunFolder(_Folder):
     def _claim(self, identity: dict, overwrite: bool) -> None:
         stored = self.identity()
         held = [name for name in LAYOUT if (self.path / name).exists()]
+        if not overwrite:
+            check_schema(self.schema(), self.path)
         if overwrite:
             self.clear()
         elif stored is not None and stored != identity:
@@ -196,12 +203,19 @@ class RunFolder(_Folder):
         elif stored is None and held:
             raise OrthoscopeError(f"{self.path} holds files of an unknown run ({', '.join(held[:3])}); "
                                   f"use --overwrite to replace them, or choose another --output")
-        self._write_json(self.path / MANIFEST, identity, indent=2, sort_keys=True)
+        self._write_json(self.path / MANIFEST, {**identity, "schema": SCHEMA}, indent=2, sort_keys=True)
 
     def identity(self) -> dict | None:
-        """What the run stored here was made from (run.json), or None (absent, or not a JSON object)."""
+        """What the run stored here was made from (run.json without its `schema`), or None (absent, or not a
+        JSON object)."""
         value = _read_json(self.path / MANIFEST)
-        return value if isinstance(value, dict) else None
+        return {k: v for k, v in value.items() if k != "schema"} if isinstance(value, dict) else None
+
+    def schema(self) -> int:
+        """The folder's schema version (run.json's `schema`; 0 for a folder written before it was recorded)."""
+        value = _read_json(self.path / MANIFEST)
+        schema = value.get("schema") if isinstance(value, dict) else None
+        return schema if isinstance(schema, int) and not isinstance(schema, bool) else 0
 
     def clear(self) -> None:
         """Remove everything a run writes here (other files are left alone)."""
@@ -232,11 +246,19 @@ class RunFolder(_Folder):
         self._write_json(self.pairs_path(name), {**record, "key": key})
 
     # ------------------------------------------------------------------ reading a finished run
+    def read_run(self):
+        """(table, summary) in the current schema, whatever version wrote the folder: the one reader of a
+        finished run (`pipeline/schema.upgrade`; verdicts computed where summary.json lacks them).
+
+        A missing or damaged file is one line naming it; a folder of a newer orthoscope is refused.
+        """
+        check_schema(self.schema(), self.path)
+        table, summary = self.read_table(), self.read_summary(required=False)  # both checked first
+        return upgrade(table, summary, self.schema())
+
     def read_table(self):
         """metrics.parquet as a DataFrame; a missing or damaged file is one line naming it."""
-        if not _present(self.metrics_parquet):
-            raise OrthoscopeError(f"no metrics.parquet in {self.path} "
-                                  f"(run `orthoscope compare ... -o {self.path}` first)")
+        self._require_run()
         table = read_frame(self.metrics_parquet)
         if "post" not in table or "kind" not in table:
             raise OrthoscopeError(f"{self.metrics_parquet} is damaged (no post/kind columns); "
@@ -260,7 +282,7 @@ class RunFolder(_Folder):
 
     def read_evaluation(self) -> dict | None:
         """eval.json (a lab folder's evaluation), or None."""
-        path = self.path / "eval.json"
+        path = self.evaluation_json
         return check_fields(read_record(path), {}, path) or None if _present(path) else None
 
     def read_experiment(self):
@@ -289,6 +311,43 @@ class RunFolder(_Folder):
 
     def write_summary(self, summary: dict) -> None:
         self._write_json(self.summary_json, summary, indent=2)
+
+    # ------------------------------------------------------------------ adding to a finished run
+    @contextlib.contextmanager
+    def adding(self) -> Iterator[RunFolder]:
+        """Hold the run's lock while adding to a finished run (the report, an evaluation): a compare or
+        another report writing here at the same time is refused. A folder without a run is one line.
+
+        >>> import tempfile
+        >>> with RunFolder(tempfile.mkdtemp()).adding():  # doctest: +ELLIPSIS
+        ...     pass
+        Traceback (most recent call last):
+        orthoscope.errors.OrthoscopeError: no metrics.parquet in ... (run `orthoscope compare ... -o ...` first)
+        """
+        self.check()
+        self._require_run()
+        with self.locked():
+            yield self
+
+    def _require_run(self) -> None:
+        if not _present(self.metrics_parquet):
+            raise OrthoscopeError(f"no metrics.parquet in {self.path} "
+                                  f"(run `orthoscope compare ... -o {self.path}` first)")
+
+    def write_page(self, page: str) -> Path:
+        """report.html (inside `adding`)."""
+        self._write(self.report_html, lambda tmp: tmp.write_text(page))
+        return self.report_html
+
+    def write_figure(self, name: str, save: Callable[[Path], None]) -> Path:
+        """figures/`name`, written by `save(tmp)` into a temporary file renamed into place (inside `adding`)."""
+        path = self.path / FIGURES / safe_name(name)
+        self._write(path, save)
+        return path
+
+    def write_evaluation(self, evaluation: dict) -> None:
+        """eval.json: the evaluation of the run's models (inside `adding`)."""
+        self._write_json(self.evaluation_json, evaluation, indent=2)
 
 
 class MemoryRun:

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from orthoscope._version import __version__
 from orthoscope.experiment.columns import GRID_OP, score_columns
 from orthoscope.experiment.plot import GRID_TITLE, conclusions
-from orthoscope.pipeline.store import write_text
+from orthoscope.pipeline.runfolder import RunFolder
 from orthoscope.report import figures, panels, series, tables
 from orthoscope.report.bottom import STYLE as BOTTOM_STYLE
 from orthoscope.report.bottom import bottom_line_html
@@ -40,22 +40,23 @@ PAIRING_SENTENCE = (
     "rotations predict red cells marked * throughout; the control run shows what an unrelated post-training gives.")
 
 
-def verdicts_of(run: Run) -> dict:
-    """summary.json's verdicts, or computed from the table for runs written before verdicts existed."""
-    from orthoscope.verdicts import compute_verdicts
-
-    verdicts = run.summary.get("verdicts")
-    if isinstance(verdicts, dict) and verdicts.get("posts") is not None:
-        return verdicts
-    return compute_verdicts(run.table)
-
-
 def write_report(folder: str | Path) -> Path:
-    """Write `folder/report.html` and `folder/figures/*.png` from a compare run folder."""
+    """Write `folder/report.html` and `folder/figures/*.png` from a compare run folder, under the run's lock."""
+    with RunFolder(folder).adding() as store:
+        run = load_run(store.path)
+        panels_run, page = _page_of(run)
+        path = store.write_page(page)
+        if len(panels_run.table):
+            write_pngs(panels_run, store, run.summary["verdicts"].get("control"))
+        write_trajectory_png(run, store)
+    return path
+
+
+def _page_of(run: Run) -> tuple[Run, str]:
+    """(the run without its checkpoint series, the page)."""
     from orthoscope.verdicts import verdict_html
 
-    run = load_run(folder)
-    verdicts = verdicts_of(run)
+    verdicts = run.summary["verdicts"]
     control = verdicts.get("control")
     in_series = series.series_table(run.table)
     # a checkpoint series is drawn against step; the per-post panels keep the posts outside it
@@ -89,11 +90,7 @@ def write_report(folder: str | Path) -> Path:
                     "small update: the pairing-null figure above is the test; these are its raw ingredients.</p>")
     body += [_section(title, text, fig) for title, text, fig in later if fig is not None]
     body.append(tables.medians_table(run))
-    write_text(run.folder / "report.html", _page("\n".join(part for part in body if part)))
-    if len(panels_run.table):
-        write_pngs(panels_run, run.folder / "figures", control)
-    write_trajectory_png(run, run.folder / "figures" / "trajectory.png")
-    return run.folder / "report.html"
+    return panels_run, _page("\n".join(part for part in body if part))
 
 
 def _conclusions(run: Run) -> str:

@@ -49,10 +49,12 @@ class Run:
 
 
 def load_run(folder: str | Path) -> Run:
-    """The run in `folder`; an experiment table is taken from the folder or one of its subfolders."""
+    """The run in `folder` in the current schema (summary with verdicts); an experiment table is taken from the
+    folder or one of its subfolders."""
     store = RunFolder(folder)
-    return Run(store.path, store.read_table(), store.read_summary(required=False), store.read_experiment(),
-               store.read_evaluation(), store.read_update_cos(), experiment_key(store.path))
+    table, summary = store.read_run()
+    return Run(store.path, table, summary, store.read_experiment(), store.read_evaluation(), store.read_update_cos(),
+               experiment_key(store.path))
 
 
 def experiment_key(folder: Path) -> dict | None:

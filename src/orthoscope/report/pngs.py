@@ -7,41 +7,42 @@ from pathlib import Path
 
 import numpy as np
 
+from orthoscope.pipeline.runfolder import RunFolder
 from orthoscope.report import grids
 from orthoscope.report.data import Run
 from orthoscope.report.figures import _kinds, _posts, has, robust_range
 from orthoscope.report.panels import control_title
 
 
-def write_pngs(run: Run, folder: Path, control: str | None = None) -> list[Path]:
-    """Every figure of the page that a paper would take, as a titled PNG (the same numbers as the page)."""
+def write_pngs(run: Run, store: RunFolder, control: str | None = None) -> list[Path]:
+    """Every figure of the page that a paper would take, as a titled PNG in the run's figures/ (the same
+    numbers as the page); `store` is held by `RunFolder.adding`."""
     import matplotlib
 
     matplotlib.use("Agg")
-    folder.mkdir(parents=True, exist_ok=True)
     posts = grids.posts_with_control_last(run.table, control)
     written = []
     if has(run, "rel_delta"):
-        written.append(_layer_kind(run, posts, control, "rel_delta", folder / "where_moved.png"))
+        written.append(_save(store, "where_moved.png", _layer_kind(run, posts, control, "rel_delta")))
     if has(run, "z_pair") and "p_pair" in run.table:
-        written.append(_layer_kind(run, posts, control, "z_pair", folder / "z_pair.png"))
+        written.append(_save(store, "z_pair.png", _layer_kind(run, posts, control, "z_pair")))
     if has(run, "a_geo"):
-        written.append(_svsm(run, folder / "svsm.png"))
+        written.append(_save(store, "svsm.png", _svsm(run)))
     if has(run, "incons"):
-        written.append(_per_layer(run, "incons", "incons_null", folder / "consistency.png",
-                                  "Rotation inconsistency incons per layer (dotted: Gaussian null)"))
+        written.append(_save(store, "consistency.png", _per_layer(
+            run, "incons", "incons_null", "Rotation inconsistency incons per layer (dotted: Gaussian null)")))
     if has(run, "sym_frac"):
         null = "sym_frac_pair_null" if has(run, "sym_frac_pair_null") else "sym_frac_null"
-        written.append(_per_layer(run, "sym_frac", null, folder / "sym_frac.png",
-                                  f"sym_frac per layer (dotted: {null.replace('_', ' ')}); above it = agreeing "
-                                  "rotations",
-                                  line=0.5))
+        written.append(_save(store, "sym_frac.png", _per_layer(
+            run, "sym_frac", null, f"sym_frac per layer (dotted: {null.replace('_', ' ')}); above it = agreeing "
+            "rotations", line=0.5)))
     bands = grids.ratio_bands(run)
-    return written + ([_ratios(bands, posts, control, folder / "ratio_curves.png")] if bands else [])
+    return written + ([_save(store, "ratio_curves.png", _ratios(bands, posts, control))] if bands else [])
 
 
-def write_trajectory_png(run: Run, path: Path) -> Path | None:
-    """Per-kind medians against step for a checkpoint series (the HTML figure's metrics), or None."""
+def write_trajectory_png(run: Run, store: RunFolder) -> Path | None:
+    """Per-kind medians against step for a checkpoint series (the HTML figure's metrics) as figures/trajectory.png,
+    or None."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +54,6 @@ def write_trajectory_png(run: Run, path: Path) -> Path | None:
     metrics = [m for m in TRAJECTORY if m[0] in table and table[m[0]].notna().any()]
     if table.empty or not metrics:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = table.assign(step=table["step"].astype(float))
     fig, axes = plt.subplots(len(metrics), 1, figsize=(7, 2.2 * len(metrics)), sharex=True, squeeze=False)
     for ax, (metric, null, label) in zip(axes[:, 0], metrics):
@@ -68,16 +68,18 @@ def write_trajectory_png(run: Run, path: Path) -> Path | None:
     axes[-1, 0].set_xlabel("training step")
     fig.suptitle(f"Checkpoint series: per-kind medians against step ({table['step'].nunique()} checkpoints)",
                  fontsize=10, x=0.01, ha="left")
-    return _save(fig, path)
+    fig.tight_layout()
+    return _save(store, "trajectory.png", fig, bbox=None)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(store: RunFolder, name: str, fig, bbox: str | None = "tight") -> Path:
+    """figures/`name` as a 130 dpi PNG, written atomically through the run folder; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    try:
+        return store.write_figure(name, lambda tmp: fig.savefig(tmp, format="png", dpi=130, bbox_inches=bbox))
+    finally:
+        plt.close(fig)
 
 
 LAYER_KIND = {
@@ -89,7 +91,7 @@ LAYER_KIND = {
 """Per (layer, kind) PNGs: colour map, colour-bar label, title."""
 
 
-def _layer_kind(run: Run, posts: list[str], control: str | None, metric: str, path: Path) -> Path:
+def _layer_kind(run: Run, posts: list[str], control: str | None, metric: str):
     import matplotlib.pyplot as plt
 
     cmap, label, title = LAYER_KIND[metric]
@@ -121,12 +123,10 @@ def _layer_kind(run: Run, posts: list[str], control: str | None, metric: str, pa
     bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.04)
     bar.set_label(label, fontsize=8)
     fig.suptitle(f"{title} (n = {len(table)} matrices)", fontsize=10, x=0.01, y=1.04, ha="left")
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
 
 
-def _svsm(run: Run, path: Path) -> Path:
+def _svsm(run: Run):
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
@@ -149,12 +149,10 @@ def _svsm(run: Run, path: Path) -> Path:
     bar.set_label("a_geo (log scale, 1 = unchanged)")
     fig.suptitle(f"Singular-value scaling a_geo per layer and kind (1 = unchanged; n = {len(table)} matrices)",
                  y=1.03, fontsize=10)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
 
 
-def _per_layer(run: Run, metric: str, null: str, path: Path, title: str, line: float | None = None) -> Path:
+def _per_layer(run: Run, metric: str, null: str, title: str, line: float | None = None):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -176,12 +174,10 @@ def _per_layer(run: Run, metric: str, null: str, path: Path, title: str, line: f
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False, title="kind")
     fig.suptitle(title, fontsize=10, x=0.01, ha="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
 
 
-def _ratios(bands: list, posts: list[str], control: str | None, path: Path) -> Path:
+def _ratios(bands: list, posts: list[str], control: str | None):
     import matplotlib.pyplot as plt
 
     posts = [p for p in posts if any(b.post == p for b in bands)]
@@ -204,6 +200,4 @@ def _ratios(bands: list, posts: list[str], control: str | None, path: Path) -> P
     fig.suptitle(f"Singular-value ratios: median per kind (line), 25-75 % of matrices (band); flat = one factor "
                  f"(n = {max(b.n for b in bands)} per kind)", fontsize=10, x=0.01, ha="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig

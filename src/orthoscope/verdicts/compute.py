@@ -112,12 +112,13 @@ def _adjust(posts: dict) -> dict:
 
 
 def _usable(table: pd.DataFrame, notes: list[str]) -> np.ndarray:
-    """changed and not at the noise floor; older runs without the columns count every row."""
+    """changed and not at the noise floor; a table without the columns counts every row (a run folder of an
+    older orthoscope gets them from `pipeline/schema.upgrade`)."""
     if "changed" in table:
         changed = table["changed"].fillna(True).astype(bool).to_numpy()
     else:
         changed = np.ones(len(table), dtype=bool)
-        notes.append("no `changed` column (a run of an older orthoscope): every matrix counted as changed")
+        notes.append("no `changed` column: every matrix counted as changed")
     floor = (table["at_noise_floor"].fillna(False).astype(bool).to_numpy() if "at_noise_floor" in table
              else np.zeros(len(table), dtype=bool))
     table["_changed"], table["_floor"] = changed, changed & floor
