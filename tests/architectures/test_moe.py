@@ -381,29 +381,3 @@ def test_block_fp8_weights_are_read_dequantized(built, tmp_path):
         assert row.a_geo == pytest.approx(2.0 if row.name == doubled else 1.0, abs=1e-6), row.name
     with pytest.raises(OrthoscopeError, match="block-quantized FP8"):
         write_matrix(fp8.read(refs[0].tensor), refs[0], torch.zeros(refs[0].shape))
-
-
-class _Slicing:
-    """A checkpoint that can read tensor[index] alone (safetensors' get_slice can): read_matrix uses it."""
-
-    def __init__(self, ckpt):
-        self.ckpt, self.whole, self.sliced = ckpt, [], []
-
-    def read(self, name):
-        self.whole.append(name)
-        return self.ckpt.read(name)
-
-    def read_slice(self, name, index):
-        self.sliced.append((name, index))
-        return self.ckpt.read(name)[index].clone()
-
-
-@pytest.mark.parametrize("family", ["gpt_oss", "mixtral"])
-def test_stacked_experts_are_read_one_expert_at_a_time_when_the_source_can(family, built):
-    _, _, raw = built(family)
-    ckpt = open_checkpoint(raw)
-    stacked = [r for r in find_matrices(ckpt)[0] if r.expert_slice is not None]
-    slicing = _Slicing(ckpt)
-    for ref in stacked:
-        assert torch.equal(read_matrix(slicing, ref), read_matrix(ckpt, ref)), ref.name
-    assert slicing.whole == [] and slicing.sliced == [(r.tensor, r.expert) for r in stacked]

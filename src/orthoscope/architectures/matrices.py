@@ -74,9 +74,6 @@ def read_matrix(ckpt: Checkpoint, ref: MatrixRef) -> torch.Tensor:
     tensor([[13., 17., 21.],
             [15., 19., 23.]])
     """
-    read_slice = getattr(ckpt, "read_slice", None)  # a source that reads one expert of a 3-D tensor
-    if ref.expert_slice is not None and callable(read_slice):  # (else the whole stack, once per matrix)
-        return cut_matrix(read_slice(ref.tensor, ref.expert_slice), replace(ref, expert_slice=None))
     tensor = ckpt.read(ref.tensor)
     if ref.scale is not None:
         tensor = dequantize_blocks(tensor, ckpt.read(ref.scale), ref.scale_block)

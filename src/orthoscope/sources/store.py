@@ -34,7 +34,8 @@ MAX_JSON_BYTES = 256 << 20  # config, index and adapter config files are small: 
 class TensorStore:
     """Names, shapes and one-at-a-time reads of one checkpoint's tensors, whatever holds them.
 
-    >>> store = MemoryLike({"w": torch.ones(2, 3)})
+    >>> from orthoscope.sources.memory import MemoryTensors
+    >>> store = MemoryTensors({"w": torch.ones(2, 3)})
     >>> store.shapes, store.read("w").sum().item(), store.dtype("w")
     ({'w': (2, 3)}, 6.0, torch.float32)
     """
@@ -61,7 +62,8 @@ class TensorStore:
         Unlike `fingerprint`, which samples files, this changes whenever any byte of any
         weight does: what a result that depends on the whole model (an experiment) is keyed on.
 
-        >>> MemoryLike({"w": torch.ones(2)}).content_hash() == MemoryLike({"w": torch.ones(2)}).content_hash()
+        >>> from orthoscope.sources.memory import MemoryTensors
+        >>> MemoryTensors({"w": torch.ones(2)}).content_hash() == MemoryTensors({"w": torch.ones(2)}).content_hash()
         True
         """
         import xxhash
@@ -79,19 +81,6 @@ class TensorStore:
 
     def prefetch(self, name: str) -> None:
         """A hint that `name` will be read soon (nothing here: stores in memory or without byte ranges)."""
-
-
-class MemoryLike(TensorStore):
-    """A store over a dict of tensors (for examples and tests)."""
-
-    format = "dict"
-
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        self.tensors = tensors
-        self.shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-
-    def read(self, name: str) -> torch.Tensor:
-        return self.tensors[name]
 
 
 @dataclass
