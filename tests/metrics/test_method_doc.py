@@ -38,7 +38,7 @@ PHRASES = {
     "p_pair interval": f"a {nulls.PAIR_CONFIDENCE:.0%} Clopper-Pearson interval",
     "p_pair range": f"surely above {num(nulls.PAIR_P_HIGH)} or surely below {num(nulls.PAIR_P_LOW)}",
     "p_pair cap": f"or 2^{int(math.log2(nulls.PAIR_MAX_DRAWS))} draws",
-    "p_pair float32": f"float32 for r > {nulls.PAIR_F32_ABOVE}",
+    "p_pair bound": f"surely below {num(nulls.PAIR_P_LOW)} and `p_pair` is that bound",
 }
 
 

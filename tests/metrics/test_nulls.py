@@ -1,5 +1,6 @@
 """Planted updates with known truth, the exact nulls against explicit draws, and the numerics of D."""
 
+import dataclasses
 import itertools
 import math
 
@@ -277,3 +278,75 @@ def test_one_pass_pairing_and_sym_frac_equal_the_definitions(kind):
         a, b = getattr(pair, field), getattr(ref, field)
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12, abs=1e-300), field
     assert torch.equal(pair.A, ref.A)
+
+
+def reference_hits(A: np.ndarray, threshold: float, n: int, rng: np.random.Generator) -> int:
+    """The draws' comparisons in plain float64 numpy, on the same random bits (the same chunks) as `_hits`."""
+    from orthoscope.metrics.nulls import _CHUNK
+
+    r, hits = A.shape[0], 0
+    step = max(1, _CHUNK // r)
+    for start in range(0, n, step):
+        rows = min(step, n - start)
+        bits = np.unpackbits(rng.integers(0, 256, size=(rows, (r + 7) // 8), dtype=np.uint8), axis=1, count=r)
+        e = bits.astype(np.float64) * 2 - 1
+        hits += int((np.einsum("ij,ij->i", e @ A, e) >= threshold).sum())
+    return hits
+
+
+@pytest.mark.parametrize("kind", ["integer (ties)", "heavy", "tiny values", "r = 300"])
+def test_float32_draws_decide_every_comparison_as_float64_does(kind):
+    from orthoscope.metrics.nulls import _hits
+
+    g = torch.Generator().manual_seed(21)
+    r = 300 if kind == "r = 300" else 40
+    D = torch.randn(r, r, generator=g, dtype=torch.float64) * (torch.arange(1, r + 1, dtype=torch.float64) ** -1)
+    if kind == "integer (ties)":
+        D = torch.randint(-2, 3, (r, r), generator=g).double()
+    if kind == "tiny values":
+        D = D * 1e-25  # A ~ 1e-50: below float32's range unless scaled
+    stats = pairing(D)
+    A = stats.A.numpy()
+    for z in (0.0, 0.5, 2.0):
+        threshold = z * math.sqrt(stats.var) - 1e-12 * math.sqrt(stats.var)
+        ours = _hits(stats.A, threshold, 3000, np.random.default_rng(5))
+        assert ours == reference_hits(A, threshold, 3000, np.random.default_rng(5)), (kind, z)
+        assert 0 < ours < 3000
+
+
+def every_value(A: np.ndarray) -> np.ndarray:
+    """e^T A e for all 2^r sign vectors e."""
+    e = np.array(list(itertools.product([-1.0, 1.0], repeat=A.shape[0])))
+    return np.einsum("ni,ij,nj->n", e, A, e)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "one direction", "two directions", "consistent"])
+def test_pair_bound_is_above_the_exact_tail_at_every_threshold(kind):
+    from orthoscope.metrics.nulls import pair_bound
+
+    g = torch.Generator().manual_seed(22)
+    X = torch.randn(12, 12, generator=g, dtype=torch.float64)
+    u, v = torch.randn(12, 2, generator=g, dtype=torch.float64).T
+    D = {"gaussian": X, "one direction": torch.outer(u, u) + 0.1 * X, "consistent": X + X.T,
+         "two directions": torch.outer(u, u) - torch.outer(v, v) + 0.05 * X}[kind]
+    stats = pairing(D)
+    values = every_value(stats.A.numpy())
+    for T in np.unique(values[values > 0])[::5]:
+        bound = pair_bound(dataclasses.replace(stats, T=float(T)))
+        assert np.mean(values >= T - 1e-9) <= bound <= 1, (kind, T)
+
+
+def test_pair_bound_is_above_200k_draws_and_settles_a_concentrated_update(heavy_tailed_null):
+    from orthoscope.metrics.nulls import PAIR_DRAWS, PAIR_P_LOW, pair_bound, pair_tail
+
+    stats, null = heavy_tailed_null
+    for q in (0.5, 0.9, 0.99, 0.999, 0.9999):
+        T = float(np.quantile(null, q))
+        assert pair_bound(dataclasses.replace(stats, T=T)) >= (1 - q) * 0.9, q
+    # an update along two directions, consistent on both sides: the draws would need 53k draws to show p < 1e-4
+    g = torch.Generator().manual_seed(23)
+    u, v = torch.randn(2, 64, generator=g, dtype=torch.float64)
+    D = 0.3 * (torch.outer(u, v) + torch.outer(v, u)) + 0.01 * torch.randn(64, 64, generator=g, dtype=torch.float64)
+    tail = pair_tail(pairing(D), np.random.default_rng(0))
+    assert tail.bounded and tail.draws == PAIR_DRAWS and tail.hits == 0 and tail.p < PAIR_P_LOW
+    assert math.isnan(tail.se) and tail.p == pair_bound(pairing(D))

@@ -37,7 +37,6 @@ PAIR_P_HIGH = 0.05
 PAIR_P_LOW = 1e-4
 PAIR_CONFIDENCE = 0.99
 PAIR_MAX_DRAWS = 2**20
-PAIR_F32_ABOVE = 256  # r above this: the draws' products in float32 (ties have no mass there)
 _CHUNK = 2**22  # draws x r entries per matrix product (16-32 MiB)
 
 
@@ -109,16 +108,65 @@ def pairing_and_sym_frac(D: torch.Tensor) -> tuple[Pairing, float]:
 
 @dataclass(frozen=True)
 class PairTail:
-    """A Monte-Carlo estimate of p_pair: p = (1 + hits) / (1 + draws) and its standard error."""
+    """p_pair's estimate: p = (1 + hits) / (1 + draws) and its standard error, or (`bounded`) an analytic
+    upper bound below PAIR_P_LOW that settled it after a first round of `draws` without a hit."""
 
     p: float
     hits: int
     draws: int
+    bounded: bool = False
 
     @property
     def se(self) -> float:
-        """sqrt(p (1 - p) / draws): the binomial standard error of p."""
-        return math.sqrt(self.p * (1 - self.p) / self.draws) if self.draws else math.nan
+        """sqrt(p (1 - p) / draws): the binomial standard error of p (NaN for a bound)."""
+        return math.sqrt(self.p * (1 - self.p) / self.draws) if self.draws and not self.bounded else math.nan
+
+
+def pair_bound(stats_: Pairing) -> float:
+    """An upper bound on P(e^T A e >= T) from the eigenvalues a_k of A (no draws): the smaller of two
+    Chernoff bounds, each exp(-t T) times a bound on E exp(t e^T A e) that holds for every e i.i.d. +-1.
+
+    - Gaussian comparison: with g ~ N(0, I) written g_i = e_i |g_i| (|g| independent of e) and A_ii = 0,
+      E[g^T A g | e] = (2/pi) e^T A e, so by Jensen E exp(t e^T A e) <= E exp((pi/2) t g^T A g)
+      = prod_k (1 - pi t a_k)^(-1/2).
+    - Positive part: e^T A e <= e^T A+ e (A+ = sum over a_k > 0 of a_k v_k v_k^T); writing
+      exp(t x^T A+ x) = E_g exp(sqrt(2t) g^T A+^(1/2) x) and Hoeffding's E exp(b . e) <= exp(|b|^2 / 2)
+      gives E exp(t e^T A+ e) <= prod_{a_k > 0} (1 - 2 t a_k)^(-1/2). Sharp when a few directions carry A.
+
+    Each t is minimised numerically; any t gives a valid bound, and the a_k are raised by far more than
+    eigvalsh's error (the bound grows with every a_k), so rounding cannot make it too small.
+
+    >>> D = torch.zeros(6, 6, dtype=torch.float64); D[0, 1] = D[1, 0] = 1.0   # X = 2 e_1 e_2: P(X >= 2) = 1/2
+    >>> 0.5 <= pair_bound(pairing(D)) <= 1
+    True
+    >>> D = torch.ones(40, 40, dtype=torch.float64)    # T = 1560, the largest e^T A e: P = 2^-39
+    >>> pair_bound(pairing(D)) < 1e-6
+    True
+    """
+    a = torch.linalg.eigvalsh(stats_.A.detach().to("cpu", torch.float64)).numpy()
+    a = a + 1e-12 * len(a) * float(np.abs(a).max(initial=0.0))
+    return math.exp(min(_chernoff_log(a, stats_.T, math.pi), _chernoff_log(a[a > 0], stats_.T, 2.0)))
+
+
+def _chernoff_log(a: np.ndarray, T: float, c: float) -> float:
+    """min over 0 <= t < 1 / (c max a) of -t T - 1/2 sum log(1 - c t a_k) (log of a Chernoff bound; <= 0).
+
+    The function is convex in t; its slope -T + (c/2) sum a_k / (1 - c t a_k) is found by bisection."""
+    if T <= 0 or not len(a) or a.max() <= 0:
+        return 0.0 if T <= 0 or not len(a) else -math.inf
+
+    def value(t: float) -> float:
+        return -t * T - 0.5 * float(np.log1p(-c * t * a).sum())
+
+    top = 1 / (c * a.max())
+    lo, hi = 0.0, top
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if -T + c / 2 * float((a / (1 - c * mid * a)).sum()) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return min(0.0, value(lo))
 
 
 def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS) -> PairTail:
@@ -140,13 +188,8 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     """
     from scipy.stats import beta
 
-    r = stats_.A.shape[0]
-    dtype = np.float32 if r > PAIR_F32_ABOVE else np.float64
-    A = stats_.A.cpu().numpy().astype(dtype)
-    sd = math.sqrt(stats_.var)
-    # ties at exactly T count as "as extreme"; the tolerance keeps rounding from deciding them
-    tol = (1e-6 * float(np.abs(A).sum(dtype=np.float64)) if dtype is np.float32 else 1e-12 * sd)
-    threshold = stats_.T - tol
+    A = stats_.A.detach().to("cpu", torch.float64)
+    threshold = stats_.T - 1e-12 * math.sqrt(stats_.var)  # ties at exactly T count as "as extreme"
     alpha = (1 - PAIR_CONFIDENCE) / 2
     below = math.ceil(math.log(alpha) / math.log1p(-PAIR_P_LOW))  # draws without a hit that show p < PAIR_P_LOW
     hits = done = 0
@@ -154,6 +197,8 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     while True:
         hits += _hits(A, threshold, target - done, rng)
         done = target
+        if not hits and done == draws and (bound := pair_bound(stats_)) < PAIR_P_LOW:
+            return PairTail(bound, 0, done, bounded=True)
         low = beta.ppf(alpha, hits, done - hits + 1) if hits else 0.0
         high = beta.ppf(1 - alpha, hits + 1, done - hits)
         if hits >= PAIR_HITS or low > PAIR_P_HIGH or high < PAIR_P_LOW or done >= PAIR_MAX_DRAWS:
@@ -162,16 +207,34 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
         target = min(PAIR_MAX_DRAWS, max(done + draws, min(4 * done, need)))
 
 
-def _hits(A: np.ndarray, threshold: float, n: int, rng: np.random.Generator) -> int:
-    """#{e^T A e >= threshold} over n draws of e (random bits unpacked to +-1, in chunks)."""
+def _hits(A: torch.Tensor, threshold: float, n: int, rng: np.random.Generator) -> int:
+    """#{e^T A e >= threshold} over n draws of e (random bits unpacked to +-1, in chunks), each comparison the
+    one float64 arithmetic makes.
+
+    The products run in float32 on A scaled by a power of two (exact), so that max |A_ij| < 1. Their error is
+    at most (2r + 4) u sum |A_ij| (u = 2^-24: A rounded, then two sums of r terms of e_i (A e)_i) plus r^2
+    2^-148 for entries float32 holds as subnormals; a draw that close to the threshold is recomputed in
+    float64. Only the values within that band cost float64 work; ties at the threshold keep their float64
+    answer.
+    """
     r = A.shape[0]
+    scale = 2.0 ** -math.frexp(A.abs().max().item())[1]
+    A64 = A * scale
+    A32 = A64.float()
+    threshold *= scale
+    band = 1.01 * ((2 * r + 4) * 2.0**-24 * A64.abs().sum().item() + r * r * 2.0**-148)
     step = max(1, _CHUNK // r)
     hits = 0
     for start in range(0, n, step):
         rows = min(step, n - start)
         bits = np.unpackbits(rng.integers(0, 256, size=(rows, (r + 7) // 8), dtype=np.uint8), axis=1, count=r)
-        e = bits.astype(A.dtype) * 2 - 1
-        hits += int((np.einsum("ij,ij->i", e @ A, e) >= threshold).sum())
+        e = torch.from_numpy(bits).to(torch.float32).mul_(2).sub_(1)
+        gap = (e @ A32).mul_(e).sum(1).double().sub_(threshold)
+        hits += int((gap > band).sum())
+        close = torch.nonzero(gap.abs() <= band)[:, 0]
+        if len(close):
+            e_close = e[close].double()
+            hits += int(((e_close @ A64).mul_(e_close).sum(1) >= threshold).sum())
     return hits
 
 
