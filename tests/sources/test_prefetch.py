@@ -34,6 +34,14 @@ def test_prefetch_asks_for_the_range_and_never_raises(tmp_path, monkeypatch):
     store.advise_willneed(tmp_path / "missing.bin", 0, 10)  # a missing file: nothing happens
 
 
-def test_in_memory_models_have_nothing_to_prefetch():
-    ckpt = open_checkpoint({"model.layers.0.mlp.up_proj.weight": torch.ones(4, 2)})
+def test_in_memory_models_have_nothing_to_prefetch(monkeypatch):
+    import os
+
+    asked = []
+    monkeypatch.setattr(store, "advise_willneed", lambda *args: asked.append(args))
+    monkeypatch.setattr(os, "posix_fadvise", lambda *args: asked.append(args), raising=False)
+    weight = torch.arange(8.0).reshape(4, 2)
+    ckpt = open_checkpoint({"model.layers.0.mlp.up_proj.weight": weight})
     ckpt.prefetch("model.layers.0.mlp.up_proj.weight")
+    assert asked == []  # no file to ask the OS about
+    assert torch.equal(ckpt.read("model.layers.0.mlp.up_proj.weight"), weight)
