@@ -15,7 +15,7 @@ from scipy.stats import false_discovery_control
 
 from orthoscope.report.grids import RATIO_BINS
 from orthoscope.verdicts.bottom import GLOSSARY, PAPER, bottom_line
-from tests.report.test_pages import figure_data, figure_layout
+from tests.report.test_pages import figure_data, figure_layout, figures
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
@@ -27,6 +27,11 @@ MAX_BYTES = 1_500_000
 @pytest.fixture(scope="module")
 def page(family_run):
     return (family_run / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def figs(family_run):
+    return figures(family_run)
 
 
 def measured(folder: Path, width: int, tmp_path: Path) -> dict:
@@ -79,22 +84,22 @@ def test_page_is_one_offline_file_under_the_size_limit(family_run, page):
     assert not re.search(r"<(script|img|link|iframe)[^>]+(src|href)=['\"]?https?:", page)
 
 
-def test_where_the_weights_moved_is_rel_delta_per_layer_and_kind_control_last(family_run, page):
+def test_where_the_weights_moved_is_rel_delta_per_layer_and_kind_control_last(family_run, figs):
     table = pd.read_parquet(family_run / "metrics.parquet")
-    heatmaps = figure_data(page, "fig-where-the-weights-moved")
+    heatmaps = figure_data(figs, "fig-where-the-weights-moved")
     assert [t["xaxis"] if "xaxis" in t else "x" for t in heatmaps] == ["x", "x2"]
     for trace, post in zip(heatmaps, ["instruct", "control"]):  # the control beside, last
         rows = table[table.post == post]
         expected = rows.pivot_table(index="layer", columns="kind", values="rel_delta")[trace["x"]] * 100
         np.testing.assert_allclose(np.asarray(trace["z"], dtype=float), expected.values, rtol=1e-12)
-    layout = figure_layout(page, "fig-where-the-weights-moved")
+    layout = figure_layout(figs, "fig-where-the-weights-moved")
     median = 100 * table[table.post == "instruct"].rel_delta.median()
     assert f"instruct {median:.3g} %" in layout["title"]["text"]
 
 
-def test_rotation_map_marks_exactly_the_bh_significant_matrices(family_run, page):
+def test_rotation_map_marks_exactly_the_bh_significant_matrices(family_run, figs):
     table = pd.read_parquet(family_run / "metrics.parquet")
-    traces = figure_data(page, "fig-rotations-against-the-pairing-null")
+    traces = figure_data(figs, "fig-rotations-against-the-pairing-null")
     for trace, post in zip(traces, ["instruct", "control"]):
         rows = table[(table.post == post) & table.p_pair.notna() & table.changed & ~table.at_noise_floor]
         significant = rows[false_discovery_control(rows.p_pair, method="bh") <= 0.05]
@@ -105,7 +110,7 @@ def test_rotation_map_marks_exactly_the_bh_significant_matrices(family_run, page
         np.testing.assert_allclose(np.asarray(trace["z"], dtype=float), z.values, rtol=1e-12)
 
 
-def test_ratio_bands_are_the_median_and_quartiles_of_binned_ratios(family_run, page):
+def test_ratio_bands_are_the_median_and_quartiles_of_binned_ratios(family_run, figs):
     from orthoscope.report.data import load_run
 
     run = load_run(family_run)
@@ -116,19 +121,19 @@ def test_ratio_bands_are_the_median_and_quartiles_of_binned_ratios(family_run, p
             bins = pd.Series(y).groupby(np.minimum((x * RATIO_BINS).astype(int), RATIO_BINS - 1)).median()
             per_matrix.append(bins.reindex(range(RATIO_BINS)).to_numpy())
     expected = np.nanmedian(np.vstack(per_matrix), axis=0)
-    traces = [t for t in figure_data(page, "fig-ratio-curves") if t.get("name") == "q" and t.get("mode") == "lines"]
+    traces = [t for t in figure_data(figs, "fig-ratio-curves") if t.get("name") == "q" and t.get("mode") == "lines"]
     instruct = [t for t in traces if t.get("xaxis", "x") == "x"]
     assert len(instruct) == 1 and "fill" not in instruct[0]
     np.testing.assert_allclose(np.asarray(instruct[0]["y"], dtype=float), expected, rtol=1e-6)
 
 
-def test_overlap_figure_shows_the_difference_it_is_chosen_for(family_run, page):
+def test_overlap_figure_shows_the_difference_it_is_chosen_for(family_run, page, figs):
     from orthoscope.report.data import load_run
 
     run = load_run(family_run)
     row = run.table[run.table.incons.notna()].sort_values("incons").iloc[-1]
     blocks = run.spectra(row.post, row["name"])
-    traces = figure_data(page, "fig-singular-vector-overlaps")
+    traces = figure_data(figs, "fig-singular-vector-overlaps")
     difference = np.asarray(traces[5]["z"], dtype=float)  # second row, third panel: least consistent Q_U - Q_V
     np.testing.assert_allclose(difference, blocks["Q_U_block"] - blocks["Q_V_block"], atol=1e-6)
     assert f"matrix {row.incons:.3f}" in page

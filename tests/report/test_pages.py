@@ -17,20 +17,28 @@ from orthoscope.report import write_report
 runner = CliRunner()
 
 
-def figure_data(page: str, div_id: str) -> list[dict]:
-    """The traces plotly draws in the div `div_id` (typed arrays decoded)."""
-    start = page.index(f'Plotly.newPlot(                        "{div_id}"')
-    start = page.index("[", start)
-    traces, _ = json.JSONDecoder().raw_decode(page[start:])
-    return [decode(trace) for trace in traces]
+def figures(folder) -> dict[str, dict]:
+    """The page's figures as plotly JSON (what report.html embeds, typed arrays decoded), by div id."""
+    from orthoscope.report.build import figures_of
+    from orthoscope.report.data import load_run
+
+    return {div: decode(json.loads(fig.to_json())) for div, fig in figures_of(load_run(folder)).items()}
 
 
-def figure_layout(page: str, div_id: str) -> dict:
-    start = page.index("[", page.index(f'"{div_id}"', page.index("Plotly.newPlot")))
-    decoder = json.JSONDecoder()
-    _, end = decoder.raw_decode(page[start:])
-    rest = page[start + end:]
-    return decoder.raw_decode(rest[rest.index("{"):])[0]
+def figure_data(figs: dict[str, dict], div_id: str) -> list[dict]:
+    """The traces plotly draws in the div `div_id`."""
+    return figs[div_id]["data"]
+
+
+def figure_layout(figs: dict[str, dict], div_id: str) -> dict:
+    return figs[div_id]["layout"]
+
+
+def test_every_figure_is_drawn_once_in_its_div(page, figs):
+    assert len(figs) >= 6
+    for div_id in figs:
+        assert page.count(f'<div id="{div_id}" class="plotly-graph-div"') == 1, div_id
+    assert page.count('class="plotly-graph-div"') == len(figs)
 
 
 def decode(value):
@@ -51,6 +59,11 @@ def page(planted_run):
     return (planted_run / "report.html").read_text()
 
 
+@pytest.fixture(scope="module")
+def figs(planted_run, page):
+    return figures(planted_run)
+
+
 def test_first_screen_is_the_bottom_line_then_figures_verdicts_settings(page, planted_run):
     bottom, verdicts = page.index("<h2 id='bottom-line'>Bottom line</h2>"), page.index("<h2>Verdicts</h2>")
     assert bottom < page.index('class="plotly-graph-div"') < verdicts < page.index("<h2>Inputs and settings</h2>")
@@ -69,19 +82,19 @@ def test_most_changed_matrices_are_the_largest_rel_delta(page, planted_run):
     assert "The 15 of 14 rows" not in section and f"of {len(table)} rows" in section
 
 
-def test_svsm_values_read_back_from_the_page_equal_the_table(page, planted_run):
+def test_svsm_values_read_back_from_the_page_equal_the_table(figs, planted_run):
     table = pd.read_parquet(planted_run / "metrics.parquet")
-    (heatmap,) = figure_data(page, "fig-singular-value-scaling")
+    (heatmap,) = figure_data(figs, "fig-singular-value-scaling")
     expected = table.pivot_table(index="layer", columns="kind", values="a_geo")[heatmap["x"]]
     assert list(heatmap["y"]) == list(expected.index)
     np.testing.assert_allclose(np.asarray(heatmap["customdata"], dtype=float), expected.values, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(heatmap["z"], dtype=float), np.log(expected.values), rtol=1e-12)
 
 
-def test_ratio_axis_holds_the_bands_and_intruders_say_a_sentence(page, planted_run):
-    layout = figure_layout(page, "fig-ratio-curves")
+def test_ratio_axis_holds_the_bands_and_intruders_say_a_sentence(page, figs, planted_run):
+    layout = figure_layout(figs, "fig-ratio-curves")
     lo, hi = layout["yaxis"]["range"]
-    curves = [np.asarray(t["y"], dtype=float) for t in figure_data(page, "fig-ratio-curves") if "y" in t]
+    curves = [np.asarray(t["y"], dtype=float) for t in figure_data(figs, "fig-ratio-curves") if "y" in t]
     values = np.concatenate(curves)
     values = values[np.isfinite(values)]
     assert lo <= min(np.quantile(values, 0.02), 1.0) and hi >= max(np.quantile(values, 0.98), 1.0)
@@ -98,7 +111,8 @@ def test_series_is_drawn_against_step_with_the_null_band(series_run):
     assert "Checkpoint series" in page and "Singular-value scaling" not in page  # no panel per checkpoint
     assert (series_run / "figures" / "trajectory.png").stat().st_size > 10_000
     table = pd.read_parquet(series_run / "metrics.parquet")
-    traces = figure_data(page, "fig-checkpoint-series")
+    figs = figures(series_run)
+    traces = figure_data(figs, "fig-checkpoint-series")
     lines = [t for t in traces if t.get("mode") == "lines+markers" and t.get("yaxis", "y") == "y2"]
     metric = "a_geo"  # second panel (rel_delta is first)
     for trace in lines:
@@ -111,7 +125,7 @@ def test_series_is_drawn_against_step_with_the_null_band(series_run):
     assert max(np.max(np.asarray(t["y"], dtype=float)) for t in z_panel) > medians.iloc[0]
     # update_cos: post x post heatmap per kind, the median over matrices
     cos = pd.read_parquet(series_run / "update_cos.parquet")
-    heatmaps = figure_data(page, "fig-post-against-post")
+    heatmaps = figure_data(figs, "fig-post-against-post")
     q = heatmaps[[i for i, k in enumerate(["q", "k", "v", "o", "gate", "up", "down"]) if k in set(cos.kind)][0]]
     posts = list(q["x"])
     z = np.asarray(q["z"], dtype=float)
@@ -145,12 +159,13 @@ def test_experiment_perplexity_on_a_log_axis(planted_run, tmp_path):
                   "dropped_share": [np.nan, np.nan, np.nan]}).to_parquet(folder / "experiment.parquet")
     write_report(folder)
     page = (folder / "report.html").read_text()
-    layout = figure_layout(page, "fig-interventions")
+    figs = figures(folder)
+    layout = figure_layout(figs, "fig-interventions")
     # a column per score; the interval ends, n and diagnostics are not scores of their own
     assert [layout.get(k, {}).get("type") for k in ("xaxis", "xaxis2")] == [None, "log"]  # conditions' values
     assert [layout.get(k, {}).get("type") for k in ("yaxis3", "yaxis4")] == [None, "log"]  # the c grid
     assert "lab-facts (n = 20)" in page
-    bars = [trace for trace in figure_data(page, "fig-interventions") if trace.get("error_x")]
+    bars = [trace for trace in figure_data(figs, "fig-interventions") if trace.get("error_x")]
     minus = np.concatenate([decode(t["error_x"]["arrayminus"]) for t in bars])
     assert sorted(minus) == pytest.approx(sorted([0.2, 0.21, 0.04]))
     # a minimal table (no claim, control or op columns) has no claim to conclude on

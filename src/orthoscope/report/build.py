@@ -52,12 +52,22 @@ def write_report(folder: str | Path) -> Path:
     return path
 
 
-def _page_of(run: Run) -> tuple[Run, str]:
-    """(the run without its checkpoint series, the page)."""
-    from orthoscope.verdicts import verdict_html
+def figures_of(run: Run) -> dict[str, go.Figure]:
+    """The page's plotly figures by the id of the div that draws them (`fig-<title>`): what the page embeds,
+    as figure objects to read back.
 
-    verdicts = run.summary["verdicts"]
-    control = verdicts.get("control")
+    >>> from orthoscope.report.data import load_run
+    >>> sorted(figures_of(load_run("runs/demo")))[:2]   # doctest: +SKIP
+    ['fig-checkpoint-series', 'fig-interventions']
+    """
+    _, first, later = _sections(run)
+    return {_div_id(title): fig for title, _, fig in first + later if isinstance(fig, go.Figure)}
+
+
+def _sections(run: Run) -> tuple[Run, list[tuple], list[tuple]]:
+    """(the run without its checkpoint series, the first figures' sections, the later ones): (title, note, figure
+    or the sentence that replaces an empty one, or None where there is nothing to show)."""
+    control = run.summary["verdicts"].get("control")
     in_series = series.series_table(run.table)
     # a checkpoint series is drawn against step; the per-post panels keep the posts outside it
     panels_run = dataclasses.replace(run, table=run.table.drop(in_series.index)) if len(in_series) else run
@@ -81,7 +91,16 @@ def _page_of(run: Run) -> tuple[Run, str]:
         ("Intruder dimensions", "", figures.intruder_bars(run)),
         ("Post against post", "", series.update_cos_heatmap(run)),
     ]
-    body = [_header(run), bottom_line_html(bottom_line(verdicts), control, verdicts.get("notes", []))]
+    return panels_run, first, later
+
+
+def _page_of(run: Run) -> tuple[Run, str]:
+    """(the run without its checkpoint series, the page)."""
+    from orthoscope.verdicts import verdict_html
+
+    verdicts = run.summary["verdicts"]
+    panels_run, first, later = _sections(run)
+    body = [_header(run), bottom_line_html(bottom_line(verdicts), verdicts.get("control"), verdicts.get("notes", []))]
     body += [_section(title, text, fig) for title, text, fig in first if fig is not None]
     body += [verdict_html(verdicts), tables.data_links(run),
              tables.settings_table(run), tables.most_changed(run), tables.evaluation_tables(run)]
@@ -145,10 +164,18 @@ def _section(title: str, text: str, fig: go.Figure | str) -> str:
             if len(lines) > 1 else f'<p class="note">{html.escape(text)}</p>' if text else "")
     if isinstance(fig, str):  # an empty figure is replaced by one sentence
         return f"<h2>{html.escape(title)}</h2>{note}<p class='empty'>{html.escape(fig)}</p>"
-    div_id = "fig-" + "-".join(title.lower().replace(":", "").split())
     fig.update_layout(template=compact_template())
     return (f"<h2>{html.escape(title)}</h2>{note}"
-            f"{fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=CONFIG)}")
+            f"{fig.to_html(full_html=False, include_plotlyjs=False, div_id=_div_id(title), config=CONFIG)}")
+
+
+def _div_id(title: str) -> str:
+    """The id of the div that draws a section's figure.
+
+    >>> _div_id("Rotations against the pairing null")
+    'fig-rotations-against-the-pairing-null'
+    """
+    return "fig-" + "-".join(title.lower().replace(":", "").split())
 
 
 def _header(run: Run) -> str:
