@@ -184,11 +184,15 @@ def _fallback_kinds(kinds: str | None) -> set[str]:
 class _progress:
     """A rich progress bar over matrices with ETA (nothing when quiet)."""
 
+    BAR = 16
+    """Width of the bar; the name gets what the counts, times and bar leave of the line (at most 48)."""
+
     def __init__(self, quiet: bool):
         self.bar = None if quiet else Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(bar_width=self.BAR), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
         self.task = None
+        self.name_width = 48
 
     def __enter__(self):
         return None if self.bar is None else self.advance
@@ -197,7 +201,11 @@ class _progress:
         if self.task is None:  # started by the first result: an early error stays one line
             self.bar.start()
             self.task = self.bar.add_task("matrices", total=None)
-        self.bar.update(self.task, completed=done, total=total, description=f"{printable(name)[-48:]:>48}")
+            counts = 2 * len(str(total)) + 1  # "21/21"; then elapsed, "eta", remaining and the spaces between
+            self.name_width = max(8, min(48, _width() - self.BAR - counts - len(" 0:00:00 eta 0:00:00") - 3))
+        name, width = printable(name), self.name_width
+        name = name if len(name) <= width else "…" + name[1 - width :]  # the end of a name tells matrices apart
+        self.bar.update(self.task, completed=done, total=total, description=f"{name:>{width}}")
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None and self.task is not None:
@@ -344,7 +352,16 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Analyse the shipped lab family (base vs instruct, cot, control) into ./orthoscope-demo/."""
-    from orthoscope.lab.shipped import manifest, shipped_evaluation, shipped_family
+    from orthoscope.kernels.threads import small_model_threads
+
+    with small_model_threads():  # a 96-wide model: one thread for torch and BLAS (a second one only waits)
+        _demo(output, experiment, quiet)
+
+
+def _demo(output: Path, experiment: bool, quiet: bool) -> None:
+    import textwrap
+
+    from orthoscope.lab.shipped import shipped_evaluation, shipped_family
     from orthoscope.pipeline import compare as run_compare
     from orthoscope.pipeline.runfolder import RunFolder
 
@@ -352,19 +369,17 @@ def demo(
     with _progress(quiet) as advance:
         result = run_compare(family["base"], [family[v] for v in ("instruct", "cot", "control")], output,
                              progress=advance)
-    evaluation = manifest()["eval"]
+    evaluation = shipped_evaluation()  # with n, intervals, ppl block
     with RunFolder(output).adding() as folder:
-        folder.write_evaluation(shipped_evaluation())  # with n, intervals, ppl block
+        folder.write_evaluation(evaluation)
     _report(result, quiet, False, tables=False)
     if experiment:
         from orthoscope.experiment import run_experiment
 
         if not quiet:
-            err.print(f"intervention experiment on base/instruct (lab-facts and lab-arith, 20 problems each; "
-                      f"{DEMO_EXPERIMENT_TIME}):", highlight=False, markup=False)
-        from orthoscope.kernels.threads import small_model_threads
-
-        with _conditions_status(quiet) as log, small_model_threads():  # a 96-wide model: one thread
+            err.print("\n".join(textwrap.wrap(f"intervention experiment on base/instruct (lab-facts and lab-arith, "
+                                               f"20 problems each; {DEMO_EXPERIMENT_TIME}):", _width())))
+        with _conditions_status(quiet) as log:
             conditions = run_experiment(family["base"], family["instruct"], output / "experiment",
                                         tasks=["lab-facts", "lab-arith"], limit=20, log=log)
         if not quiet:
@@ -629,14 +644,27 @@ def _print_scores(model: str, results: dict) -> None:
 
 
 def _print_eval(results: dict) -> None:
-    tasks = sorted({t for row in results.values() for t in row})
-    view = Table(title="evaluation", title_justify="left")
+    """The report's evaluation table: each accuracy with its Wilson 95 % interval and n, ppl with its block."""
+    tasks = sorted({t for row in results.values() for t in row if ":" not in t})
+    blocks = sorted({int(row["ppl:block"]) for row in results.values() if row.get("ppl:block")})
+    caption = "accuracy [Wilson 95 % interval]" + (f"; ppl in blocks of {'/'.join(map(str, blocks))} tokens"
+                                                   if blocks else "")
+    view = Table(title="evaluation", title_justify="left", caption=caption, caption_justify="left")
     view.add_column("model")
     for t in tasks:
-        view.add_column(t, justify="right")
+        sizes = sorted({int(row[f"{t}:n"]) for row in results.values() if row.get(f"{t}:n") is not None})
+        view.add_column(t + (f"\nn = {'/'.join(map(str, sizes))}" if sizes else ""), justify="right")
     for name, row in results.items():
-        view.add_row(name, *(f"{row[t]:.4g}" if t in row else "" for t in tasks))
-    out.print(view)
+        view.add_row(name, *(_with_interval(row, t) for t in tasks))
+    out.print(view, width=_width())
+
+
+def _with_interval(row: dict, task: str) -> str:
+    """'0.4 [0.31, 0.50]': a score with its interval when the row has one ('' when it has no such score)."""
+    if task not in row:
+        return ""
+    text = f"{row[task]:.4g}"
+    return text + (f" [{row[f'{task}:lo']:.2f}, {row[f'{task}:hi']:.2f}]" if row.get(f"{task}:lo") is not None else "")
 
 
 cache_app = typer.Typer(no_args_is_help=True, help="The base-SVD cache: list or clear it.")

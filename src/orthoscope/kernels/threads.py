@@ -83,10 +83,19 @@ def full_threads() -> Iterator[None]:
         yield
 
 
-def small_model_threads():
-    """A context for a tiny model's work (the demo's experiment): torch at one thread in a tuned process
-    (`orthoscope.tuning`), where a second thread only waits on a shared core; elsewhere nothing changes."""
-    return torch_threads(1) if process_tuned() else contextlib.nullcontext()
+@contextlib.contextmanager
+def small_model_threads() -> Iterator[None]:
+    """A context for a tiny model's whole job (the demo): torch and the BLAS pools (scipy's, numpy's) at one
+    thread in a tuned process (`orthoscope.tuning`), where a second thread only waits on a shared core;
+    elsewhere nothing changes. Both counts are restored afterwards."""
+    if not process_tuned():
+        yield
+        return
+    import scipy.linalg  # noqa: F401 (loads scipy's BLAS now, so that the limit reaches it)
+    import threadpoolctl
+
+    with torch_threads(1), threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def kernel(function: F) -> F:
