@@ -63,10 +63,10 @@ def convert(gguf: Path, folder: Path) -> Path:
     """Dequantize a GGUF once into a float32 safetensors folder (skipped when it exists)."""
     if (folder / "config.json").is_file():
         return folder
-    from orthoscope.lab.real import load_base
+    from orthoscope.evaluation.models import load_model
 
     print(f"converting {gguf} -> {folder} (about a minute)", file=sys.stderr)
-    model, tokenizer = load_base(gguf)
+    model, tokenizer = load_model(gguf)
     tmp = folder.with_name(folder.name + ".tmp")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)

@@ -96,9 +96,9 @@ def load_checkpoint(base, folder: Path):
         from peft import PeftModel
 
         return PeftModel.from_pretrained(copy.deepcopy(base), folder).merge_and_unload().eval()
-    from orthoscope.lab.real import load_base
+    from orthoscope.evaluation.models import load_model
 
-    return load_base(folder)[0].to(base.device)
+    return load_model(folder)[0].to(base.device)
 
 
 def fail(message: str) -> None:
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     from orthoscope.errors import OrthoscopeError
     from orthoscope.lab import instruct_eval
-    from orthoscope.lab.real import load_base
+    from orthoscope.evaluation.models import load_model
     from orthoscope.lab.tuning import ensure_chat_template
 
     try:
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(error))
     source = str((args.base or fetch(args.model)).resolve())
     tick = time.time()
-    base, tokenizer = load_base(source)
+    base, tokenizer = load_model(source)
     base.to(args.device)
     template = ensure_chat_template(tokenizer)
     print(f"base {source} loaded in {time.time() - tick:.1f} s; chat format: {template}", file=sys.stderr)

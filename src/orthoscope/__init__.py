@@ -16,6 +16,13 @@ from __future__ import annotations
 from orthoscope._lazy import lazy_exports
 from orthoscope._version import __version__
 
-__getattr__, __dir__, _names = lazy_exports("orthoscope", {"pipeline": ("CompareResult", "compare", "spectra"),
-                                                                "monitor": ("Monitor",)})
+# one options object per workflow, and the function that runs it
+__getattr__, __dir__, _names = lazy_exports("orthoscope", {
+    "pipeline": ("CompareOptions", "CompareResult", "compare", "spectra"),
+    "interventions": ("InterveneOptions", "intervene"),
+    "experiment": ("ExperimentOptions", "run_experiment"),
+    "evaluation": ("EvalOptions", "evaluate_model"),
+    "lab.options": ("LabOptions", "run_lab"),
+    "monitor": ("Monitor",),
+})
 __all__ = ["__version__", *_names]

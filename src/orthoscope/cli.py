@@ -102,7 +102,7 @@ def compare(
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (created; reruns resume)."),
     layers: str | None = typer.Option(None, help="Layers to analyse, e.g. 0-3,10."),
     kinds: str | None = typer.Option(None, help="Kinds to analyse, e.g. q,k,o."),
-    include_embeddings: bool = typer.Option(False, help="Also analyse embed and lm_head."),
+    include_embeddings: bool = typer.Option(False, "--include-embeddings", help="Also analyse embed and lm_head."),
     metrics: str = typer.Option("all", help="all, sign-free (one SVD per matrix: scaling, asym, sym_frac) "
                                 "or metric names, e.g. a_geo,sym_frac."),
     precision: str = typer.Option("auto", help="SVD precision: auto, f32 or f64."),
@@ -112,8 +112,8 @@ def compare(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse base SVDs from the disk cache."),
     cache_dir: Path | None = typer.Option(None, help="Cache folder (default $ORTHOSCOPE_CACHE_DIR or "
                                              "~/.cache/orthoscope/svd)."),
-    cache_limit: float | None = typer.Option(None, help="Cache size limit in GiB (default "
-                                                "$ORTHOSCOPE_CACHE_LIMIT or 20)."),
+    cache_limit_gib: float | None = typer.Option(None, "--cache-limit", help="Cache size limit in GiB (default "
+                                                    "$ORTHOSCOPE_CACHE_LIMIT or 20)."),
     executor: str = typer.Option("local", help="local, or ray: one task per matrix on a Ray cluster."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local one)."),
     workers: int | None = typer.Option(None, help="CPUs of the local Ray cluster (default: all)."),
@@ -127,11 +127,7 @@ def compare(
     from orthoscope.pipeline import CompareOptions, make_executor
     from orthoscope.pipeline import compare as run_compare
 
-    options = CompareOptions(layers=layers, kinds=kinds, include_embeddings=include_embeddings, metrics=metrics,
-                             precision=precision, device=device, seed=seed, revision=revision, cache=cache,
-                             cache_dir=cache_dir, cache_limit_gib=cache_limit,
-                             executor=make_executor(executor, address=address, workers=workers),
-                             control=control, overwrite=overwrite)
+    options = _options(CompareOptions, locals(), executor=make_executor(executor, address=address, workers=workers))
     with _progress(quiet) as advance:
         result = run_compare(base, [_named_post(p) for p in posts], output, options, progress=advance)
     _report(result, quiet, as_json)
@@ -176,9 +172,16 @@ def report(run: Path = typer.Argument(..., help="A run folder written by compare
     _write_report(run, False)
 
 
-def _fallback_kinds(kinds: str | None) -> set[str]:
-    """Unknown architectures name kinds after modules: accept any name with a dot or underscore."""
-    return {k for k in (kinds or "").split(",") if "." in k or "_" in k}
+def _options(kind: type, given: dict, **overrides):
+    """An options object from a command's parameters named as its fields (`given`: the command's locals).
+
+    tests/test_cli_options.py checks that every field of each command's options has its flag, with the
+    field's default, and that every other parameter is declared as the command's own.
+    """
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(kind) if f.init}
+    return kind(**{**{name: value for name, value in given.items() if name in names}, **overrides})
 
 
 class _progress:
@@ -454,16 +457,14 @@ def intervene(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Write POST with an intervention applied to its matrices, as a loadable checkpoint."""
+    from orthoscope.interventions import InterveneOptions
     from orthoscope.interventions import intervene as run_intervene
-    from orthoscope.interventions import make_op
-    from orthoscope.pipeline.filters import parse_kinds, parse_layers
 
-    chosen = make_op(op, scale, t, seed)
+    options = _options(InterveneOptions, locals())
     with _progress(quiet) as advance:
-        path = run_intervene(base, post, chosen, output, layers=parse_layers(layers),
-                             kinds=parse_kinds(kinds, known=_fallback_kinds(kinds)), progress=advance)
+        path = run_intervene(base, post, options, output, progress=advance)
     if not quiet:
-        err.print(f"{chosen.label()} written to {path}", highlight=False)
+        err.print(f"{options.op.label()} written to {path}", highlight=False)
 
 
 @app.command()
@@ -473,7 +474,8 @@ def experiment(
     post: str = typer.Argument(..., help="Post-trained checkpoint."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder (reruns with the same options resume)."),
     grid: str = typer.Option("0.5,0.75,0.9,1.0,1.1,1.25,1.5", help="swap-sigma scales c to try."),
-    task: list[str] | None = typer.Option(None, "--task", "-t", help="Lab tasks (default: all, for lab models)."),
+    tasks: list[str] | None = typer.Option(None, "--task", "-t", help="Lab tasks (default: all, for lab "
+                                           "models)."),
     limit: int = typer.Option(100, help="Problems per task."),
     text: Path | None = typer.Option(None, help="Text file for perplexity (default: lab held-out text)."),
     seed: int = typer.Option(0, help=f"Seed of the random ops ({_op_help('seed')})."),
@@ -482,20 +484,11 @@ def experiment(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """The paper's causal table: every registered op on POST next to its size-matched controls, each evaluated."""
-    from orthoscope.evaluation.run import check_limit, check_task, read_text
-    from orthoscope.experiment import claims_table, conditions, parse_grid, run_experiment
-    from orthoscope.pipeline.filters import parse_kinds, parse_layers
+    from orthoscope.experiment import ExperimentOptions, claims_table, run_experiment
 
-    scales = parse_grid(grid)
-    check_limit(limit)
-    conditions(scales, seed)  # validates --seed with the ops
-    for name in task or []:
-        check_task(name, post)
-    text_value = read_text(text, "--text") if text is not None else None
+    options = _options(ExperimentOptions, locals(), tasks=tasks or None)  # no --task: the suite's defaults
     log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
-    table = run_experiment(base, post, output, grid=scales, tasks=task or None, limit=limit, text=text_value,
-                           seed=seed, layers=parse_layers(layers),
-                           kinds=parse_kinds(kinds, known=_fallback_kinds(kinds)), log=log)
+    table = run_experiment(base, post, output, options, log=log)
     if not quiet:
         _print_experiment(table, claims_table(table))
         err.print(f"written to {output}/experiment.parquet, claims.csv and experiment.png", highlight=False)
@@ -554,8 +547,8 @@ def lab(
     threads: int | None = typer.Option(None, help="Torch threads (default: the preset's; 1 on a busy machine)."),
     base: str | None = typer.Option(None, "--base", help="Post-train this pretrained base (folder, weights "
                                        "file, GGUF file or hub id) instead of pretraining a preset."),
-    recipe: list[str] | None = typer.Option(None, "--recipe", help="With --base: instruct, cot, control "
-                                               "(repeatable; default all three)."),
+    recipes: list[str] | None = typer.Option(None, "--recipe", help="With --base: instruct, cot, control "
+                                                "(repeatable; default all three)."),
     steps: int = typer.Option(200, help="With --base: optimizer steps per recipe."),
     save_every: int | None = typer.Option(None, "--save-every", help="With --base: trajectory checkpoint "
                                              "every N steps (default steps/10)."),
@@ -569,36 +562,20 @@ def lab(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Pretrain a small base and post-train instruct, cot and control from it, or post-train a real --base."""
-    import dataclasses
+    from orthoscope.lab.options import LabOptions, run_lab
 
-    if threads is not None and threads <= 0:
-        raise OrthoscopeError(f"bad --threads {threads}: must be a positive integer")
+    options = _options(LabOptions, locals(), recipes=recipes or None)
     log = (lambda message: None) if quiet else (lambda message: err.print(message, highlight=False))
-    if base is not None:
-        from orthoscope.lab.real import RECIPES, RealLabOptions, build_real_lab
-
-        options = RealLabOptions(base, tuple(recipe or RECIPES), steps=steps, save_every=save_every, lr=lr,
-                                 batch=batch, block=block, freeze_embeddings=freeze_embeddings, lora=lora,
-                                 seed=seed, threads=threads or 1)
-        record = build_real_lab(options, output, log, show_progress=not quiet)
-        _print_eval({name: {"rel_delta": r["rel_delta"], "final_loss": r["final_loss"], "seconds": r["seconds"]}
-                     for name, r in record["recipes"].items()})
-        return
-    from orthoscope.lab.build import build_lab
-    from orthoscope.lab.presets import get_preset
-
-    chosen = get_preset(preset)
-    if threads is not None:
-        chosen = dataclasses.replace(chosen, threads=threads)
-    results = build_lab(chosen, output, seed, log)
-    _print_eval(results)
+    _print_eval(run_lab(output, options, log=log, show_progress=not quiet))
 
 
 @app.command("eval")
 @user_errors
 def evaluate(
-    model: Path = typer.Argument(..., help="A model folder (config, safetensors, tokenizer)."),
-    task: list[str] | None = typer.Option(None, "--task", "-t", help="lab-arith, lab-cot, lab-facts, or ppl:FILE."),
+    model: str = typer.Argument(..., help="A model: folder (config, safetensors, tokenizer), weights or GGUF "
+                                "file, or hub id."),
+    tasks: list[str] | None = typer.Option(None, "--task", "-t", help="lab-arith, lab-cot, lab-facts, or "
+                                           "ppl:FILE."),
     lm_eval: str | None = typer.Option(None, "--lm-eval", help="lm-evaluation-harness tasks, e.g. gsm8k,mmlu."),
     include_path: Path | None = typer.Option(None, help="Folder of custom lm-eval task YAMLs."),
     limit: int = typer.Option(200, help="Problems per task."),
@@ -608,25 +585,14 @@ def evaluate(
 ) -> None:
     """Evaluate a model on lab tasks (exact match, with n and a Wilson 95 % interval), text files (perplexity)
     or lm-eval tasks."""
-    from orthoscope.evaluation.run import check_limit
-    from orthoscope.lab.evaluate import evaluate_model
+    from orthoscope.evaluation import EvalOptions, evaluate_model
+    from orthoscope.lab.tasks import LAB_SUITE
 
-    if not task and not lm_eval:
-        raise OrthoscopeError("nothing to evaluate: give --task and/or --lm-eval")
-    check_limit(limit)
-    results = evaluate_model(model, task or [], limit=limit, seed=seed) if task else {}
-    if lm_eval:
-        from orthoscope.evaluation.harness import lm_eval_scores
-        from orthoscope.evaluation.models import load_model
-
-        loaded, tokenizer = load_model(model)
-        scores = lm_eval_scores(loaded, tokenizer, [t for t in lm_eval.split(",") if t.strip()], limit=limit,
-                                batch_size=batch_size, include_path=include_path)
-        results.update({f"{name}:{metric}": value for name, row in scores.items() for metric, value in row.items()})
+    results = evaluate_model(model, _options(EvalOptions, locals(), suite=LAB_SUITE))
     if as_json:
         print(json.dumps(results, indent=2))
     else:
-        _print_scores(str(model), results)
+        _print_scores(model, results)
 
 
 def _print_scores(model: str, results: dict) -> None:

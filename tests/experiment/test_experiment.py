@@ -38,9 +38,10 @@ def test_experiment_table_controls_intervals_plot_and_resume(tmp_path, monkeypat
         ci = binomtest(round(row["lab-facts"] * n), n).proportion_ci(method="wilson")
         assert n == 4 and (row["lab-facts:lo"], row["lab-facts:hi"]) == pytest.approx((ci.low, ci.high))
     # the post row is what `orthoscope eval` reports for the same model, task and limit: same n, same interval
-    from orthoscope.lab.evaluate import evaluate_model
+    from orthoscope.evaluation import evaluate_model
+    from orthoscope.lab.tasks import LAB_SUITE
 
-    evaluated = evaluate_model(family["instruct"], ["lab-facts"], limit=4)
+    evaluated = evaluate_model(family["instruct"], tasks=["lab-facts"], limit=4, suite=LAB_SUITE)
     assert {k: by.loc["post", k] for k in evaluated} == evaluated
     # reconstruct drops what leaves the base subspaces of the rectangular matrices
     assert 0.01 < by.loc["reconstruct", "dropped_share"] < 0.5

@@ -1,6 +1,6 @@
 """The lab's generated world: exact formats and a clean train/test split."""
 
-from orthoscope.evaluation.lab_tasks import extract_answer
+from orthoscope.evaluation.exact_match import extract_answer
 from orthoscope.lab.corpus import (
     direct_example,
     held_out_problems,

@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.evaluation.models import load_model
 from orthoscope.lab.instructions import training_stream
-from orthoscope.lab.real import load_base, projections
+from orthoscope.lab.real import projections
 from orthoscope.lab.recipes import IGNORE
 from orthoscope.lab.tokenizer import char_tokenizer
 from orthoscope.lab.tuning import TuneOptions, chat_text, latest_resume, pack_arm, prepare, tune
@@ -40,7 +41,7 @@ def tiny(tmp_path_factory):
 
 def run(folder, out, stop_after=None, **changes):
     torch.set_num_threads(1)
-    base, tokenizer = load_base(folder)
+    base, tokenizer = load_model(folder)
     options = TuneOptions(**{**OPTIONS, **changes})
     data = pack_arm("instruct", tokenizer, options.steps * options.batch, options.seq_len)
     weights = {k: v.detach().clone() for k, v in projections(base).items()}
@@ -62,7 +63,7 @@ def test_arms_are_size_matched_and_only_replies_carry_the_loss():
 
 
 def test_trainable_choices_pick_the_parameters(tiny):
-    base, _ = load_base(tiny)
+    base, _ = load_model(tiny)
     names = {t: {n for n, p in prepare(base, TuneOptions(trainable=t)).named_parameters() if p.requires_grad}
              for t in ("all", "no-embeddings", "attention", "mlp")}
     assert "model.embed_tokens.weight" in names["all"] and "model.embed_tokens.weight" not in names["no-embeddings"]

@@ -1,4 +1,7 @@
-"""Load a checkpoint folder as a transformers model and tokenizer, for evaluation."""
+"""The one model loader: a checkpoint folder, a weights file, a GGUF file or a hub id as a transformers model.
+
+`orthoscope eval`, `experiment`, `lab --base`, the interventions and scripts/recipes/* load through it.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +11,62 @@ from pathlib import Path
 from orthoscope.errors import SourceError, reason
 
 
-def load_model(path: str | Path):
-    """(model, tokenizer) in eval mode, float32, on CPU; one-line errors for damaged folders.
+def load_model(source: str | Path, option: str | None = None):
+    """(model, tokenizer) in eval mode, float32, on CPU; one-line errors (naming `option`) for bad sources.
+
+    A folder needs config.json, or exactly one .gguf file; a .gguf file is dequantized
+    to float32 (and loses its quantization marker, so the model saves as safetensors);
+    anything else that is not a path but looks like `owner/name` is a hub id. A
+    tokenizer without a padding token pads with its end-of-text token.
 
     >>> from orthoscope.lab.shipped import shipped_family
     >>> model, tok = load_model(shipped_family()["instruct"])
     >>> model.config.model_type, model.training
     ('llama', False)
+    >>> load_model("/nonexistent/model", "--base")
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.SourceError: --base /nonexistent/model: no such file or folder (nor a hub id owner/name)
     """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
     logging.disable_progress_bar()
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise SourceError(f"no config.json in {path}: not a model folder")
+    target, kwargs = _locate(source, f"{option} " if option else "")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+        tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(target, dtype="float32", **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, SafetensorError,
             pickle.UnpicklingError) as error:  # damaged or truncated files, unreadable config or tokenizer
-        raise SourceError(f"cannot load the model in {path}: {reason(error)}") from None
+        where = f"{option} " if option else ""
+        raise SourceError(f"{where}cannot load the model in {source}: {reason(error)}") from None
+    if kwargs:  # GGUF: weights are dequantized to float32 already; drop the marker so they can be saved
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer
+
+
+def _locate(source: str | Path, prefix: str) -> tuple[str, dict]:
+    """What transformers loads for `source`: (folder or hub id, {"gguf_file": name} for a GGUF)."""
+    path = Path(source)
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_file():
+        return str(path.parent), {}
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return str(path), {}
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) != 1:
+            raise SourceError(f"{prefix}no config.json in {source} and {len(ggufs)} .gguf files: not a model folder")
+        return str(path), {"gguf_file": ggufs[0].name}
+    if path.exists():
+        raise SourceError(f"{prefix}{source} is neither a file nor a folder")
+    if str(source).startswith((".", "/", "~")) or str(source).count("/") != 1:
+        raise SourceError(f"{prefix}{source}: no such file or folder (nor a hub id owner/name)")
+    return str(source), {}

@@ -6,6 +6,7 @@
 """
 
 from orthoscope.experiment.columns import claims_table
-from orthoscope.experiment.run import conditions, parse_grid, run_experiment
+from orthoscope.experiment.options import ExperimentOptions, parse_grid
+from orthoscope.experiment.run import conditions, run_experiment
 
-__all__ = ["claims_table", "conditions", "parse_grid", "run_experiment"]
+__all__ = ["ExperimentOptions", "claims_table", "conditions", "parse_grid", "run_experiment"]

@@ -17,32 +17,38 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from orthoscope.errors import OrthoscopeError
-from orthoscope.evaluation.lab_tasks import LAB_TASKS, lab_score
+from orthoscope.evaluation.exact_match import score_answers
 from orthoscope.evaluation.models import load_model
 from orthoscope.evaluation.perplexity import perplexity
 from orthoscope.evaluation.representations import attention_entropy, hidden_states, linear_cka
-from orthoscope.evaluation.run import check_limit, check_task, is_lab_model
-from orthoscope.experiment.columns import GRID_OP, POST, claims_table
+from orthoscope.evaluation.tasks import Task
+from orthoscope.experiment.columns import POST, claims_table
+from orthoscope.experiment.options import DEFAULT_GRID, PPL_BLOCK, ExperimentOptions
 from orthoscope.interventions.apply import matrix_pairs, patch
 from orthoscope.interventions.base import Op
-from orthoscope.interventions.registry import experiment_conditions, make_op
+from orthoscope.interventions.registry import experiment_conditions
 from orthoscope.interventions.run import plan_for
-from orthoscope.lab.build import lab_block, lab_world
-from orthoscope.lab.corpus import held_out_problems, held_out_text
 from orthoscope.pipeline.runfolder import ExperimentFolder
 
-DEFAULT_GRID = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
-PPL_BLOCK = 128
-"""Tokens per perplexity block for a model that is not from the lab (a lab model: its training block)."""
 KEY_VERSION = 3  # bump when a condition's numbers would change for the same inputs
 Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What every condition is scored on: the suite's tasks for the post model and the perplexity text."""
+
+    tasks: Mapping[str, Task]
+    limit: int
+    text: str | None
+    ppl_block: int
 
 
 def conditions(grid: tuple[float, ...] = DEFAULT_GRID, seed: int = 0) -> list[Op | None]:
@@ -54,13 +60,13 @@ def conditions(grid: tuple[float, ...] = DEFAULT_GRID, seed: int = 0) -> list[Op
     return [None, *experiment_conditions(tuple(grid), seed)]
 
 
-def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid: tuple[float, ...] = DEFAULT_GRID,
-                   tasks: list[str] | None = None, limit: int = 100, text: str | None = None, seed: int = 0,
-                   layers: set[int] | None = None, kinds: set[str] | None = None, log: Log = print) -> pd.DataFrame:
+def run_experiment(base: str | Path, post: str | Path, out: str | Path, options: ExperimentOptions | None = None,
+                   *, log: Log = print, **settings) -> pd.DataFrame:
     """Evaluate every condition on the pair; a rerun with the same inputs and options reuses finished ones.
 
-    `tasks` default to every lab task for a lab model and none otherwise;
-    `text` (perplexity) defaults to the lab's held-out text for a lab model.
+    `options` or, for convenience, its fields as keywords (`grid=(1.0,), limit=20`).
+    Tasks, text and perplexity block the options leave out come from their suite
+    (the lab's: every lab task and the held-out text of a lab model; none otherwise).
 
     >>> import tempfile
     >>> from orthoscope.lab.shipped import shipped_family
@@ -70,35 +76,39 @@ def run_experiment(base: str | Path, post: str | Path, out: str | Path, *, grid:
     >>> round(float(table.set_index("condition").loc["interpolate@1", "cka_vs_post"]), 6)  # doctest: +SKIP
     1.0
     """
+    options = options if options is not None else ExperimentOptions(**settings)
     folder = ExperimentFolder(out)
     folder.check()
-    check_limit(limit)
-    ops = conditions(grid, seed)
-    for task in tasks or []:
-        check_task(task, post)
-    tasks = list(LAB_TASKS) if tasks is None and is_lab_model(post) else list(tasks or [])
-    plan = plan_for(base, post, layers, kinds)
-    world = lab_world(post, seed)
-    text = text if text is not None else (held_out_text(world, seed) if is_lab_model(post) else None)
-    block = (lab_block(post) if is_lab_model(post) else None) or PPL_BLOCK
-    key = {**run_key(plan, grid, tasks, limit, text, seed, layers, kinds), "ppl_block": block,
+    defaults = options.suite.defaults(post, options.seed)
+    tasks = defaults.tasks if options.tasks is None else options.tasks
+    for task in tasks:
+        options.suite.check(task, post)
+    ops = conditions(options.grid, options.seed)
+    plan = plan_for(base, post, options.layers, options.kinds)
+    suite_tasks = options.suite.tasks(post, options.seed) if tasks else {}
+    evaluation = Evaluation({name: suite_tasks[name] for name in tasks}, options.limit,
+                            options.text if options.text is not None else defaults.text,
+                            defaults.ppl_block or PPL_BLOCK)
+    key = {**run_key(plan, options.grid, list(tasks), options.limit, evaluation.text, options.seed, options.layers,
+                     options.kinds),
+           "ppl_block": evaluation.ppl_block,
            "post_fingerprint": plan.posts[0].fingerprint()}  # how a run folder's summary.json names the post
-    labels = [POST if op is None else op.label() for op in ops]
     from orthoscope.experiment.plot import plot_experiment  # matplotlib: only when a table is drawn
 
     with folder.open():
-        table = _run_conditions(folder, ops, labels, key, base, post, plan, world, tasks, limit, text, log)
+        table = _run_conditions(folder, plan, post, ops, key, evaluation, log)
         folder.write_tables(table, claims_table(table))
         plot_experiment(table, folder.plot)
     return table
 
 
-def _run_conditions(folder: ExperimentFolder, ops, labels, key, base, post, plan, world, tasks, limit, text,
+def _run_conditions(folder: ExperimentFolder, plan, post, ops: list[Op | None], key: dict, evaluation: Evaluation,
                     log: Log) -> pd.DataFrame:
     """Every condition's row: taken from its finished record, or evaluated and recorded."""
     model = tokenizer = probe = reference = pairs = None
     rows = []
-    for op, label in zip(ops, labels):
+    for op in ops:
+        label = POST if op is None else op.label()
         condition_key = {**key, "condition": label, **({} if op is None else
                                                        {"formula": op.spec.formula, "settings": op.settings()})}
         done = folder.load_condition(label, condition_key)
@@ -107,7 +117,7 @@ def _run_conditions(folder: ExperimentFolder, ops, labels, key, base, post, plan
             continue
         if model is None:
             model, tokenizer = load_model(post)
-            probe = _probe_texts(text)
+            probe = _probe_texts(evaluation.text)
             reference = hidden_states(model, tokenizer, probe)
             pairs = matrix_pairs(plan)
         started = time.time()
@@ -116,8 +126,7 @@ def _run_conditions(folder: ExperimentFolder, ops, labels, key, base, post, plan
                    "claim": "" if op is None else op.spec.claim,
                    "control": "" if op is None else ",".join(_controls(op, ops)),
                    "scale": _setting(op, "scale"), "t": _setting(op, "t")}
-            row.update(_evaluate(model, tokenizer, world, tasks, limit, (text, key["ppl_block"]), probe,
-                                  reference))
+            row.update(_evaluate(model, tokenizer, evaluation, probe, reference))
         row.update(_medians(diagnostics))
         row["seconds"] = round(time.time() - started, 2)
         folder.save_condition(label, condition_key, row)
@@ -125,32 +134,6 @@ def _run_conditions(folder: ExperimentFolder, ops, labels, key, base, post, plan
         log(f"  {label:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()
                                           if isinstance(v, float) and ":" not in k and k not in ("t", "scale")))
     return pd.DataFrame(rows)
-
-
-def parse_grid(text: str) -> tuple[float, ...]:
-    """--grid: comma-separated swap-sigma scales c, each validated by the op (finite, positive).
-
-    >>> parse_grid("0.9, 1.1")
-    (0.9, 1.1)
-    >>> parse_grid("1,nan")
-    Traceback (most recent call last):
-    ...
-    orthoscope.errors.OrthoscopeError: bad --grid '1,nan': 'nan' is not a finite positive scale c
-    """
-    values = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            op = make_op(GRID_OP, item)
-        except OrthoscopeError:
-            op = None
-        if op is None or op.scale is None:
-            raise OrthoscopeError(f"bad --grid {text!r}: {item!r} is not a finite positive scale c")
-        values.append(op.scale)
-    if not values:
-        raise OrthoscopeError(f"bad --grid {text!r}: give at least one scale, e.g. 0.9,1.0,1.1")
-    return tuple(values)
 
 
 def run_key(plan, grid, tasks, limit, text, seed, layers, kinds) -> dict:
@@ -212,17 +195,15 @@ def _probe_texts(text: str | None) -> list[str]:
     return lines[:32] or ["The quick brown fox jumps over the lazy dog."]
 
 
-def _evaluate(model, tokenizer, world, tasks, limit, ppl: tuple[str | None, int], probe, reference_states) -> dict:
+def _evaluate(model, tokenizer, evaluation: Evaluation, probe, reference_states) -> dict:
     scores = {}
-    for task in tasks:
-        scores.update(lab_score(model, tokenizer, held_out_problems(world, task, limit), LAB_TASKS[task]).fields(task))
-    text, block = ppl
-    if text:
-        scores["ppl"] = perplexity(model, tokenizer, text, block=block)
+    for name, task in evaluation.tasks.items():
+        scores.update(score_answers(model, tokenizer, task.problems(evaluation.limit), task.max_new_tokens)
+                      .fields(name))
+    if evaluation.text:
+        scores["ppl"] = perplexity(model, tokenizer, evaluation.text, block=evaluation.ppl_block)
     entropies = attention_entropy(model, tokenizer, probe)
     scores["attn_entropy"] = sum(entropies) / len(entropies)
     states = hidden_states(model, tokenizer, probe)
     scores["cka_vs_post"] = sum(linear_cka(a, b) for a, b in zip(states[1:], reference_states[1:])) / (len(states) - 1)
     return scores
-
-

@@ -18,6 +18,7 @@ from orthoscope._lazy import lazy_exports
 _WHERE = {
     "apply": ("patch_model", "write_intervened"),
     "base": ("MatrixPair", "Op", "OpSpec", "Param"),
+    "options": ("InterveneOptions",),
     "registry": ("OPS", "apply_op", "experiment_conditions", "get", "make_op", "op_help", "ops_taking"),
     "run": ("intervene", "load_patched"),
 }

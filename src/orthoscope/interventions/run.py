@@ -6,7 +6,7 @@ from pathlib import Path
 
 from orthoscope.interventions.apply import Progress, patch_model, write_intervened
 from orthoscope.interventions.base import Op
-from orthoscope.interventions.registry import make_op
+from orthoscope.interventions.options import InterveneOptions
 from orthoscope.pipeline.pairing import Plan, make_plan
 from orthoscope.sources import open_checkpoint
 
@@ -18,12 +18,12 @@ def plan_for(base: str | Path, post: str | Path, layers: set[int] | None = None,
     return make_plan(base_ckpt, [open_checkpoint(post, base=base_ckpt)], layers, kinds)
 
 
-def intervene(base: str | Path, post: str | Path, op: str | Op, out: str | Path, *, scale: str | float | None = None,
-              t: float | None = None, seed: int = 0, layers: set[int] | None = None, kinds: set[str] | None = None,
-              progress: Progress | None = None) -> Path:
-    """Write `post` with `op` applied to the selected matrices as a new checkpoint in `out`.
+def intervene(base: str | Path, post: str | Path, op: str | Op | InterveneOptions, out: str | Path, *,
+              progress: Progress | None = None, **settings) -> Path:
+    """Write `post` with an op applied to the selected matrices as a new checkpoint in `out`.
 
-    `op` is an op name (validated with `scale`, `t`, `seed`) or an `Op` from `make_op`.
+    `op` is an `InterveneOptions`, or for convenience an op name or `Op` with the other
+    fields as keywords (`scale`, `t`, `seed`, `layers`, `kinds`).
 
     >>> import tempfile
     >>> from orthoscope.lab.shipped import shipped_family
@@ -32,8 +32,8 @@ def intervene(base: str | Path, post: str | Path, op: str | Op, out: str | Path,
     >>> sorted(p.name for p in out.iterdir())[:3]
     ['config.json', 'generation_config.json', 'model.safetensors']
     """
-    op = op if isinstance(op, Op) else make_op(op, scale, t, seed)
-    return write_intervened(plan_for(base, post, layers, kinds), op, out, progress)
+    options = op if isinstance(op, InterveneOptions) else InterveneOptions(op, **settings)
+    return write_intervened(plan_for(base, post, options.layers, options.kinds), options.op, out, progress)
 
 
 def load_patched(base: str | Path, post: str | Path, op: Op, layers: set[int] | None = None,
@@ -42,6 +42,7 @@ def load_patched(base: str | Path, post: str | Path, op: Op, layers: set[int] | 
 
     >>> from orthoscope.lab.shipped import shipped_family
     >>> family = shipped_family()
+    >>> from orthoscope.interventions.registry import make_op
     >>> model, tok = load_patched(family["base"], family["cot"], make_op("break-left"), layers={0}, kinds={"o"})
     >>> model.model.layers[0].self_attn.o_proj.weight.shape
     torch.Size([96, 96])

@@ -144,13 +144,14 @@ def _post_train(preset: Preset, world: World, world_spec: dict, tokenizer, base_
 
 def evaluate_lab(out: Path, world: World, tokenizer, preset: Preset, seed: int, log: Log) -> dict:
     """Accuracy on each lab task and held-out perplexity, for base and every variant."""
-    from orthoscope.evaluation import LAB_TASKS, lab_accuracy, perplexity
+    from orthoscope.evaluation import answer_accuracy, perplexity
+    from orthoscope.lab.tasks import LAB_TASKS
 
     text = held_out_text(world, seed)
     results = {}
     for name in ("base",) + VARIANTS:
         model = load_checkpoint(out / name)
-        row = {task: lab_accuracy(model, tokenizer, held_out_problems(world, task, preset.eval_problems), tokens)
+        row = {task: answer_accuracy(model, tokenizer, held_out_problems(world, task, preset.eval_problems), tokens)
                for task, tokens in LAB_TASKS.items()}
         row["ppl"] = perplexity(model, tokenizer, text, preset.block)
         results[name] = row

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from orthoscope.errors import OrthoscopeError, SourceError
+from orthoscope.errors import OrthoscopeError
+from orthoscope.evaluation.models import load_model
 from orthoscope.lab.corpus import make_world
 from orthoscope.lab.recipes import RECIPES, Packed, pack
 from orthoscope.lab.train import lr_at, optimizer_step
@@ -98,49 +99,13 @@ class RealLabOptions:
         return record
 
 
-def load_base(source: str | Path):
-    """(model, tokenizer) in float32 from a folder, a weights file in a folder, a GGUF file or a hub id.
+def projections(model) -> dict[str, torch.Tensor]:
+    """{name: weight} of the attention and MLP projection matrices (2-D) of a plain model.
 
     >>> from orthoscope.lab.shipped import shipped_family
-    >>> model, tokenizer = load_base(shipped_family()["base"])
-    >>> model.config.model_type, len(projections(model))
-    ('llama', 21)
+    >>> len(projections(load_model(shipped_family()["base"])[0]))
+    21
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    path = Path(source)
-    kwargs: dict = {}
-    if path.is_file() and path.suffix == ".gguf":
-        path, kwargs = path.parent, {"gguf_file": path.name}
-    elif path.is_file():
-        path = path.parent
-    elif path.is_dir() and not (path / "config.json").is_file():
-        ggufs = sorted(path.glob("*.gguf"))
-        if len(ggufs) != 1:
-            raise SourceError(f"--base {source}: no config.json and {len(ggufs)} .gguf files in the folder")
-        kwargs = {"gguf_file": ggufs[0].name}
-    elif not path.exists() and (str(source).startswith((".", "/")) or str(source).count("/") != 1):
-        raise SourceError(f"--base {source}: no such file or folder (nor a hub id owner/name)")
-    target = str(path) if path.exists() else str(source)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32, **kwargs)
-    except (OSError, ValueError) as error:
-        raise SourceError(f"cannot load --base {source}: {str(error).splitlines()[0]}") from None
-    if kwargs:  # GGUF: weights are dequantized to float32 already; drop the marker so they can be saved
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.eval()
-    return model, tokenizer
-
-
-def projections(model) -> dict[str, torch.Tensor]:
-    """{name: weight} of the attention and MLP projection matrices (2-D) of a plain model."""
     return {name: p for name, p in model.named_parameters()
             if p.ndim == 2 and name.endswith(".weight") and name.split(".")[-2] in PROJECTIONS}
 
@@ -225,10 +190,7 @@ def _restore(model, optimizer, folder: Path, lora: bool) -> None:
 
         set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
     else:
-        from transformers import AutoModelForCausalLM
-
-        trained = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        model.load_state_dict(trained.state_dict())
+        model.load_state_dict(load_model(folder)[0].state_dict())
     optimizer.load_state_dict(torch.load(folder / OPTIMIZER, weights_only=True))
 
 
@@ -322,7 +284,7 @@ def build_real_lab(options: RealLabOptions, out: str | Path, log: Log = print, s
         log(f"all recipes already in {out}")
         return record
     loaded = time.time()
-    base, tokenizer = load_base(options.base)
+    base, tokenizer = load_model(options.base, "--base")
     log(f"base {options.base}: {sum(p.numel() for p in base.parameters()):,} parameters, "
         f"loaded in {time.time() - loaded:.1f} s")
     context = next((getattr(base.config, key) for key in ("max_position_embeddings", "n_positions", "n_ctx")

@@ -1,23 +1,13 @@
-"""Exact-match accuracy on the lab's held-out problems, by greedy decoding."""
+"""Exact-match accuracy of greedy answers: the score of every task that asks a question and knows its answer."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import torch
 
 from orthoscope.evaluation.stats import Accuracy
-
-LAB_TASKS = {"lab-arith": 6, "lab-cot": 90, "lab-facts": 8}  # task -> max new tokens
-WORLD_TASKS = ("lab-facts",)  # ask about the lab world's invented entities: need a lab model
-
-
-class Example(Protocol):
-    """A problem: its prompt and the exact answer expected (the lab's `corpus.Example` is one)."""
-
-    prompt: str
-    answer: str
+from orthoscope.evaluation.tasks import Example
 
 
 def extract_answer(text: str) -> str:
@@ -46,13 +36,13 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch: i
     return outputs
 
 
-def lab_score(model, tokenizer, examples: Sequence[Example], max_new_tokens: int) -> Accuracy:
+def score_answers(model, tokenizer, examples: Sequence[Example], max_new_tokens: int) -> Accuracy:
     """Correct answers (exact match of the generated answer) out of the examples."""
     completions = generate(model, tokenizer, [ex.prompt for ex in examples], max_new_tokens)
     return Accuracy(sum(extract_answer(text) == ex.answer for text, ex in zip(completions, examples)), len(examples))
 
 
-def lab_accuracy(model, tokenizer, examples: Sequence[Example], max_new_tokens: int) -> float:
+def answer_accuracy(model, tokenizer, examples: Sequence[Example], max_new_tokens: int) -> float:
     """Fraction of examples whose generated answer equals the reference exactly (0 for none)."""
-    score = lab_score(model, tokenizer, examples, max_new_tokens)
+    score = score_answers(model, tokenizer, examples, max_new_tokens)
     return score.value if score.n else 0.0
