@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import special
 
 # Sequential sign draws for p_pair: PAIR_DRAWS first, then up to 4x more per round, until one of
 #   PAIR_HITS draws at or beyond T       (relative standard error sqrt((1 - p) / hits) <= 10 %),
@@ -186,8 +186,6 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     >>> pair_tail(pairing(D), np.random.default_rng(0)).p
     1.0
     """
-    from scipy.stats import beta
-
     A = stats_.A.detach().to("cpu", torch.float64)
     threshold = stats_.T - 1e-12 * math.sqrt(stats_.var)  # ties at exactly T count as "as extreme"
     alpha = (1 - PAIR_CONFIDENCE) / 2
@@ -199,9 +197,11 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
         done = target
         if not hits and done == draws and (bound := pair_bound(stats_)) < PAIR_P_LOW:
             return PairTail(bound, 0, done, bounded=True)
-        low = beta.ppf(alpha, hits, done - hits + 1) if hits else 0.0
-        high = beta.ppf(1 - alpha, hits + 1, done - hits)
-        if hits >= PAIR_HITS or low > PAIR_P_HIGH or high < PAIR_P_LOW or done >= PAIR_MAX_DRAWS:
+        # Clopper-Pearson: the interval's low end is above P_HIGH iff the Beta(hits, done - hits + 1) cdf there
+        # is below alpha; its high end is below P_LOW iff the Beta(hits + 1, done - hits) cdf there is above 1 - alpha
+        surely_high = hits > 0 and special.betainc(hits, done - hits + 1, PAIR_P_HIGH) < alpha
+        surely_low = special.betainc(hits + 1, done - hits, PAIR_P_LOW) > 1 - alpha
+        if hits >= PAIR_HITS or surely_high or surely_low or done >= PAIR_MAX_DRAWS:
             return PairTail((1 + hits) / (1 + done), hits, done)
         need = math.ceil(1.1 * PAIR_HITS * done / hits) if hits else below  # the draws the rule will likely stop at
         target = min(PAIR_MAX_DRAWS, max(done + draws, min(4 * done, need)))
@@ -278,4 +278,5 @@ def gauss_tail(value: float, r: int) -> tuple[float, float]:
         return math.nan, math.nan
     a, b = gauss_params(r)
     sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
-    return (value - a / (a + b)) / sd, float(stats.beta.sf(value, a, b))
+    tail = 1.0 if value <= 0 else 0.0 if value >= 1 else float(special.betaincc(a, b, value))  # Beta(a, b).sf
+    return (value - a / (a + b)) / sd, tail

@@ -15,7 +15,6 @@ True
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import false_discovery_control, rankdata
 
 CHUNK = 2_000_000  # values per vectorised block: bounds memory on 45k-matrix models
 
@@ -27,11 +26,22 @@ def bh_count(p: np.ndarray, q: float) -> int:
 
 
 def bh_reject(p: np.ndarray, q: float) -> np.ndarray:
-    """Which of the (finite) p-values Benjamini-Hochberg rejects at false discovery rate `q`."""
+    """Which of the (finite) p-values Benjamini-Hochberg rejects at false discovery rate `q`: those whose
+    adjusted p-value min_{j >= i} p_(j) m / j is <= q (scipy.stats.false_discovery_control's arithmetic, without
+    importing scipy.stats, which costs a CLI run about half a second).
+
+    >>> bh_reject(np.array([0.01, 0.001, 0.03, 0.5]), 0.05).tolist()  # 0.03 <= 3 x 0.05 / 4
+    [True, True, True, False]
+    """
     p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
     if p.size == 0:
         return np.zeros(0, dtype=bool)
-    return false_discovery_control(p, method="bh") <= q
+    order = np.argsort(p)
+    adjusted = p[order] * (p.size / np.arange(1, p.size + 1, dtype=float))
+    np.minimum.accumulate(adjusted[::-1], out=adjusted[::-1])
+    reject = np.empty(p.size, dtype=bool)
+    reject[order] = np.clip(adjusted, 0.0, 1.0) <= q
+    return reject
 
 
 def holm(p: np.ndarray) -> np.ndarray:
@@ -66,6 +76,8 @@ def permutation_p(a: np.ndarray, b: np.ndarray, *, paired: bool, rng: np.random.
     Unpaired: the difference of mean ranks in the pooled sample, the labels shuffled.
     p = (1 + #{|T*| >= |T|}) / (1 + N), never 0.
     """
+    from scipy.stats import rankdata
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if paired:
         d = a - b
