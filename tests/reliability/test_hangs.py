@@ -68,9 +68,9 @@ def test_ppl_with_an_empty_path_names_the_task(tmp_path):
 
 
 def test_a_text_larger_than_a_sample_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
-    from orthoscope.evaluation import run as evaluation_run
+    from orthoscope.evaluation import options as evaluation_options
 
-    monkeypatch.setattr(evaluation_run, "MAX_TEXT_BYTES", 1000)
+    monkeypatch.setattr(evaluation_options, "MAX_TEXT_BYTES", 1000)
     text = tmp_path / "big.txt"
     text.write_text("word " * 1000)
     refused_quickly("eval", model(), "--task", f"ppl:{text}", needles=("larger than", str(text)))

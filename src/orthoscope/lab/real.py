@@ -46,7 +46,7 @@ MONITORED = "orthoscope"  # OUT/orthoscope/<recipe>/: the monitor's series run f
 
 @dataclass(frozen=True)
 class RealLabOptions:
-    """Settings of one run (shared by the CLI and the API); invalid values raise OrthoscopeError.
+    """Settings of one --base run (what `LabOptions` becomes with a base); invalid values raise OrthoscopeError.
 
     >>> RealLabOptions("some/base", steps=10).save_every
     1
