@@ -172,7 +172,7 @@ def experiment_figure(run: Run) -> go.Figure | None:
     top = 22 * len(rows) + 60
     fig = make_subplots(rows=2, cols=len(scores), subplot_titles=titles, horizontal_spacing=0.05,
                         vertical_spacing=110 / (top + 330), row_heights=[top, 220])
-    y = list(range(len(rows)))[::-1]
+    y, shapes = list(range(len(rows)))[::-1], []  # lines go in at once: plotly's add_hline costs ~30 ms each
     for col, score in enumerate(scores, start=1):
         for role in ("post", "claim", "control"):
             mine = [(yi, r) for yi, r in zip(y, rows) if r.role == role]
@@ -190,11 +190,8 @@ def experiment_figure(run: Run) -> go.Figure | None:
                                      text=[r.condition for _, r in mine],
                                      hovertemplate="%{text}: %{x:.4g}<extra></extra>"), row=1, col=col)
         if POST in by.index:
-            fig.add_vline(x=float(by.loc[POST, score]), line_dash="dash", line_color="#c44e52", line_width=1,
-                          row=1, col=col)
-        for yi, r in zip(y, rows):
-            if r.role == "header":
-                fig.add_hline(y=yi, line_color="#ddd", line_width=1, row=1, col=col)
+            shapes.append(_line(fig, 1, col, x=float(by.loc[POST, score]), dash="dash", color="#c44e52", width=1))
+        shapes += [_line(fig, 1, col, y=yi, color="#ddd", width=1) for yi, r in zip(y, rows) if r.role == "header"]
         log = "log" if score in LOG_SCORES else None
         fig.update_xaxes(type=log, title_text=UNITS.get(score, "accuracy" if score in intervals else score),
                          row=1, col=col)
@@ -206,14 +203,22 @@ def experiment_figure(run: Run) -> go.Figure | None:
                                      line=dict(color=ROLE_COLOURS["claim"]),
                                      hovertemplate="c %{x}: %{y:.4g}<extra></extra>"), row=2, col=col)
         if POST in by.index:
-            fig.add_hline(y=float(by.loc[POST, score]), line_dash="dash", line_color="#c44e52", line_width=1,
-                          row=2, col=col)
+            shapes.append(_line(fig, 2, col, y=float(by.loc[POST, score]), dash="dash", color="#c44e52", width=1))
         fig.update_xaxes(title_text="c (base values times c)", row=2, col=col)
         fig.update_yaxes(type=log, row=2, col=col)
     fig.update_layout(title=dict(text="Interventions: dot = the intervened model's score (Wilson 95 % for accuracies), "
                                       "red dashed = the post model as is, grey = size-matched controls"
                                       "<br><sup>bottom row: the post's singular vectors with the base's values times c "
                                       "(the temperature claim's honest test)</sup>", x=0, xanchor="left", font_size=14),
-                      height=top + 330 + 120, margin=dict(t=100, l=130, r=20, b=50))
+                      height=top + 330 + 120, margin=dict(t=100, l=130, r=20, b=50), shapes=shapes)
     fig.update_annotations(font_size=12)
     return fig
+
+
+def _line(fig: go.Figure, row: int, col: int, x: float | None = None, y: float | None = None, **line) -> dict:
+    """The shape `add_vline(x)` / `add_hline(y)` would add to subplot (row, col): across its whole height / width."""
+    subplot = fig.get_subplot(row, col)
+    xref, yref = (axis.plotly_name.replace("axis", "") for axis in (subplot.xaxis, subplot.yaxis))
+    if y is not None:
+        return dict(type="line", x0=0, x1=1, xref=f"{xref} domain", y0=y, y1=y, yref=yref, line=line)
+    return dict(type="line", x0=x, x1=x, xref=xref, y0=0, y1=1, yref=f"{yref} domain", line=line)
