@@ -3,7 +3,8 @@
 A suite (the lab's is `orthoscope.lab.tasks.LAB_SUITE`) is handed to the options of
 `eval` and `experiment`; evaluation itself knows no suite, only this shape.
 
->>> suite = FixedSuite({"add": Task(4, lambda limit: [Problem("1 + 1 =", "2")][:limit])})
+>>> from types import SimpleNamespace as Problem
+>>> suite = FixedSuite({"add": Task(4, lambda limit: [Problem(prompt="1 + 1 =", answer="2")][:limit])})
 >>> suite.names, suite.tasks("any/model", seed=0)["add"].problems(5)[0].answer
 (('add',), '2')
 """
@@ -20,14 +21,6 @@ from orthoscope.errors import OrthoscopeError
 
 class Example(Protocol):
     """A problem: its prompt and the exact answer expected."""
-
-    prompt: str
-    answer: str
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A plain problem (any object with `prompt` and `answer` will do)."""
 
     prompt: str
     answer: str

@@ -17,10 +17,10 @@ from orthoscope.errors import OrthoscopeError
 from orthoscope.evaluation.tasks import Defaults, Task
 from orthoscope.lab.build import lab_block, lab_world
 from orthoscope.lab.corpus import held_out_problems, held_out_text
+from orthoscope.lab.real import MARKER  # written by `orthoscope lab` beside every lab checkpoint
 
 LAB_TASKS = {"lab-arith": 6, "lab-cot": 90, "lab-facts": 8}  # task -> max new tokens
 WORLD_TASKS = ("lab-facts",)  # ask about the lab world's invented entities: need a lab model
-MARKER = "orthoscope_lab.json"  # written by `orthoscope lab` beside every lab checkpoint
 
 
 def is_lab_model(path: str | Path) -> bool:
