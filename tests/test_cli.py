@@ -35,12 +35,22 @@ def test_summary_of_a_folder_without_run(tmp_path):
     assert result.exit_code == 2 and "no metrics.parquet in" in result.output
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One demo run without the experiment, as a user sees it at 80 columns: (its folder, the CLI's result)."""
+    folder = tmp_path_factory.mktemp("demo") / "demo"
+    return folder, runner.invoke(app, ["demo", "-o", str(folder), "--no-experiment"], env={"COLUMNS": "80"})
+
+
 @pytest.mark.slow
-def test_demo_writes_its_run(tmp_path):
-    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "-q", "--no-experiment"])
+def test_demo_writes_its_run_and_quiet_says_only_where(demo_run):
+    folder, result = demo_run
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "demo" / "metrics.parquet").is_file() and (tmp_path / "demo" / "report.html").is_file()
-    assert "demo written to" in result.output
+    assert (folder / "metrics.parquet").is_file() and (folder / "report.html").is_file()
+    assert f"demo written to {folder.resolve()}" in result.output
+    again = runner.invoke(app, ["demo", "-o", str(folder), "-q", "--no-experiment"])  # resumes: every matrix reused
+    assert again.exit_code == 0, again.output
+    assert again.output.strip() == f"demo written to {folder.resolve()}"
 
 
 def readme_commands() -> list[str]:
@@ -96,13 +106,28 @@ def test_compare_named_posts_control_and_pairs(planted, tmp_path):
     assert "verdicts" in summary and (tmp_path / "r" / "update_cos.parquet").is_file()
 
 
-def test_demo_ends_with_the_bottom_line_and_the_report(tmp_path):
-    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "--no-experiment"], env={"COLUMNS": "80"})
+def test_demo_ends_with_the_bottom_line_and_the_report(demo_run):
+    folder, result = demo_run
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     start = lines.index("Bottom line (the claims of He & Cao, arXiv 2509.17866):")
     assert [line for line in lines[start:] if not line.startswith(" ")] == [
         lines[start], "instruct", "cot", "control (the control run)", lines[-1]]
-    assert lines[-1] == f"report: {tmp_path / 'demo' / 'report.html'} (figures in {tmp_path / 'demo' / 'figures'})"
+    assert lines[-1] == f"report: {folder / 'report.html'} (figures in {folder / 'figures'})"
     assert any(line.startswith("evaluation") for line in lines[:start])  # the evaluation table comes before
     assert max(map(len, lines[start:-1])) <= 80
+
+
+def test_demo_evaluation_table_gives_n_and_intervals_like_the_report(demo_run):
+    from orthoscope.lab.shipped import shipped_evaluation
+
+    lines = demo_run[1].stdout.splitlines()
+    table = lines[lines.index(next(line for line in lines if line.startswith("evaluation"))):]
+    instruct = shipped_evaluation()["instruct"]
+    row = next(line for line in table if line.startswith("│ instruct"))
+    assert f"{instruct['lab-facts']:.4g} [{instruct['lab-facts:lo']:.2f}, {instruct['lab-facts:hi']:.2f}]" in row
+    assert f"{instruct['ppl']:.4g}" in row
+    assert sum("n = 100" in line for line in table[:6]) == 1  # under the task names, once per header line
+    caption = next(i for i, line in enumerate(table) if line.startswith("accuracy [Wilson 95 % interval]"))
+    assert table[caption].startswith("accuracy [Wilson 95 % interval]; ppl in blocks of 64 tokens")
+    assert max(len(line) for line in table[: caption + 1]) <= 80
