@@ -47,6 +47,11 @@ What orthoscope promises for any input a user can give, and the suite that holds
 - **Nothing believed that contradicts the weights.** Config numbers (heads, head_dim, block sizes)
   must be positive integers that fit the shapes they cut; a tensor stored twice (GGUF names, split
   parts, shards) is refused; adapter configs must agree with their factors.
+- **Nothing guessed silently.** An adapter whose `adapter_config.json` names another base model than
+  the one given is read with a note (its shape error names both models when it does not fit); a model
+  that ties its lm_head to its embedding has that embedding paired with the other's lm_head, with a note;
+  a numerically rank-deficient matrix gets NaN for every column read from its arbitrary singular vectors
+  and a `note` in its row, in summary.json, the report and `orthoscope summary`.
 - **Bounded work.** Reads of JSON, texts and headers are bounded; patterns from adapter configs match
   under a time limit; a training block longer than the model's context is refused.
 - **What reaches the terminal is what was written.** Names from checkpoints and paths are never read

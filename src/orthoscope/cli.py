@@ -142,8 +142,13 @@ def _named_post(text: str):
     import re
 
     name, sep, spec = text.partition("=")
-    if sep and spec and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) and not Path(text).expanduser().exists():
+    if not sep or not spec or Path(text).expanduser().exists():
+        return text
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         return name, spec
+    if Path(spec).expanduser().exists():  # meant as NAME=PATH: say what a name may be, not "path does not exist"
+        raise OrthoscopeError(f"post name {name!r} in {text!r}: a NAME=PATH name is letters, digits, '.', '_' "
+                              "and '-', starting with a letter or digit")
     return text
 
 
@@ -245,12 +250,15 @@ def summary(
 ) -> None:
     """The bottom line (the paper's claims per post), then a compact table per post; --wide for the rest."""
     from orthoscope.pipeline.runfolder import RunFolder
+    from orthoscope.pipeline.summary import matrix_notes
 
     folder = RunFolder(run)
     table, stored = folder.read_run()  # any older folder read as the current schema, verdicts included
     chosen = _summary_columns(columns, table)
     verdicts = stored["verdicts"]
     _print_bottom_line(verdicts)
+    for note in matrix_notes(table):  # matrices with columns NaN for a reason (a rank-deficient base)
+        out.print(f"note: {printable(note)}", soft_wrap=True, markup=False, highlight=False)
     _print_compact(verdicts)
     if chosen or wide:
         _print_tables(table, chosen or [c for c in SUMMARY_COLUMNS if c in table])

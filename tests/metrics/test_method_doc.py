@@ -8,7 +8,7 @@ import torch
 
 from orthoscope.metrics import nulls, ratios, separated_pairs
 from orthoscope.metrics.delta import NOISE_FLOOR
-from orthoscope.metrics.rotations import GAP_MIN, GAUGE_RTOL
+from orthoscope.metrics.rotations import GAP_MIN, GAUGE_RTOL, RANK_RTOL, numerical_rank, undefined_vectors
 from orthoscope.metrics.scaling import RHO_FLOOR
 from orthoscope.pipeline.measure import INTRUDER_EPS, INTRUDER_K, RATIO_BINS, TOP_K
 
@@ -28,6 +28,7 @@ PHRASES = {
     "scaling keeps post indices": f"`s_p,i > {num(RHO_FLOOR)} s_p,1`",
     "ratio curve bins": f"binned into {RATIO_BINS} index quantiles",
     "gauge blocks (rot, interventions)": f"within `{num(GAUGE_RTOL)} s_p,1`",
+    "numerical rank": f"the number of `s_i > {num(RANK_RTOL)} s_1`",
     "gap-aware pairs": f"exceeds {num(GAP_MIN)} (where vectors are well defined",
     "noise floor": f"`‖dW‖_F < {num(NOISE_FLOOR)} · eps · ‖W_b‖_F`",
     "top block": f"`k = min(r, {TOP_K})`",
@@ -55,3 +56,13 @@ def test_the_constants_are_the_ones_the_code_applies():
     s = torch.tensor([10.0, s1, s1 * (1 - 0.9 * GAP_MIN), 1.0, 0.0])
     # 0: one neighbour, far enough; 1 and 2: 0.9 GAP_MIN apart; 3: far from both; 4: s = 0 never counts
     assert separated_pairs(s).tolist() == [0, 3]
+
+
+def test_the_numerical_rank_rule_is_the_one_the_code_applies():
+    s = torch.tensor([1.0, 1.1 * RANK_RTOL, 0.9 * RANK_RTOL], dtype=torch.float64)
+    assert numerical_rank(s) == 2 and numerical_rank(s[:2]) == 2
+    families, note = undefined_vectors(s, s[[0, 0, 0]])  # the base is rank-deficient: every vector column goes
+    assert families == {"rotation", "angles", "symmetry", "nulls"} and "numerical rank 2 < r = 3" in note
+    families, note = undefined_vectors(s[[0, 0, 0]], s)  # only the post: its rotations and angles
+    assert families == {"rotation", "angles"} and note.startswith("post has numerical rank 2")
+    assert undefined_vectors(s[:2], s[:2]) == (frozenset(), "")

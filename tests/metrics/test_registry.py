@@ -12,7 +12,7 @@ from orthoscope.cli import SUMMARY_COLUMNS, app
 from orthoscope.kernels.precision import F32_SAFE
 from orthoscope.metrics import registry
 from orthoscope.pipeline.measure import METRIC_COLUMNS, METRIC_SETS, ONE_SVD_METRICS, needs_post_svd
-from orthoscope.pipeline.summary import ID_COLUMNS
+from orthoscope.pipeline.summary import ID_COLUMNS, NOTE
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -58,7 +58,7 @@ def test_a_real_run_writes_exactly_the_registered_columns(planted, tmp_path):
 
     orthoscope.compare(*planted, tmp_path / "r", metrics="all,delta", kinds={"q", "o"}, precision="f64")
     table = pd.read_parquet(tmp_path / "r" / "metrics.parquet")
-    assert set(table.columns) - set(ID_COLUMNS) == set(registry.COLUMNS)
+    assert set(table.columns) - set(ID_COLUMNS) == {*registry.COLUMNS, NOTE} and (table[NOTE] == "").all()
     assert table.delta_rank90.notna().all() and table.changed.all()
     allowed = {"float": "f", "int": "i", "bool": "b"}
     for m in registry.METRICS:

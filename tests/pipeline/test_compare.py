@@ -9,15 +9,14 @@ import pytest
 import orthoscope
 from orthoscope.lab.planted import KIND_SCALE
 from orthoscope.pipeline import work
-from orthoscope.pipeline.measure import METRIC_COLUMNS
-from orthoscope.pipeline.summary import ID_COLUMNS
+from orthoscope.pipeline.summary import TABLE_COLUMNS
 
 
 def test_outputs_and_planted_values(planted, tmp_path):
     base, post = planted
     result = orthoscope.compare(base, post, tmp_path / "run")
     table = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
-    assert list(table.columns) == list(ID_COLUMNS + METRIC_COLUMNS)
+    assert list(table.columns) == list(TABLE_COLUMNS) and (table.note == "").all()  # every rank full
     assert len(table) == 14 and set(table.kind) == set(KIND_SCALE)
     for kind, a in KIND_SCALE.items():
         assert table[table.kind == kind].a_geo.to_numpy() == pytest.approx(a, abs=1e-5)

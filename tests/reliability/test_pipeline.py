@@ -261,6 +261,12 @@ def test_bad_option_is_one_line(planted, tmp_path, args, needle):
     one_line_error(output, needle)
 
 
+def test_a_post_name_that_is_not_a_plain_name_says_what_a_name_may_be(planted, tmp_path):
+    code, output = cli("compare", planted[0], f"a b={planted[1]}", "-o", tmp_path / "r", "-q", "--no-report")
+    assert code == 2, output
+    one_line_error(output, "post name 'a b'", "a NAME=PATH name is letters, digits")  # not "path does not exist"
+
+
 def test_bad_cache_limit_in_the_environment(planted, tmp_path, monkeypatch):
     monkeypatch.setenv("ORTHOSCOPE_CACHE_LIMIT", "nan")
     code, output = cli("compare", *planted, "-o", tmp_path / "r", "-q", "--no-report")

@@ -44,6 +44,7 @@ class MatrixRef:
     row_step: int = 1  # with `rows`: take every row_step-th row from rows[0]
     scale: str | None = None  # block-FP8: the `*.weight_scale_inv` tensor (one factor per block)
     scale_block: tuple[int, int] = (128, 128)  # its block size (quantization_config.weight_block_size)
+    tied: str | None = None  # an lm_head: what a checkpoint without `tensor` reads instead (its tied embedding)
 
     @property
     def key(self) -> tuple[int, str, int | None, bool]:
@@ -74,15 +75,30 @@ def read_matrix(ckpt: Checkpoint, ref: MatrixRef) -> torch.Tensor:
     tensor([[13., 17., 21.],
             [15., 19., 23.]])
     """
-    tensor = ckpt.read(ref.tensor)
+    tensor = ckpt.read(stored_tensor(ckpt, ref))
     if ref.scale is not None:
         tensor = dequantize_blocks(tensor, ckpt.read(ref.scale), ref.scale_block)
     return cut_matrix(tensor, ref)
 
 
+def stored_tensor(ckpt: Checkpoint, ref: MatrixRef) -> str:
+    """The tensor `ref` is read from in `ckpt`: its own, or for an lm_head that `ckpt` ties to its
+    embedding (no lm_head tensor stored), that embedding (`ref.tied`).
+
+    >>> from orthoscope.sources import open_checkpoint
+    >>> ckpt = open_checkpoint({"model.embed_tokens.weight": torch.ones(4, 2)})
+    >>> stored_tensor(ckpt, MatrixRef("lm_head.weight", "lm_head.weight", -1, "lm_head", (4, 2),
+    ...                               tied="model.embed_tokens.weight"))
+    'model.embed_tokens.weight'
+    """
+    if ref.tied is not None and ref.tensor not in ckpt.names():
+        return ref.tied
+    return ref.tensor
+
+
 def prefetch_matrix(ckpt: Checkpoint, ref: MatrixRef) -> None:
     """Start reading what `read_matrix(ckpt, ref)` will read (a hint to the OS; returns at once)."""
-    ckpt.prefetch(ref.tensor)
+    ckpt.prefetch(stored_tensor(ckpt, ref))
     if ref.scale is not None:
         ckpt.prefetch(ref.scale)
 

@@ -12,6 +12,11 @@ import math
 
 import torch
 
+from orthoscope.metrics.scaling import RHO_FLOOR
+
+# Singular values at or below RANK_RTOL * s_1 span the null space (numerical rank: those above it), the
+# same rule as scaling's; its singular vectors are any basis of it, so columns reading them are undefined.
+RANK_RTOL = RHO_FLOOR
 # Post singular values equal within GAUGE_RTOL * s_p,1 form one degenerate block for `fix_gauge`
 # in `rot`. The same tolerance in every precision (a float32 SVD resolves singular values to
 # about 1e-7 s_1), so the blocks, and rot, do not depend on the working dtype.
@@ -118,3 +123,43 @@ def inconsistency_gap(Q_U: torch.Tensor, Q_V: torch.Tensor, s_b: torch.Tensor, m
     if idx.numel() == 0:
         return math.nan
     return (torch.linalg.matrix_norm(Q_U[:, idx] - Q_V[:, idx]) / (2 * math.sqrt(idx.numel()))).item()
+
+
+def numerical_rank(s: torch.Tensor, rtol: float = RANK_RTOL) -> int:
+    """The number of singular values above `rtol * s_1` (`s` descending; 0 for a zero matrix).
+
+    >>> numerical_rank(torch.tensor([3.0, 1.0, 2e-6, 0.0])), numerical_rank(torch.zeros(3))
+    (2, 0)
+    """
+    if s.numel() == 0 or not s[0] > 0:
+        return 0
+    return int((s.double() > rtol * s[0].double()).sum().item())
+
+
+def undefined_vectors(s_b: torch.Tensor, s_p: torch.Tensor | None) -> tuple[frozenset[str], str]:
+    """Which families of columns are undefined because a side is numerically rank-deficient, and a note.
+
+    A singular value at or below RANK_RTOL * s_1 belongs to the null space, whose singular vectors are
+    any orthonormal basis of it, chosen apart on the left and the right: every column that reads the
+    base's vectors (rotations, angles, and the symmetry of D = U_b^T dW V_b with its nulls) is undefined
+    when the base's numerical rank is below r = min(m, n); the rotations and angles are, when the post's is.
+    Returns (families, note); (empty, "") when both ranks are full.
+
+    >>> families, note = undefined_vectors(torch.tensor([2.0, 0.0, 0.0]), torch.tensor([2.0, 0.5, 0.1]))
+    >>> sorted(families), note.split(":")[0]
+    (['angles', 'nulls', 'rotation', 'symmetry'], 'base has numerical rank 1 < r = 3 (s_i > 1e-6 s_1)')
+    >>> undefined_vectors(torch.tensor([2.0, 1.0]), torch.tensor([2.0, 1.0]))
+    (frozenset(), '')
+    """
+    r, rule = s_b.numel(), f"s_i > {RANK_RTOL:.0e} s_1".replace("e-0", "e-")
+    rank_b = numerical_rank(s_b)
+    if rank_b < r:
+        return (frozenset({"rotation", "angles", "symmetry", "nulls"}),
+                f"base has numerical rank {rank_b} < r = {r} ({rule}): its singular vectors past {rank_b} "
+                "are arbitrary; rotation, angle, symmetry and null columns NaN")
+    rank_p = numerical_rank(s_p) if s_p is not None else r
+    if rank_p < r:
+        return (frozenset({"rotation", "angles"}),
+                f"post has numerical rank {rank_p} < r = {r} ({rule}): its singular vectors past {rank_p} "
+                "are arbitrary; rotation and angle columns NaN")
+    return frozenset(), ""

@@ -32,6 +32,7 @@ from orthoscope.kernels import SVD, krylov_values, singular_values, svd, svdvals
 from orthoscope.kernels.precision import F32_SAFE
 from orthoscope.kernels.threads import full_threads
 from orthoscope.metrics import registry
+from orthoscope.metrics.rotations import undefined_vectors
 from orthoscope.pipeline.cache import SVDCache
 
 METRIC_COLUMNS = registry.COLUMNS
@@ -326,7 +327,9 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     again on a float64 base SVD, so that it is analysed rather than left at the floor.
 
     Returns (row, arrays): row maps every METRIC_COLUMNS entry to a value
-    (float, or bool for `changed`/`at_noise_floor`); arrays holds s_base, s_post,
+    (float, or bool for `changed`/`at_noise_floor`) and `note` to why columns are NaN that the route
+    computed (a numerically rank-deficient side: `metrics.rotations.undefined_vectors`; "" if none);
+    arrays holds s_base, s_post,
     rho_bins, effective_rank and, on the full route, the top-left blocks of Q_U and Q_V
     (empty for the `quick` set, which runs no full SVD).
     """
@@ -362,6 +365,9 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
             ritz = krylov_values(update.dW, seed * 1_000_003 + zlib.crc32(name.encode())) if update.nd2 else None
             row["delta_top16"] = m.top_energy(ritz, update.nd2)
     columns = {c: row.get(c, math.nan) if _reportable(c, metrics, dtype) else math.nan for c in METRIC_COLUMNS}
+    families, note = undefined_vectors(base.factors.S, s_p) if update.changed and s_p is not None else ((), "")
+    blank = [c for c in registry.COLUMNS if registry.get(c).family in families and not math.isnan(columns[c])]
+    columns.update(dict.fromkeys(blank, math.nan), note=note if blank else "")  # a rank-deficient side
     if s_p is None:
         return columns, {}
     s_b = s_p if not update.changed else base.factors.S

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orthoscope.architectures import MatrixRef, find_matrices
@@ -105,6 +105,7 @@ def make_plan(
     refs, notes = find_matrices(base, include_embeddings)
     for post in posts:
         _check_same_architecture(base, post)
+        notes += post.files.notes()  # an adapter made for another base model
         post_refs, _ = find_matrices(post, include_embeddings)
         refs = _match(base, post, refs, {r.name: r for r in post_refs}, notes)
     beyond = check_layer_range(parse_layers(layers), {r.layer for r in refs if r.layer >= 0})
@@ -145,8 +146,17 @@ def _match(base: Checkpoint, post: Checkpoint, refs: list[MatrixRef], post_refs:
            notes: list[str]) -> list[MatrixRef]:
     differences: list[str] = []
     matched: list[MatrixRef] = []
+    names = {r.name for r in refs}
+    for name in [n for n in post_refs if n not in names and post_refs[n].kind == "lm_head"]:
+        tied = _tied_head(base, post, post_refs[name], refs, notes)  # the base ties its lm_head to its embedding
+        if tied:  # in the place find_matrices gives an lm_head: after the embedding
+            at = next(i for i, r in enumerate(refs) if r.kind == "embed" and r.tensor == tied.tied) + 1
+            refs = [*refs[:at], tied, *refs[at:]]
     for ref in refs:
         other = post_refs.get(ref.name)
+        if other is None and ref.kind == "lm_head":
+            other = _tied_head(post, base, ref, list(post_refs.values()), notes)  # the post ties it
+            ref = replace(ref, tied=other.tied) if other else ref
         if other is None:
             differences.append(f"{ref.name} missing in post")
         elif other.shape == ref.shape:
@@ -168,3 +178,15 @@ def _match(base: Checkpoint, post: Checkpoint, refs: list[MatrixRef], post_refs:
             + (f" (and {more} more)" if more > 0 else "")
         )
     return matched
+
+
+def _tied_head(tied: Checkpoint, other: Checkpoint, head: MatrixRef, tied_refs: list[MatrixRef],
+               notes: list[str]) -> MatrixRef | None:
+    """`other`'s lm_head `head`, read from `tied`'s embedding where `tied` stores no lm_head because it ties
+    the two (config `tie_word_embeddings` not false): that embedding is its lm_head. None otherwise."""
+    embed = next((r for r in tied_refs if r.kind == "embed"), None)
+    if embed is None or tied.config.get("tie_word_embeddings") is False or embed.shape[1] != head.shape[1]:
+        return None
+    notes.append(f"{tied.spec} ties its lm_head to its embedding (it stores no {head.name}): "
+                 f"its {embed.tensor} is paired with the lm_head of {other.spec}")
+    return replace(head, tied=embed.tensor, shape=embed.shape)  # vocab sizes may differ: cut as for embeddings

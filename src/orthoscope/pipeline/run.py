@@ -17,12 +17,21 @@ from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels.precision import resolve_precision
 from orthoscope.pipeline.cache import default_dir
-from orthoscope.pipeline.measure import METRIC_COLUMNS, needs_post_svd
+from orthoscope.pipeline.measure import needs_post_svd
 from orthoscope.pipeline.options import CompareOptions, metrics_label, selection
 from orthoscope.pipeline.pairing import Plan, make_plan
 from orthoscope.pipeline.progress import make_progress
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
-from orthoscope.pipeline.summary import ID_COLUMNS, aggregate, cast_columns, change_notes, empty_table, unchanged_counts
+from orthoscope.pipeline.summary import (
+    NOTE,
+    TABLE_COLUMNS,
+    aggregate,
+    cast_columns,
+    change_notes,
+    empty_table,
+    matrix_notes,
+    unchanged_counts,
+)
 from orthoscope.pipeline.work import Job, JobResult, Settings
 from orthoscope.sources import open_checkpoint
 from orthoscope.tuning import process_tuned
@@ -250,7 +259,7 @@ def collect(plan: Plan, records: dict[tuple[int, str], dict]) -> tuple[pd.DataFr
                 skipped.append({"post": label, "name": ref.name, "reason": record["skipped"]})
     if not rows:
         return empty_table(), skipped
-    table = pd.DataFrame(rows, columns=list(ID_COLUMNS + METRIC_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).fillna({NOTE: ""})  # no note in an older part
     # dtypes from the metric registry (Int64 / nullable where a metric was not asked for or not defined)
     return cast_columns(table).astype({"step": "Int64", "expert": "Int64"}), skipped
 
@@ -300,7 +309,7 @@ def summarize(table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], *, 
         "cache": cache if settings.cache else None,
         "matrices": matrices,
         "resumed": resumed,
-        "notes": notes + change_notes(table),
+        "notes": notes + change_notes(table) + matrix_notes(table),
         "skipped": skipped,
         "unchanged": unchanged_counts(table),
         "per_kind": aggregate(table, "kind"),

@@ -571,8 +571,11 @@ def _load_keyed(path: Path, key: dict, one_of: tuple[str, ...] = ()) -> dict | N
             return None
     if one_of and not any(isinstance(record.get(name), RECORD_FIELDS[name]) for name in one_of):
         return None
+    from orthoscope.pipeline.summary import NOTE  # the one text entry of a row
+
     metrics = record.get("metrics")
-    if isinstance(metrics, dict) and any(isinstance(v, (str, list, dict)) for v in metrics.values()):
+    if isinstance(metrics, dict) and (any(isinstance(v, (str, list, dict)) for k, v in metrics.items() if k != NOTE)
+                                      or not isinstance(metrics.get(NOTE, ""), str)):
         return None
     return record
 

@@ -16,10 +16,30 @@ from orthoscope.metrics import registry
 from orthoscope.pipeline.measure import METRIC_COLUMNS
 
 ID_COLUMNS = ("post", "step", "name", "layer", "kind", "expert", "rows", "cols")
+NOTE = "note"  # text: why columns the matrix's route computes are NaN ("" if none; absent in older runs)
+TABLE_COLUMNS = (*ID_COLUMNS, *METRIC_COLUMNS, NOTE)
 
 
 def empty_table() -> pd.DataFrame:
-    return pd.DataFrame(columns=list(ID_COLUMNS + METRIC_COLUMNS))
+    return pd.DataFrame(columns=list(TABLE_COLUMNS))
+
+
+def matrix_notes(table: pd.DataFrame) -> list[str]:
+    """One note per post that has matrices with a `note` (summary.json's notes, `orthoscope summary`).
+
+    >>> matrix_notes(pd.DataFrame({"post": ["p", "p"], "name": ["a", "b"], "note": ["", "rank 1"]}))
+    ['p: 1 matrix has a note (the note column of metrics.csv): b: rank 1']
+    """
+    if NOTE not in table or table.empty:
+        return []
+    noted = table[table[NOTE].fillna("").astype(str) != ""]
+    notes = []
+    for post, frame in noted.groupby("post", sort=False):
+        first = frame.iloc[0]
+        many = f"{len(frame)} matrices have a note" if len(frame) > 1 else "1 matrix has a note"
+        notes.append(f"{post}: {many} (the note column of metrics.csv): {'e.g. ' if len(frame) > 1 else ''}"
+                     f"{first['name']}: {first[NOTE]}")
+    return notes
 
 
 def cast_columns(table: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,11 @@ for `fan_in_fan_out` (GPT-2's Conv1D) and for embeddings. Tensors the adapter do
 touch are the base's own tensors, bit for bit. Tensors the adapter stores whole
 (`modules_to_save`, saved embedding layers, trained biases) replace the base's.
 DoRA and other PEFT methods are refused with one line: they are not low-rank additions.
+
+An adapter names the model it was trained on (`base_model_name_or_path`). When that name
+clearly differs from every name the given base is known by (its spec, folder, hub id,
+config `_name_or_path`; compared whole and by last path component), a shape that does not
+fit says so in its error, and an adapter whose shapes fit is read with a note saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,10 +110,17 @@ def matches(key: object, module: str, source: Path | None, field: str) -> bool:
                           "(a pattern that backtracks without end?)") from None
 
 
-def open(target: Path, base: TensorStore, base_label: str = "the base") -> AdapterTensors:  # noqa: A001
-    """The merged view of adapter folder `target` over the base's tensors; reads only headers."""
+def open(target: Path, base: TensorStore, base_label: str = "the base",  # noqa: A001
+         known_as: Iterable[str] = ()) -> AdapterTensors:
+    """The merged view of adapter folder `target` over the base's tensors; reads only headers.
+
+    `known_as`: the names the base is known by (see `made_for`); none: no check of the adapter's base name.
+    """
     config_path = target / CONFIG
     config = read_json_object(config_path, "adapter config")
+    other = made_for(config, known_as)
+    mismatch = (f"; {config_path} names base_model_name_or_path {other!r}, not {base_label}"
+                if other else "")
     kind = config.get("peft_type")
     if kind != "LORA":
         raise SourceError(f"{config_path} describes a {kind} adapter; only LoRA adapters can be read")
@@ -136,7 +149,8 @@ def open(target: Path, base: TensorStore, base_label: str = "the base") -> Adapt
     for module, parts in sorted(factors.items()):
         name = _base_name(module + ".weight", base)
         if name is None:
-            raise SourceError(f"{weights} adapts {module!r}, but {base_label} has no tensor {module}.weight")
+            raise SourceError(f"{weights} adapts {module!r}, but {base_label} has no tensor {module}.weight"
+                              + mismatch)
         embedding = "lora_embedding_A" in parts or "lora_embedding_B" in parts
         a_key = parts.get("lora_embedding_A" if embedding else "lora_A")
         b_key = parts.get("lora_embedding_B" if embedding else "lora_B")
@@ -150,14 +164,53 @@ def open(target: Path, base: TensorStore, base_label: str = "the base") -> Adapt
         expected = (a_shape[1], b_shape[0]) if transpose else (b_shape[0], a_shape[1])
         if shapes[name] != expected:
             raise SourceError(f"{weights}: the update of {module!r} is {expected[0]} x {expected[1]}, "
-                              f"but {name} in {base_label} is {' x '.join(map(str, shapes[name]))}")
+                              f"but {name} in {base_label} is {' x '.join(map(str, shapes[name]))}" + mismatch)
         rank, module_alpha = a_shape[0], pattern_value(patterns, module, alpha, config_path)
         check_rank(config, module, rank, weights, config_path)
         scale = module_alpha / math.sqrt(rank) if config.get("use_rslora") else module_alpha / rank
         loras[name] = Lora(a_key, b_key, float(scale), transpose)
     check_targets(config, factors, config_path)
+    notes = [f"{config_path} names base_model_name_or_path {other!r}, but the base given is {base_label}: "
+             "its shapes fit, so it is read against that base (is it the model the adapter was trained on?)"
+             ] if other else []
     return AdapterTensors(shapes=shapes, base=base, adapter=stored, loras=loras, replaced=replaced,
-                          config_bytes=config_path.read_bytes(), folder=target)
+                          config_bytes=config_path.read_bytes(), folder=target, warnings=notes)
+
+
+def made_for(config: dict, known_as: Iterable[str]) -> str | None:
+    """The adapter's `base_model_name_or_path` when it clearly names another model than `known_as`, else None.
+
+    Names are compared without case, whole and by their last path component (a hub id
+    `org/name`, a local folder `.../name`, the hub cache's `models--org--name`); an empty
+    field, or a base known by no name (held in memory), is never a mismatch.
+
+    >>> made_for({"base_model_name_or_path": "Qwen/Qwen2.5-0.5B"}, ["/models/qwen2.5-0.5b"]) is None
+    True
+    >>> made_for({"base_model_name_or_path": "meta-llama/Llama-2-7b-hf"}, ["Qwen/Qwen2.5-0.5B@main"])
+    'meta-llama/Llama-2-7b-hf'
+    >>> made_for({"base_model_name_or_path": ""}, ["Qwen/Qwen2.5-0.5B"]) is None
+    True
+    """
+    named = config.get("base_model_name_or_path")
+    if not isinstance(named, str) or not named.strip():
+        return None
+    known = set().union(*(_forms(name) for name in known_as if isinstance(name, str) and name))
+    if not known or _forms(named) & known:
+        return None
+    return named
+
+
+def _forms(name: str) -> set[str]:
+    """A model name as it may be written: whole, its last path component, and org/name from the hub cache."""
+    forms = set()
+    for text in (name.strip().rstrip("/\\").lower(), name.strip().split("@")[0].rstrip("/\\").lower()):
+        parts = re.split(r"[/\\]", text)
+        forms |= {text, parts[-1]}
+        for part in parts:
+            if part.startswith("models--"):  # the hub cache's folder of org/name
+                hub_id = part.removeprefix("models--").replace("--", "/")
+                forms |= {hub_id, hub_id.split("/")[-1]}
+    return {form for form in forms if form}
 
 
 MAX_ALPHA = 1e6  # PEFT trains with alphas of 1 to a few hundred; beyond this the merged weights overflow
@@ -251,6 +304,7 @@ class AdapterTensors(TensorStore):
     config_bytes: bytes
     folder: Path
     format: str = NAME
+    warnings: list[str] = field(default_factory=list)  # what a run should say about this adapter
     _fingerprint: str | None = field(default=None, repr=False)
 
     def read(self, name: str) -> torch.Tensor:
@@ -289,6 +343,10 @@ class AdapterTensors(TensorStore):
         for part in (self.base.content_hash().encode(), self.adapter.content_hash().encode(), self.config_bytes):
             digest.update(part)
         return digest.hexdigest()[:32]
+
+    def notes(self) -> list[str]:
+        """A run's notes about this adapter (made for another base model)."""
+        return list(self.warnings)
 
     def summary(self) -> dict:
         """What describe() records: how many tensors the adapter changes and replaces."""

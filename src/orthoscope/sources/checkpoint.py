@@ -115,6 +115,16 @@ class Checkpoint:
         base = self.base.reference() if self.base is not None else None
         return replace(self._ref, base=base, fingerprint=self.fingerprint())
 
+    def known_as(self) -> list[str]:
+        """The names this model is known by: its spec, folder, hub id and config `_name_or_path`.
+
+        >>> open_checkpoint({"w": torch.ones(1, 1)}).known_as()
+        []
+        """
+        names = [self.spec, str(self.path) if self.path is not None else None, self.config.get("_name_or_path"),
+                 self._ref.hub_id if self._ref is not None else None]
+        return [name for name in names if isinstance(name, str) and name and not name.startswith("<")]
+
     def describe(self) -> dict:
         """What summary.json records about this input."""
         info = {
@@ -185,7 +195,7 @@ def _open_local(ref: ModelRef, base: Checkpoint | None) -> Checkpoint:
             raise SourceError(
                 f"{ref.spec} is a PEFT adapter: it is read against its base model "
                 "(compare passes the base; in Python: open_checkpoint(adapter, base=open_checkpoint(base)))")
-        store = fmt.open(target, base.files, base.spec)
+        store = fmt.open(target, base.files, base.spec, base.known_as())
         return Checkpoint(ref.spec, folder, base.config, store, ref.revision, base, ref)
     store = fmt.open(target)
     return Checkpoint(ref.spec, folder, read_config(folder) or store.metadata_config(), store, ref.revision, None, ref)

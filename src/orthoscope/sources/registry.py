@@ -24,7 +24,7 @@ class Format:
     name: str
     detect: Callable[[Path], bool]
     open: Callable[..., TensorStore]
-    relative: bool = False  # stored relative to a base model: open(target, base_store, base_label)
+    relative: bool = False  # stored relative to a base model: open(target, base_store, base_label, known_as)
 
 
 FORMATS = (

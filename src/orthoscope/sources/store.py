@@ -82,6 +82,10 @@ class TensorStore:
     def prefetch(self, name: str) -> None:
         """A hint that `name` will be read soon (nothing here: stores in memory or without byte ranges)."""
 
+    def notes(self) -> list[str]:
+        """What a run should tell the user about how these tensors were read (an adapter made for another base)."""
+        return []
+
 
 @dataclass
 class TensorFiles(TensorStore):
