@@ -57,6 +57,33 @@ def test_flag_defaults_are_the_field_defaults(command):
     assert len(shared) >= 5
 
 
+@pytest.mark.parametrize("command, flags, kind, settings", [
+    ("intervene", ["--op", "noise", "--seed", "-1"], InterveneOptions, {"op": "noise", "seed": -1}),
+    ("intervene", ["--op", "swap-sigma", "--t", "0.5"], InterveneOptions, {"op": "swap-sigma", "t": "0.5"}),
+    ("experiment", ["--grid", "1,nan"], ExperimentOptions, {"grid": "1,nan"}),
+    ("experiment", ["--layers", "0-999999"], ExperimentOptions, {"layers": "0-999999"}),
+    ("experiment", ["--kinds", "qq"], ExperimentOptions, {"kinds": "qq"}),
+    ("experiment", ["--task", "gsm9k"], ExperimentOptions, {"tasks": ["gsm9k"]}),
+    ("eval", ["--task", "lab-arith", "--limit", "0"], EvalOptions, {"tasks": ["lab-arith"], "limit": 0}),
+    ("eval", [], EvalOptions, {}),
+    ("lab", ["--threads", "0"], LabOptions, {"threads": 0}),
+    ("lab", ["--seed", str(2**40)], LabOptions, {"seed": 2**40}),
+    ("lab", ["--base", "/nowhere", "--recipe", "sft"], LabOptions, {"base": "/nowhere", "recipes": ["sft"]}),
+])
+def test_the_cli_and_the_api_refuse_with_the_same_line(tmp_path, command, flags, kind, settings):
+    from typer.testing import CliRunner
+
+    from orthoscope.errors import OrthoscopeError
+    from orthoscope.lab.tasks import LAB_SUITE
+
+    with pytest.raises(OrthoscopeError) as caught:
+        kind(**settings, **({"suite": LAB_SUITE} if kind is EvalOptions else {}))
+    models = {"intervene": ["b", "p"], "experiment": ["b", "p"], "eval": ["m"], "lab": []}[command]
+    output = [] if command == "eval" else ["-o", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [command, *models, *output, *flags])
+    assert result.exit_code == 2 and result.output.strip() == f"error: {caught.value}"
+
+
 def test_a_changed_default_is_caught():
     """The check above can fail: a flag default other than the field's builds another object."""
     assert LabOptions(steps=100) != LabOptions()
