@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     args.arms = list(dict.fromkeys(args.arm or ["instruct", "cot", "control"]))
     torch.set_num_threads(args.threads)
     from orthoscope.errors import OrthoscopeError
-    from orthoscope.lab import instruct_eval
     from orthoscope.evaluation.models import load_model
+    from orthoscope.lab import instruct_eval
     from orthoscope.lab.tuning import ensure_chat_template
 
     try:
