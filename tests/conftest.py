@@ -1,6 +1,14 @@
+import dataclasses
+
 import pytest
 
 from orthoscope.lab import build_planted_pair
+from orthoscope.lab.presets import PRESETS
+
+MICRO_LAB = dataclasses.replace(PRESETS["tiny"], hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, batch=4,
+                                pretrain_steps=6, post_steps=4, save_every=2, eval_problems=3, post_examples=64,
+                                block=64)
+"""The tiny preset's code path on a smaller model and a handful of steps (a lab build in a few seconds)."""
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +27,13 @@ def planted(tmp_path_factory):
 
     logging.disable_progress_bar()
     return build_planted_pair(tmp_path_factory.mktemp("planted"))
+
+
+@pytest.fixture(scope="session")
+def micro_lab(tmp_path_factory):
+    """One `MICRO_LAB` build (seed 5) in <folder>/a for the lab's and the monitor's tests: (folder, log lines)."""
+    from orthoscope.lab.build import build_lab
+
+    out, lines = tmp_path_factory.mktemp("micro-lab"), []
+    build_lab(MICRO_LAB, out / "a", seed=5, log=lines.append)
+    return out, lines

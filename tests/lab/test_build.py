@@ -1,33 +1,19 @@
 """A cut-down lab end to end: same code path as the presets, a handful of steps."""
 
-import dataclasses
 import hashlib
 import json
 
-import pytest
-
 import orthoscope
 from orthoscope.lab.build import VARIANTS, build_lab
-from orthoscope.lab.presets import PRESETS
-
-MICRO = dataclasses.replace(PRESETS["tiny"], hidden=32, layers=2, heads=2, kv_heads=1, intermediate=64, batch=4,
-                            pretrain_steps=6, post_steps=4, save_every=2, eval_problems=3, post_examples=64,
-                            block=64)  # the tiny preset's code path on a smaller model: a third less time
+from tests.conftest import MICRO_LAB as MICRO
 
 
 def digest(folder) -> str:
     return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def micro_lab(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab")
-    build_lab(MICRO, out / "a", seed=5, log=lambda m: None)
-    return out
-
-
 def test_lab_writes_loadable_models_trajectories_and_evaluation(micro_lab):
-    lab = micro_lab / "a"
+    lab = micro_lab[0] / "a"
     for name in ("base",) + VARIANTS:
         assert (lab / name / "model.safetensors").is_file() and (lab / name / "tokenizer.json").is_file()
     for variant in VARIANTS:
@@ -43,15 +29,16 @@ def test_lab_writes_loadable_models_trajectories_and_evaluation(micro_lab):
     assert len(result.table) == 4 * MICRO.layers * 7
 
 
-def test_same_seed_same_weights(micro_lab):
-    build_lab(MICRO, micro_lab / "b", seed=5, log=lambda m: None)
+def test_same_seed_same_weights(micro_lab, tmp_path):
+    build_lab(MICRO, tmp_path / "b", seed=5, log=lambda m: None)
     for name in ("base",) + VARIANTS:
-        assert digest(micro_lab / "a" / name) == digest(micro_lab / "b" / name), name
+        assert digest(micro_lab[0] / "a" / name) == digest(tmp_path / "b" / name), name
 
 
 def test_rerun_skips_finished_models(micro_lab):
-    before = (micro_lab / "a" / "cot" / "model.safetensors").stat().st_mtime_ns
+    lab = micro_lab[0] / "a"
+    before = (lab / "cot" / "model.safetensors").stat().st_mtime_ns
     lines = []
-    build_lab(MICRO, micro_lab / "a", seed=5, log=lines.append)
-    assert (micro_lab / "a" / "cot" / "model.safetensors").stat().st_mtime_ns == before
+    build_lab(MICRO, lab, seed=5, log=lines.append)
+    assert (lab / "cot" / "model.safetensors").stat().st_mtime_ns == before
     assert not any("pretraining" in line or "post-training" in line for line in lines)

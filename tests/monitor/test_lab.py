@@ -1,28 +1,21 @@
 """The lab monitors its own post-training: its series folders equal a compare of the checkpoints it saved."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 import orthoscope
-from orthoscope.lab.build import MONITORED, build_lab
-from orthoscope.lab.presets import PRESETS
+from orthoscope.lab.build import MONITORED
 from orthoscope.monitor import MONITOR_METRICS
 from orthoscope.pipeline.runfolder import RunFolder
 
 from .test_monitor import numbers
 
-MICRO = dataclasses.replace(PRESETS["tiny"], pretrain_steps=6, post_steps=4, save_every=2,
-                            eval_problems=3, post_examples=64, block=64)
-
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab") / "lab"
-    lines = []
-    build_lab(MICRO, out, seed=3, log=lines.append)
-    return out, lines
+def lab(micro_lab):
+    """The micro lab (tests/conftest.py, shared with the lab's tests): its folder and its log lines."""
+    folder, lines = micro_lab
+    return folder / "a", lines
 
 
 def test_the_lab_logs_curves_and_its_series_equal_compare(lab):
