@@ -21,7 +21,7 @@ def test_version():
 
 def test_compare_json_and_summary(planted, tmp_path):
     result = runner.invoke(app, ["compare", str(planted[0]), str(planted[1]), "-o", str(tmp_path / "r"),
-                                 "--json", "-q"])
+                                 "--json", "-q", "--no-report"])  # the report: tests/report, the demo tests
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["per_kind"]["post"]["o"]["a_geo"] > 1.19

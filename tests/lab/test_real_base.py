@@ -128,7 +128,7 @@ def test_lora_writes_a_peft_adapter_and_compare_reads_the_result(made, base, tmp
     assert record["trained_parameters"] < 340_128 / 2
 
     run = runner.invoke(app, ["compare", str(base), str(made / "instruct"), str(made / "control"),
-                              "-o", str(tmp_path / "run"), "--json", "-q"])
+                              "-o", str(tmp_path / "run"), "--json", "-q", "--no-report"])
     assert run.exit_code == 0, run.output
     assert {"instruct", "control"} <= set(json.loads(run.stdout)["per_kind"])
 
