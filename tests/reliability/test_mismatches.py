@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import orthoscope
 from tests.helpers import Q0, copy_with, shard_of
@@ -195,3 +195,13 @@ def test_a_run_folder_written_before_the_note_column_still_reads(planted, tmp_pa
     for command in ("summary", "report"):
         code, output = cli(command, tmp_path / "r")
         assert code == 0 and "Traceback" not in output, output
+
+
+def test_a_checkpoint_none_of_whose_tensors_fits_its_map_says_why(planted, tmp_path):
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    shutil.copy(planted[1] / "config.json", folder)  # qwen2, but its one tensor has no name of the map
+    save_file({"model.layers.0.attention.query.weight": torch.zeros(4, 4)}, folder / "model.safetensors")
+    code, output = cli("compare", folder, folder, "-o", tmp_path / "r")
+    one_line(code, output, "no matrices to analyse", "1 tensor of 2 or more dimensions is not in the qwen2 map",
+             "model.layers.0.attention.query.weight")

@@ -115,6 +115,7 @@ def make_plan(
         raise PairingError(
             f"no matrices to analyse in {base.spec} with these filters "
             f"(layers={sorted(layers) if layers else 'all'}, kinds={sorted(kinds) if kinds else 'all'})"
+            + "".join(f"; {note}" for note in notes)  # why none is found: tensors not in the map, ...
         )
     labels = post_labels(posts, names, in_memory)
     order = series_order(labels)
