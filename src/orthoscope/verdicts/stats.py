@@ -76,8 +76,6 @@ def permutation_p(a: np.ndarray, b: np.ndarray, *, paired: bool, rng: np.random.
     Unpaired: the difference of mean ranks in the pooled sample, the labels shuffled.
     p = (1 + #{|T*| >= |T|}) / (1 + N), never 0.
     """
-    from scipy.stats import rankdata
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if paired:
         d = a - b
@@ -100,3 +98,20 @@ def permutation_p(a: np.ndarray, b: np.ndarray, *, paired: bool, rng: np.random.
     for start in range(0, permutations, step):
         hits += int((np.abs(draws(min(step, permutations - start))) >= observed - 1e-9).sum())
     return (1 + hits) / (1 + permutations)
+
+
+def rankdata(x) -> np.ndarray:
+    """Ranks 1..n, ties given their average rank: scipy.stats.rankdata's default, without importing
+    scipy.stats (about a second of a CLI run).
+
+    >>> rankdata([10.0, 30.0, 20.0, 20.0]).tolist()
+    [1.0, 4.0, 2.5, 2.5]
+    """
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    first = np.r_[True, x[order][1:] != x[order][:-1]]  # where each run of equal values starts
+    group = np.cumsum(first) - 1
+    starts = np.r_[np.flatnonzero(first), x.size]  # 0-based start of each run, then the end
+    ranks = np.empty(x.size)
+    ranks[order] = (starts[group] + starts[group + 1] + 1) / 2
+    return ranks
