@@ -37,7 +37,8 @@ PAIR_P_HIGH = 0.05
 PAIR_P_LOW = 1e-4
 PAIR_CONFIDENCE = 0.99
 PAIR_MAX_DRAWS = 2**20
-_CHUNK = 2**22  # draws x r entries per matrix product (16-32 MiB)
+_CHUNK = 2**22  # draws x r random signs per call of the generator (the draws' stream depends on it)
+_BLOCK = 2**19  # draws x r entries per float32 product (2 MiB)
 
 
 @dataclass(frozen=True)
@@ -228,13 +229,14 @@ def _hits(A: torch.Tensor, threshold: float, n: int, rng: np.random.Generator) -
     for start in range(0, n, step):
         rows = min(step, n - start)
         bits = np.unpackbits(rng.integers(0, 256, size=(rows, (r + 7) // 8), dtype=np.uint8), axis=1, count=r)
-        e = torch.from_numpy(bits).to(torch.float32).mul_(2).sub_(1)
-        gap = (e @ A32).mul_(e).sum(1).double().sub_(threshold)
-        hits += int((gap > band).sum())
-        close = torch.nonzero(gap.abs() <= band)[:, 0]
-        if len(close):
-            e_close = e[close].double()
-            hits += int(((e_close @ A64).mul_(e_close).sum(1) >= threshold).sum())
+        for block in torch.from_numpy(bits).split(max(1, _BLOCK // r)):  # the products of a block stay in cache
+            e = block.to(torch.float32).mul_(2).sub_(1)
+            gap = (e @ A32).mul_(e).sum(1).double().sub_(threshold)
+            hits += int((gap > band).sum())
+            close = torch.nonzero(gap.abs() <= band)[:, 0]
+            if len(close):
+                e_close = e[close].double()
+                hits += int(((e_close @ A64).mul_(e_close).sum(1) >= threshold).sum())
     return hits
 
 
