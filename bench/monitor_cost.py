@@ -5,8 +5,9 @@ thread count) of a from_config base is timed three times in one process, in the 
 monitored, plain: the monitored run measures the model against the base in memory at every
 `save_every` steps and at the end (the lab's points, `Monitor` defaults, cache off), as
 `orthoscope lab` does. Printed per preset: the two plain times, the monitored time, the
-ratio monitored / mean(plain), and the monitor's own seconds over the mean plain time (the
-same overhead measured inside the run, less exposed to the machine's load). The load
+ratio monitored / mean(plain), and the seconds of the `monitor.measure` calls, whole (analysis,
+the step's summary, the folder's writes), over the mean plain time (the same overhead measured
+inside the run, less exposed to the machine's load). The load
 average is printed before and after: on a shared machine, compare ratios from one run only.
 
     .venv/bin/python bench/monitor_cost.py                    # tiny and small, a few minutes on 2 cores
@@ -14,9 +15,7 @@ average is printed before and after: on a shared machine, compare ratios from on
     .venv/bin/python bench/monitor_cost.py --presets tiny --metrics sign-free --skip-p-pair
 
 --metrics takes compare's --metrics values (default: the monitor's MONITOR_METRICS). --skip-p-pair
-is a what-if: it replaces `pipeline.measure.pair_rng` so that p_pair's sign draws, which `measure`
-runs on every SVD route whether or not p_pair is asked for, are skipped (p_pair NaN) in this
-process only: the cost a gate on `"p_pair" in metrics` in measure.py would leave.
+drops p_pair (its sign draws) from that set: the cost of a monitor without the pairing null's p-value.
 """
 
 from __future__ import annotations
@@ -38,20 +37,24 @@ from orthoscope.lab.train import example_batches, example_blocks, train
 from orthoscope.monitor import Monitor
 
 
-def post_train(preset, base: Path, data, monitor: Monitor | None) -> float:
-    """Seconds of one post-training from `base` (monitored at the lab's save points when `monitor`)."""
+def post_train(preset, base: Path, data, monitor: Monitor | None) -> tuple[float, float]:
+    """Seconds of one post-training from `base` (monitored at the lab's save points when `monitor`) and the
+    seconds its `monitor.measure` calls took, whole (analysis, summary and writes)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    measuring = [0.0]
 
     def on_step(step: int, loss: float) -> None:
         if monitor is not None and (step % preset.save_every == 0 or step == preset.post_steps):
+            began = time.perf_counter()
             monitor.measure(model, step)
+            measuring[0] += time.perf_counter() - began
 
     started = time.perf_counter()
     train(model, example_batches(*data, preset.batch, 1), preset.post_steps, preset.post_lr, on_step=on_step)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, measuring[0]
 
 
 def bench(name: str, folder: Path, metrics: str | None) -> dict:
@@ -64,16 +67,16 @@ def bench(name: str, folder: Path, metrics: str | None) -> dict:
     base = folder / f"{name}-base"
     AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
     data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
-    plain = [post_train(preset, base, data, None)]
+    plain = [post_train(preset, base, data, None)[0]]
     monitor = Monitor(base, folder / f"{name}-monitor", cache=False, metrics=metrics)
-    monitored = post_train(preset, base, data, monitor)
-    plain.append(post_train(preset, base, data, None))
+    monitored, measuring = post_train(preset, base, data, monitor)
+    plain.append(post_train(preset, base, data, None)[0])
     mean = sum(plain) / 2
     return {"preset": name, "steps": preset.post_steps, "measures": preset.post_steps // preset.save_every
             + (preset.post_steps % preset.save_every != 0), "threads": preset.threads,
             "plain_s": [round(t, 2) for t in plain], "monitored_s": round(monitored, 2),
-            "ratio": round(monitored / mean, 3), "monitor_s": round(monitor.seconds, 2),
-            "monitor_share": round(monitor.seconds / mean, 3)}
+            "ratio": round(monitored / mean, 3), "monitor_s": round(measuring, 2),
+            "monitor_share": round(measuring / mean, 3)}
 
 
 def main() -> None:
@@ -83,17 +86,20 @@ def main() -> None:
     parser.add_argument("--metrics", default=None, help="compare's --metrics (default: MONITOR_METRICS)")
     parser.add_argument("--skip-p-pair", action="store_true", help="what-if: no p_pair sign draws (see above)")
     args = parser.parse_args()
-    if args.skip_p_pair:
-        import orthoscope.pipeline.measure as measure
-
-        measure.pair_rng = lambda seed, name: None
     from transformers.utils import logging
+
+    from orthoscope.metrics.registry import resolve_metrics
+    from orthoscope.monitor.monitor import MONITOR_METRICS
+
+    metrics = args.metrics
+    if args.skip_p_pair:
+        metrics = (resolve_metrics(metrics) if metrics else MONITOR_METRICS) - {"p_pair"}
 
     logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:  # one line per preset as it finishes, with the load around it
             before = os.getloadavg()
-            r = bench(name, Path(tmp), args.metrics)
+            r = bench(name, Path(tmp), metrics)
             r["metrics"], r["skip_p_pair"] = args.metrics or "monitor default", args.skip_p_pair
             r["load_before"], r["load_after"] = before, os.getloadavg()
             if args.json:
