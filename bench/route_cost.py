@@ -9,7 +9,9 @@ head, dense tail) with a consistent rotation plus noise as the update. For each 
 - route: `prepare_base` (the base SVD, no cache) plus `measure` with every metric of the
   default set, at the precision `--precision auto` picks;
 - sign-free: `prepare_base` plus `measure` on the one-SVD route, against two bare SVDs;
-- quick: the `quick` set (no full SVD), in seconds and against the three bare SVDs.
+- quick: the `quick` set (no full SVD), in seconds and against the three bare SVDs;
+- p_pair's share: the default route without p_pair (its sign draws), and the draws p_pair took,
+  its p and whether the analytic bound settled it (`metrics.nulls.pair_tail`).
 
 Times are CPU seconds of this process (time.process_time, best of REPEATS), robust to other
 load on the machine as long as it has a core to spare. `--profile` prints cProfile's top
@@ -34,7 +36,10 @@ import torch
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 from orthoscope.kernels.precision import resolve_precision  # noqa: E402
+from orthoscope.metrics import nulls  # noqa: E402
 from orthoscope.pipeline.measure import METRIC_SETS, measure, prepare_base  # noqa: E402
+
+PAIR_TAIL = nulls.pair_tail
 
 SHAPES = [(4864, 896), (896, 896)]
 REPEATS = 3
@@ -89,10 +94,17 @@ def main(profile: bool) -> None:
         free = best_of(lambda: route(W_b, W_p, METRIC_SETS["sign-free"]))
         has_quick = "quick" in METRIC_SETS  # an older checkout may lack it
         quick = best_of(lambda: route(W_b, W_p, METRIC_SETS["quick"])) if has_quick else math.nan
+        no_pair = best_of(lambda: route(W_b, W_p, METRIC_SETS["all"] - {"p_pair"}))
+        tails = []
+        nulls.pair_tail = lambda *a, **k: tails.append(PAIR_TAIL(*a, **k)) or tails[-1]
+        route(W_b, W_p, METRIC_SETS["all"])
+        nulls.pair_tail = PAIR_TAIL
         print(f"{shape[0]}x{shape[1]}: default route {full:.3f} s / 3 bare f32 SVDs {bare3:.3f} s"
               f" = {full / bare3:.2f}x;"
               f" sign-free {free:.3f} s / 2 bare {bare2:.3f} s = {free / bare2:.2f}x;"
-              f" quick {quick:.3f} s = {quick / bare3:.2f}x")
+              f" quick {quick:.3f} s = {quick / bare3:.2f}x;"
+              f" default without p_pair {no_pair:.3f} s = {no_pair / bare3:.2f}x"
+              f" (p_pair: {tails[0].draws} draws, p {tails[0].p:.2g}{', bound' if tails[0].bounded else ''})")
         if profile:
             prof = cProfile.Profile()
             prof.enable()
