@@ -6,6 +6,8 @@ matrix logarithm and exponential of the geodesic.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
 from typing import TYPE_CHECKING
 
@@ -127,12 +129,37 @@ def orthogonal_power(O: np.ndarray, t: float) -> np.ndarray:
         return O.copy()
     if t == 0:
         return np.eye(k, dtype=O.dtype)
-    T, Z = scipy.linalg.schur(O, output="real")
+    T, Z = _real_schur(O)
     power = _block_power(T, t)
     if power is None:
         T, Z = scipy.linalg.schur(O.astype(np.complex128), output="complex")
         return np.real((Z * np.diag(T) ** t) @ Z.conj().T)
     return (Z @ power) @ Z.T
+
+
+SCHUR_CACHE_BYTES = 64 * 2**20
+"""Real Schur forms kept for reuse (most recent first out last): the experiment's interpolate@t conditions
+ask for the same orthogonal maps once per t."""
+_SCHUR_CACHE: collections.OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = collections.OrderedDict()
+
+
+def _real_schur(O: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """scipy.linalg.schur(O, output="real"), taken once per distinct O (by its bytes) while the cache has room.
+
+    >>> O = np.array([[0.0, -1.0], [1.0, 0.0]])
+    >>> _real_schur(O) is _real_schur(O.copy())
+    True
+    """
+    import scipy.linalg
+
+    key = hashlib.blake2b(O.tobytes(), digest_size=16).digest() + f"{O.dtype}{O.shape}".encode()
+    if key in _SCHUR_CACHE:
+        _SCHUR_CACHE.move_to_end(key)
+        return _SCHUR_CACHE[key]
+    found = _SCHUR_CACHE[key] = scipy.linalg.schur(O, output="real")
+    while sum(T.nbytes + Z.nbytes for T, Z in _SCHUR_CACHE.values()) > SCHUR_CACHE_BYTES and len(_SCHUR_CACHE) > 1:
+        _SCHUR_CACHE.popitem(last=False)
+    return found
 
 
 def _block_power(T: np.ndarray, t: float) -> np.ndarray | None:
