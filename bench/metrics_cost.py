@@ -21,8 +21,12 @@ import torch
 
 torch.set_num_threads(1)
 
-from orthoscope.kernels.precision import resolve_precision  # noqa: E402
-from orthoscope.pipeline.measure import METRIC_SETS, measure, prepare_base  # noqa: E402
+from orthoscope.metrics.registry import metric_sets  # noqa: E402
+from orthoscope.pipeline.measure import measure  # noqa: E402
+from orthoscope.pipeline.operands import prepare_base  # noqa: E402
+from orthoscope.pipeline.precision import resolve_precision  # noqa: E402
+
+METRIC_SETS = metric_sets()
 
 SHAPES = [(896, 896)] * 4 + [(4864, 896)] * 4
 REPEATS = 2

@@ -262,8 +262,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--layers and --repeats must be >= 1")
 
     torch.set_num_threads(THREADS)
-    from orthoscope.kernels.precision import resolve_precision
-    from orthoscope.pipeline.measure import METRIC_COLUMNS
+    from orthoscope.metrics.registry import COLUMNS as METRIC_COLUMNS
+    from orthoscope.pipeline.precision import resolve_precision
 
     dtype = resolve_precision("auto", set(METRIC_COLUMNS))  # what compare(precision="auto") uses
 

@@ -35,10 +35,13 @@ import torch
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
-from orthoscope.kernels.precision import resolve_precision  # noqa: E402
 from orthoscope.metrics import nulls  # noqa: E402
-from orthoscope.pipeline.measure import METRIC_SETS, measure, prepare_base  # noqa: E402
+from orthoscope.metrics.registry import metric_sets  # noqa: E402
+from orthoscope.pipeline.measure import measure  # noqa: E402
+from orthoscope.pipeline.operands import prepare_base  # noqa: E402
+from orthoscope.pipeline.precision import resolve_precision  # noqa: E402
 
+METRIC_SETS = metric_sets()
 PAIR_TAIL = nulls.pair_tail
 
 SHAPES = [(4864, 896), (896, 896)]

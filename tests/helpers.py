@@ -27,11 +27,12 @@ def copy_with(src: Path, dst: Path, tensor: str, value: torch.Tensor) -> Path:
 
 def count_svds(monkeypatch) -> list:
     """Record the shape of every SVD the pipeline runs (base, post and null)."""
-    from orthoscope.pipeline import measure as measure_module
+    from orthoscope.pipeline import measure, operands
 
     calls = []
-    real = measure_module.svd
-    monkeypatch.setattr(measure_module, "svd", lambda W, *a: calls.append(tuple(W.shape)) or real(W, *a))
+    for module in (measure, operands):  # the post and null SVDs; the base's
+        real = module.svd
+        monkeypatch.setattr(module, "svd", lambda W, *a, real=real: calls.append(tuple(W.shape)) or real(W, *a))
     return calls
 
 

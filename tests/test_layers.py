@@ -1,6 +1,7 @@
 """The package layout is the architecture: data flows one way, no package imports one above it.
 
-Order (low -> high): errors/_version, metrics, kernels, sources, architectures, verdicts, pipeline,
+Order (low -> high): errors/_version, tuning, metrics and kernels (peers: neither imports the other),
+sources, architectures, verdicts, pipeline,
 evaluation, interventions, monitor, integrations, lab, experiment, report, cli. docs/architecture.md
 explains it; a new import that goes upward fails here.
 """
@@ -11,8 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "src" / "orthoscope"
 LAYERS = ["_lazy", "errors", "_version", "tuning", "metrics", "kernels", "sources", "architectures", "verdicts",
           "pipeline", "evaluation", "interventions", "monitor", "integrations", "lab", "experiment", "report", "cli"]
-# the same level (no edge between them in either direction)
-PEERS = {("errors", "_version")}
+# the same level (no edge between them in either direction): kernels are linear algebra, metrics the
+# statistics on its results; the pipeline joins them (precision choice, metric sets, the stages)
+PEERS = {("errors", "_version"), ("metrics", "kernels")}
 
 
 def package_of(path: Path) -> str:
@@ -41,6 +43,16 @@ def test_no_upward_import():
             if target in LAYERS and LAYERS.index(target) > LAYERS.index(pkg):
                 upward.append(f"{path.relative_to(ROOT)} imports {target}")
     assert not upward, upward
+
+
+def test_peers_do_not_import_each_other():
+    crossing = []
+    for path in ROOT.rglob("*.py"):
+        pkg = package_of(path)
+        for a, b in PEERS:
+            if pkg in (a, b) and ({a, b} - {pkg}) & imported_packages(path):
+                crossing.append(f"{path.relative_to(ROOT)} imports {({a, b} - {pkg}).pop()}")
+    assert not crossing, crossing
 
 
 def test_every_package_has_a_layer():

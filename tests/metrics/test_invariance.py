@@ -8,8 +8,8 @@ import torch
 
 from orthoscope.kernels import SVD, svd
 from orthoscope.lab.planted import near_identity_rotation
-from orthoscope.metrics import one_svd_form, overlaps
-from orthoscope.pipeline.measure import angle_metrics, rotation_metrics, scaling_metrics, symmetry_metrics
+from orthoscope.metrics import a_fro, one_svd_form, overlaps
+from orthoscope.metrics.columns import Angles, PairingDraws, Rotation, Scaling, Symmetry
 from tests.helpers import orthonormal
 
 
@@ -30,19 +30,25 @@ def degenerate_pair(seed: int):
     return base, post, g
 
 
+def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a: float) -> dict:
+    """The symmetry stage and p_pair (sign draws seeded 0)."""
+    symmetry = Symmetry(D, s_b, a)
+    return {**symmetry.row(), **PairingDraws(symmetry, np.random.default_rng(0)).row()}
+
+
 def all_metrics(base: SVD, post: SVD) -> dict:
     """Every column of the full route, D from the Q form, and the sign-free ones from the exact dW as well."""
     W_p = post.U @ torch.diag(post.S) @ post.V.T
     W_b = base.U @ torch.diag(base.S) @ base.V.T
     Q_U, Q_V = overlaps(base.U, post.U), overlaps(base.V, post.V)
-    row = scaling_metrics(base.S, post.S)
+    row = {"a_fro": a_fro(base.S, post.S), **Scaling(base.S, post.S).row()}
     a = row["a_fro"]
-    row.update(rotation_metrics(Q_U, Q_V, post.S, base.S))
-    row.update(angle_metrics((base.U, base.V), (post.U, post.V)))
+    row.update(Rotation(Q_U, Q_V, post.S, base.S).row())
+    row.update(Angles((base.U, base.V), (post.U, post.V)).row())
     D_q = (Q_U * post.S) @ Q_V.T - a * torch.diag(base.S)
-    row.update(symmetry_metrics(D_q, base.S, a, np.random.default_rng(0)))
+    row.update(symmetry_metrics(D_q, base.S, a))
     D = one_svd_form(base.U, W_p - W_b, base.V) - (a - 1) * torch.diag(base.S)
-    one_svd = symmetry_metrics(D, base.S, a, np.random.default_rng(0))
+    one_svd = symmetry_metrics(D, base.S, a)
     row.update({f"{name}_one_svd": value for name, value in one_svd.items()})
     return row
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from orthoscope.metrics import nulls, ratios, separated_pairs
+from orthoscope.metrics.columns import INTRUDER_EPS, INTRUDER_K, TOP_K
 from orthoscope.metrics.delta import NOISE_FLOOR
 from orthoscope.metrics.rotations import GAP_MIN, GAUGE_RTOL, RANK_RTOL, numerical_rank, undefined_vectors
 from orthoscope.metrics.scaling import RHO_FLOOR
-from orthoscope.pipeline.measure import INTRUDER_EPS, INTRUDER_K, RATIO_BINS, TOP_K
+from orthoscope.pipeline.measure import RATIO_BINS
 
 METHOD = (Path(__file__).parents[2] / "docs" / "method.md").read_text()
 

@@ -1,4 +1,4 @@
-"""The Gaussian null drawn in the base frame (pipeline.measure.null_frame) has the distribution of
+"""The Gaussian null drawn in the base frame (metrics.gaussian_null.null_frame) has the distribution of
 the explicit W_null = a W_b + G, ||G||_F fixed: same algebra for one draw, same law over draws."""
 
 import numpy as np
@@ -7,7 +7,9 @@ import torch
 
 from orthoscope import metrics as m
 from orthoscope.kernels import svd
-from orthoscope.pipeline.measure import Base, Update, null_metrics
+from orthoscope.metrics.columns import Update
+from orthoscope.pipeline.measure import gaussian_null
+from orthoscope.pipeline.operands import Base
 from tests.helpers import orthonormal
 
 
@@ -36,9 +38,9 @@ def test_base_frame_null_has_the_law_of_the_explicit_null(shape):
     dW = W_p - W_b
     resid = torch.linalg.matrix_norm(dW - (a - 1) * W_b).item()
     nb2, cross, nd2 = m.norms(W_b, dW)
-    update = Update(dW, True, a - 1, {}, nd2=nd2, nb2=nb2, cross=cross)
+    update = Update(dW, 0, dW.numel(), a - 1, 0.0, nd2=nd2, nb2=nb2, cross=cross)
     assert update.resid_norm() == pytest.approx(resid, rel=1e-12)
-    framed = np.array([[v for v in null_metrics(base, update, torch.Generator().manual_seed(i)).values()]
+    framed = np.array([[v for v in gaussian_null(base, update, torch.Generator().manual_seed(i)).row().values()]
                        for i in range(draws)])
     explicit = np.array([explicit_null(W_b, a, resid, torch.Generator().manual_seed(10_000 + i)) for i in range(draws)])
     for column in range(5):  # incons_null, pa_mean_u_null, a_geo_null, disp_null, fit_resid_null

@@ -21,10 +21,14 @@ from orthoscope.metrics import (
     registry,
     sym_frac,
 )
-from orthoscope.pipeline.measure import METRIC_SETS, SkipMatrix, measure, prepare_base
+from orthoscope.metrics.registry import metric_sets
+from orthoscope.pipeline.checks import SkipMatrix
+from orthoscope.pipeline.measure import measure
+from orthoscope.pipeline.operands import prepare_base
 from tests.helpers import orthonormal
 
 CPU = torch.device("cpu")
+METRIC_SETS = metric_sets()
 ALL = METRIC_SETS["all"] | METRIC_SETS["delta"]
 
 

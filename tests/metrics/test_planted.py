@@ -7,7 +7,8 @@ import torch
 
 from orthoscope.lab.planted import near_identity_rotation
 from orthoscope.metrics import registry
-from orthoscope.pipeline.measure import measure, prepare_base
+from orthoscope.pipeline.measure import measure
+from orthoscope.pipeline.operands import prepare_base
 from tests.helpers import orthonormal
 
 CPU = torch.device("cpu")

@@ -8,10 +8,13 @@ import torch
 import orthoscope
 from orthoscope.kernels import krylov_values
 from orthoscope.metrics import top_energy
-from orthoscope.pipeline.measure import METRIC_SETS, measure, prepare_base
+from orthoscope.metrics.registry import metric_sets
+from orthoscope.pipeline.measure import measure
+from orthoscope.pipeline.operands import prepare_base
 from tests.helpers import count_svds, orthonormal
 
 CPU = torch.device("cpu")
+METRIC_SETS = metric_sets()
 
 
 def exact_top16(dW: torch.Tensor) -> float:

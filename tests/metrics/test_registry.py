@@ -9,9 +9,10 @@ from typer.testing import CliRunner
 
 import orthoscope
 from orthoscope.cli import SUMMARY_COLUMNS, app
-from orthoscope.kernels.precision import F32_SAFE
 from orthoscope.metrics import registry
-from orthoscope.pipeline.measure import METRIC_COLUMNS, METRIC_SETS, ONE_SVD_METRICS, needs_post_svd
+from orthoscope.metrics.registry import COLUMNS as METRIC_COLUMNS
+from orthoscope.metrics.registry import needs_post_svd
+from orthoscope.pipeline.precision import F32_SAFE
 from orthoscope.pipeline.summary import ID_COLUMNS, NOTE
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -25,6 +26,10 @@ def readme_table() -> str:
 def test_readme_table_is_the_registry():
     """Regenerate with: python -c 'from orthoscope.metrics.registry import markdown_table; print(markdown_table())'."""
     assert readme_table() == registry.markdown_table()
+
+
+METRIC_SETS = registry.metric_sets()
+ONE_SVD_METRICS = METRIC_SETS["sign-free"]
 
 
 def test_every_consumer_reads_the_registry():
@@ -50,7 +55,9 @@ def test_new_issue_columns_are_registered_with_their_routes():
 
 def test_a_bad_record_is_refused():
     with pytest.raises(ValueError, match="bad metric record"):
-        registry.Metric("x", "scaling", "two-svd", True, "float", "x")
+        registry.Metric("x", "scaling", "two-svd", True, "float", "x", stage="scaling")
+    with pytest.raises(ValueError, match="bad metric record"):
+        registry.Metric("x", "scaling", "post-values", True, "float", "x", stage="no-such-stage")
 
 
 def test_a_real_run_writes_exactly_the_registered_columns(planted, tmp_path):
@@ -74,3 +81,31 @@ def test_metrics_command_lists_the_registry():
     assert all({"name", "family", "route", "formula"} <= set(r) for r in rows)
     table = runner.invoke(app, ["metrics"])
     assert table.exit_code == 0 and re.search(r"z_pair\s+│\s+nulls\s+│\s+base-svd", table.stdout)
+
+
+def test_every_registered_column_is_filled_by_exactly_one_stage():
+    """Each registry stage has one class in metrics.columns; its `@column`s are exactly the records naming it."""
+    from orthoscope.metrics.columns import STAGE_CLASSES
+
+    assert [cls.stage for cls in STAGE_CLASSES] == [stage.name for stage in registry.STAGES]
+    filled = [name for cls in STAGE_CLASSES for name in cls.columns()]
+    assert sorted(filled) == sorted(registry.COLUMNS)  # every column once, no unregistered one
+    for cls in STAGE_CLASSES:
+        assert set(cls.columns()) == set(registry.names(stage=cls.stage)), cls.stage
+        assert len({registry.get(name).route for name in cls.columns()}) == 1, cls.stage  # one route per stage
+
+
+def test_measure_fills_every_asked_column_from_its_stage():
+    import torch
+
+    from orthoscope.pipeline.measure import measure
+    from orthoscope.pipeline.operands import prepare_base
+
+    g = torch.Generator().manual_seed(0)
+    W_b = torch.randn(40, 24, generator=g, dtype=torch.float64)
+    W_p = 1.1 * W_b + 0.05 * torch.randn(40, 24, generator=g, dtype=torch.float64)
+    row, _ = measure(prepare_base(W_b, torch.float64, torch.device("cpu")), W_p, "w", 0,
+                     registry.resolve_metrics("all,delta"))
+    assert list(row) == [*registry.COLUMNS, NOTE] and row[NOTE] == ""  # every rank full: no note
+    missing = [name for name, value in row.items() if value != value]  # NaN: no stage filled it
+    assert not missing, missing

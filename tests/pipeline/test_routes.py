@@ -9,7 +9,7 @@ import pytest
 import orthoscope
 from orthoscope.errors import OrthoscopeError
 from orthoscope.lab.planted import KIND_SCALE
-from orthoscope.pipeline.measure import ONE_SVD_METRICS, resolve_metrics
+from orthoscope.metrics.registry import metric_sets, resolve_metrics
 from tests.helpers import Q0, copy_with, count_svds
 
 
@@ -19,7 +19,7 @@ def test_sign_free_runs_one_svd_per_matrix_and_matches_the_full_route(planted, t
     result = orthoscope.compare(*planted, tmp_path / "fast", metrics="sign-free", precision="f64", cache=False)
     assert len(calls) == 14  # the base SVDs, nothing else
     fast = result.table
-    for column in sorted(ONE_SVD_METRICS):
+    for column in sorted(metric_sets()["sign-free"]):
         assert fast[column].astype(float).to_numpy() == pytest.approx(full[column].astype(float).to_numpy(),
                                                                       abs=1e-9), column
     assert fast.changed.all() and fast.z_pair.notna().all() and fast.p_pair.notna().all()
@@ -42,9 +42,9 @@ def test_sign_free_auto_precision_is_float32(planted):
 
 def test_float32_does_not_report_unasked_metrics_it_cannot_get_right(planted, monkeypatch):
     """A column the registry keeps off float32 (none today: pretend rot is) is NaN unless asked for."""
-    from orthoscope.pipeline import measure as measure_module
+    from orthoscope.pipeline import precision
 
-    monkeypatch.setattr(measure_module, "F32_SAFE", measure_module.F32_SAFE - {"rot", "rel_incons"})
+    monkeypatch.setattr(precision, "F32_SAFE", precision.F32_SAFE - {"rot", "rel_incons"})
     row = orthoscope.compare(*planted, metrics="incons", kinds={"o"}, precision="f32", cache=False).table.iloc[0]
     assert row.incons < 1e-4 and math.isnan(row.rot) and math.isnan(row.rel_incons)
     assert row.a_geo == pytest.approx(1.2, abs=1e-5)  # float32-safe extras stay
@@ -86,7 +86,7 @@ def test_report_of_a_sign_free_run_leaves_out_rotation_figures(planted, tmp_path
 
 
 def test_metric_names_are_checked():
-    assert resolve_metrics(" a_geo , sign-free") == ONE_SVD_METRICS
+    assert resolve_metrics(" a_geo , sign-free") == metric_sets()["sign-free"]
     with pytest.raises(OrthoscopeError, match="unknown metric 'incoherence'"):
         resolve_metrics("a_geo,incoherence")
     with pytest.raises(OrthoscopeError, match="no metrics asked for"):

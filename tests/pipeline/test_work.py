@@ -14,7 +14,8 @@ import orthoscope
 from orthoscope import tuning
 from orthoscope.lab.shipped import shipped_family
 from orthoscope.pipeline import measure as measure_module
-from orthoscope.pipeline.measure import SMALL_RANK, sized_dtype
+from orthoscope.pipeline import operands
+from orthoscope.pipeline.precision import SMALL_RANK, sized_dtype
 from tests.helpers import count_svds
 
 
@@ -110,9 +111,10 @@ def test_tuned_small_jobs_run_on_one_thread_and_give_the_same_numbers(monkeypatc
     family = shipped_family()
     plain = orthoscope.compare(family["base"], family["instruct"], layers="0", kinds="q,up", cache=False).table
     seen = []
-    real = measure_module.svd
-    monkeypatch.setattr(measure_module, "svd",
-                        lambda W, *a: seen.append(torch.get_num_threads()) or real(W, *a))
+    for module in (measure_module, operands):  # the post and null SVDs; the base's
+        real = module.svd
+        monkeypatch.setattr(module, "svd",
+                            lambda W, *a, real=real: seen.append(torch.get_num_threads()) or real(W, *a))
     monkeypatch.setattr(tuning, "_ENABLED", True)
     tuned = orthoscope.compare(family["base"], family["instruct"], layers="0", kinds="q,up", cache=False).table
     assert seen and set(seen) == {1}

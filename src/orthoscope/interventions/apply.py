@@ -15,8 +15,8 @@ from orthoscope.architectures import MatrixRef, read_matrix, write_matrix
 from orthoscope.errors import OrthoscopeError
 from orthoscope.interventions.base import MatrixPair, Op
 from orthoscope.interventions.registry import apply_to_pair
-from orthoscope.pipeline.measure import null_generator
 from orthoscope.pipeline.pairing import Plan
+from orthoscope.pipeline.seeds import null_generator
 
 MARKER = "orthoscope_intervention.json"
 Progress = Callable[[int, int, str], None]

@@ -29,12 +29,12 @@ import torch
 from orthoscope._version import __version__
 from orthoscope.architectures import read_matrix
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels.precision import resolve_precision
 from orthoscope.metrics.registry import sign_free
 from orthoscope.monitor.held import HeldSVDCache
 from orthoscope.monitor.live import MonitorError, live_checkpoint
 from orthoscope.pipeline.options import CompareOptions
 from orthoscope.pipeline.pairing import make_plan, step_of
+from orthoscope.pipeline.precision import resolve_precision
 from orthoscope.pipeline.run import UPDATE_COS_COLUMNS, Tally, cache_notes, collect, input_id, settings_key, summarize
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
 from orthoscope.pipeline.summary import empty_table

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels.precision import resolve_precision
-from orthoscope.metrics.registry import metric_sets
+from orthoscope.metrics.registry import metric_sets, resolve_metrics
 from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
 from orthoscope.pipeline.executors import Executor, make_executor
 from orthoscope.pipeline.filters import check_seed, layers_text, user_kinds, user_layers
-from orthoscope.pipeline.measure import resolve_metrics
+from orthoscope.pipeline.precision import resolve_precision
 
 DEVICE = re.compile(r"cpu|cuda(:\d{1,4})?")  # no machine has 10000 GPUs: a longer index is a typo
 

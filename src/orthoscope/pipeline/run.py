@@ -15,11 +15,11 @@ import torch
 
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels.precision import resolve_precision
+from orthoscope.metrics.registry import needs_post_svd
 from orthoscope.pipeline.cache import default_dir
-from orthoscope.pipeline.measure import needs_post_svd
 from orthoscope.pipeline.options import CompareOptions, metrics_label, selection
 from orthoscope.pipeline.pairing import Plan, make_plan
+from orthoscope.pipeline.precision import resolve_precision
 from orthoscope.pipeline.progress import make_progress
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
 from orthoscope.pipeline.summary import (

@@ -11,7 +11,7 @@ from orthoscope.architectures import find_matrices, read_matrix
 from orthoscope.errors import PairingError, SourceError
 from orthoscope.kernels import resolve_device, singular_values
 from orthoscope.kernels.threads import light
-from orthoscope.pipeline.measure import nonfinite_count
+from orthoscope.pipeline.checks import nonfinite_count
 from orthoscope.pipeline.pairing import select
 from orthoscope.sources import open_checkpoint
 from orthoscope.tuning import process_tuned

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 
 from orthoscope.metrics import registry
-from orthoscope.pipeline.measure import METRIC_COLUMNS
+from orthoscope.metrics.registry import COLUMNS as METRIC_COLUMNS
 
 ID_COLUMNS = ("post", "step", "name", "layer", "kind", "expert", "rows", "cols")
 NOTE = "note"  # text: why columns the matrix's route computes are NaN ("" if none; absent in older runs)

@@ -18,9 +18,13 @@ import torch
 
 from orthoscope.architectures import MatrixRef, prefetch_matrix, read_matrix
 from orthoscope.kernels.threads import light
+from orthoscope.metrics.registry import runs_svd
 from orthoscope.pipeline.allocator import keep_freed_memory
 from orthoscope.pipeline.cache import SVDCache, tensor_digest
-from orthoscope.pipeline.measure import SkipMatrix, measure, prepare_base, runs_svd, sized_dtype, small
+from orthoscope.pipeline.checks import SkipMatrix
+from orthoscope.pipeline.measure import measure
+from orthoscope.pipeline.operands import prepare_base
+from orthoscope.pipeline.precision import sized_dtype, small
 from orthoscope.sources import Checkpoint
 from orthoscope.tuning import process_tuned
 

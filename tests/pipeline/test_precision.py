@@ -10,12 +10,16 @@ import torch
 from safetensors.torch import load_file
 
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels.precision import F32_SAFE, resolve_precision
 from orthoscope.lab.planted import near_identity_rotation
-from orthoscope.pipeline.measure import METRIC_COLUMNS, METRIC_SETS, ONE_SVD_METRICS, measure, prepare_base
+from orthoscope.metrics.registry import COLUMNS as METRIC_COLUMNS
+from orthoscope.metrics.registry import metric_sets
+from orthoscope.pipeline.measure import measure
+from orthoscope.pipeline.operands import prepare_base
+from orthoscope.pipeline.precision import F32_SAFE, resolve_precision
 from tests.helpers import orthonormal
 
 CPU = torch.device("cpu")
+METRIC_SETS = metric_sets()
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def close(a: float, b: float) -> bool:
     return abs(a - b) < 1e-4 * max(1.0, abs(b))
 
 
-@pytest.mark.parametrize("metric", sorted(ONE_SVD_METRICS))
+@pytest.mark.parametrize("metric", sorted(METRIC_SETS["sign-free"]))
 def test_one_svd_route_in_f32_agrees_with_the_full_route_in_f64(llm_like_pair, both_precisions, metric):
     """The sign-free route (one f32 SVD, f64 Gram singular values, M = U_b^T W_p V_b) changes no value."""
     W_b, W_p = llm_like_pair
