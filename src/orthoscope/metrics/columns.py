@@ -155,9 +155,15 @@ class Rotation(StageColumns):
     def coherence(self) -> float:
         return rotations.coherence(self.Q_U, self.Q_V)
 
+    @cached_property
+    def fixed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q_U and Q_V in the post gauge fixed against the base (`rotations.fix_gauge`): what `rot` and the
+        report's images read."""
+        return rotations.fix_gauge(self.Q_U, self.Q_V, self.s_p)
+
     @column
     def rot(self) -> float:
-        return rotations.rotation_size(rotations.fix_gauge(self.Q_U, self.Q_V, self.s_p)[0])
+        return rotations.rotation_size(self.fixed[0])
 
     @column
     def rel_incons(self) -> float:

@@ -49,29 +49,27 @@ DTYPES = ("float", "int", "bool")
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a matrix's measurement: what it reads and when it runs. Its columns are the
-    records that name it (`names(stage=...)`); its class in `orthoscope.metrics.columns` fills them.
+    """One step of a matrix's measurement. Its columns are the records that name it (`names(stage=...)`);
+    its class in `orthoscope.metrics.columns` fills them from what it reads.
 
     >>> stage("gaussian-null").on_request, stage("rotation").on_request
     (True, False)
     """
 
     name: str
-    reads: str
     on_request: bool = False  # runs only when one of its columns is asked for (else whenever its route runs)
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("update", "the stored tensors: dW formed exactly and three float64 sums"),
-    Stage("scaling", "both singular spectra (no singular vectors)"),
-    Stage("symmetry", "D = U_b^T dW V_b - (a_fro - 1) S_b (the base SVD)"),
-    Stage("pairing-draws", "D's pairing statistic and sign draws seeded by (seed, matrix)", on_request=True),
-    Stage("rotation", "Q_U = U_b^T U_p, Q_V = V_b^T V_p (both SVDs)"),
-    Stage("angles", "the top-k singular subspaces of both matrices, float64-accurate"),
-    Stage("gaussian-null", "the SVD of the Gaussian null drawn in the base frame, seeded by (seed, matrix)",
-          on_request=True),
-    Stage("delta-svd", "the singular values of dW", on_request=True),
-    Stage("delta-lowrank", "a randomized block Krylov of dW seeded by (seed, matrix)", on_request=True),
+    Stage("update"),  # the stored tensors: dW formed exactly and three float64 sums
+    Stage("scaling"),  # both singular spectra (no singular vectors)
+    Stage("symmetry"),  # D = U_b^T dW V_b - (a_fro - 1) S_b (the base SVD)
+    Stage("pairing-draws", on_request=True),  # D's pairing statistic and sign draws seeded by (seed, matrix)
+    Stage("rotation"),  # Q_U = U_b^T U_p, Q_V = V_b^T V_p (both SVDs)
+    Stage("angles"),  # the top-k singular subspaces of both matrices, float64-accurate
+    Stage("gaussian-null", on_request=True),  # the SVD of the Gaussian null drawn in the base frame
+    Stage("delta-svd", on_request=True),  # the singular values of dW
+    Stage("delta-lowrank", on_request=True),  # a randomized block Krylov of dW seeded by (seed, matrix)
 )
 _STAGES = {s.name: s for s in STAGES}
 

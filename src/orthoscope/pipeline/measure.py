@@ -133,7 +133,7 @@ def unchanged_route(base: Base, full: bool) -> tuple[dict, torch.Tensor, dict]:
     s_b = base.values()
     blocks = {}
     if full:
-        eye = torch.eye(s_b.numel(), dtype=s_b.dtype, device=s_b.device)
+        eye = torch.eye(s_b.numel(), dtype=s_b.dtype, device=s_b.device)  # in the gauge already
         blocks = overlap_blocks(eye, eye, BLOCK)
     return Scaling(s_b, s_b).row(), s_b, blocks
 
@@ -159,12 +159,13 @@ def full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: Up
     square = (W_p.shape[0] == post.S.numel(), W_p.shape[1] == post.S.numel())
     with full_threads():  # products of m x r and r x r factors: kernels
         Q_U, Q_V = m.overlaps(base.factors.U, post.U), m.overlaps(base.factors.V, post.V)
-        row.update(Rotation(Q_U, Q_V, post.S, base.factors.S, square).row())
+        rotation = Rotation(Q_U, Q_V, post.S, base.factors.S, square)
+        row.update(rotation.row())
         row.update(Angles(base.top(), top_factors(stored_p.to(base.W.device), post)).row())
     row.update(symmetry_columns(delta_frame(base, update), base.factors.S, update, rng))
     if null is not None:
         row.update(gaussian_null(base, update, null).row())
-    return row, post.S, overlap_blocks(Q_U, Q_V, BLOCK)
+    return row, post.S, overlap_blocks(*rotation.fixed, BLOCK)
 
 
 def symmetry_columns(D: torch.Tensor, s_b: torch.Tensor, update: Update, rng: np.random.Generator | None) -> dict:
@@ -186,8 +187,7 @@ def gaussian_null(base: Base, update: Update, generator: torch.Generator) -> Gau
 
 
 def overlap_blocks(Q_U: torch.Tensor, Q_V: torch.Tensor, k: int) -> dict:
-    """Top-left k x k blocks of Q_U and Q_V, signs fixed so that diag(Q_U) >= 0 (for the report's images)."""
+    """Top-left k x k blocks of Q_U and Q_V in the gauge fixed against the base (`metrics.fix_gauge`, SPEC
+    "Gauge first": `Rotation.fixed`), for the report's images."""
     k = min(k, Q_U.shape[1])
-    Q_U, Q_V = Q_U[:k, :k], Q_V[:k, :k]
-    signs = torch.where(torch.diagonal(Q_U) >= 0, 1.0, -1.0).to(Q_U.dtype)
-    return {"Q_U_block": (Q_U * signs).double().cpu().numpy(), "Q_V_block": (Q_V * signs).double().cpu().numpy()}
+    return {"Q_U_block": Q_U[:k, :k].double().cpu().numpy(), "Q_V_block": Q_V[:k, :k].double().cpu().numpy()}
