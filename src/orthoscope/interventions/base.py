@@ -3,7 +3,7 @@
 An `OpSpec` describes one op of docs/method.md ("Interventions"): the
 parameters it takes, the formula it applies, the claim of the paper it tests and
 the size-matched controls it must be read against. An `Op` is one choice of it:
-the op's name and validated arguments. `register` adds an OpSpec to `REGISTRY`;
+the op's name and validated arguments. `register` adds an OpSpec to `OPS`;
 everything else (`make_op`, the CLI help, the experiment's conditions) reads the
 registry, so a new op is one class in `ops.py` and one test.
 
@@ -112,9 +112,9 @@ class Op:
 
     @property
     def spec(self) -> OpSpec:
-        if self.name not in REGISTRY:
-            raise OrthoscopeError(f"unknown op {self.name!r} (known: {', '.join(REGISTRY)})")
-        return REGISTRY[self.name]
+        if self.name not in OPS:
+            raise OrthoscopeError(f"unknown op {self.name!r} (known: {', '.join(OPS)})")
+        return OPS[self.name]
 
     def label(self) -> str:
         """A short name for tables and file names (`swap-sigma@auto`, `interpolate@0.5`)."""
@@ -243,12 +243,14 @@ class OpSpec:
         return f"{self.name}{params}: {self.formula}"
 
 
-REGISTRY: dict[str, OpSpec] = {}
+OPS: dict[str, OpSpec] = {}
 
 
-def register(cls: type[OpSpec]) -> type[OpSpec]:
-    """Class decorator: add one instance of the op to REGISTRY under its name."""
-    if not cls.name or cls.name in REGISTRY:
-        raise ValueError(f"op name {cls.name!r} is empty or registered twice")
-    REGISTRY[cls.name] = cls()
-    return cls
+def register(op: type[OpSpec] | OpSpec) -> type[OpSpec] | OpSpec:
+    """Add an op to OPS under its name: a class (decorator: one instance of it) or an instance (an op
+    declared as data, e.g. one `ops.Composition` per name)."""
+    spec = op() if isinstance(op, type) else op
+    if not spec.name or spec.name in OPS:
+        raise ValueError(f"op name {spec.name!r} is empty or registered twice")
+    OPS[spec.name] = spec
+    return op

@@ -192,32 +192,10 @@ def _block_power(T: np.ndarray, t: float) -> np.ndarray | None:
     return P
 
 
-def span_geodesic(X_b: torch.Tensor, X_p: torch.Tensor, t: float, tol: float = 1e-9) -> torch.Tensor:
-    """X(t) with X(0) = X_b and X(1) = X_p, along a geodesic of the orthogonal group in span[X_b, X_p].
-
-    X_b, X_p: (n, r) with orthonormal columns. Let B = [X_b, N] be an orthonormal
-    basis of span[X_b, X_p] (N: the part of X_p outside span X_b, directions with
-    singular value below `tol` dropped, which moves X(1) by at most tol sqrt r).
-    In B's coordinates X_b is [I; 0] and X_p is P = B^T X_p; P is completed to an
-    orthogonal O = [P, P_perp] whose added columns are the closest (Procrustes) to
-    [0; I], so that O = I when X_p = X_b, with det O = +1 where the span allows.
-    Then X(t) = B O^t [:, :r]. For square bases (span X_b = everything) this is
-    X_b Q^t with Q = X_b^T X_p.
-
-    >>> g = torch.Generator().manual_seed(0)
-    >>> X_b = torch.linalg.qr(torch.randn(9, 3, generator=g, dtype=torch.float64))[0]
-    >>> X_p = torch.linalg.qr(X_b + 0.3 * torch.randn(9, 3, generator=g, dtype=torch.float64))[0]
-    >>> bool(torch.allclose(span_geodesic(X_b, X_p, 0.0), X_b)), bool(torch.allclose(span_geodesic(X_b, X_p, 1.0), X_p))
-    (True, True)
-    """
-    B, O = orthogonal_map(X_b, X_p, tol)
-    _make_proper(O, X_b.shape[1])
-    return along(B, O, X_b.shape[1], t)
-
-
 def geodesic_factors(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_p: torch.Tensor, t: float,
                      tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(U(t), V(t), sign(t)) for a pair of thin SVDs: `span_geodesic` on both sides with one joint gauge.
+    """(U(t), V(t), sign(t)) for a pair of thin SVDs: on each side the geodesic of the orthogonal group in
+    span[X_b, X_p] (`orthogonal_map`, `along`), X(0) = X_b, X(1) = X_p, with one joint gauge.
 
     W(t) = U(t) diag(sign(t) S(t)) V(t)^T. A post pair (u_i, v_i) is defined up to a
     common sign: it is chosen so that u_b,i . u_p,i + v_b,i . v_p,i >= 0. A side whose

@@ -19,16 +19,18 @@ factors with its joint sign choice (`geometry.geodesic_factors`), so that W(1) =
     noise          W_b + G                      G Gaussian, ||G||_F = ||W_p - W_b||_F
     rotate-random  U_b R (a S_b) R^T V_b^T      R random orthogonal, ||R - I||_F = ||Q_U - I||_F
 
-A new op is one class here with `@register`; `make_op`, the CLI and the experiment
-read the registry.
+An op that is one composition U_x (c S_y) V_z^T is declared as data (`Composition`, registered
+once per name); any other is one class here with `@register`. `make_op`, the CLI and the
+experiment read the registry.
 
->>> from orthoscope.interventions.base import REGISTRY
->>> list(REGISTRY)[:3]
+>>> from orthoscope.interventions.base import OPS
+>>> list(OPS)[:3]
 ['swap-sigma', 'base-vectors', 'break-left']
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from orthoscope import metrics as m  # lazy: loads each metric's module (and torch) on first use
@@ -56,74 +58,69 @@ def matched_rotation(pair: MatrixPair, generator: torch.Generator) -> torch.Tens
     return random_rotation(pair.post.S.numel(), m.rotation_size(m.overlaps(pair.base.U, pair.aligned.U)), generator)
 
 
-@register
-class SwapSigma(OpSpec):
-    name = "swap-sigma"
-    formula = "U_p (c S_b) V_p^T"
-    summary = "the post's singular vectors with the base's singular values times c"
-    params = (SCALE,)
-    claim = SCALING
-    controls = ("noise",)
+# MatrixPair's SVDs: the base's, the post's as computed, the post's in the base's gauge
+FACTORS = ("base", "post", "aligned")
+
+
+def once(op: OpSpec, grid: tuple[float, ...], seed: int) -> list[Op]:
+    """The experiment runs the op once, at its default."""
+    return [Op(op.name, None)]
+
+
+def scale_grid(op: OpSpec, grid: tuple[float, ...], seed: int) -> list[Op]:
+    """The experiment runs the op at c = 1, at c = a_geo per matrix (auto) and at every other c of the grid."""
+    return [Op(op.name, 1.0), Op(op.name, None)] + [Op(op.name, c) for c in grid if c != 1.0]
+
+
+def never(op: OpSpec, grid: tuple[float, ...], seed: int) -> list[Op]:
+    """The op is not part of the experiment."""
+    return []
+
+
+class Composition(OpSpec):
+    """An op that is one composition U_x (c S_y) V_z^T of the pair's SVD factors, declared as data.
+
+    `u`, `s`, `v` name the factors each part comes from (`FACTORS`: `base`, `post` as computed,
+    `aligned` = the post's in the base's gauge); c is the op's `scale` (a_geo per matrix when
+    auto) if it takes one, else 1. `experiment` lists the op's settings in the experiment table.
+
+    >>> Composition("x", "U_b S_p V_b^T", "", u="base", s="post", v="base").help_line()
+    'x: U_b S_p V_b^T'
+    """
+
+    def __init__(self, name: str, formula: str, summary: str, *, u: str, s: str, v: str,
+                 params: tuple[Param, ...] = (), claim: str = "", controls: tuple[str, ...] = (),
+                 experiment: Callable[[OpSpec, tuple[float, ...], int], list[Op]] = never):
+        if not {u, s, v} <= set(FACTORS):
+            raise ValueError(f"op {name}: factors {u, s, v} not among {FACTORS}")
+        self.name, self.formula, self.summary, self.params = name, formula, summary, params
+        self.claim, self.controls, self.u, self.s, self.v, self.experiment = claim, controls, u, s, v, experiment
 
     def conditions(self, grid, seed):
-        return [Op(self.name, 1.0), Op(self.name, None)] + [Op(self.name, c) for c in grid if c != 1.0]
+        return self.experiment(self, grid, seed)
 
     def apply(self, op, pair, generator):
         from orthoscope.interventions.geometry import compose
 
-        c = pair.a_geo if op.scale is None else op.scale
-        return compose(pair.aligned.U, c * pair.base.S, pair.aligned.V)
+        values = getattr(pair, self.s).S
+        if self.params:  # the scale c: given, or a_geo per matrix (auto)
+            values = (pair.a_geo if op.scale is None else op.scale) * values
+        return compose(getattr(pair, self.u).U, values, getattr(pair, self.v).V)
 
 
-@register
-class BaseVectors(OpSpec):
-    name = "base-vectors"
-    formula = "U_b S_p V_b^T"
-    summary = "the rotation removed, the scaling kept"
-    claim = CONSISTENCY
-    controls = ("rotate-random", "noise")
-
-    def conditions(self, grid, seed):
-        return [Op(self.name, None)]
-
-    def apply(self, op, pair, generator):
-        from orthoscope.interventions.geometry import compose
-
-        return compose(pair.base.U, pair.post.S, pair.base.V)
-
-
-@register
-class BreakLeft(OpSpec):
-    name = "break-left"
-    formula = "U_p S_p V_b^T"
-    summary = "only the left singular vectors rotated"
-    claim = CONSISTENCY
-    controls = ("rotate-random", "noise")
-
-    def conditions(self, grid, seed):
-        return [Op(self.name, None)]
-
-    def apply(self, op, pair, generator):
-        from orthoscope.interventions.geometry import compose
-
-        return compose(pair.aligned.U, pair.post.S, pair.base.V)
-
-
-@register
-class BreakRight(OpSpec):
-    name = "break-right"
-    formula = "U_b S_p V_p^T"
-    summary = "only the right singular vectors rotated"
-    claim = CONSISTENCY
-    controls = ("rotate-random", "noise")
-
-    def conditions(self, grid, seed):
-        return [Op(self.name, None)]
-
-    def apply(self, op, pair, generator):
-        from orthoscope.interventions.geometry import compose
-
-        return compose(pair.base.U, pair.post.S, pair.aligned.V)
+register(Composition("swap-sigma", "U_p (c S_b) V_p^T",
+                     "the post's singular vectors with the base's singular values times c",
+                     u="aligned", s="base", v="aligned", params=(SCALE,), claim=SCALING, controls=("noise",),
+                     experiment=scale_grid))
+register(Composition("base-vectors", "U_b S_p V_b^T", "the rotation removed, the scaling kept",
+                     u="base", s="post", v="base", claim=CONSISTENCY, controls=("rotate-random", "noise"),
+                     experiment=once))
+register(Composition("break-left", "U_p S_p V_b^T", "only the left singular vectors rotated",
+                     u="aligned", s="post", v="base", claim=CONSISTENCY, controls=("rotate-random", "noise"),
+                     experiment=once))
+register(Composition("break-right", "U_b S_p V_p^T", "only the right singular vectors rotated",
+                     u="base", s="post", v="aligned", claim=CONSISTENCY, controls=("rotate-random", "noise"),
+                     experiment=once))
 
 
 @register
@@ -191,17 +188,9 @@ class Interpolate(OpSpec):
         return compose(U, sign * interpolated_values(pair.base.S, pair.post.S, op.t), V)
 
 
-@register
-class Temperature(OpSpec):
-    name = "temperature"
-    formula = "U_p (c S_p) V_p^T"
-    summary = "the post model with every singular value times c (= c W_p)"
-    params = (Param("scale", "the factor c", required=True, low_open=True),)
-
-    def apply(self, op, pair, generator):
-        from orthoscope.interventions.geometry import compose
-
-        return compose(pair.post.U, op.scale * pair.post.S, pair.post.V)
+register(Composition("temperature", "U_p (c S_p) V_p^T", "the post model with every singular value times c (= c W_p)",
+                     u="post", s="post", v="post",
+                     params=(Param("scale", "the factor c", required=True, low_open=True),)))
 
 
 @register

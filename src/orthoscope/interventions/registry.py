@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.interventions import ops as _ops  # noqa: F401  (registers every op)
-from orthoscope.interventions.base import REGISTRY, MatrixPair, Op, OpSpec
+from orthoscope.interventions.base import OPS, MatrixPair, Op, OpSpec
 
 if TYPE_CHECKING:
     import torch
-
-OPS = REGISTRY
 
 
 def get(name: str) -> OpSpec:

@@ -12,7 +12,7 @@ from orthoscope._lazy import lazy_exports
 # name -> submodule; loaded on first use, so `orthoscope.metrics.registry` (the CLI's
 # column lists) is importable without torch or scipy
 _WHERE = {
-    "delta": ("a_fro_minus_one", "a_fro_minus_one_from", "difference_dtype", "exact_difference", "noise_floor", "norms",
+    "delta": ("a_fro_minus_one_from", "difference_dtype", "exact_difference", "noise_floor", "norms",
               "rank90",
               "rel_delta", "top_energy", "unchanged_mask"),
     "nulls": ("Pairing", "gauss_mean", "gauss_tail", "p_pair", "pairing", "pairing_and_sym_frac"),

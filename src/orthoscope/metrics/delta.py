@@ -84,19 +84,6 @@ def noise_floor(dtype: torch.dtype) -> float:
     return NOISE_FLOOR * torch.finfo(dtype).eps
 
 
-def a_fro_minus_one(W_b: torch.Tensor, dW: torch.Tensor) -> float:
-    """a_fro - 1 = (||W_b + dW||_F - ||W_b||_F) / ||W_b||_F without cancellation.
-
-    ||W_p||^2 - ||W_b||^2 = 2 <W_b, dW> + ||dW||^2, so
-    a_fro - 1 = (2 <W_b, dW> + ||dW||^2) / (||W_b|| (||W_p|| + ||W_b||)).
-
-    >>> W = torch.ones(2, 2, dtype=torch.float64)
-    >>> a_fro_minus_one(W, 0.5 * W)
-    0.5
-    """
-    return a_fro_minus_one_from(*norms(W_b, dW))
-
-
 def a_fro_minus_one_from(nb2: float, cross: float, nd2: float) -> float:
     """a_fro - 1 from the three numbers of `norms`."""
     num = 2 * cross + nd2

@@ -27,7 +27,6 @@ from orthoscope.sources.store import TensorStore
 FORMAT = "live"
 SHARD = Path("live-model.safetensors")
 WRAPPERS = ("module", "_orig_mod")  # DistributedDataParallel / DataParallel, torch.compile
-PEFT_PREFIX = "base_model.model."
 
 
 class MonitorError(OrthoscopeError):

@@ -30,8 +30,6 @@ from orthoscope.tuning import process_tuned
 
 ROW_BLOCK = 1 << 22  # elements per block when forming the pairs' inner products in float64
 
-Hashes = dict  # {"base": hex, "post": hex} or, for a pair, {"base", "post_a", "post_b"}
-
 
 @dataclass(frozen=True)
 class Settings:

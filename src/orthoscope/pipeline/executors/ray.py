@@ -21,7 +21,6 @@ from orthoscope.sources import Checkpoint, open_checkpoint
 from orthoscope.tuning import tune_process
 
 RAY_BATCH = 64
-Where = tuple[str, str, "str | None", str]  # local path, hub id or "", revision, fingerprint
 _OPENED: dict = {}
 _CACHES: dict[tuple, SVDCache | None] = {}
 
