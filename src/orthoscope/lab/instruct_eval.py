@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from orthoscope.evaluation.perplexity import perplexity
 from orthoscope.evaluation.options import read_text
+from orthoscope.evaluation.perplexity import perplexity
 from orthoscope.evaluation.stats import Accuracy
 from orthoscope.lab.instructions import HELD_OUT, Instruction
 from orthoscope.lab.tuning import chat_text, prompt_ids
