@@ -173,7 +173,8 @@ def symmetry_columns(D: torch.Tensor, s_b: torch.Tensor, update: Update, rng: np
     symmetry = Symmetry(D, s_b, update.a_fro)
     row = symmetry.row()
     if rng is not None:
-        row.update(PairingDraws(symmetry, rng).row())
+        with full_threads():  # the sign draws are float32 matrix products: a kernel
+            row.update(PairingDraws(symmetry, rng).row())
     return row
 
 
