@@ -13,12 +13,8 @@
    instruct, cot and control share steps, learning rate and token budget.
 3. `orthoscope compare` (recipes, and the instruct trajectory) and `orthoscope experiment`.
 
-Settings, as run for docs/results.md ("Real bases"): 60 steps of 4 x 64 tokens, embeddings
-frozen, peak lr 8e-5 for full fine-tuning (median rel_delta of the attention and MLP
-matrices 1.08 / 1.08 / 1.01 % for instruct / cot / control) and 8e-4 for LoRA r=8
-(1.62 / 1.75 / 1.64 % merged). Measured on two shared cores with one thread: full
-fine-tuning 33 min for the three recipes, LoRA 17 min, each compare 2-3 min, the
-experiment (40 problems per task, 4 swap-sigma scales) about 15 min.
+Settings (the defaults below) and what they gave: docs/results.md ("Real bases"); wall
+times: docs/benchmarks.md.
 Every stage is resumable: rerun the same command after an interruption.
 """
 

@@ -8,12 +8,8 @@
    it once into a float32 safetensors folder beside it.
 2. `orthoscope lab --base` full fine-tuning (embeddings frozen) and `--lora 8`, for
    instruct, cot and control with the same steps, learning rate and token budget.
-   The earlier SmolLM2 run (200 steps at 2e-5, by a script now removed) moved the
-   weights by 0.1-0.2 %. Run for docs/results.md ("SmolLM2 at a larger update size"):
-   60 steps of 4 x 128 tokens at peak lr 3e-4, embeddings frozen: median rel_delta
-   0.61 / 0.80 / 0.82 % after 20 / 40 / 60 steps (instruct; control 0.81 %), about 7 min
-   per recipe with one thread. The LoRA arm (lr 3e-3, ten times full fine-tuning's, as
-   for Gemma) was not run there.
+   Settings (the defaults below) and what they gave: docs/results.md ("SmolLM2 at a
+   larger update size").
 3. `orthoscope compare` (recipes, and the instruct trajectory) and `orthoscope experiment`.
 
 Every stage is resumable: rerun the same command after an interruption.

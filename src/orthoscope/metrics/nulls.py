@@ -177,7 +177,7 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     then known to that accuracy over the whole range 1e-4 to 0.05 that decides BH.
     Outside it (p surely above 0.05 or below 1e-4) fewer draws suffice: those p-values
     are right in order of magnitude only. Cost: draws x r^2 multiply-adds; a matrix
-    far from the tails stops after `draws` (1024: about 0.15 s at r = 896 on one busy core).
+    far from the tails stops after `draws` (1024).
 
     >>> D = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)  # T = 2: e^T A e = 2 e_1 e_2 >= 2 half the time
     >>> tail = pair_tail(pairing(D), np.random.default_rng(0))

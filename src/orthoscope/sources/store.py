@@ -163,9 +163,8 @@ READAHEAD_CHUNK = 1 << 17  # bytes per WILLNEED call: Linux reads at most max(re
 def advise_willneed(path: Path, offset: int, length: int) -> None:
     """posix_fadvise(WILLNEED) on a byte range of `path`: the kernel reads it ahead, asynchronously.
 
-    Asked for in 128 KiB pieces: Linux caps one call at the device's readahead window
-    (measured: one call for 100 MB brought 8 MB in; pieces bring all of it, in 38 ms of
-    calls, 2.5 ms when the pages are already cached). A no-op where the call does not
+    Asked for in 128 KiB pieces: Linux caps one call at the device's readahead window, so
+    one call for a whole tensor brings only its first part in (docs/benchmarks.md). A no-op where the call does not
     exist (macOS, Windows) or fails.
 
     >>> advise_willneed(Path(__file__), 0, 100)
