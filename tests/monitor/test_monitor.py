@@ -14,6 +14,7 @@ import orthoscope
 from orthoscope.errors import PairingError
 from orthoscope.metrics.registry import COLUMNS
 from orthoscope.monitor import MONITOR_METRICS, Monitor, MonitorError
+from orthoscope.monitor import live as live_module
 from orthoscope.monitor import monitor as monitor_module
 from orthoscope.pipeline.runfolder import RunFolder
 
@@ -246,9 +247,13 @@ def test_only_rank_0_measures(base_folder, tmp_path, monkeypatch):
     reads = []
     monkeypatch.setattr(monitor_module, "_rank", lambda: 1)
     monitor = Monitor(base_folder, tmp_path / "run")
-    monkeypatch.setattr(monitor_module, "read_matrix", lambda ckpt, ref: reads.append(ref.name))
+    monkeypatch.setattr(live_module, "read_matrix", lambda ckpt, ref: reads.append(ref.name))
     assert monitor.measure(model, 1) is None
     assert len(reads) == 14 and not (tmp_path / "run").exists()  # the same reads (gathers), nothing written
+    background = Monitor(base_folder, tmp_path / "run", background=True)
+    assert background.measure(model, 2) is None and len(reads) == 28  # gathers stay synchronous on every rank
+    background.close()
+    assert not (tmp_path / "run").exists() and background.worker.thread is None
 
 
 def test_wrapped_models_read_as_their_inner_model(base_folder):

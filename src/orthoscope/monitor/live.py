@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from orthoscope.architectures import read_matrix
 from orthoscope.errors import OrthoscopeError
 from orthoscope.sources import Checkpoint
 from orthoscope.sources.store import TensorStore
@@ -56,6 +57,44 @@ class LiveTensors(TensorStore):
         """The hash of the analysed matrices' hashes (set after measuring; hashing the whole model again
         would double the cost of a step)."""
         return self.digest or "not measured"
+
+
+def snapshot(post: Checkpoint, refs, keep: bool = True) -> Checkpoint | None:
+    """The tensors `refs` read from `post`, copied now (one at a time, in the order of `refs`), as a Checkpoint
+    that later changes of the model cannot reach; None with `keep=False` (a rank other than 0: the collective
+    gathers are made, in rank 0's order, and dropped).
+
+    >>> weights = {"model.layers.0.mlp.up_proj.weight": torch.ones(2, 2)}
+    >>> from orthoscope.pipeline.pairing import make_plan
+    >>> post = live_checkpoint(weights)
+    >>> frozen = snapshot(post, make_plan(post, [post], None, None, False, ["p"], [True]).refs)
+    >>> weights["model.layers.0.mlp.up_proj.weight"] += 1
+    >>> frozen.read("model.layers.0.mlp.up_proj.weight").tolist(), frozen.describe()["format"]
+    ([[1.0, 1.0], [1.0, 1.0]], 'live')
+    """
+    store = post.files
+    held: dict[str, torch.Tensor] = {}
+
+    class Recording(LiveTensors):  # every read of read_matrix goes to the model, as a measure would make it
+        def read(self, name: str) -> torch.Tensor:
+            tensor = store.read(name)
+            if keep:
+                held[name] = tensor
+            return tensor
+
+    recording = Checkpoint(post.spec, None, post.config, Recording(store.readers, store.shapes, store.dtypes))
+    for ref in refs:
+        read_matrix(recording, ref)
+    if not keep:
+        return None
+    readers = {name: (lambda name=name: _held(held, name)) for name in store.shapes}
+    return Checkpoint(post.spec, None, post.config, LiveTensors(readers, store.shapes, store.dtypes))
+
+
+def _held(held: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    if name not in held:
+        raise MonitorError(f"{name} is not in the step's snapshot (only the measured matrices are copied)")
+    return held[name]
 
 
 def unwrap(model):

@@ -11,14 +11,21 @@ What the monitor refuses (a model whose matrices are not the base's, a parameter
 read) raises; what happens during training is logged as a warning and training goes on:
 NaN/Inf weights (those rows are skipped, with the reason), a run folder that cannot be
 written (a full disk: the rows stay in memory and the next step writes them all).
+
+With `background=True` a step's weights are copied at `measure` (the training waits only for
+that copy) and the rest (analysis, the step's summary, the writes) runs on one worker thread
+(`worker.py`), steps in order; `measure` gives a Future of the StepResult, `wait()`/`close()`
+(or `with Monitor(...)`) drain the queue.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +34,11 @@ import pandas as pd
 import torch
 
 from orthoscope._version import __version__
-from orthoscope.architectures import read_matrix
 from orthoscope.errors import OrthoscopeError
 from orthoscope.metrics.registry import sign_free
 from orthoscope.monitor.held import HeldSVDCache
-from orthoscope.monitor.live import MonitorError, live_checkpoint
+from orthoscope.monitor.live import MonitorError, live_checkpoint, snapshot
+from orthoscope.monitor.worker import Worker
 from orthoscope.pipeline.options import CompareOptions
 from orthoscope.pipeline.pairing import make_plan, step_of
 from orthoscope.pipeline.precision import resolve_precision
@@ -116,6 +123,16 @@ class Monitor:
     per-matrix records (parts/, and spectra/ for your own analysis: a series' report draws none of
     them), 2 files per matrix and step.
 
+    `background=True` measures without holding the training up: `measure` copies the measured
+    matrices to CPU memory (synchronously, so later optimizer steps cannot change them; in a
+    distributed run every rank takes part in the gathers then) and hands the analysis, summary and
+    writes to one worker thread, which runs the steps in order. At most `pending` steps are held
+    (queued or being analysed; each a CPU copy of the measured matrices): when the worker is that
+    far behind, `measure` waits for it. `measure` then returns a `concurrent.futures.Future` of the
+    StepResult (None if the step failed: a warning says why, and later steps go on); `wait()`
+    returns when every step is done, `close()` also ends the thread, and `with Monitor(...) as m:`
+    closes at the end. Read `table`, `summary` and `seconds` after `wait()`.
+
     `measure(model, step)` takes an nn.Module (CPU or CUDA; DDP and torch.compile wrappers,
     PEFT LoRA models: the merged weights), or a state dict. In a distributed run call it on
     every rank: sharded parameters (FSDP2 DTensors, DeepSpeed ZeRO-3) are gathered one matrix at
@@ -131,7 +148,8 @@ class Monitor:
     """
 
     def __init__(self, base: Any, output: str | Path | None = None, *, metrics: Any = None, hold_gib: float = 2.0,
-                 records: bool = False, overwrite: bool = False, **settings: Any):
+                 records: bool = False, overwrite: bool = False, background: bool = False, pending: int = 2,
+                 **settings: Any):
         self.options = CompareOptions(metrics=MONITOR_METRICS if metrics is None else metrics, **settings)
         opts = self.options
         self.started = time.time()
@@ -151,7 +169,9 @@ class Monitor:
         self.table, self.skipped = empty_table(), []
         self.notes: list[str] = []
         self.counts = {"hits": 0, "misses": 0, "not_stored": 0}
-        self.seconds = 0.0
+        self.seconds = 0.0  # the analysis of every step (in the worker, in background)
+        self.waited = 0.0  # what measure() held the caller up in background: copies, and waits for the worker
+        self.worker = Worker(pending) if background else None
         self.summary: dict = {}
         self._warned: set[str] = set()
         if self.folder is not None and _rank() == 0:
@@ -164,8 +184,11 @@ class Monitor:
         """Raise MonitorError/PairingError now if `model`'s matrices are not the base's (names, shapes)."""
         self._plan(live_checkpoint(model, self.base.config), "step-0")
 
-    def measure(self, model: Any, step: int) -> StepResult | None:
-        """Measure `model` as it is now, as post `step-<step>`; None on ranks other than 0."""
+    def measure(self, model: Any, step: int) -> StepResult | Future | None:
+        """Measure `model` as it is now, as post `step-<step>`; None on ranks other than 0.
+
+        In background, a Future of the StepResult (see the class); this call waits while `pending`
+        steps are held."""
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise MonitorError(f"step must be a non-negative integer, not {step!r}")
         started = time.time()
@@ -173,9 +196,47 @@ class Monitor:
         post = live_checkpoint(model, self.base.config, f"<live model at step {step}>")
         plan = self._plan(post, label)
         if _rank() != 0:  # gathers are collective: read what rank 0 reads, in its order, and drop it
-            for ref in plan.refs:
-                read_matrix(post, ref)
+            snapshot(post, plan.refs, keep=False)
             return None
+        if self.worker is None:
+            return self._analyse(plan, step, started)
+        self.worker.reserve()
+        try:
+            frozen = snapshot(post, plan.refs)
+            job = functools.partial(self._in_background, self._plan(frozen, label), step)
+        except BaseException:
+            self.worker.release()
+            raise
+        self.waited += time.time() - started
+        return self.worker.submit(job)
+
+    def wait(self) -> None:
+        """Return when every step handed to the worker is measured and written (no-op without background)."""
+        if self.worker is not None:
+            self.worker.wait()
+
+    def close(self) -> None:
+        """`wait()`, then end the worker thread (a later `measure` starts another)."""
+        if self.worker is not None:
+            self.worker.close()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _in_background(self, plan, step: int) -> StepResult | None:
+        try:
+            return self._analyse(plan, step, time.time())
+        except Exception as error:  # noqa: BLE001 - whatever goes wrong, training goes on
+            log.warning("orthoscope: step %d not measured (%s: %s); training goes on", step, type(error).__name__,
+                        str(error).splitlines()[0] if str(error) else "")
+            return None
+
+    def _analyse(self, plan, step: int, started: float) -> StepResult:
+        """Compare's per-matrix job on every matrix of `plan`, the step's rows and summary, and the writes."""
+        label, post = plan.labels[0], plan.posts[0]
         self._check_dtype(plan)
         with self._writing() as folder:
             tally = Tally(plan, folder if self.records else MemoryRun(), self.key, None)
