@@ -4,15 +4,19 @@ For each preset, one post-training (the `cot` variant, the preset's steps, batch
 thread count) of a from_config base is timed three times in one process, in the order plain,
 monitored, plain: the monitored run measures the model against the base in memory at every
 `save_every` steps and at the end (the lab's points, `Monitor` defaults, cache off), as
-`orthoscope lab` does. Printed per preset: the two plain times, the monitored time, the
-ratio monitored / mean(plain), and the seconds of the `monitor.measure` calls, whole (analysis,
-the step's summary, the folder's writes), over the mean plain time (the same overhead measured
-inside the run, less exposed to the machine's load). The load
-average is printed before and after: on a shared machine, compare ratios from one run only.
+`orthoscope lab` does: in background (the analysis on the monitor's worker thread) unless
+`--inline`, in a process tuned as the `orthoscope` command tunes it. Printed per preset: the two
+plain times, the monitored time as the user waits for it (the training loop, and the drain of the
+monitor's queue after it: `monitor.close()`), the ratio of that total to mean(plain) and the
+loop's alone, and the seconds the `monitor.measure` calls held the training up (in line: the whole
+measure, analysis, summary and writes; in background: the copies of the weights and any wait for
+the worker), over the mean plain time. The load average is printed before and after: on a shared
+machine, compare ratios from one run only.
 
     .venv/bin/python bench/monitor_cost.py                    # tiny and small, a few minutes on 2 cores
     .venv/bin/python bench/monitor_cost.py --presets tiny --json
     .venv/bin/python bench/monitor_cost.py --presets tiny --metrics sign-free --skip-p-pair
+    .venv/bin/python bench/monitor_cost.py --presets tiny --inline        # measure() in the training loop
 
 --metrics takes compare's --metrics values (default: the monitor's MONITOR_METRICS). --skip-p-pair
 drops p_pair (its sign draws) from that set: the cost of a monitor without the pairing null's p-value.
@@ -37,9 +41,9 @@ from orthoscope.lab.train import example_batches, example_blocks, train
 from orthoscope.monitor import Monitor
 
 
-def post_train(preset, base: Path, data, monitor: Monitor | None) -> tuple[float, float]:
-    """Seconds of one post-training from `base` (monitored at the lab's save points when `monitor`) and the
-    seconds its `monitor.measure` calls took, whole (analysis, summary and writes)."""
+def post_train(preset, base: Path, data, monitor: Monitor | None) -> tuple[float, float, float]:
+    """Seconds of one post-training from `base` (monitored at the lab's save points when `monitor`), the seconds
+    its `monitor.measure` calls held it up, and the seconds `monitor.close()` took after it (the queue's drain)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(1)
@@ -54,10 +58,13 @@ def post_train(preset, base: Path, data, monitor: Monitor | None) -> tuple[float
 
     started = time.perf_counter()
     train(model, example_batches(*data, preset.batch, 1), preset.post_steps, preset.post_lr, on_step=on_step)
-    return time.perf_counter() - started, measuring[0]
+    loop = time.perf_counter() - started
+    if monitor is not None:
+        monitor.close()
+    return loop, measuring[0], time.perf_counter() - started - loop
 
 
-def bench(name: str, folder: Path, metrics: str | None) -> dict:
+def bench(name: str, folder: Path, metrics: str | None, background: bool) -> dict:
     from transformers import AutoModelForCausalLM
 
     preset = get_preset(name)
@@ -68,14 +75,16 @@ def bench(name: str, folder: Path, metrics: str | None) -> dict:
     AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
     data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
     plain = [post_train(preset, base, data, None)[0]]
-    monitor = Monitor(base, folder / f"{name}-monitor", cache=False, metrics=metrics)
-    monitored, measuring = post_train(preset, base, data, monitor)
+    monitor = Monitor(base, folder / f"{name}-monitor", cache=False, metrics=metrics, background=background)
+    loop, measuring, drain = post_train(preset, base, data, monitor)
+    monitored = loop + drain
     plain.append(post_train(preset, base, data, None)[0])
     mean = sum(plain) / 2
     return {"preset": name, "steps": preset.post_steps, "measures": preset.post_steps // preset.save_every
             + (preset.post_steps % preset.save_every != 0), "threads": preset.threads,
-            "plain_s": [round(t, 2) for t in plain], "monitored_s": round(monitored, 2),
-            "ratio": round(monitored / mean, 3), "monitor_s": round(measuring, 2),
+            "plain_s": [round(t, 2) for t in plain], "monitored_s": round(monitored, 2), "loop_s": round(loop, 2),
+            "drain_s": round(drain, 2), "ratio": round(monitored / mean, 3), "loop_ratio": round(loop / mean, 3),
+            "background": background, "analysis_s": round(monitor.seconds, 2), "monitor_s": round(measuring, 2),
             "monitor_share": round(measuring / mean, 3)}
 
 
@@ -85,7 +94,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--metrics", default=None, help="compare's --metrics (default: MONITOR_METRICS)")
     parser.add_argument("--skip-p-pair", action="store_true", help="what-if: no p_pair sign draws (see above)")
+    parser.add_argument("--inline", action="store_true", help="measure in the training loop (Monitor's default)")
     args = parser.parse_args()
+    from orthoscope.tuning import tune_process
+
+    tune_process()  # as `orthoscope lab` runs: the orthoscope command opts its process in
     from transformers.utils import logging
 
     from orthoscope.metrics.registry import resolve_metrics
@@ -99,17 +112,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:  # one line per preset as it finishes, with the load around it
             before = os.getloadavg()
-            r = bench(name, Path(tmp), metrics)
+            r = bench(name, Path(tmp), metrics, not args.inline)
             r["metrics"], r["skip_p_pair"] = args.metrics or "monitor default", args.skip_p_pair
             r["load_before"], r["load_after"] = before, os.getloadavg()
             if args.json:
                 print(json.dumps(r), flush=True)
                 continue
-            print(f"{r['preset']:6s} {r['steps']} steps, {r['measures']} measures, {r['threads']} thread(s): "
-                  f"plain {r['plain_s'][0]:.1f} / {r['plain_s'][1]:.1f} s, monitored {r['monitored_s']:.1f} s, "
-                  f"ratio {r['ratio']:.3f}; monitor {r['monitor_s']:.2f} s = {100 * r['monitor_share']:.1f} % "
-                  f"of plain; load average {before[0]:.1f} -> {r['load_after'][0]:.1f} on {os.cpu_count()} cores "
-                  f"[metrics {r['metrics']}{', p_pair skipped' if r['skip_p_pair'] else ''}]",
+            mode = "background" if r["background"] else "in line"
+            print(f"{r['preset']:6s} {r['steps']} steps, {r['measures']} measures ({mode}), {r['threads']} "
+                  f"thread(s): plain {r['plain_s'][0]:.1f} / {r['plain_s'][1]:.1f} s, monitored "
+                  f"{r['monitored_s']:.1f} s (loop {r['loop_s']:.1f} s + drain {r['drain_s']:.2f} s), ratio "
+                  f"{r['ratio']:.3f} (loop alone {r['loop_ratio']:.3f}); measure() held training "
+                  f"{r['monitor_s']:.2f} s = {100 * r['monitor_share']:.1f} % of plain, analysis "
+                  f"{r['analysis_s']:.2f} s; load average {before[0]:.1f} -> {r['load_after'][0]:.1f} on "
+                  f"{os.cpu_count()} cores [metrics {r['metrics']}{', p_pair skipped' if r['skip_p_pair'] else ''}]",
                   flush=True)
 
 

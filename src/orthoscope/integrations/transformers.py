@@ -7,6 +7,13 @@ at that step, so `report_to` (TensorBoard, W&B, MLflow, the console) shows them 
 `loss`; the series run folder is written to `<output_dir>/orthoscope` for `orthoscope
 summary` and `orthoscope report`.
 
+By default the monitor measures in the background (`Monitor(background=True)`): at a measured
+step the training waits only for a CPU copy of the measured matrices; the analysis runs on a
+worker thread, and its values are logged at the first log after they arrive, with
+`orthoscope/step` naming the step they measure (the trainer's step axis runs a few steps ahead).
+At the last step the callback waits for the queue, so the final values go out with the last log.
+`background=False` measures in line and logs at the measured step itself.
+
 How the values reach the reporters: a callback's `on_log` sees the same `logs` dict the
 reporting callbacks see, in the order of the trainer's callback list, where `callbacks=`
 come after the reporters. So the callback, at the start of training, moves itself to just
@@ -22,6 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import deque
+from concurrent.futures import Future
 from typing import Any
 
 from transformers import TrainerCallback
@@ -39,7 +48,8 @@ class OrthoscopeCallback(TrainerCallback):
     weights when training begins (the usual case: the model you pass to the trainer *is* the
     base; after `resume_from_checkpoint` name the base instead, or the resumed weights become it).
     `output` defaults to `<output_dir>/orthoscope`; `prefix` starts every logged name;
-    other keywords are the monitor's (`metrics`, `kinds`, `layers`, `device`, `hold_gib`, ...).
+    other keywords are the monitor's (`metrics`, `kinds`, `layers`, `device`, `hold_gib`, `background`
+    (True here), ...).
     The model is checked against the base when training begins (a mismatch stops it there);
     later failures are warnings: the monitor never interrupts training.
     """
@@ -50,9 +60,10 @@ class OrthoscopeCallback(TrainerCallback):
                                           or every_n_steps <= 0):
             raise ValueError(f"every_n_steps must be a positive integer or None, not {every_n_steps!r}")
         self.base, self.every_n_steps, self.on_save_steps = base, every_n_steps, on_save
-        self.output, self.prefix, self.settings = output, prefix, monitor
+        self.output, self.prefix, self.settings = output, prefix, {"background": True, **monitor}
         self.monitor: Monitor | None = None
-        self.pending: tuple[int, dict] | None = None
+        self.running: deque[tuple[int, Future]] = deque()  # measured in the background, in step order
+        self.pending: deque[tuple[int, dict]] = deque()  # values to log
         self.measured: set[int] = set()
 
     # ------------------------------------------------------------------ events
@@ -69,24 +80,30 @@ class OrthoscopeCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.every_n_steps is not None and state.global_step % self.every_n_steps == 0
         self._maybe_measure(state, control, model, every or (self.on_save_steps and control.should_save))
+        last = state.max_steps and state.global_step >= state.max_steps
+        if last and self.monitor is not None:  # the final values go out with the trainer's last log
+            self.monitor.wait()
+        self._collect(control)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         self._maybe_measure(state, control, model, self.on_save_steps and control.should_save)
+        self._collect(control)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.pending is None or logs is None or self.pending[0] != state.global_step:
+        if not self.pending or logs is None:
             return
-        step, values = self.pending
-        self.pending = None
+        step, values = self.pending.popleft()  # one measured step per log (the names would collide)
         logs.update(values)
-        if state.log_history and state.log_history[-1].get("step") == step:
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(values)
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.pending is not None:  # a measured step the trainer did not log: keep it in the history
-            step, values = self.pending
+        if self.monitor is not None:
+            self.monitor.close()
+        self._collect(control)
+        while self.pending:  # measured steps the trainer did not log: kept in the history
+            step, values = self.pending.popleft()
             state.log_history.append({**values, "step": step})
-            self.pending = None
 
     # ------------------------------------------------------------------ measuring
     def _maybe_measure(self, state, control, model, due: bool) -> None:
@@ -100,8 +117,20 @@ class OrthoscopeCallback(TrainerCallback):
             log.warning("orthoscope: step %d not measured (%s: %s); training goes on", step,
                         type(error).__name__, str(error).splitlines()[0] if str(error) else "")
             return
-        if result is not None:
-            self.pending = (step, result.logs(self.prefix))
+        if isinstance(result, Future):
+            self.running.append((step, result))
+        elif result is not None:
+            self.pending.append((step, result.logs(self.prefix)))
+            control.should_log = True
+
+    def _collect(self, control) -> None:
+        """Move the background results that arrived (in step order) to the values to log, and ask for a log."""
+        while self.running and self.running[0][1].done():
+            step, future = self.running.popleft()
+            result = future.result()  # None: the worker warned why
+            if result is not None:
+                self.pending.append((step, {**result.logs(self.prefix), f"{self.prefix}step": float(step)}))
+        if self.pending:
             control.should_log = True
 
 

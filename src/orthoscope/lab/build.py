@@ -14,6 +14,7 @@ so a rerun skips finished models and never trusts a half-written one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -122,20 +123,25 @@ def _post_train(preset: Preset, world: World, world_spec: dict, tokenizer, base_
     inputs, targets = example_blocks(examples, tokenizer, preset.block)
     trajectory = out / "trajectories" / variant
     log(f"post-training {variant}: {preset.post_steps} steps at lr {preset.post_lr}")
-    monitor = Monitor(base_dir, out / MONITORED / variant, overwrite=True)
+    monitor = Monitor(base_dir, out / MONITORED / variant, overwrite=True, background=True)
     curves: dict[str, dict] = {}
+
+    def arrived(step: int, future) -> None:  # on the monitor's worker thread, steps in order
+        result = future.result()
+        if result is not None:
+            curves[str(step)] = result.logs("")
+            log(f"  {variant} step {step}: {result.brief()}")
 
     def save_trajectory(step: int, loss: float) -> None:
         if step % preset.save_every == 0 or step == preset.post_steps:  # measured in memory, as it trains
-            result = monitor.measure(model, step)
-            curves[str(step)] = result.logs("")
-            log(f"  {variant} step {step}: {result.brief()}")
+            monitor.measure(model, step).add_done_callback(functools.partial(arrived, step))
         if step % preset.save_every == 0 and step < preset.post_steps:
             save_checkpoint(model, tokenizer, trajectory / f"step-{step:04d}",
                             {"stage": variant, "step": step, "world": world_spec})
 
     stage = _run_stage(model, example_batches(inputs, targets, preset.batch, seed), preset.post_steps,
                        preset.post_lr, log, variant, save_trajectory)
+    monitor.close()  # the last steps' analysis, in the background until now
     stage["monitor"] = {"folder": str(out / MONITORED / variant), "seconds": round(monitor.seconds, 2),
                         "by_step": curves}
     save_checkpoint(model, tokenizer, out / variant, {"stage": variant, "world": world_spec, **stage})
