@@ -96,6 +96,9 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     import re
     from pathlib import Path
 
+    import threadpoolctl
+
+    from orthoscope.kernels.threads import torch_threads
     from orthoscope.lab.shipped import shipped_family
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -105,7 +108,8 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "held_out.txt").write_text("The colour of Zorvin is red.\n12 + 30 = 42.\n")
     scope = {"BASE": family["base"], "POST": family["instruct"]}
-    exec("\n".join(line[4:] for line in block.splitlines()), scope)
+    with torch_threads(1), threadpoolctl.threadpool_limits(limits=1, user_api="blas"):  # a 96-wide model
+        exec("\n".join(line[4:] for line in block.splitlines()), scope)
     assert (tmp_path / "models" / "half" / "config.json").is_file()
     by = scope["table"].set_index("condition")
     assert by.loc["post", "lab-facts:n"] == 4 and by.loc["interpolate@1", "cka_vs_post"] == pytest.approx(1.0)
