@@ -47,6 +47,14 @@ def test_the_plain_loop_example(base_folder, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.count("rel_delta ") == 2
 
 
+def test_the_background_example(base_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = example("So that training does not wait").replace("step % 50", "step % 2")
+    exec("from orthoscope import Monitor\n" + code, namespace(base_folder, tmp_path))  # the plain loop's import
+    assert sorted(RunFolder(tmp_path / "runs" / "live").read_table().step.unique()) == [2, 4]
+    assert capsys.readouterr().out.count("rel_delta ") == 2
+
+
 def test_the_trl_example(base_folder, tmp_path, monkeypatch):
     pytest.importorskip("trl")
     datasets = pytest.importorskip("datasets")

@@ -124,3 +124,15 @@ def test_the_worker_runs_torch_at_one_thread_in_a_tuned_process(monkeypatch):
     seen = worker.submit(torch.get_num_threads)
     worker.close()
     assert seen.result() == 1
+
+
+def test_a_job_runs_at_the_short_switch_interval_and_the_interval_comes_back():
+    import sys
+
+    from orthoscope.monitor.worker import SWITCH_INTERVAL
+
+    before, worker = sys.getswitchinterval(), Worker()
+    worker.reserve()
+    seen = worker.submit(sys.getswitchinterval)
+    worker.close()
+    assert seen.result() == pytest.approx(SWITCH_INTERVAL) and sys.getswitchinterval() == before

@@ -7,6 +7,11 @@ once every queued job is done; `close()` also ends the thread (a later `submit` 
 In a process tuned for speed (`orthoscope.tuning`) the thread runs torch at one thread, so that it
 takes an idle core rather than competing with the training's threads.
 
+The worker's Python (the step's summary, the writes) holds the GIL, which the training thread
+takes back after every torch call; at the interpreter's default switch interval (5 ms) it waits
+that long each time, so a small model's training, all short calls, would crawl. While a job
+runs the switch interval is `SWITCH_INTERVAL` (restored when the queue is empty).
+
 >>> worker = Worker(pending=1)
 >>> worker.reserve()
 >>> future = worker.submit(lambda: 6 * 7)
@@ -19,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -26,6 +32,9 @@ from typing import Any
 
 from orthoscope.kernels.threads import torch_threads
 from orthoscope.tuning import process_tuned
+
+SWITCH_INTERVAL = 1e-4
+"""Seconds a thread holds the GIL while another waits for it, while the worker has a job."""
 
 
 class Worker:
@@ -80,12 +89,15 @@ class Worker:
                     self.jobs.task_done()
                     return
                 future, job = item
+                before = sys.getswitchinterval()
+                sys.setswitchinterval(min(before, SWITCH_INTERVAL))
                 try:
                     if future.set_running_or_notify_cancel():
                         future.set_result(job())
                 except BaseException as error:  # noqa: BLE001 - the Future carries it to whoever asks
                     future.set_exception(error)
                 finally:
+                    sys.setswitchinterval(before)
                     del item, job
                     self.slots.release()
                     self.jobs.task_done()
