@@ -139,9 +139,9 @@ def _post_train(preset: Preset, world: World, world_spec: dict, tokenizer, base_
             save_checkpoint(model, tokenizer, trajectory / f"step-{step:04d}",
                             {"stage": variant, "step": step, "world": world_spec})
 
-    stage = _run_stage(model, example_batches(inputs, targets, preset.batch, seed), preset.post_steps,
-                       preset.post_lr, log, variant, save_trajectory)
-    monitor.close()  # the last steps' analysis, in the background until now
+    with monitor:  # leaving (an interruption too) drains the queue: the last steps' analysis
+        stage = _run_stage(model, example_batches(inputs, targets, preset.batch, seed), preset.post_steps,
+                           preset.post_lr, log, variant, save_trajectory)
     stage["monitor"] = {"folder": str(out / MONITORED / variant), "seconds": round(monitor.seconds, 2),
                         "by_step": curves}
     save_checkpoint(model, tokenizer, out / variant, {"stage": variant, "world": world_spec, **stage})

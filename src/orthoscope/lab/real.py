@@ -16,6 +16,7 @@ a rerun skips finished recipes and restarts an unfinished one from its last step
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -212,32 +213,38 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
         meta = json.loads((latest / MARKER).read_text())
         _restore(model, optimizer, latest, bool(options.lora))
         start, losses, trajectory_delta, resumed = meta["step"], meta["loss"], meta["rel_delta"], meta["step"]
-    monitor = Monitor(base, out / MONITORED / recipe)
+    monitor = Monitor(base, out / MONITORED / recipe, background=True)
+
+    def arrived(done: int, future) -> None:  # on the monitor's worker thread, steps in order
+        measured = future.result()
+        if measured is not None:
+            trajectory_delta[str(done)] = _sig(measured.logs("").get("rel_delta", math.nan))
+            if progress and not progress.disable:
+                progress.console.print(f"  {recipe} step {done}: {measured.brief()}", highlight=False)
+
     started, step_seconds = time.time(), []
     task = progress.add_task(recipe, total=options.steps, completed=start) if progress else None
     warmup = min(50, options.steps // 10 + 1)
     model.train()
-    for step in range(start, options.steps):
-        tick = time.time()
-        inputs, targets = data.batch(step, options.batch)
-        rate = lr_at(step, options.steps, options.lr, warmup)
-        losses.append(round(optimizer_step(model, optimizer, trained, inputs, targets, rate), 5))
-        step_seconds.append(time.time() - tick)
-        done = step + 1
-        if progress:
-            progress.update(task, completed=done, description=f"{recipe} loss {losses[-1]:.3f}")
-        if done % options.save_every == 0 or done == options.steps:  # measured in memory, as it trains
-            measured = monitor.measure(model, done)
-            trajectory_delta[str(done)] = _sig(measured.logs("").get("rel_delta", math.nan))
-            if progress and not progress.disable:
-                progress.console.print(f"  {recipe} step {done}: {measured.brief()}", highlight=False)
-            meta = {"stage": recipe, "step": done, "loss": losses, "rel_delta": trajectory_delta,
-                    "world": options.world}
-            _save(model, tokenizer, trajectory / f"step-{done}", meta, optimizer,
-                  adapter_base if options.lora else None)
-            for older in trajectory.glob(f"step-*/{OPTIMIZER}"):  # only the latest step is resumed from
-                if older.parent.name != f"step-{done}":
-                    older.unlink()
+    with monitor:  # leaving (an interruption too) drains the queue: the last steps' analysis
+        for step in range(start, options.steps):
+            tick = time.time()
+            inputs, targets = data.batch(step, options.batch)
+            rate = lr_at(step, options.steps, options.lr, warmup)
+            losses.append(round(optimizer_step(model, optimizer, trained, inputs, targets, rate), 5))
+            step_seconds.append(time.time() - tick)
+            done = step + 1
+            if progress:
+                progress.update(task, completed=done, description=f"{recipe} loss {losses[-1]:.3f}")
+            if done % options.save_every == 0 or done == options.steps:  # measured in memory, as it trains
+                monitor.measure(model, done).add_done_callback(functools.partial(arrived, done))
+                meta = {"stage": recipe, "step": done, "loss": losses, "rel_delta": dict(trajectory_delta),
+                        "world": options.world}
+                _save(model, tokenizer, trajectory / f"step-{done}", meta, optimizer,
+                      adapter_base if options.lora else None)
+                for older in trajectory.glob(f"step-*/{OPTIMIZER}"):  # only the latest step is resumed from
+                    if older.parent.name != f"step-{done}":
+                        older.unlink()
     model.eval()
     delta = rel_delta(base_weights, _post_weights(model, bool(options.lora)))
     record = {"steps": options.steps, "lr": options.lr, "tokens": data.tokens, "supervised_tokens": data.supervised,
