@@ -36,13 +36,14 @@ class LabOptions:
     threads: int | None = None
     base: str | None = None
     recipes: tuple[str, ...] | Iterable[str] | None = None
-    steps: int = 200
-    save_every: int | None = None
-    lr: float = 1e-4
-    batch: int = 4
-    block: int = 64
-    freeze_embeddings: bool = False
-    lora: int | None = None
+    # the --base settings' defaults are RealLabOptions' own (one place)
+    steps: int = RealLabOptions.steps
+    save_every: int | None = RealLabOptions.save_every
+    lr: float = RealLabOptions.lr
+    batch: int = RealLabOptions.batch
+    block: int = RealLabOptions.block
+    freeze_embeddings: bool = RealLabOptions.freeze_embeddings
+    lora: int | None = RealLabOptions.lora
     training: Preset | RealLabOptions = field(init=False, repr=False, compare=False)
     """What trains: the preset (threads applied), or the real base's settings."""
 
