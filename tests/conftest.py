@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 
+from orthoscope.kernels.threads import torch_threads
 from orthoscope.lab import build_planted_pair
 from orthoscope.lab.presets import PRESETS
 
@@ -37,3 +38,10 @@ def micro_lab(tmp_path_factory):
     out, lines = tmp_path_factory.mktemp("micro-lab"), []
     build_lab(MICRO_LAB, out / "a", seed=5, log=lines.append)
     return out, lines
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """A 96-wide model: torch at one thread for the module (a second one only waits on a busy machine)."""
+    with torch_threads(1):
+        yield

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.evaluation.harness import lm_eval_scores
@@ -16,12 +15,7 @@ pytest.importorskip("accelerate")  # lm-eval's Hugging Face adapter needs it (lm
 TASK = "orthoscope_colours"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

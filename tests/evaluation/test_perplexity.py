@@ -12,13 +12,7 @@ from orthoscope.evaluation.perplexity import perplexity
 perplexity_module = importlib.import_module("orthoscope.evaluation.perplexity")  # the package exports the function
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A 96-wide model: one thread (a second one only waits on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
