@@ -45,3 +45,13 @@ def one_torch_thread():
     """A 96-wide model: torch at one thread for the module (a second one only waits on a busy machine)."""
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(scope="session")
+def finished_run(planted, tmp_path_factory):
+    """A finished run of the planted pair's q and k (no report), written once: tests take a copy (`run`)."""
+    import orthoscope
+
+    out = tmp_path_factory.mktemp("finished") / "r"
+    orthoscope.compare(planted[0], {"post": planted[1]}, out, kinds="q,k")
+    return out

@@ -18,17 +18,9 @@ from orthoscope.pipeline.schema import NO_CHANGED, SCHEMA
 from tests.reliability.in_process import cli, one_line
 
 
-@pytest.fixture(scope="module")
-def finished(planted, tmp_path_factory) -> Path:
-    """A finished run of q and k (no report)."""
-    out = tmp_path_factory.mktemp("runfolder") / "r"
-    orthoscope.compare(planted[0], {"post": planted[1]}, out, kinds="q,k")
-    return out
-
-
 @pytest.fixture
-def run(finished, tmp_path) -> Path:
-    return shutil.copytree(finished, tmp_path / "r")
+def run(finished_run, tmp_path) -> Path:
+    return shutil.copytree(finished_run, tmp_path / "r")
 
 
 def edit_json(path: Path, edit) -> None:

@@ -16,24 +16,15 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file, save_file
 
-import orthoscope
 from tests.helpers import Q0, shard_of
 from tests.reliability.in_process import cli, one_line
 
 PART = Path("parts") / "post" / f"{Q0}.json"
 
 
-@pytest.fixture(scope="module")
-def finished(planted, tmp_path_factory) -> Path:
-    """A finished run of q and k (no report)."""
-    out = tmp_path_factory.mktemp("finished") / "r"
-    orthoscope.compare(planted[0], {"post": planted[1]}, out, kinds="q,k")
-    return out
-
-
 @pytest.fixture
-def run(finished, tmp_path) -> Path:
-    return shutil.copytree(finished, tmp_path / "r")
+def run(finished_run, tmp_path) -> Path:
+    return shutil.copytree(finished_run, tmp_path / "r")
 
 
 def compare_into(planted, out: Path) -> tuple[int, str]:
@@ -58,14 +49,14 @@ def test_run_json_that_is_not_an_object_is_an_unknown_run(planted, run, value):
     {},
     {"skipped": 7},
 ])
-def test_a_part_record_of_wrong_types_is_recomputed(planted, run, finished, record):
+def test_a_part_record_of_wrong_types_is_recomputed(planted, run, finished_run, record):
     path = run / PART
     stored = json.loads(path.read_text())
     path.write_text(json.dumps({**stored, **record} if record else {"key": stored["key"]}))
     code, output = compare_into(planted, run)
     assert code == 0, output
     pd.testing.assert_frame_equal(pd.read_parquet(run / "metrics.parquet"),
-                                  pd.read_parquet(finished / "metrics.parquet"))
+                                  pd.read_parquet(finished_run / "metrics.parquet"))
 
 
 @pytest.mark.parametrize("field, value, needle", [
