@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,10 +15,10 @@ from orthoscope.errors import OrthoscopeError
 from orthoscope.interventions.base import MatrixPair, Op
 from orthoscope.interventions.registry import apply_to_pair
 from orthoscope.pipeline.pairing import Plan
+from orthoscope.pipeline.progress import Progress
 from orthoscope.pipeline.seeds import null_generator
 
 MARKER = "orthoscope_intervention.json"
-Progress = Callable[[int, int, str], None]
 Diagnostics = dict[str, dict[str, float]]
 
 

@@ -307,7 +307,7 @@ class GaussianNull(StageColumns):
         Q_left, Q_right = U_N[:r], V_N  # overlaps with the base's vectors on the tall side
         self.Q_U, self.Q_V = (Q_right, Q_left) if wide else (Q_left, Q_right)
         self.U_null = V_N if wide else U_N  # the null's left vectors of W in base coordinates
-        self.fit = scaling.scaling_fit(s_b, S_N)
+        self.fit = Scaling(s_b, S_N)  # the scaling stage's own columns, on the null's spectrum
 
     @column
     def incons_null(self) -> float:
@@ -321,15 +321,15 @@ class GaussianNull(StageColumns):
 
     @column
     def a_geo_null(self) -> float:
-        return self.fit[0]
+        return self.fit.a_geo
 
     @column
     def disp_null(self) -> float:
-        return self.fit[1]
+        return self.fit.disp
 
     @column
     def fit_resid_null(self) -> float:
-        return self.fit[2]
+        return self.fit.fit_resid
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from orthoscope.pipeline.cache import default_dir
 from orthoscope.pipeline.options import CompareOptions, metrics_label, selection
 from orthoscope.pipeline.pairing import Plan, make_plan
 from orthoscope.pipeline.precision import resolve_precision
-from orthoscope.pipeline.progress import make_progress
+from orthoscope.pipeline.progress import Progress, make_progress
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
 from orthoscope.pipeline.summary import (
     NOTE,
@@ -36,7 +36,6 @@ from orthoscope.pipeline.work import Job, JobResult, Settings
 from orthoscope.sources import open_checkpoint
 from orthoscope.tuning import process_tuned
 
-Progress = Callable[[int, int, str], None]
 UPDATE_COS_COLUMNS = ("post_a", "post_b", "name", "layer", "kind", "expert", "update_cos")
 CONTROL = "control"  # a post of this name is the control unless --control names another
 
