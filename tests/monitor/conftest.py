@@ -1,7 +1,10 @@
 """A tiny Llama (from_config), its saved base, and a few training steps with checkpoints saved on the way."""
 
+import pandas as pd
 import pytest
 import torch
+
+from orthoscope.metrics.registry import COLUMNS
 
 
 def tiny_llama(seed: int = 0, dtype=torch.float32):
@@ -30,3 +33,9 @@ def base_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("monitor") / "base"
     tiny_llama().save_pretrained(folder)
     return folder
+
+
+def numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's registered numeric columns, rows in (post, name) order: what two runs must agree on."""
+    table = table.sort_values(["post", "name"]).reset_index(drop=True)
+    return table[[c for c in COLUMNS if c in table]].astype(float)

@@ -4,25 +4,18 @@ import logging
 import threading
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import orthoscope
-from orthoscope.metrics.registry import COLUMNS
 from orthoscope.monitor import MONITOR_METRICS, Monitor
 from orthoscope.monitor import monitor as monitor_module
 from orthoscope.monitor.worker import Worker
 from orthoscope.pipeline.runfolder import RunFolder
 
-from .conftest import tiny_llama, train_steps
+from .conftest import numbers, tiny_llama, train_steps
 
 STEPS = (1, 2, 3)
-
-
-def numbers(table: pd.DataFrame) -> pd.DataFrame:
-    table = table.sort_values(["post", "name"]).reset_index(drop=True)
-    return table[[c for c in COLUMNS if c in table]].astype(float)
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,17 @@ import logging
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import orthoscope
 from orthoscope.errors import PairingError
-from orthoscope.metrics.registry import COLUMNS
 from orthoscope.monitor import MONITOR_METRICS, Monitor, MonitorError
 from orthoscope.monitor import live as live_module
 from orthoscope.monitor import monitor as monitor_module
 from orthoscope.pipeline.runfolder import RunFolder
 
-from .conftest import tiny_llama, train_steps
+from .conftest import numbers, tiny_llama, train_steps
 
 STEPS = (2, 4)
 
@@ -37,11 +35,6 @@ def trained(base_folder, tmp_path_factory):
             model.save_pretrained(root / f"step-{step}")
             saved[f"step-{step}"] = root / f"step-{step}"
     return root / "run", saved, results
-
-
-def numbers(table: pd.DataFrame) -> pd.DataFrame:
-    table = table.sort_values(["post", "name"]).reset_index(drop=True)
-    return table[[c for c in COLUMNS if c in table]].astype(float)
 
 
 def test_numbers_equal_an_after_the_fact_compare(base_folder, trained):

@@ -252,9 +252,10 @@ class RunFolder(_Folder):
 
         A missing or damaged file is one line naming it; a folder of a newer orthoscope is refused.
         """
-        check_schema(self.schema(), self.path)
+        schema = self.schema()
+        check_schema(schema, self.path)
         table, summary = self.read_table(), self.read_summary(required=False)  # both checked first
-        return upgrade(table, summary, self.schema())
+        return upgrade(table, summary, schema)
 
     def read_table(self):
         """metrics.parquet as a DataFrame; a missing or damaged file is one line naming it."""
