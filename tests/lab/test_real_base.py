@@ -103,6 +103,8 @@ def test_interrupted_recipe_resumes_from_its_last_step_to_the_same_weights(made,
     original = json.loads((made / "lab.json").read_text())["recipes"]["control"]
     assert record["resumed_from"] == 2 and original["resumed_from"] is None
     assert record["loss"] == original["loss"]
+    assert record["rel_delta_by_step"].keys() == original["rel_delta_by_step"].keys() == {"2", "4"}
+    assert record["rel_delta_by_step"]["2"] == pytest.approx(original["rel_delta_by_step"]["2"], rel=1e-6)
     assert not (out / "trajectories/control/step-2/optimizer.pt").exists()  # only the latest step keeps it
     resumed, uninterrupted = load_file(out / "control/model.safetensors"), load_file(made / "control/model.safetensors")
     assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-7, rtol=0) for k in uninterrupted)

@@ -127,6 +127,20 @@ def rel_delta(base: dict[str, torch.Tensor], post: dict[str, torch.Tensor]) -> d
             "per_kind": {k: _sig(statistics.median(v)) for k, v in by_kind.items()}}
 
 
+def _deltas_by_step(table) -> dict[str, float]:
+    """{step: median rel_delta} of a monitor's series (`StepResult.logs`' overall median), steps in order."""
+    import pandas as pd
+
+    out = {}
+    if "rel_delta" not in table:
+        return out
+    for label, rows in table.groupby("post", sort=False):
+        values = pd.to_numeric(rows["rel_delta"], errors="coerce").dropna()
+        if len(values):
+            out[str(label).removeprefix("step-")] = _sig(float(values.median()))
+    return dict(sorted(out.items(), key=lambda item: int(item[0]) if item[0].isdigit() else -1))
+
+
 def _sig(value: float) -> float:
     return float(f"{value:.6g}")
 
@@ -207,20 +221,18 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
     optimizer = torch.optim.AdamW(trained, lr=options.lr, weight_decay=0.0, betas=(0.9, 0.95))
     trajectory = out / "trajectories" / recipe
     adapter_base = str(Path(options.base).resolve()) if Path(options.base).exists() else options.base
-    start, losses, trajectory_delta, resumed = 0, [], {}, None
+    start, losses, resumed = 0, [], None
     latest = _latest_step(trajectory)
     if latest is not None:
         meta = json.loads((latest / MARKER).read_text())
         _restore(model, optimizer, latest, bool(options.lora))
-        start, losses, trajectory_delta, resumed = meta["step"], meta["loss"], meta["rel_delta"], meta["step"]
+        start, losses, resumed = meta["step"], meta["loss"], meta["step"]
     monitor = Monitor(base, out / MONITORED / recipe, background=True)
 
     def arrived(done: int, future) -> None:  # on the monitor's worker thread, steps in order
         measured = future.result()
-        if measured is not None:
-            trajectory_delta[str(done)] = _sig(measured.logs("").get("rel_delta", math.nan))
-            if progress and not progress.disable:
-                progress.console.print(f"  {recipe} step {done}: {measured.brief()}", highlight=False)
+        if measured is not None and progress and not progress.disable:
+            progress.console.print(f"  {recipe} step {done}: {measured.brief()}", highlight=False)
 
     started, step_seconds = time.time(), []
     task = progress.add_task(recipe, total=options.steps, completed=start) if progress else None
@@ -238,14 +250,14 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
                 progress.update(task, completed=done, description=f"{recipe} loss {losses[-1]:.3f}")
             if done % options.save_every == 0 or done == options.steps:  # measured in memory, as it trains
                 monitor.measure(model, done).add_done_callback(functools.partial(arrived, done))
-                meta = {"stage": recipe, "step": done, "loss": losses, "rel_delta": dict(trajectory_delta),
-                        "world": options.world}
+                meta = {"stage": recipe, "step": done, "loss": losses, "world": options.world}
                 _save(model, tokenizer, trajectory / f"step-{done}", meta, optimizer,
                       adapter_base if options.lora else None)
                 for older in trajectory.glob(f"step-*/{OPTIMIZER}"):  # only the latest step is resumed from
                     if older.parent.name != f"step-{done}":
                         older.unlink()
     model.eval()
+    trajectory_delta = _deltas_by_step(monitor.table)  # the series as the monitor holds it (a resume included)
     delta = rel_delta(base_weights, _post_weights(model, bool(options.lora)))
     record = {"steps": options.steps, "lr": options.lr, "tokens": data.tokens, "supervised_tokens": data.supervised,
               "loss": losses, "first_loss": losses[0], "final_loss": losses[-1], "rel_delta": delta["median"],
