@@ -156,9 +156,11 @@ def _real_schur(O: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if key in _SCHUR_CACHE:
         _SCHUR_CACHE.move_to_end(key)
         return _SCHUR_CACHE[key]
-    found = _SCHUR_CACHE[key] = scipy.linalg.schur(O, output="real")
-    while sum(T.nbytes + Z.nbytes for T, Z in _SCHUR_CACHE.values()) > SCHUR_CACHE_BYTES and len(_SCHUR_CACHE) > 1:
-        _SCHUR_CACHE.popitem(last=False)
+    found = scipy.linalg.schur(O, output="real")
+    if found[0].nbytes + found[1].nbytes <= SCHUR_CACHE_BYTES:  # one over the budget is not kept at all
+        _SCHUR_CACHE[key] = found
+        while sum(T.nbytes + Z.nbytes for T, Z in _SCHUR_CACHE.values()) > SCHUR_CACHE_BYTES:
+            _SCHUR_CACHE.popitem(last=False)
     return found
 
 
