@@ -21,6 +21,7 @@ that copy) and the rest (analysis, the step's summary, the writes) runs on one w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -203,7 +204,7 @@ class Monitor:
         self.worker.reserve()
         try:
             frozen = snapshot(post, plan.refs)
-            job = functools.partial(self._in_background, self._plan(frozen, label), step)
+            job = functools.partial(self._in_background, dataclasses.replace(plan, posts=[frozen]), step)
         except BaseException:
             self.worker.release()
             raise
