@@ -36,6 +36,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from orthoscope.monitor import Monitor
+from orthoscope.monitor.monitor import warn_unmeasured
 
 log = logging.getLogger("orthoscope.monitor")
 FLOW = "DefaultFlowCallback"
@@ -114,8 +115,7 @@ class OrthoscopeCallback(TrainerCallback):
         try:
             result = self.monitor.measure(model, step)
         except Exception as error:  # noqa: BLE001 - whatever goes wrong, training goes on
-            log.warning("orthoscope: step %d not measured (%s: %s); training goes on", step,
-                        type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+            warn_unmeasured(log, step, error)
             return
         if isinstance(result, Future):
             self.running.append((step, result))

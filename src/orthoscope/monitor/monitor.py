@@ -231,8 +231,7 @@ class Monitor:
         try:
             return self._analyse(plan, step, time.time())
         except Exception as error:  # noqa: BLE001 - whatever goes wrong, training goes on
-            log.warning("orthoscope: step %d not measured (%s: %s); training goes on", step, type(error).__name__,
-                        str(error).splitlines()[0] if str(error) else "")
+            warn_unmeasured(log, step, error)
             return None
 
     def _analyse(self, plan, step: int, started: float) -> StepResult:
@@ -323,6 +322,12 @@ class Monitor:
         self.table = pd.concat(frames, ignore_index=True) if frames else table
         self.skipped = [s for s in self.skipped if s.get("post") != label] + skipped
 
+
+
+def warn_unmeasured(logger: logging.Logger, step: int, error: BaseException) -> None:
+    """The one warning for a step the monitor could not measure (training goes on): the error's first line."""
+    logger.warning("orthoscope: step %d not measured (%s: %s); training goes on", step, type(error).__name__,
+                   str(error).splitlines()[0] if str(error) else "")
 
 class _Tolerant:
     """A RunFolder whose record writes warn instead of raising (loads pass through)."""
