@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 
 from orthoscope.errors import OrthoscopeError, reason
+from orthoscope.pipeline.filters import positive_int
 
 INSTALL_HINT = "pip install 'lm-eval[hf]' (or the extra: pip install 'orthoscope[lm-eval]')"
 
@@ -90,9 +91,9 @@ def _check_arguments(tasks, limit, batch_size) -> list[str]:
     tasks = [t.strip() for t in tasks if t and t.strip()]
     if not tasks:
         raise OrthoscopeError("no lm-eval task given: name at least one (e.g. arc_easy)")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    if limit is not None and not positive_int(limit):
         raise OrthoscopeError(f"limit must be a positive whole number of documents, got {limit!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not positive_int(batch_size):
         raise OrthoscopeError(f"batch_size must be a positive whole number, got {batch_size!r}")
     return tasks
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.evaluation.tasks import NO_SUITE, Suite
-from orthoscope.pipeline.filters import check_seed
+from orthoscope.pipeline.filters import check_seed, positive_int
 
 PPL = "ppl:"  # a task `ppl:FILE`: the perplexity of the model on that text file
 
@@ -49,7 +49,7 @@ class EvalOptions:
         if not self.tasks and not self.lm_eval:
             raise OrthoscopeError("nothing to evaluate: give --task and/or --lm-eval")
         check_limit(self.limit)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not positive_int(self.batch_size):
             raise OrthoscopeError(f"bad --batch-size {self.batch_size!r}: must be a positive whole number")
         put("seed", check_seed(self.seed))
         put("texts", {task: read_text(Path(task[len(PPL):]), task) for task in self.tasks if task.startswith(PPL)})
@@ -73,7 +73,7 @@ def check_task(task: str, suite: Suite) -> None:
 
 def check_limit(limit: int) -> None:
     """--limit: a positive whole number of problems per task."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    if not positive_int(limit):
         raise OrthoscopeError(f"bad --limit {limit!r}: must be a positive whole number of problems per task")
 
 

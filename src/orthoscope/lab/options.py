@@ -24,7 +24,7 @@ from pathlib import Path
 from orthoscope.errors import OrthoscopeError
 from orthoscope.lab.presets import Preset, get_preset
 from orthoscope.lab.real import RECIPES, RealLabOptions
-from orthoscope.pipeline.filters import check_seed
+from orthoscope.pipeline.filters import check_seed, positive_int
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,7 @@ class LabOptions:
     def __post_init__(self) -> None:
         put = object.__setattr__.__get__(self)  # frozen: normalise in place once
         put("seed", check_seed(self.seed))
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads <= 0):
+        if self.threads is not None and not positive_int(self.threads):
             raise OrthoscopeError(f"bad --threads {self.threads}: must be a positive integer")
         put("recipes", None if self.recipes is None else tuple(self.recipes))
         if self.base is None:

@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from orthoscope.kernels.threads import torch_threads
+from orthoscope.pipeline.filters import positive_int
 from orthoscope.tuning import process_tuned
 
 SWITCH_INTERVAL = 1e-4
@@ -41,7 +42,7 @@ class Worker:
     """A queue of jobs run one after the other by one daemon thread (see the module's docstring)."""
 
     def __init__(self, pending: int = 2, name: str = "orthoscope-monitor"):
-        if isinstance(pending, bool) or not isinstance(pending, int) or pending < 1:
+        if not positive_int(pending):
             raise ValueError(f"pending must be a positive integer, not {pending!r}")
         self.slots = threading.BoundedSemaphore(pending)
         self.jobs: queue.Queue = queue.Queue()

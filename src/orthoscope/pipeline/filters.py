@@ -131,6 +131,15 @@ def user_layers(layers: str | int | Iterable[int] | None) -> frozenset[int] | No
     return None if parsed is None else frozenset(parsed)
 
 
+def positive_int(value: object) -> bool:
+    """True for a whole number >= 1 that is not a bool: the test behind every count option (--limit, --threads).
+
+    >>> positive_int(3), positive_int(0), positive_int(True), positive_int(2.0)
+    (True, False, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def check_seed(seed: int) -> int:
     """`seed` if it is a whole number from 0 to MAX_SEED (the one seed check of every workflow).
 
