@@ -58,11 +58,10 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     stats = pstats.Stats(profile)
-    found = {(file, line, name): row for (file, line, name), row in stats.stats.items()}
     print(f"orthoscope demo (cold, experiment included): {wall:.1f} s wall, {cpu:.1f} s CPU "
           f"[load {os.getloadavg()[0]:.2f}]")
     for label, suffix, function in PARTS:
-        rows = [row for (file, _, name), row in found.items() if name == function and file.endswith(suffix)]
+        rows = [row for (file, _, name), row in stats.stats.items() if name == function and file.endswith(suffix)]
         seconds = sum(row[3] for row in rows)  # cumulative time
         print(f"  {label:40s} {seconds:6.2f} s CPU")
     if args.top:
