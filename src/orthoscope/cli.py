@@ -109,6 +109,9 @@ def compare(
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     revision: str | None = typer.Option(None, help="Hub revision of the base."),
     seed: int = typer.Option(0, help="Seed of the Gaussian null (0 to 2**32-1)."),
+    pair_draws: int | None = typer.Option(None, "--pair-draws", help="The most sign draws p_pair takes per matrix "
+                                          "(1024 to 2**20; default: as many as its 10 % error needs). A cap N "
+                                          "makes p_pair >= 1/(N+1): the monitor uses 4096."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse base SVDs from the disk cache."),
     cache_dir: Path | None = typer.Option(None, help="Cache folder (default $ORTHOSCOPE_CACHE_DIR or "
                                              "~/.cache/orthoscope/svd)."),
@@ -249,6 +252,7 @@ def summary(
                                           "kind, e.g. incons,rot (`orthoscope metrics` lists them)."),
 ) -> None:
     """The bottom line (the paper's claims per post), then a compact table per post; --wide for the rest."""
+    from orthoscope.metrics.nulls import cap_note
     from orthoscope.pipeline.runfolder import RunFolder
     from orthoscope.pipeline.summary import matrix_notes
 
@@ -257,7 +261,8 @@ def summary(
     chosen = _summary_columns(columns, table)
     verdicts = stored["verdicts"]
     _print_bottom_line(verdicts)
-    for note in matrix_notes(table):  # matrices with columns NaN for a reason (a rank-deficient base)
+    capped = cap_note((stored.get("settings") or {}).get("pair_draws") if "p_pair" in table else None)
+    for note in capped + matrix_notes(table):  # p_pair's floor; matrices with columns NaN for a reason
         out.print(f"note: {printable(note)}", soft_wrap=True, markup=False, highlight=False)
     _print_compact(verdicts)
     if chosen or wide:

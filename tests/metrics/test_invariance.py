@@ -10,6 +10,7 @@ from orthoscope.kernels import SVD, svd
 from orthoscope.lab.planted import near_identity_rotation
 from orthoscope.metrics import a_fro, one_svd_form, overlaps
 from orthoscope.metrics.columns import Angles, PairingDraws, Rotation, Scaling, Symmetry
+from orthoscope.metrics.nulls import SignDraws
 from tests.helpers import orthonormal
 
 
@@ -33,7 +34,7 @@ def degenerate_pair(seed: int):
 def symmetry_metrics(D: torch.Tensor, s_b: torch.Tensor, a: float) -> dict:
     """The symmetry stage and p_pair (sign draws seeded 0)."""
     symmetry = Symmetry(D, s_b, a)
-    return {**symmetry.row(), **PairingDraws(symmetry, np.random.default_rng(0)).row()}
+    return {**symmetry.row(), **PairingDraws(symmetry, SignDraws(np.random.default_rng(0))).row()}
 
 
 def all_metrics(base: SVD, post: SVD) -> dict:

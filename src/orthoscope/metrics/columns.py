@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from orthoscope.metrics import delta, nulls, rotations, scaling, spectra
@@ -285,15 +284,15 @@ class Symmetry(StageColumns):
 
 @dataclass
 class PairingDraws(StageColumns):
-    """p_pair: the pairing null's tail at D's statistic, by sign draws from `rng`."""
+    """p_pair: the pairing null's tail at D's statistic, by sign draws (`draws`: their generator and cap)."""
 
     stage: ClassVar[str] = "pairing-draws"
     symmetry: Symmetry
-    rng: np.random.Generator
+    draws: nulls.SignDraws
 
     @column
     def p_pair(self) -> float:
-        return nulls.p_pair(self.symmetry.pair, self.rng)
+        return nulls.p_pair(self.symmetry.pair, self.draws.rng, cap=self.draws.cap)
 
 
 class GaussianNull(StageColumns):

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from scipy import special
 
+from orthoscope.errors import OrthoscopeError
+
 # Sequential sign draws for p_pair: PAIR_DRAWS first, then up to 4x more per round, until one of
 #   PAIR_HITS draws at or beyond T       (relative standard error sqrt((1 - p) / hits) <= 10 %),
 #   p surely above PAIR_P_HIGH or below PAIR_P_LOW (Clopper-Pearson, PAIR_CONFIDENCE two-sided),
@@ -37,6 +39,8 @@ PAIR_P_HIGH = 0.05
 PAIR_P_LOW = 1e-4
 PAIR_CONFIDENCE = 0.99
 PAIR_MAX_DRAWS = 2**20
+# `cap` (--pair-draws): the most draws the rule may take, PAIR_DRAWS to PAIR_MAX_DRAWS; None is the rule above
+MONITOR_PAIR_DRAWS = 4096  # the Monitor's cap (SPEC's count): p >= 1/4097, BH at q = 0.05 still flags one among ~200
 _CHUNK = 2**22  # draws x r random signs per call of the generator (the draws' stream depends on it)
 _BLOCK = 2**19  # draws x r entries per float32 product (2 MiB)
 
@@ -108,6 +112,14 @@ def pairing_and_sym_frac(D: torch.Tensor) -> tuple[Pairing, float]:
 
 
 @dataclass(frozen=True)
+class SignDraws:
+    """Where p_pair's sign draws come from (`rng`, seeded per matrix) and the most the rule may take (`cap`)."""
+
+    rng: np.random.Generator
+    cap: int | None = None
+
+
+@dataclass(frozen=True)
 class PairTail:
     """p_pair's estimate: p = (1 + hits) / (1 + draws) and its standard error, or (`bounded`) an analytic
     upper bound below PAIR_P_LOW that settled it after a first round of `draws` without a hit."""
@@ -170,7 +182,7 @@ def _chernoff_log(a: np.ndarray, T: float, c: float) -> float:
     return min(0.0, value(lo))
 
 
-def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS) -> PairTail:
+def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS, cap: int | None = None) -> PairTail:
     """P(e^T A e >= T), e i.i.d. +-1, by sequential sign draws (the rule at PAIR_DRAWS above).
 
     Where the draws stop on PAIR_HITS the relative standard error is <= 10 %; p is
@@ -178,6 +190,10 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     Outside it (p surely above 0.05 or below 1e-4) fewer draws suffice: those p-values
     are right in order of magnitude only. Cost: draws x r^2 multiply-adds; a matrix
     far from the tails stops after `draws` (1024).
+
+    `cap` (`check_cap`: None, or PAIR_DRAWS to PAIR_MAX_DRAWS) stops the rule at that many draws at most:
+    the draws are then the first `cap` of the uncapped rule's (same `rng`), p = (1 + hits) / (1 + draws)
+    is at least 1 / (1 + cap), and the analytic bound still settles p < PAIR_P_LOW after the first round.
 
     >>> D = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)  # T = 2: e^T A e = 2 e_1 e_2 >= 2 half the time
     >>> tail = pair_tail(pairing(D), np.random.default_rng(0))
@@ -191,8 +207,9 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     threshold = stats_.T - 1e-12 * math.sqrt(stats_.var)  # ties at exactly T count as "as extreme"
     alpha = (1 - PAIR_CONFIDENCE) / 2
     below = math.ceil(math.log(alpha) / math.log1p(-PAIR_P_LOW))  # draws without a hit that show p < PAIR_P_LOW
+    most = PAIR_MAX_DRAWS if cap is None else min(cap, PAIR_MAX_DRAWS)
     hits = done = 0
-    target = draws
+    target = min(draws, most)
     while True:
         hits += _hits(A, threshold, target - done, rng)
         done = target
@@ -202,10 +219,10 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
         # is below alpha; its high end is below P_LOW iff the Beta(hits + 1, done - hits) cdf there is above 1 - alpha
         surely_high = hits > 0 and special.betainc(hits, done - hits + 1, PAIR_P_HIGH) < alpha
         surely_low = special.betainc(hits + 1, done - hits, PAIR_P_LOW) > 1 - alpha
-        if hits >= PAIR_HITS or surely_high or surely_low or done >= PAIR_MAX_DRAWS:
+        if hits >= PAIR_HITS or surely_high or surely_low or done >= most:
             return PairTail((1 + hits) / (1 + done), hits, done)
         need = math.ceil(1.1 * PAIR_HITS * done / hits) if hits else below  # the draws the rule will likely stop at
-        target = min(PAIR_MAX_DRAWS, max(done + draws, min(4 * done, need)))
+        target = min(most, max(done + draws, min(4 * done, need)))
 
 
 def _hits(A: torch.Tensor, threshold: float, n: int, rng: np.random.Generator) -> int:
@@ -240,11 +257,11 @@ def _hits(A: torch.Tensor, threshold: float, n: int, rng: np.random.Generator) -
     return hits
 
 
-def p_pair(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS) -> float:
+def p_pair(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS, cap: int | None = None) -> float:
     """One-sided p-value of T under the pairing null, P(e^T A e >= T): `pair_tail(...).p`.
 
-    Relative standard error <= 10 % wherever 1e-4 <= p <= 0.05 (see `pair_tail`);
-    NaN when A = 0 (nothing off the diagonal).
+    Relative standard error <= 10 % wherever 1e-4 <= p <= 0.05 (see `pair_tail`), or, with a `cap`, wherever
+    the rule stops before it; NaN when A = 0 (nothing off the diagonal).
 
     >>> D = torch.eye(3, dtype=torch.float64)   # nothing off the diagonal
     >>> math.isnan(p_pair(pairing(D), np.random.default_rng(0)))
@@ -252,7 +269,40 @@ def p_pair(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS) -
     """
     if not stats_.var > 0:
         return math.nan
-    return pair_tail(stats_, rng, draws).p
+    return pair_tail(stats_, rng, draws, cap).p
+
+
+def check_cap(cap: object) -> int | None:
+    """`cap` (--pair-draws) if None or a whole number from PAIR_DRAWS to PAIR_MAX_DRAWS, else one line.
+
+    >>> check_cap(4096), check_cap(None)
+    (4096, None)
+    >>> check_cap(100)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: --pair-draws must be a whole number of sign draws from 1024 (the first ...
+    """
+    if cap is None:
+        return None
+    if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or not PAIR_DRAWS <= cap <= PAIR_MAX_DRAWS:
+        raise OrthoscopeError(f"--pair-draws must be a whole number of sign draws from {PAIR_DRAWS} (the first round) "
+                              f"to {PAIR_MAX_DRAWS}, not {cap!r}")
+    return int(cap)
+
+
+def cap_note(cap: int | None) -> list[str]:
+    """The run's note on a capped p_pair ([] without a cap): its floor, and what BH can still find.
+
+    >>> print(cap_note(4096)[0])  # doctest: +NORMALIZE_WHITESPACE
+    p_pair capped at 4096 sign draws per matrix (--pair-draws): p_pair >= 1/4097 = 2.4e-04, so BH (q = 0.05)
+    flags k matrices of a post only if it has at most 204 k changed ones
+    """
+    if cap is None:
+        return []
+    floor = 1 / (1 + cap)
+    return [f"p_pair capped at {cap} sign draws per matrix (--pair-draws): p_pair >= 1/{cap + 1} = {floor:.1e}, "
+            f"so BH (q = 0.05) flags k matrices of a post only if it has at most {math.floor(0.05 / floor)} k "
+            "changed ones"]
 
 
 def gauss_params(r: int) -> tuple[float, float]:

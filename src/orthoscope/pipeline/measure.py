@@ -40,6 +40,7 @@ from orthoscope.metrics.columns import (
     Update,
 )
 from orthoscope.metrics.gaussian_null import null_frame
+from orthoscope.metrics.nulls import SignDraws
 from orthoscope.metrics.rotations import undefined_vectors
 from orthoscope.pipeline.checks import SkipMatrix, check_finite, check_floating
 from orthoscope.pipeline.operands import Base, delta_frame, prepare_base, top_factors, update_of
@@ -51,8 +52,11 @@ BLOCK = 32  # the top-left block of Q_U and Q_V kept for the report's images
 
 
 def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
-            metrics: frozenset[str] = registry.metric_sets()["all"], floor_fallback: bool = False) -> tuple[dict, dict]:
+            metrics: frozenset[str] = registry.metric_sets()["all"], floor_fallback: bool = False,
+            pair_draws: int | None = None) -> tuple[dict, dict]:
     """The asked metrics of one pair (others NaN), and its spectra for the .npz.
+
+    `pair_draws` caps p_pair's sign draws (`metrics.nulls.pair_tail`; None: the stated-error rule).
 
     With `floor_fallback` (meant for `--precision auto`), a changed matrix whose update is
     below the working precision's noise floor (float32: rel_delta < 1.2e-4) is measured
@@ -74,7 +78,8 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         check_finite(W, "post", W_p)
         update = update_of(base, W_p, dtype, W)
     if floor_fallback and dtype != torch.float64 and update.changed and update.at_noise_floor:
-        return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics)
+        return measure(prepare_base(base.stored, torch.float64, base.W.device), W_p, name, seed, metrics,
+                       pair_draws=pair_draws)
     full = registry.needs_post_svd(metrics)
     if not (full and update.changed):
         del W  # only the post SVD needs the working copy; the post's values are read blockwise from W_p
@@ -84,9 +89,9 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         row, s_p, blocks = unchanged_route(base, full)
     elif full:
         null = null_generator(seed, name) if registry.wanted("gaussian-null", metrics) else None
-        row, s_p, blocks = full_route(base, W, W_p, update, _pair_draws(seed, name, metrics), null)
+        row, s_p, blocks = full_route(base, W, W_p, update, _pair_draws(seed, name, metrics, pair_draws), null)
     else:
-        row, s_p, blocks = one_svd_route(base, W_p, update, _pair_draws(seed, name, metrics))
+        row, s_p, blocks = one_svd_route(base, W_p, update, _pair_draws(seed, name, metrics, pair_draws))
     row.update(update.row())
     row.update(delta_columns(base, update, matrix_seed(seed, name), metrics))
     columns = {c: row.get(c, math.nan) if reportable(c, metrics, dtype) else math.nan for c in registry.COLUMNS}
@@ -96,9 +101,9 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
     return columns, ({} if s_p is None else spectra_arrays(s_p if not update.changed else base.factors.S, s_p, blocks))
 
 
-def _pair_draws(seed: int, name: str, metrics: frozenset[str]) -> np.random.Generator | None:
+def _pair_draws(seed: int, name: str, metrics: frozenset[str], cap: int | None) -> SignDraws | None:
     """The pairing null's sign draws only when `p_pair` is asked for (they are most of a small matrix's work)."""
-    return pair_rng(seed, name) if registry.wanted("pairing-draws", metrics) else None
+    return SignDraws(pair_rng(seed, name), cap) if registry.wanted("pairing-draws", metrics) else None
 
 
 def spectra_arrays(s_b: torch.Tensor, s_p: torch.Tensor, blocks: dict) -> dict:
@@ -139,7 +144,7 @@ def unchanged_route(base: Base, full: bool) -> tuple[dict, torch.Tensor, dict]:
 
 
 def one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
-                  rng: np.random.Generator | None) -> tuple[dict, torch.Tensor, dict]:
+                  rng: SignDraws | None) -> tuple[dict, torch.Tensor, dict]:
     """The base SVD, the post's singular values and D: the scaling and sign-free columns."""
     # torch's work (the base SVD, D) before the post's values: scipy's BLAS threads still spin
     # briefly after the eigensolve (kernels.svd.BLAS_SPIN_LOG2_CYCLES), the one-thread work is next
@@ -151,7 +156,7 @@ def one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
 
 
 def full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: Update,
-               rng: np.random.Generator | None, null: torch.Generator | None) -> tuple[dict, torch.Tensor, dict]:
+               rng: SignDraws | None, null: torch.Generator | None) -> tuple[dict, torch.Tensor, dict]:
     """Both SVDs: `W_p` in the working dtype (for the SVD), `stored_p` as stored (for the float64 top subspaces);
     the Gaussian null's SVD too when `null` (its generator) is given."""
     post = svd(W_p, base.W.dtype, base.W.device)
@@ -168,7 +173,7 @@ def full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: Up
     return row, post.S, overlap_blocks(*rotation.fixed, BLOCK)
 
 
-def symmetry_columns(D: torch.Tensor, s_b: torch.Tensor, update: Update, rng: np.random.Generator | None) -> dict:
+def symmetry_columns(D: torch.Tensor, s_b: torch.Tensor, update: Update, rng: SignDraws | None) -> dict:
     """The `symmetry` stage on D, and `pairing-draws` (p_pair) when its sign draws `rng` are given."""
     symmetry = Symmetry(D, s_b, update.a_fro)
     row = symmetry.row()

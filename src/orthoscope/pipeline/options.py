@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.metrics.nulls import check_cap
 from orthoscope.metrics.registry import metric_sets, resolve_metrics
 from orthoscope.pipeline.cache import DIR_ENV, default_dir, default_limit_gib
 from orthoscope.pipeline.executors import Executor, make_executor
@@ -53,6 +54,7 @@ class CompareOptions:
     executor: Executor | str = "local"
     control: str | None = None
     overwrite: bool = False
+    pair_draws: int | None = None  # the most sign draws p_pair may take (None: its stated-error rule)
 
     def __post_init__(self) -> None:
         put = object.__setattr__.__get__(self)  # frozen: normalise in place once
@@ -69,6 +71,7 @@ class CompareOptions:
             put("executor", make_executor(self.executor))
         if self.control is not None and (not isinstance(self.control, str) or not self.control):
             raise OrthoscopeError(f"--control must name a post, not {self.control!r}")
+        put("pair_draws", check_cap(self.pair_draws))
 
     def cache_limit(self) -> float | None:
         """The limit in GiB this run uses (argument, else $ORTHOSCOPE_CACHE_LIMIT, else 20); None without cache."""

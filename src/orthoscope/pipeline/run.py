@@ -15,6 +15,7 @@ import torch
 
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
+from orthoscope.metrics.nulls import cap_note
 from orthoscope.metrics.registry import needs_post_svd
 from orthoscope.pipeline.cache import default_dir
 from orthoscope.pipeline.options import CompareOptions, metrics_label, selection
@@ -92,13 +93,13 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
     executor = opts.executor
     worker = Settings(dtype, executor.device(opts.device), opts.seed, opts.metrics, cache=opts.cache,
                       cache_dir=opts.explicit_cache_dir(), cache_limit_gib=opts.cache_limit(), started=started,
-                      floor_fallback=opts.precision == "auto", tuned=process_tuned())
+                      floor_fallback=opts.precision == "auto", tuned=process_tuned(), pair_draws=opts.pair_draws)
     key = settings_key(worker)
     # what a folder's run is: its inputs and the settings that change numbers; the selection
     # (layers, kinds, metrics) may change between runs into one folder (results are keyed on it)
     identity = {"base": input_id(base) + (f"@{opts.revision}" if opts.revision else ""),
                 "posts": {label: input_id(given[id(ckpt)]) for label, ckpt in zip(plan.labels, plan.posts)},
-                "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
+                "settings": identity_settings(opts)}
     folder = RunFolder(out) if out is not None else MemoryRun()
     with folder.open(identity, opts.overwrite):
         advance, close = make_progress(progress)
@@ -179,7 +180,17 @@ def _control(asked: str | None, labels: list[str]) -> str | None:
 def settings_key(settings: Settings) -> dict:
     """What a stored result must share with this run to be reused (its inputs are checked by content hash)."""
     return {"version": __version__, "dtype": str(settings.dtype), "seed": settings.seed,
-            "metrics": sorted(settings.metrics)}
+            "metrics": sorted(settings.metrics), **_capped(settings.pair_draws)}
+
+
+def identity_settings(opts: CompareOptions) -> dict:
+    """run.json's settings: those that change numbers besides the selection (a folder of other ones is refused)."""
+    return {"version": __version__, "precision": opts.precision, "seed": opts.seed, **_capped(opts.pair_draws)}
+
+
+def _capped(pair_draws: int | None) -> dict:
+    """{"pair_draws": cap} where p_pair's draws are capped; nothing otherwise (folders of uncapped runs stay valid)."""
+    return {} if pair_draws is None else {"pair_draws": pair_draws}
 
 
 class Tally:
@@ -301,14 +312,14 @@ def summarize(table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], *, 
         "base": base,
         "posts": posts,
         "settings": {"precision": opts.precision, "svd_dtype": str(settings.dtype), "device": settings.device,
-                     "seed": settings.seed, "metrics": sorted(settings.metrics),
+                     "seed": settings.seed, "pair_draws": settings.pair_draws, "metrics": sorted(settings.metrics),
                      "route": "full" if needs_post_svd(settings.metrics) else "one-svd",
                      "executor": opts.executor.name, "executor_options": opts.executor.describe(),
                      "cache": _cache_folder(settings), "control": control, **selection(opts)},
         "cache": cache if settings.cache else None,
         "matrices": matrices,
         "resumed": resumed,
-        "notes": notes + change_notes(table) + matrix_notes(table),
+        "notes": notes + p_pair_notes(settings) + change_notes(table) + matrix_notes(table),
         "skipped": skipped,
         "unchanged": unchanged_counts(table),
         "per_kind": aggregate(table, "kind"),
@@ -317,6 +328,11 @@ def summarize(table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], *, 
         "verdicts": compute_verdicts(table, control, metrics_label(settings.metrics)),
         "seconds": round(seconds, 3),
     }
+
+
+def p_pair_notes(settings: Settings) -> list[str]:
+    """The note on p_pair's cap where the run computed p_pair with one."""
+    return cap_note(settings.pair_draws) if "p_pair" in settings.metrics else []
 
 
 def _cache_folder(settings: Settings) -> str | None:

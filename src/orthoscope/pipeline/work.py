@@ -46,6 +46,7 @@ class Settings:
     threads: int | None = None  # torch threads inside a worker process
     floor_fallback: bool = False  # --precision auto: a float32 update below its noise floor is redone in float64
     tuned: bool = False  # the driver opted in to process-wide tuning (`orthoscope.tuning`): workers follow
+    pair_draws: int | None = None  # the most sign draws p_pair may take (None: the stated-error rule)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: 
             continue
         try:
             row, arrays = measure(prepared, W_p, job.ref.name, settings.seed, settings.metrics,
-                                  floor_fallback=settings.floor_fallback)
+                                  floor_fallback=settings.floor_fallback, pair_draws=settings.pair_draws)
         except SkipMatrix as skip:
             out.append((i, {"skipped": str(skip), **stamp}, None))
             continue
