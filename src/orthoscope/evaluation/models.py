@@ -51,6 +51,23 @@ def load_model(source: str | Path, option: str | None = None):
     return model, tokenizer
 
 
+def load_for_scoring(source: str | Path, option: str | None = None):
+    """`load_model`, or for a small plain-Llama checkpoint folder (the lab's) a `SmallLlama` and its tokenizer.
+
+    Both give the same logits, greedy answers, attentions and hidden states bit for bit;
+    the small path does not import transformers (about 4 s of CPU, most of what scoring a
+    96-wide model costs). Used where a model is only scored (the intervention experiment).
+
+    >>> from orthoscope.lab.shipped import shipped_family
+    >>> type(load_for_scoring(shipped_family()["instruct"])[0]).__name__
+    'SmallLlama'
+    """
+    from orthoscope.evaluation.small_llama import load_small_llama
+
+    small = load_small_llama(source) if Path(source).is_dir() else None
+    return small if small is not None else load_model(source, option)
+
+
 def _locate(source: str | Path, prefix: str) -> tuple[str, dict]:
     """What transformers loads for `source`: (folder or hub id, {"gguf_file": name} for a GGUF)."""
     path = Path(source)

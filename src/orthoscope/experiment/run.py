@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from orthoscope.evaluation.exact_match import score_answers
-from orthoscope.evaluation.models import load_model
+from orthoscope.evaluation.models import load_for_scoring
 from orthoscope.evaluation.perplexity import perplexity
 from orthoscope.evaluation.representations import attention_entropy, hidden_states, linear_cka
 from orthoscope.evaluation.tasks import Task
@@ -116,7 +116,7 @@ def _run_conditions(folder: ExperimentFolder, plan, post, ops: list[Op | None], 
             rows.append(done)
             continue
         if model is None:
-            model, tokenizer = load_model(post)
+            model, tokenizer = load_for_scoring(post)
             probe = _probe_texts(evaluation.text)
             reference = hidden_states(model, tokenizer, probe)
             pairs = matrix_pairs(plan)
