@@ -1,6 +1,8 @@
 import dataclasses
+import functools
 
 import pytest
+import typer.testing
 
 from orthoscope.kernels.threads import torch_threads
 from orthoscope.lab import build_planted_pair
@@ -10,6 +12,28 @@ MICRO_LAB = dataclasses.replace(PRESETS["tiny"], hidden=32, layers=2, heads=2, k
                                 pretrain_steps=6, post_steps=4, save_every=2, eval_problems=3, post_examples=64,
                                 block=64)
 """The tiny preset's code path on a smaller model and a handful of steps (a lab build in a few seconds)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread_by_default():
+    """torch at one thread in every test that does not set its own count (tests/kernels/test_threads does).
+
+    The suite's models are 16-288 wide: a second thread only adds synchronisation (and spins on a core that
+    another process wants). It also makes the count a test sees independent of the order tests run in:
+    `build_lab` sets the preset's count process-wide, so before this the tests after the first lab build ran
+    at one thread and the ones before it at every thread.
+    """
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def click_command_built_once():
+    """typer's CliRunner rebuilds the click command of `app` from its signatures on every `invoke` (~11 ms of
+    CPU, several hundred invokes a session); a process running the CLI builds it once, so the tests do too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", functools.cache(typer.testing._get_command))
+        yield
 
 
 @pytest.fixture(autouse=True)

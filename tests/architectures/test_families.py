@@ -33,6 +33,7 @@ from orthoscope.architectures.maps import FAMILIES as ARCH_FAMILIES  # noqa: E40
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices: one thread is fastest
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, INTER, VOCAB = 32, 2, 4, 2, 64, 128
 HEAD_DIM = HIDDEN // HEADS
@@ -211,15 +212,6 @@ def check_planted(table, plants, kind_of=lambda kind: kind) -> None:
             assert row.disp < 1e-4 and row.rot < 1e-3, row.name
     found = {(r.layer, r.kind) for r in table.itertuples()}
     assert set(planted) <= found
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is fastest and immune to other jobs on the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_architecture_is_covered():

@@ -30,6 +30,7 @@ from orthoscope.sources import open_checkpoint  # noqa: E402
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices: one thread is fastest
 
 HIDDEN, LAYERS, EXPERTS, INTER, MOE_INTER, SHARED_INTER, DENSE_INTER = 32, 2, 3, 64, 16, 24, 48
 HEADS, KV_HEADS, HEAD_DIM = 4, 2, 8
@@ -132,14 +133,6 @@ class Built:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> Built:
     return Built(tmp_path_factory.mktemp("moe"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("family", MOE_FAMILIES)

@@ -81,10 +81,11 @@ def cache_files(*folders: Path) -> set[Path]:
 
 
 @pytest.mark.slow
-def test_local_task_scored_afresh_for_each_model(family, task_dir, tmp_path):
+def test_local_task_scored_afresh_for_each_model(family, task_dir, tmp_path, monkeypatch):
     from lm_eval.caching import cache
 
-    watched = (tmp_path, task_dir, Path.cwd(), Path(cache.PATH))
+    monkeypatch.chdir(tmp_path)  # a cache written relative to the working folder lands in a watched one
+    watched = (tmp_path, task_dir, Path.cwd(), Path(cache.PATH))  # (not the repository's .venv: seconds to scan)
     before = cache_files(*watched)
     calls = {name: 0 for name in family}
     hooks = [model.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))

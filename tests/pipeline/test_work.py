@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import orthoscope
 from orthoscope import tuning
+from orthoscope.kernels.threads import torch_threads
 from orthoscope.lab.shipped import shipped_family
 from orthoscope.pipeline import measure as measure_module
 from orthoscope.pipeline import operands
@@ -109,14 +110,15 @@ def test_the_cli_opts_its_process_in_and_env_zero_opts_out(untuned, monkeypatch)
 
 def test_tuned_small_jobs_run_on_one_thread_and_give_the_same_numbers(monkeypatch):
     family = shipped_family()
-    plain = orthoscope.compare(family["base"], family["instruct"], layers="0", kinds="q,up", cache=False).table
-    seen = []
-    for module in (measure_module, operands):  # the post and null SVDs; the base's
-        real = module.svd
-        monkeypatch.setattr(module, "svd",
-                            lambda W, *a, real=real: seen.append(torch.get_num_threads()) or real(W, *a))
-    monkeypatch.setattr(tuning, "_ENABLED", True)
-    tuned = orthoscope.compare(family["base"], family["instruct"], layers="0", kinds="q,up", cache=False).table
+    with torch_threads(2):  # a process with two threads (the suite runs at one: tests/conftest.py)
+        plain = orthoscope.compare(family["base"], family["instruct"], layers="0", kinds="q,up", cache=False).table
+        seen = []
+        for module in (measure_module, operands):  # the post and null SVDs; the base's
+            real = module.svd
+            monkeypatch.setattr(module, "svd",
+                                lambda W, *a, real=real: seen.append(torch.get_num_threads()) or real(W, *a))
+        monkeypatch.setattr(tuning, "_ENABLED", True)
+        tuned = orthoscope.compare(family["base"], family["instruct"], layers="0", kinds="q,up", cache=False).table
     assert seen and set(seen) == {1}
     pd.testing.assert_frame_equal(tuned, plain, rtol=1e-10, atol=1e-12)
 
