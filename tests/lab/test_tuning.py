@@ -75,10 +75,8 @@ def test_trainable_choices_pick_the_parameters(tiny):
 
 
 def test_a_killed_run_resumes_to_the_same_weights(tiny, tmp_path):
-    straight = run(tiny, tmp_path / "straight")
-    assert straight["rel_delta"] > 0 and sorted(straight["rel_delta_by_step"]) == ["3", "6"]
     killed = tmp_path / "killed"
-    child = textwrap.dedent(f"""
+    script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import test_tuning as t, orthoscope.lab.tuning as tuning
@@ -90,8 +88,11 @@ def test_a_killed_run_resumes_to_the_same_weights(tiny, tmp_path):
         tuning.write_resume = write_then_die
         t.run({str(tiny)!r}, {str(killed)!r})
     """)
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
-    assert result.returncode == -signal.SIGKILL, result.stderr
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    straight = run(tiny, tmp_path / "straight")  # in this process while the child starts up (its imports)
+    assert straight["rel_delta"] > 0 and sorted(straight["rel_delta_by_step"]) == ["3", "6"]
+    _, stderr = child.communicate(timeout=600)
+    assert child.returncode == -signal.SIGKILL, stderr
     assert latest_resume(killed / "resume" / "instruct").name == "step-4"
     assert not (killed / "instruct").exists()
     (killed / "resume" / "instruct" / ".step-5.tmp").mkdir()  # a write cut off by the kill is ignored

@@ -394,7 +394,6 @@ def test_kill_9_at_several_moments_then_resume_gives_the_uninterrupted_table(pla
     other = changed_post(post, tmp_path / "other", K1, 0.5)
     args = [str(base), str(post), f"other={other}", "-o", str(tmp_path / "r"), "-q", "--no-report", "--precision",
             "f64"]
-    reference = orthoscope.compare(base, [post, ("other", other)], precision="f64")
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}
     for moment in (1, 18):  # parts on disk when the kill lands (of 28): early in a fresh run, late in a resumed one
@@ -405,8 +404,10 @@ def test_kill_9_at_several_moments_then_resume_gives_the_uninterrupted_table(pla
         process.wait()
         assert process.returncode == -signal.SIGKILL, process.stderr.read()  # killed mid-run, not finished
         assert not (tmp_path / "r" / "metrics.parquet").exists()
-    done = subprocess.run([sys.executable, "-c", SLOW_RUN, *args], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], env=env, stderr=subprocess.PIPE, text=True)
+    reference = orthoscope.compare(base, [post, ("other", other)], precision="f64")  # while the resume runs
+    _, stderr = done.communicate(timeout=600)
+    assert done.returncode == 0, stderr
     table = pd.read_parquet(tmp_path / "r" / "metrics.parquet")
     pd.testing.assert_frame_equal(table, reference.table, rtol=1e-12, atol=1e-12)
     pairs = pd.read_parquet(tmp_path / "r" / "update_cos.parquet")
