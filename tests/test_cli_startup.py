@@ -24,3 +24,17 @@ def test_help_lists_every_op_without_torch():
             "assert 'torch' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_full_collections_wait_for_the_imports_then_resume():
+    """The CLI holds full garbage collections while a command imports (tuning.hold_collection), then
+    freezes what the imports made and restores the thresholds (settle_collection)."""
+    code = ("import gc, sys; from orthoscope import tuning; before = gc.get_threshold(); "
+            "tuning.hold_collection(); tuning.hold_collection(); held = gc.get_threshold(); "
+            "assert held[:2] == before[:2] and held[2] == tuning.HELD_FULL, held; "
+            "gc.collect(1); assert gc.get_threshold() == held; "
+            "tuning.settle_collection(); assert gc.get_threshold() == before, gc.get_threshold(); "
+            "assert gc.get_freeze_count() > 1000, gc.get_freeze_count(); "
+            "tuning.settle_collection(); assert gc.get_threshold() == before")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
