@@ -87,17 +87,53 @@ def singular_values(W: torch.Tensor, device: torch.device | str = "cpu") -> torc
     >>> torch.allclose(singular_values(W32), torch.linalg.svdvals(W32.double()), rtol=1e-12)
     True
     """
+    return _spectrum(W, device, 0)[0]
+
+
+def values_and_top_left(W: torch.Tensor, k: int,
+                        device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """`singular_values(W)` (the same numbers) and the left singular vectors of its k largest values, m x k float64.
+
+    From the same float64 Gram matrix of the small side: a subset eigensolve (LAPACK's syevr, only the
+    k eigenvectors asked for) beside the values-only one. For a wide W that Gram is W W^T, whose
+    eigenvectors are the left vectors; for a tall W it is W^T W, whose eigenvectors v_i give
+    u_i = W v_i / ||W v_i||. An eigenvector of the Gram is off by about n eps_64 s_1^2 / (s_i^2 - s_j^2)
+    (j its nearest neighbour), and u_i by at most s_1 / s_i times that: the vectors of a gap that
+    float64 resolves, with no SVD of W (docs/method.md, intruders). Each vector's sign is arbitrary.
+
+    >>> W = torch.randn(50, 20, dtype=torch.float64)
+    >>> s, U = values_and_top_left(W, 3)
+    >>> f = svd(W)
+    >>> torch.equal(s, singular_values(W)), torch.allclose((f.U[:, :3] * U).sum(0).abs(), torch.ones(3, dtype=W.dtype))
+    (True, True)
+    >>> torch.allclose((svd(W.T).U[:, :3] * values_and_top_left(W.T, 3)[1]).sum(0).abs(), torch.ones(3, dtype=W.dtype))
+    True
+    """
+    k = min(k, *W.shape)
+    values, vectors = _spectrum(W, device, k)
+    if W.shape[0] < W.shape[1]:  # the Gram is W W^T: its eigenvectors are the left vectors
+        return values, vectors
+    left = times_f64(W.to(vectors.device), vectors)  # W v_i = s_i u_i
+    return values, left / torch.linalg.vector_norm(left, dim=0).clamp(min=torch.finfo(torch.float64).tiny)
+
+
+def _spectrum(W: torch.Tensor, device: torch.device | str, top: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`singular_values(W)` and (`top` > 0) the eigenvectors of the small side's Gram for its `top` largest
+    eigenvalues, in descending order (side x top, float64; None for top = 0)."""
     W = W.to(device=device)
     if W.device.type == "cpu":
-        gram_values = _gram_eigenvalues_cpu(W)
+        gram_values, vectors = _gram_eigen_cpu(W, top)
     else:
         tall = W.double().T if W.shape[0] < W.shape[1] else W.double()
-        gram_values = torch.linalg.eigvalsh(tall.T @ tall)
+        gram = tall.T @ tall
+        gram_values = torch.linalg.eigvalsh(gram)
+        vectors = torch.linalg.eigh(gram)[1][:, gram.shape[0] - top:] if top else None
     eigenvalues = gram_values.flip(0).clamp(min=0)
-    top = eigenvalues[0]
-    if top == 0 or eigenvalues[-1] < (GRAM_MIN_RATIO ** 2) * top:
-        return svdvals(W, torch.float64, W.device)
-    return eigenvalues.sqrt()
+    vectors = vectors.flip(1) if vectors is not None else None
+    largest = eigenvalues[0]
+    if largest == 0 or eigenvalues[-1] < (GRAM_MIN_RATIO ** 2) * largest:
+        return svdvals(W, torch.float64, W.device), vectors
+    return eigenvalues.sqrt(), vectors
 
 
 GRAM_BLOCK = 1 << 18  # elements of W converted to float64 at a time (2 MiB)
@@ -106,8 +142,9 @@ GRAM_BLOCK = 1 << 18  # elements of W converted to float64 at a time (2 MiB)
 SYRK_BLOCK = 1 << 20  # elements of W converted to float64 per dsyrk call (8 MiB)
 
 
-def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues (ascending) of the small side's Gram matrix (W^T W, or W W^T for a wide W) in float64.
+def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Eigenvalues (ascending) of the small side's Gram matrix (W^T W, or W W^T for a wide W) in float64, and
+    (`top` > 0) the eigenvectors of its `top` largest (side x top, ascending; LAPACK's syevr on a copy).
 
     The Gram matrix is accumulated by BLAS `dsyrk` (half a GEMM's flops) over blocks of W
     converted to float64 (no float64 copy of W), and LAPACK's values-only `dsyev` solves
@@ -120,9 +157,9 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
     (`BLAS_SPIN_LOG2_CYCLES`), leaving the cores to the torch work that follows.
 
     >>> X = torch.randn(30, 7, dtype=torch.float64)
-    >>> torch.allclose(_gram_eigenvalues_cpu(X), torch.linalg.eigvalsh(X.T @ X))
+    >>> torch.allclose(_gram_eigen_cpu(X)[0], torch.linalg.eigvalsh(X.T @ X))
     True
-    >>> torch.allclose(_gram_eigenvalues_cpu(X.T), torch.linalg.eigvalsh(X.T @ X))
+    >>> torch.allclose(_gram_eigen_cpu(X.T)[0], torch.linalg.eigvalsh(X.T @ X))
     True
     """
     blas, eigh, threads = _scipy_lapack()
@@ -138,8 +175,12 @@ def _gram_eigenvalues_cpu(W: torch.Tensor) -> torch.Tensor:
         for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
             B = block.to(torch.float64).T.contiguous().numpy().T
             gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
+        vectors = None
+        if top:  # before the values-only solve, which overwrites the Gram
+            vectors = eigh(gram, lower=True, subset_by_index=[side - top, side - 1], driver="evr",
+                           check_finite=False)[1]
         values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
-    return torch.from_numpy(values)
+    return torch.from_numpy(values), None if vectors is None else torch.from_numpy(vectors)
 
 
 @functools.cache

@@ -177,12 +177,21 @@ class Rotation(StageColumns):
         return 0.0 if self.square[1] else rotations.leak(self.raw[1])
 
     @column
-    def intruders(self) -> int:
-        return rotations.intruders(self.Q_U, INTRUDER_K, INTRUDER_EPS)
-
-    @column
     def incons_gap(self) -> float:
         return rotations.inconsistency_gap(self.Q_U, self.Q_V, self.s_b) if self.s_b is not None else math.nan
+
+
+@dataclass
+class PostTop(StageColumns):
+    """intruders from `cosines`: U_b^T U_p[:, :k] (r x k), the base left vectors against the post's top k = INTRUDER_K
+    (the first k columns of Q_U on the full route; from the post's Gram on the one-SVD route, no post SVD)."""
+
+    stage: ClassVar[str] = "post-top"
+    cosines: torch.Tensor
+
+    @column
+    def intruders(self) -> int:
+        return rotations.intruders(self.cosines.double(), INTRUDER_K, INTRUDER_EPS)
 
 
 def angles_deg(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -356,5 +365,5 @@ class DeltaTop(StageColumns):
         return delta.top_energy(self.ritz, self.nd2)
 
 
-STAGE_CLASSES: tuple[type[StageColumns], ...] = (Update, Scaling, Symmetry, PairingDraws, Rotation, Angles,
+STAGE_CLASSES: tuple[type[StageColumns], ...] = (Update, Scaling, Symmetry, PairingDraws, PostTop, Rotation, Angles,
                                                  GaussianNull, DeltaSpectrum, DeltaTop)

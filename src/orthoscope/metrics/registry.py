@@ -7,7 +7,8 @@ Everything that needs to know about metrics reads this module: the stages of
 
 Routes (what a column needs besides the stored tensors):
 - `post-values`: the post tensor and its singular values (no vectors);
-- `base-svd`: the base SVD as well (D = U_b^T dW V_b and everything sign-free on it);
+- `base-svd`: the base SVD as well (D = U_b^T dW V_b and everything sign-free on it; the post's top-10 left
+  vectors from the Gram its singular values come from, for `intruders`);
 - `post-svd`: the post SVD (singular vectors: rotations, principal angles);
 - `null-svd`: the SVD of the Gaussian null W_null = a_fro W_b + G;
 - `delta-svd`: the singular values of dW (only when asked for by name or with the `delta` set);
@@ -65,6 +66,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("scaling"),  # both singular spectra (no singular vectors)
     Stage("symmetry"),  # D = U_b^T dW V_b - (a_fro - 1) S_b (the base SVD)
     Stage("pairing-draws", on_request=True),  # D's pairing statistic and sign draws seeded by (seed, matrix)
+    Stage("post-top", on_request=True),  # cosines of the post's top-10 left vectors with the base's (no post SVD)
     Stage("rotation"),  # Q_U = U_b^T U_p, Q_V = V_b^T V_p (both SVDs)
     Stage("angles"),  # the top-k singular subspaces of both matrices, float64-accurate
     Stage("gaussian-null", on_request=True),  # the SVD of the Gaussian null drawn in the base frame
@@ -140,8 +142,8 @@ METRICS: tuple[Metric, ...] = (
     M("leak_v", "rotation", "post-svd", True, "float", "||Q_V^T Q_V - I||_F / sqrt r", stage="rotation"),
     M("incons_gap", "rotation", "post-svd", True, "float",
       "incons over pairs whose relative gap to both neighbours in s_b exceeds 0.05 (NaN if none)", stage="rotation"),
-    M("intruders", "rotation", "post-svd", True, "int",
-      "top-10 post left vectors with max_j |cos| to base < 0.5", stage="rotation", summary=True),
+    M("intruders", "rotation", "base-svd", True, "int",
+      "top-10 post left vectors with max_j |cos| to base < 0.5", stage="post-top", summary=True),
     # principal angles between top-k subspaces, k = min(r, 64)
     M("pa_mean_u", "angles", "post-svd", True, "float",
       "mean principal angle (deg) span(U_b[:, :k]) vs span(U_p[:, :k])", stage="angles"),

@@ -8,7 +8,8 @@ the stages read, and keeps the columns asked for:
   columns are NaN;
 - one-SVD (every asked metric sign-free): the base SVD (cacheable), the post singular values by
   the cheapest exact route, and D = U_b^T dW V_b - (a_fro - 1) S_b (`scaling`, `symmetry`, and
-  `pairing-draws` when p_pair is asked for);
+  `pairing-draws` when p_pair is asked for; `post-top` for intruders: the post's top left vectors from
+  the Gram its values come from);
 - full: the post SVD too, for rotations and principal angles (top-k subspaces refined in float64
   when the SVDs are float32), and the Gaussian null's SVD, drawn in the base frame (at most
   2r x r), when a column of the `gaussian-null` stage is asked for;
@@ -25,15 +26,18 @@ import numpy as np
 import torch
 
 from orthoscope import metrics as m
-from orthoscope.kernels import krylov_values, singular_values, svd, svdvals
+from orthoscope.kernels import krylov_values, singular_values, svd, svdvals, values_and_top_left
+from orthoscope.kernels.svd import times_f64
 from orthoscope.kernels.threads import full_threads
 from orthoscope.metrics import registry
 from orthoscope.metrics.columns import (
+    INTRUDER_K,
     Angles,
     DeltaSpectrum,
     DeltaTop,
     GaussianNull,
     PairingDraws,
+    PostTop,
     Rotation,
     Scaling,
     Symmetry,
@@ -91,7 +95,8 @@ def measure(base: Base, W_p: torch.Tensor, name: str, seed: int,
         null = null_generator(seed, name) if registry.wanted("gaussian-null", metrics) else None
         row, s_p, blocks = full_route(base, W, W_p, update, _pair_draws(seed, name, metrics, pair_draws), null)
     else:
-        row, s_p, blocks = one_svd_route(base, W_p, update, _pair_draws(seed, name, metrics, pair_draws))
+        row, s_p, blocks = one_svd_route(base, W_p, update, _pair_draws(seed, name, metrics, pair_draws),
+                                         registry.wanted("post-top", metrics))
     row.update(update.row())
     row.update(delta_columns(base, update, matrix_seed(seed, name), metrics))
     columns = {c: row.get(c, math.nan) if reportable(c, metrics, dtype) else math.nan for c in registry.COLUMNS}
@@ -143,15 +148,21 @@ def unchanged_route(base: Base, full: bool) -> tuple[dict, torch.Tensor, dict]:
     return Scaling(s_b, s_b).row(), s_b, blocks
 
 
-def one_svd_route(base: Base, W_p: torch.Tensor, update: Update,
-                  rng: SignDraws | None) -> tuple[dict, torch.Tensor, dict]:
-    """The base SVD, the post's singular values and D: the scaling and sign-free columns."""
+def one_svd_route(base: Base, W_p: torch.Tensor, update: Update, rng: SignDraws | None,
+                  top: bool = False) -> tuple[dict, torch.Tensor, dict]:
+    """The base SVD, the post's singular values and D: the scaling and sign-free columns; with `top`,
+    intruders from the post's top left vectors (`kernels.values_and_top_left`: no post SVD)."""
     # torch's work (the base SVD, D) before the post's values: scipy's BLAS threads still spin
     # briefly after the eigensolve (kernels.svd.BLAS_SPIN_LOG2_CYCLES), the one-thread work is next
     D = delta_frame(base, update)
-    s_p = singular_values(W_p, base.W.device)
+    if top:
+        s_p, U_top = values_and_top_left(W_p, INTRUDER_K, base.W.device)
+    else:
+        s_p = singular_values(W_p, base.W.device)
     row = Scaling(base.factors.S, s_p).row()
     row.update(symmetry_columns(D, base.factors.S, update, rng))
+    if top:
+        row.update(PostTop(times_f64(base.factors.U, U_top, transpose=True)).row())  # U_b^T U_top, r x k
     return row, s_p, {}
 
 
@@ -166,6 +177,7 @@ def full_route(base: Base, W_p: torch.Tensor, stored_p: torch.Tensor, update: Up
         Q_U, Q_V = m.overlaps(base.factors.U, post.U), m.overlaps(base.factors.V, post.V)
         rotation = Rotation(Q_U, Q_V, post.S, base.factors.S, square)
         row.update(rotation.row())
+        row.update(PostTop(Q_U[:, :INTRUDER_K]).row())
         row.update(Angles(base.top(), top_factors(stored_p.to(base.W.device), post)).row())
     row.update(symmetry_columns(delta_frame(base, update), base.factors.S, update, rng))
     if null is not None:
