@@ -202,15 +202,19 @@ def _dots(ax, table: pd.DataFrame, rows: list[Row], score: str, first: bool) -> 
     for yi, row in zip(y, rows):
         if row.condition is None:
             ax.axhline(yi, color="#ddd", lw=0.8)
+    for role, colour in COLOURS.items():  # one artist per colour (rows never overlap): a fifth of the drawing
+        at = [(yi, row.condition) for yi, row in zip(y, rows) if row.condition is not None and row.role == role]
+        if not at:
             continue
-        value = float(by.loc[row.condition, score])
-        colour = COLOURS[row.role]
+        ys, names = [a for a, _ in at], [name for _, name in at]
+        values = by.loc[names, score].astype(float).to_numpy()
         if score in intervals:
             _, lo, hi = intervals[score]
-            xerr = [[max(0.0, value - by.loc[row.condition, lo])], [max(0.0, by.loc[row.condition, hi] - value)]]
-            ax.errorbar(value, yi, xerr=xerr, fmt="o", color=colour, ms=4, capsize=2, lw=1)
+            xerr = [np.maximum(0.0, values - by.loc[names, lo].to_numpy(float)),
+                    np.maximum(0.0, by.loc[names, hi].to_numpy(float) - values)]
+            ax.errorbar(values, ys, xerr=xerr, fmt="o", color=colour, ms=4, capsize=2, lw=1)
         else:
-            ax.plot(value, yi, "o", color=colour, ms=4)
+            ax.plot(values, ys, "o", color=colour, ms=4)
     if POST in by.index:
         ax.axvline(float(by.loc[POST, score]), color="#c44e52", ls="--", lw=1)
     ax.set_yticks(y, [r.label for r in rows] if first else [""] * len(rows), fontsize=8)
