@@ -6,8 +6,9 @@ tiny     `orthoscope compare` of the shipped pair (lab-tiny base vs instruct, `-
 smollm   default `orthoscope compare` of a SmolLM2-135M-shaped random pair (210 matrices, a 1 %
          update) / modeldelta's analysis of the same pair (its own venv, `--modeldelta`), both
          whole processes. Goal <= 0.75. Also: the base against itself (every matrix unchanged).
-route    the 4-layer Qwen2.5-0.5B-shaped pair (bench/scale.py's children): default compare / three
-         bare float32 SVDs per matrix (<= 1.15), sign-free / two (<= 0.85).
+route    the 4-layer Qwen2.5-0.5B-shaped pair: default compare / three bare float32 SVDs per matrix
+         (<= 1.15), sign-free / two (<= 0.85), each measured in one child that times every job's
+         bare SVDs just before the job (bench/scale.py's `interleaved`), wall and CPU.
 demo     `orthoscope demo` (fresh output folder and cache, experiment included): quiet (<= 15 s),
          and beside two CPU-bound processes / quiet (<= 2.5).
 startup  `python -c "import orthoscope"` and `orthoscope --help`, wall seconds (light: < 1 s).
@@ -42,7 +43,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pair_speed import build_pair  # noqa: E402
-from scale import TINY, compare, floor  # noqa: E402
+from scale import TINY, interleaved, quietest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -75,6 +76,19 @@ def wall(command: list[str], env: dict | None = None) -> float:
     if done.returncode != 0:
         sys.exit(f"failed: {' '.join(command)}\n{done.stderr[-3000:]}")
     return seconds
+
+
+def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds (the child's user + system, every thread) from process start to exit."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{stderr[-3000:]}")
+    return seconds, usage.ru_utime + usage.ru_stime
 
 
 def alternate(repeats: int, **sides) -> dict:
@@ -137,52 +151,71 @@ def build_smollm(root: Path, layers: int = 30, seed: int = 0, update: float = 0.
     return out[0], out[1]
 
 
-def smollm(work: Path, repeats: int, modeldelta: str, layers: int = 30) -> dict:
+def smollm(work: Path, repeats: int, modeldelta: str, layers: int = 30, threads: int | None = None) -> dict:
+    """Whole processes, alternated `repeats` times, the best wall of each kept; CPU seconds (user + sys) beside:
+    the CPU ratio is the one to read on a loaded machine."""
     base, post = build_smollm(work / "smollm", layers)
+    cpu: dict[str, list[float]] = {}
+
+    pinned = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
+
+    def side(name: str, command: list[str], env: dict | None = None) -> float:
+        seconds, used = timed(command, {**pinned, **(env or {})})
+        cpu.setdefault(name, []).append(used)
+        return seconds
 
     def ours(label: str, other: Path) -> float:
         out, cache = work / label, work / f"{label}-cache"
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
-        return wall([str(ORTHOSCOPE), "compare", str(base), str(other), "-o", str(out), "--no-report", "-q"],
+        return side(label, [str(ORTHOSCOPE), "compare", str(base), str(other), "-o", str(out), "--no-report", "-q"],
                     {"ORTHOSCOPE_CACHE_DIR": str(cache)})
 
     row: dict = {}
     sides = {"orthoscope": lambda: ours("smollm-run", post)}
     if Path(modeldelta).exists():
-        sides["modeldelta"] = lambda: wall([modeldelta, str(base), str(post), "-q", "-o", str(work / "md.json")])
+        sides["modeldelta"] = lambda: side("modeldelta", [modeldelta, str(base), str(post), "-q", "-o",
+                                                          str(work / "md.json")])
     best = alternate(repeats, **sides)
     row.update(best)
+    row["cpu"] = {"orthoscope": min(cpu["smollm-run"])}
+    if "modeldelta" in cpu:
+        row["cpu"]["modeldelta"] = min(cpu["modeldelta"])
     if "modeldelta" in best:
         row["ratio"] = best["orthoscope"] / best["modeldelta"]
+        row["cpu_ratio"] = row["cpu"]["orthoscope"] / row["cpu"]["modeldelta"]
         report(f"SmolLM2-shaped ({7 * layers} matrices) default compare / modeldelta", row["ratio"], "<= 0.75",
-               f"{best['orthoscope']:.1f} s / {best['modeldelta']:.1f} s")
+               f"{best['orthoscope']:.1f} s / {best['modeldelta']:.1f} s wall; CPU {row['cpu_ratio']:.3f} "
+               f"({row['cpu']['orthoscope']:.1f} / {row['cpu']['modeldelta']:.1f} s)")
     else:
-        print(f"SmolLM2-shaped default compare: {best['orthoscope']:.1f} s (modeldelta missing: {modeldelta}) "
-              f"[{load()}]", flush=True)
+        print(f"SmolLM2-shaped default compare: {best['orthoscope']:.1f} s, CPU {row['cpu']['orthoscope']:.1f} s "
+              f"(modeldelta missing: {modeldelta}) [{load()}]", flush=True)
     row["self_s"] = ours("smollm-self", base)
-    print(f"SmolLM2-shaped base against itself ({7 * layers} unchanged matrices): {row['self_s']:.1f} s  [{load()}]",
-          flush=True)
+    print(f"SmolLM2-shaped base against itself ({7 * layers} unchanged matrices): {row['self_s']:.1f} s, "
+          f"CPU {cpu['smollm-self'][-1]:.1f} s  [{load()}]", flush=True)
     return row
 
 
-def route(work: Path, repeats: int) -> dict:
+def route(work: Path, repeats: int, threads: int | None = None) -> dict:
+    """Each ratio in one child (`scale.interleaved`: every job's bare float32 SVDs timed just before the job), the
+    quietest of `repeats` runs kept; CPU seconds beside wall (one-thread or loaded runs read the CPU ratio)."""
     base, post = build_pair(work / "qwen4", 4)
-    runs = {"default": [], "signfree": [], "floor3": [], "floor2": []}
+    threads_kw = {"threads": threads} if threads else {}
+    runs: dict[str, list[dict]] = {"default": [], "signfree": []}
     for _ in range(repeats):
-        runs["default"].append(
-            compare(work, "route-default", base=str(base), posts=[str(post)], cache=False)["compare_s"])
-        runs["floor3"].append(floor(base, post, "float32", work, third=True))
-        runs["signfree"].append(compare(work, "route-sign-free", base=str(base), posts=[str(post)],
-                                        metrics="sign-free", cache=False)["compare_s"])
-        runs["floor2"].append(floor(base, post, "float32", work))
-    best = {k: min(v) for k, v in runs.items()}
-    row = {"default_ratio": best["default"] / best["floor3"], "signfree_ratio": best["signfree"] / best["floor2"],
-           **best, "all": runs}
-    report("4-layer Qwen-shaped default / 3 float32 SVDs", row["default_ratio"], "<= 1.15",
-           f"{best['default']:.2f} s / {best['floor3']:.2f} s")
-    report("4-layer Qwen-shaped sign-free / 2 float32 SVDs", row["signfree_ratio"], "<= 0.85",
-           f"{best['signfree']:.2f} s / {best['floor2']:.2f} s")
+        runs["default"].append(interleaved(work, "route-default", base, post, 3, **threads_kw))
+        runs["signfree"].append(interleaved(work, "route-sign-free", base, post, 2, metrics="sign-free", **threads_kw))
+    best = {k: quietest(v) for k, v in runs.items()}
+    row = {"default_ratio": best["default"]["ratio"], "signfree_ratio": best["signfree"]["ratio"],
+           "default_cpu_ratio": best["default"]["cpu_ratio"], "signfree_cpu_ratio": best["signfree"]["cpu_ratio"],
+           "all": {k: [(r["compare_s"], r["floor_s"], r["compare_cpu_s"], r["floor_cpu_s"]) for r in v]
+                   for k, v in runs.items()}}
+    for key, label, goal in (("default", "default / 3 float32 SVDs", "<= 1.15"),
+                             ("signfree", "sign-free / 2 float32 SVDs", "<= 0.85")):
+        run = best[key]
+        report(f"4-layer Qwen-shaped {label}", run["ratio"], goal,
+               f"{run['compare_s']:.2f} s / {run['floor_s']:.2f} s wall; CPU {run['cpu_ratio']:.3f} "
+               f"({run['compare_cpu_s']:.2f} / {run['floor_cpu_s']:.2f} s)")
     return row
 
 
@@ -227,6 +260,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--smollm-layers", type=int, default=30,
                         help="fewer layers of the same shapes (a busy machine)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="smollm and route: every child on this many threads (OMP/MKL/torch; default: route 2, "
+                             "smollm the machine's); 1 on a loaded machine, where two-thread LAPACK waits on "
+                             "descheduled threads")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="orthoscope-goals-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -237,9 +274,9 @@ def main() -> None:
             if goal == "tiny":
                 results[goal] = tiny(work, args.repeats)
             elif goal == "smollm":
-                results[goal] = smollm(work, args.repeats, args.modeldelta, args.smollm_layers)
+                results[goal] = smollm(work, args.repeats, args.modeldelta, args.smollm_layers, args.threads)
             elif goal == "route":
-                results[goal] = route(work, args.repeats)
+                results[goal] = route(work, args.repeats, args.threads)
             elif goal == "demo":
                 results[goal] = demo(work, args.repeats)
             else:
