@@ -34,24 +34,37 @@ def figs(family_run):
     return figures(family_run)
 
 
-def measured(folder: Path, width: int, tmp_path: Path) -> dict:
-    """The page laid out by headless Chromium at `width` x 800: layout_check.js's measurements."""
-    probe = folder / f"probe-{width}.html"
-    page = (folder / "report.html").read_text()
-    probe.write_text(page.replace("</body>", f"<script>{CHECK_JS.read_text()}</script></body>"))
-    dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / f'profile-{width}'}",
-                          f"--window-size={width},800", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120)
-    found = re.findall(r'<pre id="layout-check">(.*?)</pre>', dom.stdout, re.S)
-    assert found, dom.stderr[-2000:]
+WIDTHS = (1280, 1024)
+
+
+@pytest.fixture(scope="module")
+def layouts(family_run, tmp_path_factory) -> dict:
+    """The page laid out by headless Chromium at each of WIDTHS x 800: layout_check.js's measurements by width.
+    The browsers run at the same time (most of a headless start is waiting), each with its own profile."""
+    profiles = tmp_path_factory.mktemp("chromium")
+    page = (family_run / "report.html").read_text()
+    browsers = {}
+    for width in WIDTHS:
+        probe = family_run / f"probe-{width}.html"
+        probe.write_text(page.replace("</body>", f"<script>{CHECK_JS.read_text()}</script></body>"))
+        browsers[width] = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profiles / f'profile-{width}'}",
+                                            f"--window-size={width},800", "--virtual-time-budget=10000", "--dump-dom",
+                                            probe.as_uri()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return {width: measured(browser) for width, browser in browsers.items()}
+
+
+def measured(browser: subprocess.Popen) -> dict:
+    stdout, stderr = browser.communicate(timeout=120)
+    found = re.findall(r'<pre id="layout-check">(.*?)</pre>', stdout, re.S)
+    assert found, stderr[-2000:]
     return json.loads(html.unescape(found[-1]))
 
 
 @pytest.mark.skipif(CHROMIUM is None,
                     reason="chromium is not installed (Debian package `chromium`; .ci/run installs it)")
-@pytest.mark.parametrize("width", [1280, 1024])
-def test_no_label_covers_another_and_the_bottom_line_is_on_the_first_screen(family_run, page, width, tmp_path):
-    layout = measured(family_run, width, tmp_path)
+@pytest.mark.parametrize("width", WIDTHS)
+def test_no_label_covers_another_and_the_bottom_line_is_on_the_first_screen(family_run, page, width, layouts):
+    layout = layouts[width]
     assert layout["figures"] == page.count('class="plotly-graph-div"') >= 8  # every figure was drawn
     assert layout["overlaps"] == []  # titles, subplot titles, axis titles, tick labels, legends, colour bars
     assert layout["outside"] == []  # nothing cut by its figure's frame or the window
