@@ -25,6 +25,7 @@ from orthoscope.errors import OrthoscopeError
 if TYPE_CHECKING:  # the metadata (names, params, formulas, validation) imports without torch
     import torch
 
+    from orthoscope.interventions.geometry import GeodesicMaps
     from orthoscope.kernels import SVD
 
 
@@ -162,6 +163,14 @@ class MatrixPair:
         from orthoscope.kernels import svd
 
         return svd(self.W_p)
+
+    @cached_property
+    def geodesic(self) -> GeodesicMaps:
+        """The t-independent part of the geodesic from base to post (`geometry.geodesic_maps`): interpolate@t
+        takes it once for every t."""
+        from orthoscope.interventions.geometry import geodesic_maps
+
+        return geodesic_maps(self.base.U, self.base.V, self.post.U, self.post.V)
 
     @cached_property
     def aligned(self) -> SVD:

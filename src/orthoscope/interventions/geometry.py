@@ -7,6 +7,7 @@ matrix logarithm and exponential of the geodesic.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import math
 from typing import TYPE_CHECKING
@@ -195,7 +196,8 @@ def _block_power(T: np.ndarray, t: float) -> np.ndarray | None:
 
 
 def geodesic_factors(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_p: torch.Tensor, t: float,
-                     tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     tol: float = 1e-9, maps: GeodesicMaps | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(U(t), V(t), sign(t)) for a pair of thin SVDs: on each side the geodesic of the orthogonal group in
     span[X_b, X_p] (`orthogonal_map`, `along`), X(0) = X_b, X(1) = X_p, with one joint gauge.
 
@@ -208,25 +210,49 @@ def geodesic_factors(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_
     flips its least aligned completion column. A square matrix whose determinant
     changes sign cannot be joined without passing through a singular matrix: the
     smallest pair is flipped on one side and its singular value follows sign(t) = 1 - 2t.
-    Exact at t = 0 (U_b, V_b, +1) and t = 1 (the same product as U_p S_p V_p^T).
+    Exact at t = 0 (U_b, V_b, +1) and t = 1 (the same product as U_p S_p V_p^T). `maps`
+    (`geodesic_maps` of the same factors) saves recomputing what does not depend on t.
     """
+    r = U_b.shape[1]
+    maps = maps if maps is not None else geodesic_maps(U_b, V_b, U_p, V_p, tol)
+    sign = torch.ones(r, dtype=U_b.dtype)
+    if maps.sign_flips:
+        sign[r - 1] = 1 - 2 * t
+    return along(maps.B_u, maps.O_u, r, t), along(maps.B_v, maps.O_v, r, t), sign
+
+
+@dataclasses.dataclass(frozen=True)
+class GeodesicMaps:
+    """What `geodesic_factors` needs whatever t: both sides' bases B and proper orthogonal maps O, and whether
+    the smallest pair's singular value changes sign along the path."""
+
+    B_u: torch.Tensor
+    O_u: torch.Tensor
+    B_v: torch.Tensor
+    O_v: torch.Tensor
+    sign_flips: bool
+
+
+def geodesic_maps(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_p: torch.Tensor,
+                  tol: float = 1e-9) -> GeodesicMaps:
+    """The t-independent part of `geodesic_factors` (its joint sign choice and the improper cases)."""
     r = U_b.shape[1]
     cos_u, cos_v = (U_b * U_p).sum(0), (V_b * V_p).sum(0)
     signs = torch.where(cos_u + cos_v < 0, -1.0, 1.0).to(U_p.dtype)
     (B_u, O_u), (B_v, O_v) = orthogonal_map(U_b, U_p * signs, tol), orthogonal_map(V_b, V_p * signs, tol)
     improper = [bool(torch.linalg.det(O) < 0) for O in (O_u, O_v)]
     square = [O.shape[0] == r for O in (O_u, O_v)]
-    sign = torch.ones(r, dtype=U_b.dtype)
+    flips = False
     if all(improper) or (any(improper) and not all(square) and square[improper.index(True)]):
         weakest = int(torch.argmin(cos_u.abs() + cos_v.abs()))
         O_u[:, weakest], O_v[:, weakest] = -O_u[:, weakest], -O_v[:, weakest]
     elif any(improper) and all(square):
         O = (O_u, O_v)[improper.index(True)]
         O[:, r - 1] = -O[:, r - 1]
-        sign[r - 1] = 1 - 2 * t
+        flips = True
     _make_proper(O_u, r)
     _make_proper(O_v, r)
-    return along(B_u, O_u, r, t), along(B_v, O_v, r, t), sign
+    return GeodesicMaps(B_u, O_u, B_v, O_v, flips)
 
 
 def orthogonal_map(X_b: torch.Tensor, X_p: torch.Tensor, tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
