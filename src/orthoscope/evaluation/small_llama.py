@@ -3,9 +3,10 @@
 `transformers` costs about 4 s of CPU to import its modelling code, which for the shipped lab
 models (96 wide, 3 layers) is most of what scoring them costs. `load_small_llama` reads such a
 checkpoint (a plain Llama config, one safetensors file, a `tokenizers` tokenizer.json) into
-`SmallLlama`, which computes what `LlamaForCausalLM` computes in the same order with the same torch
-calls (its sdpa and eager attention paths, masks, rotary embedding, RMSNorm, greedy generation with
-a cache), so every score is bit for bit the one transformers gives (tests/evaluation/test_small_llama
+`SmallLlama`, which computes what `LlamaForCausalLM` computes with the same arithmetic in the same
+order (its sdpa and eager attention paths, masks, rotary embedding, RMSNorm, greedy generation with
+a cache; elementwise steps in place, which changes no value), so every score is bit for bit the one
+transformers gives (tests/evaluation/test_small_llama
 checks logits, answers, attentions and hidden states). Anything else returns None and is loaded by
 `load_model` through transformers.
 """
@@ -145,7 +146,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         variance = x.pow(2).mean(-1, keepdim=True)
-        return self.weight * (x * torch.rsqrt(variance + self.eps))
+        return (x * torch.rsqrt(variance.add_(self.eps))).mul_(self.weight)  # in place: the same values, no copies
 
 
 class Attention(nn.Module):
@@ -164,7 +165,7 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(shape).transpose(1, 2)
         v = self.v_proj(x).view(shape).transpose(1, 2)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        q, k = (q * cos).add_(_rotate_half(q).mul_(sin)), (k * cos).add_(_rotate_half(k).mul_(sin))
         if cache is not None:
             if cache:
                 k, v = torch.cat([cache[0], k], dim=-2), torch.cat([cache[1], v], dim=-2)
@@ -205,7 +206,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(F.silu(self.gate_proj(x), inplace=True).mul_(self.up_proj(x)))
 
 
 class Layer(nn.Module):
@@ -217,8 +218,8 @@ class Layer(nn.Module):
 
     def forward(self, x, cos, sin, mask, cache, eager):
         attended, weights = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, eager)
-        x = x + attended
-        return x + self.mlp(self.post_attention_layernorm(x)), weights
+        x = attended.add_(x)  # a + b == b + a in floating point: the residual sums in the attention's buffer
+        return self.mlp(self.post_attention_layernorm(x)).add_(x), weights
 
 
 class Body(nn.Module):
