@@ -26,15 +26,17 @@ def test_help_lists_every_op_without_torch():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_full_collections_wait_for_the_imports_then_resume():
-    """The CLI holds full garbage collections while a command imports (tuning.hold_collection), then
-    freezes what the imports made and restores the thresholds (settle_collection)."""
-    code = ("import gc, sys; from orthoscope import tuning; before = gc.get_threshold(); "
-            "tuning.hold_collection(); tuning.hold_collection(); held = gc.get_threshold(); "
-            "assert held[:2] == before[:2] and held[2] == tuning.HELD_FULL, held; "
-            "gc.collect(1); assert gc.get_threshold() == held; "
-            "tuning.settle_collection(); assert gc.get_threshold() == before, gc.get_threshold(); "
-            "assert gc.get_freeze_count() > 1000, gc.get_freeze_count(); "
-            "tuning.settle_collection(); assert gc.get_threshold() == before")
+def test_no_collection_while_a_command_imports_then_its_objects_are_frozen():
+    """tuning.importing (the CLI's compare): the collector is off inside the block; after it, what exists is
+    frozen and collection is back on. An untuned process is left as it was."""
+    code = ("import gc; from orthoscope import tuning; tuning.tune_process(False)\n"
+            "with tuning.importing(): assert gc.isenabled()\n"
+            "assert gc.get_freeze_count() == 0; tuning.freeze_for_exit(); assert gc.get_freeze_count() == 0\n"
+            "tuning.tune_process()\n"
+            "with tuning.importing(): assert not gc.isenabled(); import email.parser\n"
+            "assert gc.isenabled() and gc.get_freeze_count() > 1000, gc.get_freeze_count()\n"
+            "gc.disable()\n"
+            "with tuning.importing(): pass\n"
+            "assert not gc.isenabled()  # a collector the caller turned off stays off\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -27,7 +27,7 @@ from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError, os_fault, printable
 from orthoscope.metrics.registry import summary_columns
 from orthoscope.tuning import ENV as TUNE_ENV
-from orthoscope.tuning import hold_collection, settle_collection, tune_process
+from orthoscope.tuning import freeze_for_exit, importing, tune_process
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,10 +127,10 @@ def compare(
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html and figures/."),
 ) -> None:
     """Compare BASE with each POST, matrix by matrix; write OUTPUT/metrics.parquet, summary.json, report.html."""
-    from orthoscope.pipeline import CompareOptions, make_executor
-    from orthoscope.pipeline import compare as run_compare
+    with importing():  # no garbage collection over torch's, pandas' and scipy's objects (orthoscope.tuning)
+        from orthoscope.pipeline import CompareOptions, make_executor
+        from orthoscope.pipeline import compare as run_compare
 
-    settle_collection()
     options = _options(CompareOptions, locals(), executor=make_executor(executor, address=address, workers=workers))
     with _progress(quiet) as advance:
         result = run_compare(base, [_named_post(p) for p in posts], output, options, progress=advance)
@@ -688,15 +688,13 @@ def cache_clear(cache_dir: Path | None = CACHE_DIR_OPTION) -> None:
 
 
 def main() -> None:
-    if os.environ.get(TUNE_ENV) != "0":
-        hold_collection()  # no full garbage collection while the command imports (orthoscope.tuning)
     try:
         app(prog_name="orthoscope")
     except KeyboardInterrupt:  # outside a command (while importing, parsing)
         err.print(INTERRUPTED, highlight=False)
         sys.exit(130)
     finally:
-        settle_collection()  # the interpreter's shutdown need not traverse every module's objects
+        freeze_for_exit()  # the interpreter's shutdown need not traverse every module's objects
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ the driver; a notebook may call `tune_process()` or set ORTHOSCOPE_TUNE=1):
 - torch's thread count switches per job (`kernels.threads.light`): one thread between the
   kernels, every thread inside them, one thread for a small matrix's whole job.
 
-The CLI also holds Python's full garbage collections while a command imports its modules
-(`hold_collection`, at entry) and settles them once it has (`settle_collection`): torch,
-pandas and scipy leave ~300k long-lived objects, and each full collection traverses them all
-(about 0.1 s each, several during the imports and more while the interpreter shuts down).
+A fourth acts on Python's garbage collector, and the CLI applies it itself: no collection while
+a command imports its modules (`importing`), whose objects are then frozen, and everything frozen
+as the command returns (`freeze_for_exit`). torch, pandas and scipy leave ~300k long-lived
+objects; each full collection traversed them all (about 0.1 s each: four during a compare's
+imports, more while the interpreter shut down).
 
 Without the opt-in, `orthoscope.compare(...)` leaves torch's thread count, the BLAS
 settings and the allocator as it found them. This module imports nothing heavy (the
@@ -33,14 +34,14 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
+from collections.abc import Iterator
 
 ENV = "ORTHOSCOPE_TUNE"
 _ENABLED: bool | None = None  # None: ORTHOSCOPE_TUNE decides
-HELD_FULL = 1 << 30  # young collections between full ones while held: never, in practice
-_held: tuple[int, int, int] | None = None  # the collector's thresholds before `hold_collection`
 
 
 def tune_process(enabled: bool | None = True) -> None:
@@ -63,22 +64,32 @@ def process_tuned() -> bool:
     return os.environ.get(ENV, "") not in ("", "0")
 
 
-def hold_collection() -> None:
-    """Hold Python's full garbage collections (young ones go on) until `settle_collection`: the CLI calls
-    this at entry, before a command imports torch, pandas and scipy (tests/test_cli_startup.py)."""
-    global _held
-    if _held is None:
-        _held = gc.get_threshold()
-        gc.set_threshold(_held[0], _held[1], HELD_FULL)
+@contextlib.contextmanager
+def importing() -> Iterator[None]:
+    """In a tuned process: no garbage collection while the block imports (a command's torch, pandas, scipy),
+    then every object that exists is moved out of the collector's view for good (`gc.freeze`: module-level
+    objects live until exit anyway) and collection resumes as it was. Untuned: nothing changes.
+
+    >>> with importing():
+    ...     import json
+    >>> gc.isenabled()
+    True
+    """
+    if not process_tuned():
+        yield
+        return
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
-def settle_collection() -> None:
-    """Move every object that exists now (the modules a command imported, mostly) out of the collector's
-    view for good (`gc.freeze`) and let full collections resume: called once a command has imported what it
-    needs, and at exit (the interpreter's shutdown then does not traverse them). Later objects are collected
-    as usual."""
-    global _held
-    gc.freeze()
-    if _held is not None:
-        gc.set_threshold(*_held)
-        _held = None
+def freeze_for_exit() -> None:
+    """In a tuned process: move every object out of the collector's view (`gc.freeze`), so the interpreter's
+    shutdown does not traverse them (the CLI, as a command returns)."""
+    if process_tuned():
+        gc.freeze()
