@@ -92,7 +92,8 @@ def load_small_llama(folder: str | Path):
     if config.tie_word_embeddings:
         weights.pop("lm_head.weight", None)
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    if set(missing) - {"lm_head.weight"} or unexpected or any(w.dtype != torch.float32 for w in weights.values()):
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    if set(missing) - tied or unexpected or any(w.dtype != torch.float32 for w in weights.values()):
         return None
     tokenizer = SmallTokenizer(Tokenizer.from_file(str(files[1])), tokenizer_config)
     if tokenizer.pad_token_id is None:
