@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.kernels.lapack import values_and_top
 from orthoscope.kernels.threads import full_count, kernel, torch_threads
 from orthoscope.tuning import process_tuned
 
@@ -144,7 +145,9 @@ SYRK_BLOCK = 1 << 20  # elements of W converted to float64 per dsyrk call (8 MiB
 
 def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Eigenvalues (ascending) of the small side's Gram matrix (W^T W, or W W^T for a wide W) in float64, and
-    (`top` > 0) the eigenvectors of its `top` largest (side x top, ascending; LAPACK's syevr on a copy).
+    (`top` > 0) the eigenvectors of its `top` largest (side x top, ascending), both from one reduction of the
+    Gram to tridiagonal form (`kernels.lapack.values_and_top`: the values of `dsyev`, the vectors of a subset
+    solve), else `dsyevr` on a copy beside the values-only solve.
 
     The Gram matrix is accumulated by BLAS `dsyrk` (half a GEMM's flops) over blocks of W
     converted to float64 (no float64 copy of W), and LAPACK's values-only `dsyev` solves
@@ -175,11 +178,15 @@ def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.
         for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
             B = block.to(torch.float64).T.contiguous().numpy().T
             gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
-        vectors = None
-        if top:  # before the values-only solve, which overwrites the Gram
-            vectors = eigh(gram, lower=True, subset_by_index=[side - top, side - 1], driver="evr",
-                           check_finite=False)[1]
-        values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
+        both = values_and_top(gram, top) if top else None  # one reduction for the values and the vectors
+        if both is not None:
+            values, vectors = both
+        else:
+            vectors = None
+            if top:  # before the values-only solve, which overwrites the Gram
+                vectors = eigh(gram, lower=True, subset_by_index=[side - top, side - 1], driver="evr",
+                               check_finite=False)[1]
+            values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
     return torch.from_numpy(values), None if vectors is None else torch.from_numpy(vectors)
 
 
