@@ -60,15 +60,17 @@ def compute_verdicts(table: pd.DataFrame, control: str | None = None, metrics: s
     out["control"] = control
     used = _usable(table, out["notes"])
     _discoveries(table, used)
+    columns = _Columns(table)
     for post in posts:
         mine = (table["post"] == post).to_numpy()
         theirs = (table["post"] == control).to_numpy() if control and post != control else None
-        entry = {"step": _step(table[mine]), "overall": _group(table, mine, used, theirs, control), "kinds": {}}
+        entry = {"step": _step(table[mine]), "overall": _group(table, mine, used, theirs, control, columns),
+                 "kinds": {}}
         kinds = table.loc[mine, "kind"].astype(str) if "kind" in table else pd.Series(dtype=str)
         for kind in dict.fromkeys(kinds):
             in_kind = (table["kind"].astype(str) == kind).to_numpy()
             entry["kinds"][kind] = _group(table, mine & in_kind, used, None if theirs is None else theirs & in_kind,
-                                          control)
+                                          control, columns)
         entry["sentences"] = None
         out["posts"][post] = entry
     out["multiplicity"] = _adjust(out["posts"])
@@ -132,34 +134,46 @@ def _step(frame: pd.DataFrame) -> int | None:
     return int(steps.iloc[0]) if len(steps) else None
 
 
+class _Columns:
+    """The table's columns as float arrays (NaN where not a number), each converted once for every group."""
+
+    def __init__(self, table: pd.DataFrame):
+        self.table, self._arrays = table, {}
+
+    def values(self, column: str, rows: np.ndarray) -> np.ndarray:
+        """The finite values of `column` in `rows` (a boolean mask), in table order."""
+        if column not in self.table:
+            return np.empty(0)
+        if column not in self._arrays:
+            self._arrays[column] = pd.to_numeric(self.table[column], errors="coerce").to_numpy(dtype=float)
+        values = self._arrays[column][rows]
+        return values[np.isfinite(values)]
+
+    def median(self, column: str, rows: np.ndarray) -> float | None:
+        values = self.values(column, rows)
+        return float(np.median(values)) if values.size else None
+
+    def count(self, flag: str, rows: np.ndarray) -> int:
+        return int(self.table[flag].to_numpy()[rows].sum()) if flag in self.table else 0
+
+
 def _group(table: pd.DataFrame, rows: np.ndarray, used: np.ndarray, control_rows: np.ndarray | None,
-           control: str | None) -> dict:
-    frame = table[rows & used]
+           control: str | None, columns: _Columns) -> dict:
+    mine = rows & used
     group = {"n": int(rows.sum()), "n_changed": int(table["_changed"].to_numpy()[rows].sum()),
-             "n_noise_floor": int(table["_floor"].to_numpy()[rows].sum()), "n_used": int(len(frame))}
-    group["scaling"] = _scaling(frame)
-    group["rotation"] = _rotation(frame, group)
-    group["contrast"] = None if control_rows is None else _contrast(frame, table[control_rows & used], control)
+             "n_noise_floor": int(table["_floor"].to_numpy()[rows].sum()), "n_used": int(mine.sum())}
+    group["scaling"] = _scaling(columns, mine)
+    group["rotation"] = _rotation(columns, mine, group)
+    group["contrast"] = (None if control_rows is None
+                         else _contrast(table[mine], table[control_rows & used], control))
     return group
 
 
-def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame:
-        return np.empty(0)
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-    return values[np.isfinite(values)]
-
-
-def _median(frame: pd.DataFrame, column: str) -> float | None:
-    values = _values(frame, column)
-    return float(np.median(values)) if values.size else None
-
-
-def _scaling(frame: pd.DataFrame) -> dict:
-    result = {"n": int(_values(frame, "a_geo").size), **{c: _median(frame, c) for c in SCALING},
-              "rel_delta": _median(frame, "rel_delta")}
-    nulls = {c: _median(frame, column) for c, column in SCALING_NULL.items()}
-    result["null"] = ({"n": int(_values(frame, SCALING_NULL["disp"]).size), **nulls}
+def _scaling(columns: _Columns, rows: np.ndarray) -> dict:
+    result = {"n": int(columns.values("a_geo", rows).size), **{c: columns.median(c, rows) for c in SCALING},
+              "rel_delta": columns.median("rel_delta", rows)}
+    nulls = {c: columns.median(column, rows) for c, column in SCALING_NULL.items()}
+    result["null"] = ({"n": int(columns.values(SCALING_NULL["disp"], rows).size), **nulls}
                       if any(v is not None for v in nulls.values()) else None)
     if result["disp"] is None or result["fit_resid"] is None:
         result["verdict"] = "unavailable"
@@ -172,24 +186,20 @@ def _scaling(frame: pd.DataFrame) -> dict:
     return result
 
 
-def _rotation(frame: pd.DataFrame, group: dict) -> dict:
-    z = _values(frame, "z_pair")
-    p_pair, p_gauss = _values(frame, "p_pair"), _values(frame, "p_gauss")
+def _rotation(columns: _Columns, rows: np.ndarray, group: dict) -> dict:
+    z = columns.values("z_pair", rows)
+    p_pair, p_gauss = columns.values("p_pair", rows), columns.values("p_gauss", rows)
     result = {"n": int(z.size), "z_pair": float(np.median(z)) if z.size else None, "z_pair_ci": None,
-              **{c: _median(frame, c) for c in ("sym_frac", "sym_frac_pair_null", "sym_frac_null", "z_gauss",
-                                                "sym_frac_top", "z_pair_top")},
-              "n_p_pair": int(p_pair.size), "bh_pair": _count(frame, "_bh_pair") if p_pair.size else None,
-              "n_p_gauss": int(p_gauss.size), "bh_gauss": _count(frame, "_bh_gauss") if p_gauss.size else None}
+              **{c: columns.median(c, rows) for c in ("sym_frac", "sym_frac_pair_null", "sym_frac_null", "z_gauss",
+                                                      "sym_frac_top", "z_pair_top")},
+              "n_p_pair": int(p_pair.size), "bh_pair": columns.count("_bh_pair", rows) if p_pair.size else None,
+              "n_p_gauss": int(p_gauss.size), "bh_gauss": columns.count("_bh_gauss", rows) if p_gauss.size else None}
     result["share_bh_pair"] = result["bh_pair"] / p_pair.size if p_pair.size else None
     result["share_bh_gauss"] = result["bh_gauss"] / p_gauss.size if p_gauss.size else None
     if z.size:
         result["z_pair_ci"] = list(bootstrap_median_ci(z, np.random.default_rng(T.SEED), T.BOOTSTRAP_RESAMPLES))
     result["verdict"] = _rotation_verdict(result, group)
     return result
-
-
-def _count(frame: pd.DataFrame, flag: str) -> int:
-    return int(frame[flag].sum()) if flag in frame else 0
 
 
 def _rotation_verdict(r: dict, group: dict) -> str:
