@@ -25,7 +25,8 @@ _SAFE_LOW, _SAFE_HIGH = 1e-145, 1e145
 def values_and_top(A: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Every eigenvalue (ascending) of the symmetric `A` (its lower triangle read) and the eigenvectors of
     its `top` largest (n x top, ascending), or None where this route does not apply (the caller then uses
-    `scipy.linalg.eigh`): an entry outside dsyev's unscaled range, or inverse iteration that did not converge.
+    `scipy.linalg.eigh`): an entry outside dsyev's unscaled range, inverse iteration that did not converge,
+    or a scipy without the `dormtr` pointer.
 
     >>> X = np.random.default_rng(0).standard_normal((40, 12))
     >>> values, vectors = values_and_top(X.T @ X, 3)
@@ -56,7 +57,11 @@ def values_and_top(A: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray] | N
     if info != 0:
         return None
     Z = np.asfortranarray(Z[:, :top])
-    if not _apply_reflectors(np.asfortranarray(reflectors), tau, Z):
+    try:
+        applied = _apply_reflectors(np.asfortranarray(reflectors), tau, Z)
+    except (AttributeError, KeyError, ValueError):  # a scipy whose cython_lapack exports no dormtr
+        return None
+    if not applied:
         return None
     order = np.argsort(w[:top], kind="stable")  # dstebz orders by split block; dsyevr sorts ascending
     return values, Z[:, order]
