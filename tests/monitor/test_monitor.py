@@ -11,6 +11,7 @@ import torch
 
 import orthoscope
 from orthoscope.errors import PairingError
+from orthoscope.metrics.nulls import MONITOR_PAIR_DRAWS
 from orthoscope.monitor import MONITOR_METRICS, Monitor, MonitorError
 from orthoscope.monitor import live as live_module
 from orthoscope.monitor import monitor as monitor_module
@@ -39,7 +40,7 @@ def trained(base_folder, tmp_path_factory):
 
 def test_numbers_equal_an_after_the_fact_compare(base_folder, trained):
     run, saved, _ = trained
-    after = orthoscope.compare(base_folder, saved, metrics=MONITOR_METRICS)
+    after = orthoscope.compare(base_folder, saved, metrics=MONITOR_METRICS, pair_draws=MONITOR_PAIR_DRAWS)
     live = RunFolder(run).read_table()
     assert len(live) == len(after.table) == 2 * 14  # 2 layers x 7 projections, two steps
     a, b = numbers(live), numbers(after.table)
@@ -175,7 +176,8 @@ def test_a_lora_model_is_measured_merged_as_its_saved_adapter(base_folder, tmp_p
     train_steps(model, 3, lr=5e-2)
     live = Monitor(base_folder, kinds="q,v,k").measure(model, 3)
     model.save_pretrained(tmp_path / "adapter")
-    after = orthoscope.compare(base_folder, {"step-3": tmp_path / "adapter"}, metrics=MONITOR_METRICS, kinds="q,v,k")
+    after = orthoscope.compare(base_folder, {"step-3": tmp_path / "adapter"}, metrics=MONITOR_METRICS, kinds="q,v,k",
+                               pair_draws=MONITOR_PAIR_DRAWS)
     np.testing.assert_allclose(numbers(live.table).to_numpy(), numbers(after.table).to_numpy(), rtol=1e-6,
                                atol=1e-6, equal_nan=True)
     moved = live.table.groupby("kind").rel_delta.median()

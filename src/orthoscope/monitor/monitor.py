@@ -34,8 +34,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
+from orthoscope.metrics.nulls import MONITOR_PAIR_DRAWS  # noqa: F401 - re-exported: the cap on p_pair's draws
 from orthoscope.metrics.registry import sign_free
 from orthoscope.monitor.held import HeldSVDCache
 from orthoscope.monitor.live import MonitorError, live_checkpoint, snapshot
@@ -43,7 +43,16 @@ from orthoscope.monitor.worker import Worker
 from orthoscope.pipeline.options import CompareOptions
 from orthoscope.pipeline.pairing import make_plan, step_of
 from orthoscope.pipeline.precision import resolve_precision
-from orthoscope.pipeline.run import UPDATE_COS_COLUMNS, Tally, cache_notes, collect, input_id, settings_key, summarize
+from orthoscope.pipeline.run import (
+    UPDATE_COS_COLUMNS,
+    Tally,
+    cache_notes,
+    collect,
+    identity_settings,
+    input_id,
+    settings_key,
+    summarize,
+)
 from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
 from orthoscope.pipeline.summary import empty_table
 from orthoscope.pipeline.work import Settings, analyse
@@ -54,7 +63,7 @@ log = logging.getLogger("orthoscope.monitor")
 
 MONITOR_METRICS = sign_free() | {"intruders"}
 """The default set: the one-SVD route (rel_delta, a_geo, disp, z_pair and its p_pair, whose BH count the
-rotation verdict rests on; p_gauss) and `intruders` (the post SVD, not the Gaussian null's). p_pair's sign
+rotation verdict rests on; p_gauss) and `intruders` (from the post's Gram: no post SVD). p_pair's sign
 draws are the costliest column on small matrices (see docs/benchmarks.md); a monitor that must be cheaper
 can pass `metrics=MONITOR_METRICS - {"p_pair"}` (BH counts then from p_gauss, no rotation verdict)."""
 LOGGED = ("rel_delta", "a_geo", "z_pair", "sym_frac", "intruders")
@@ -118,7 +127,8 @@ class Monitor:
     `base` is anything `compare` takes (folder, weights file, hub id, nn.Module, state dict); a
     module or state dict is copied once to the CPU, so passing the model before training starts
     is fine. Settings are `compare`'s (`metrics`, `layers`, `kinds`, `precision`, `device`,
-    `seed`, `cache`, ...); `metrics` defaults to MONITOR_METRICS. `hold_gib` bounds the base
+    `seed`, `cache`, ...); `metrics` defaults to MONITOR_METRICS, `pair_draws` (p_pair's sign draws at most)
+    to MONITOR_PAIR_DRAWS, 4096 (p_pair >= 1/4097; `pair_draws=None`: compare's rule). `hold_gib` bounds the base
     factors kept in memory. `output=None` keeps everything in memory (`monitor.table`). The folder
     gets metrics.parquet/.csv and summary.json at every step; `records=True` adds compare's
     per-matrix records (parts/, and spectra/ for your own analysis: a series' report draws none of
@@ -151,20 +161,21 @@ class Monitor:
     def __init__(self, base: Any, output: str | Path | None = None, *, metrics: Any = None, hold_gib: float = 2.0,
                  records: bool = False, overwrite: bool = False, background: bool = False, pending: int = 2,
                  **settings: Any):
-        self.options = CompareOptions(metrics=MONITOR_METRICS if metrics is None else metrics, **settings)
+        self.options = CompareOptions(metrics=MONITOR_METRICS if metrics is None else metrics,
+                                      **{"pair_draws": MONITOR_PAIR_DRAWS, **settings})
         opts = self.options
         self.started = time.time()
         self.settings = Settings(resolve_precision(opts.precision, opts.metrics), opts.executor.device(opts.device),
                                  opts.seed, opts.metrics, cache=opts.cache, cache_dir=opts.explicit_cache_dir(),
                                  cache_limit_gib=opts.cache_limit(), started=self.started,
-                                 floor_fallback=opts.precision == "auto")
+                                 floor_fallback=opts.precision == "auto", pair_draws=opts.pair_draws)
         self.cache = HeldSVDCache(self.settings.cache_dir, self.settings.cache_limit_gib, self.started,
                                   hold_gib=hold_gib, disk=opts.cache)
         self.base = _base_checkpoint(base, opts.revision)
         self.key = settings_key(self.settings)
         self.identity = {"base": input_id(base) + (f"@{opts.revision}" if opts.revision else ""),
                          "posts": {"step-*": "<monitored in training>"},
-                         "settings": {"version": __version__, "precision": opts.precision, "seed": opts.seed}}
+                         "settings": identity_settings(opts)}
         self.folder = RunFolder(output) if output is not None else None
         self.records = records
         self.table, self.skipped = empty_table(), []
