@@ -168,7 +168,8 @@ METRICS: tuple[Metric, ...] = (
     M("z_pair", "nulls", "base-svd", True, "float",
       "T / sqrt(2 ||A||_F^2), A = O o O^T, O = D - diag(D), T = sum(A)", stage="symmetry", summary=True),
     M("p_pair", "nulls", "base-svd", True, "float",
-      "P(e^T A e >= T), sequential sign draws: relative s.e. <= 10 % for 1e-4 <= p <= 0.05", stage="pairing-draws"),
+      "P(e^T A e >= T), sequential sign draws: relative s.e. <= 10 % for 1e-4 <= p <= 0.05 (with --pair-draws N: "
+      "at most N draws, p >= 1/(N+1))", stage="pairing-draws"),
     M("z_gauss", "nulls", "base-svd", True, "float",
       "(sym_frac - mean) / sd of Beta(r(r+1)/4, r(r-1)/4)", stage="symmetry"),
     M("p_gauss", "nulls", "base-svd", True, "float",
