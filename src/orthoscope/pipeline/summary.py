@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from orthoscope.metrics import registry
@@ -87,18 +88,19 @@ def aggregate(table: pd.DataFrame, by: str) -> dict:
         return out
     numeric = [c for c in METRIC_COLUMNS if c in table and registry.get(c).dtype != "bool"]
     changed = _flag(table, "changed", True)
-    values = pd.DataFrame({c: pd.to_numeric(table[c], errors="coerce").astype(float) for c in numeric},
-                          index=table.index)
+    block = np.empty((len(table), len(numeric)))  # one float block: one grouped pass over every column
+    for j, column in enumerate(numeric):
+        block[:, j] = pd.to_numeric(table[column], errors="coerce").astype(float).to_numpy()
     change = set(registry.change_columns())
-    masked = [c for c in numeric if c in change]
-    values.loc[~changed, masked] = math.nan  # change columns: medians over changed matrices only
+    masked = [j for j, column in enumerate(numeric) if column in change]
+    block[np.ix_(~changed.to_numpy(), masked)] = math.nan  # change columns: medians over changed matrices only
     keys = [table["post"], table[by]]
-    medians = values.groupby(keys, sort=True).median()  # one grouped pass, not one per column and group
+    medians = pd.DataFrame(block, columns=numeric, index=table.index).groupby(keys, sort=True).median()
     flags = {"matrices": 1, "unchanged": ~changed, "at_noise_floor": _flag(table, "at_noise_floor", False)}
-    counts = pd.DataFrame(flags, index=table.index).astype(int).groupby(keys, sort=True).sum()
-    for (post, group), row in medians.iterrows():
-        entry = {column: _finite(row[column]) for column in numeric}
-        entry.update({name: int(counts.at[(post, group), name]) for name in flags})
+    counts = pd.DataFrame(flags, index=table.index).astype(int).groupby(keys, sort=True).sum().loc[medians.index]
+    for (post, group), row, count in zip(medians.index, medians.to_numpy(), counts.to_numpy()):
+        entry = {column: _finite(value) for column, value in zip(numeric, row)}
+        entry.update({name: int(n) for name, n in zip(counts.columns, count)})
         out.setdefault(str(post), {})[str(group)] = entry
     return out
 
