@@ -356,7 +356,7 @@ def metrics_command(as_json: bool = typer.Option(False, "--json", help="Print th
     out.print(view)
 
 
-DEMO_EXPERIMENT_TIME = "about 20 s on a quiet 2-core machine, far longer when it is busy"
+DEMO_EXPERIMENT_TIME = "about 6 s of CPU on one core"
 """What the demo's intervention experiment costs (measured: docs/benchmarks.md, "demo")."""
 
 
