@@ -28,7 +28,7 @@ def test_help_lists_every_op_without_torch():
 
 def test_no_collection_while_a_command_imports_then_its_objects_are_frozen():
     """tuning.importing (the CLI's compare): the collector is off inside the block; after it, what exists is
-    frozen and collection is back on. An untuned process is left as it was."""
+    frozen and collection is back on. An untuned process, or one that loaded torch already, is left as it was."""
     code = ("import gc; from orthoscope import tuning; tuning.tune_process(False)\n"
             "with tuning.importing(): assert gc.isenabled()\n"
             "assert gc.get_freeze_count() == 0; tuning.freeze_for_exit(); assert gc.get_freeze_count() == 0\n"
@@ -37,6 +37,9 @@ def test_no_collection_while_a_command_imports_then_its_objects_are_frozen():
             "assert gc.isenabled() and gc.get_freeze_count() > 1000, gc.get_freeze_count()\n"
             "gc.disable()\n"
             "with tuning.importing(): pass\n"
-            "assert not gc.isenabled()  # a collector the caller turned off stays off\n")
+            "assert not gc.isenabled()  # a collector the caller turned off stays off\n"
+            "gc.enable(); gc.unfreeze(); import sys, types; sys.modules['torch'] = types.ModuleType('torch')\n"
+            "with tuning.importing(): assert gc.isenabled()  # torch loaded already: nothing changes\n"
+            "assert gc.get_freeze_count() == 0\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -66,16 +66,18 @@ def process_tuned() -> bool:
 
 @contextlib.contextmanager
 def importing() -> Iterator[None]:
-    """In a tuned process: no garbage collection while the block imports (a command's torch, pandas, scipy),
-    then every object that exists is moved out of the collector's view for good (`gc.freeze`: module-level
-    objects live until exit anyway) and collection resumes as it was. Untuned: nothing changes.
+    """In a tuned process that has not loaded torch yet: no garbage collection while the block imports (a
+    command's torch, pandas, scipy), then every object that exists is moved out of the collector's view for
+    good (`gc.freeze`: module-level objects live until exit anyway) and collection resumes as it was.
+    Untuned, or torch loaded already (a test session, a notebook: little left to import, and garbage of theirs
+    would be frozen with it), nothing changes.
 
     >>> with importing():
     ...     import json
     >>> gc.isenabled()
     True
     """
-    if not process_tuned():
+    if not process_tuned() or "torch" in sys.modules:
         yield
         return
     enabled = gc.isenabled()
