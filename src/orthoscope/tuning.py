@@ -14,9 +14,9 @@ the driver; a notebook may call `tune_process()` or set ORTHOSCOPE_TUNE=1):
 
 A fourth acts on Python's garbage collector, and the CLI applies it itself: no collection while
 a command imports its modules (`importing`), whose objects are then frozen, and everything frozen
-as the command returns (`freeze_for_exit`). torch, pandas and scipy leave ~300k long-lived
-objects; each full collection traversed them all (about 0.1 s each: four during a compare's
-imports, more while the interpreter shut down).
+as the command returns (`freeze_for_exit`): torch, pandas and scipy leave hundreds of thousands
+of long-lived objects, which every full collection during the imports and the interpreter's
+shutdown would traverse (docs/benchmarks.md, the tiny pair's whole CLI process).
 
 Without the opt-in, `orthoscope.compare(...)` leaves torch's thread count, the BLAS
 settings and the allocator as it found them. This module imports nothing heavy (the
