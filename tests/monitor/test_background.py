@@ -1,21 +1,28 @@
-"""Monitor(background=True): the same numbers as measuring in line, steps in order, failures as warnings."""
+"""Monitor(background=True): the analysis in a worker process gives the in-line numbers, in order, and never
+stops training (a failed step, a full disk, a killed worker are warnings); no process outlives its monitor."""
 
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
 import orthoscope
-from orthoscope.monitor import MONITOR_METRICS, Monitor
-from orthoscope.monitor import monitor as monitor_module
-from orthoscope.monitor.worker import Worker
+from orthoscope.monitor import MONITOR_METRICS, MONITOR_PAIR_DRAWS, Monitor
+from orthoscope.monitor import worker as worker_module
+from orthoscope.monitor.series import Job
 from orthoscope.pipeline.runfolder import RunFolder
 
 from .conftest import numbers, tiny_llama, train_steps
 
 STEPS = (1, 2, 3)
+UP = "model.layers.0.mlp.up_proj.weight"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +34,7 @@ def both(base_folder, tmp_path_factory):
     inline.results = {}
     arrived = []
     with Monitor(base_folder, root / "background", background=True, pending=1) as background:
+        process = background.worker.process
         futures = {}
         for step in STEPS:
             train_steps(model, 1, seed=step)  # the step after a measure changes the weights in place at once
@@ -34,16 +42,17 @@ def both(base_folder, tmp_path_factory):
             futures[step] = background.measure(model, step)
             futures[step].add_done_callback(lambda f: arrived.append(f.result().step))
             model.save_pretrained(root / f"step-{step}")
-    return root, inline, background, futures, arrived
+    return root, inline, background, futures, arrived, process
 
 
 def test_background_numbers_equal_in_line_ones_and_an_after_the_fact_compare(base_folder, both):
-    root, inline, background, futures, _ = both
+    root, inline, background, futures, *_ = both
     after = orthoscope.compare(base_folder, {f"step-{s}": root / f"step-{s}" for s in STEPS},
-                               metrics=MONITOR_METRICS)
+                               metrics=MONITOR_METRICS,
+                               pair_draws=MONITOR_PAIR_DRAWS)
     tables = [numbers(RunFolder(root / "background").read_table()), numbers(inline.table), numbers(after.table)]
     assert len(tables[0]) == len(after.table) == 14 * len(STEPS) and tables[0]["rel_delta"].min() > 1e-3
-    for other in tables[1:]:
+    for other in tables[1:] + [numbers(background.table)]:
         assert list(other.columns) == list(tables[0].columns)
         np.testing.assert_allclose(tables[0].to_numpy(), other.to_numpy(), rtol=1e-6, atol=1e-6, equal_nan=True)
     for step in STEPS:
@@ -51,81 +60,142 @@ def test_background_numbers_equal_in_line_ones_and_an_after_the_fact_compare(bas
     summary = RunFolder(root / "background").read_summary()
     assert list(summary["posts"]) == [f"step-{s}" for s in STEPS]
     assert summary["verdicts"]["posts"].keys() == inline.summary["verdicts"]["posts"].keys()
+    assert background.summary["posts"].keys() == summary["posts"].keys()  # the mirror, read in this process
+    assert background.counts == inline.counts and background.notes == inline.notes
 
 
-def test_steps_arrive_in_order_and_close_drains_the_queue(both):
-    _, _, background, futures, arrived = both
+def test_steps_arrive_in_order_and_close_ends_the_process(both):
+    *_, background, futures, arrived, process = both
     assert arrived == list(STEPS) and all(f.done() for f in futures.values())
     assert [r.step for r in (f.result() for f in futures.values())] == list(STEPS)
-    assert background.worker.thread is None and background.seconds > 0
+    assert background.worker.process is None and process.returncode == 0 and background.seconds > 0
+    assert background.worker.cpu_seconds > 0  # the worker's own count, start-up included
 
 
-def test_a_snapshot_is_not_changed_by_later_in_place_updates(base_folder):
-    weights = {"model.layers.0.mlp.up_proj.weight": torch.randn(16, 8, generator=torch.Generator().manual_seed(0))}
-    monitor = Monitor(weights, background=True, metrics={"rel_delta"})
-    gate = threading.Event()
-    monitor.worker.reserve()
-    monitor.worker.submit(gate.wait)  # the worker is busy: the step below waits in the queue
-    weights["model.layers.0.mlp.up_proj.weight"] *= 1.01
-    future = monitor.measure(weights, 1)
-    weights["model.layers.0.mlp.up_proj.weight"] *= 2.0  # an optimizer step while the measure is queued
-    gate.set()
-    monitor.close()
+@pytest.fixture
+def gate(monkeypatch):
+    """Holds every step's job in this process's sender until set (the worker sees nothing before)."""
+    event, real = threading.Event(), worker_module.pack
+
+    def gated(message):
+        if isinstance(message, Job):
+            event.wait()
+        return real(message)
+
+    monkeypatch.setattr(worker_module, "pack", gated)
+    return event
+
+
+def test_a_snapshot_is_isolated_and_at_most_pending_steps_are_held(gate):
+    weights = {UP: torch.randn(16, 8, generator=torch.Generator().manual_seed(0))}
+    with Monitor(weights, background=True, metrics={"rel_delta"}, pending=1) as monitor:
+        weights[UP] *= 1.01
+        future = monitor.measure(weights, 1)
+        weights[UP] *= 2.0  # an optimizer step while the measure is queued
+        assert not monitor.worker.slots.acquire(timeout=0.05)  # the one slot is held: a measure would wait
+        gate.set()
+        monitor.wait()
+        assert monitor.worker.slots.acquire(timeout=5)
+        monitor.worker.release()
     assert future.result().table["rel_delta"].item() == pytest.approx(0.01, rel=1e-5)
 
 
-def test_a_crash_in_the_worker_warns_and_the_next_steps_work(base_folder, monkeypatch, caplog):
+FAULTY = """
+import errno, orthoscope.monitor.series as series, orthoscope.pipeline.runfolder as runfolder
+from orthoscope.monitor import child
+collect, write, seen = series.collect, runfolder.atomic_write, []
+def boom(*args):
+    seen.append(1)
+    if len(seen) == 1:
+        raise RuntimeError("boom")
+    return collect(*args)
+def full(*args):
+    if len(seen) == 2 and not str(args[0]).endswith("run.json"):  # step 2's rows and summary
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return write(*args)
+series.collect, runfolder.atomic_write = boom, full
+child.main()
+"""
+
+
+def test_a_failed_step_and_a_full_disk_in_the_worker_are_warnings(base_folder, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(worker_module, "child_command", lambda: [sys.executable, "-c", FAULTY])
     model = tiny_llama()
-    monitor = Monitor(base_folder, background=True)
-    real = monitor_module.collect
-    monkeypatch.setattr(monitor_module, "collect", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
-    train_steps(model, 1)
+    futures = []
     with caplog.at_level(logging.WARNING, logger="orthoscope.monitor"):
-        first = monitor.measure(model, 1)
-        monitor.wait()
-    assert first.result() is None and "step 1 not measured (RuntimeError: boom); training goes on" in caplog.text
-    monkeypatch.setattr(monitor_module, "collect", real)
-    train_steps(model, 1)
-    second = monitor.measure(model, 2)
-    monitor.wait()
-    assert len(second.result().table) == 14 and list(monitor.table.post.unique()) == ["step-2"]
-    monitor.close()
+        with Monitor(base_folder, tmp_path / "run", background=True, kinds="q") as monitor:
+            for step in (1, 2, 3):
+                train_steps(model, 1, seed=step)
+                futures.append(monitor.measure(model, step))
+    assert "step 1 not measured (RuntimeError: boom); training goes on" in caplog.text
+    assert "No space left on device; the measurements stay in memory" in caplog.text
+    assert [f.result() is None for f in futures] == [True, False, False]
+    assert sorted(RunFolder(tmp_path / "run").read_table().post.unique()) == ["step-2", "step-3"]
 
 
-def test_wait_drains_and_measure_waits_while_pending_steps_are_held():
-    worker = Worker(pending=1)
-    gate, done = threading.Event(), []
-    worker.reserve()
-    worker.submit(lambda: (gate.wait(), done.append(1)))
-    assert not worker.slots.acquire(timeout=0.05)  # the one slot is held: a reserve() would wait
-    gate.set()
-    worker.reserve()
-    worker.submit(lambda: done.append(2))
-    worker.wait()
-    assert done == [1, 2]
-    worker.close()
-    with pytest.raises(ValueError, match="pending must be a positive integer"):
-        Worker(pending=0)
+@pytest.mark.slow
+def test_a_killed_worker_loses_its_steps_with_a_warning_and_the_next_step_starts_another(
+        base_folder, tmp_path, gate, caplog):
+    model = tiny_llama()
+    with caplog.at_level(logging.WARNING, logger="orthoscope.monitor"):
+        with Monitor(base_folder, tmp_path / "run", background=True, kinds="q") as monitor:
+            gate.set()
+            train_steps(model, 1)
+            monitor.measure(model, 1).result()
+            gate.clear()
+            train_steps(model, 1)
+            lost = monitor.measure(model, 2)  # held here by the gate: the worker dies before it arrives
+            killed = monitor.worker.process
+            killed.kill()
+            assert lost.result(timeout=30) is None
+            gate.set()
+            train_steps(model, 1)
+            third = monitor.measure(model, 3)
+            assert monitor.worker.process is not killed
+    assert "step 2 not measured (MonitorError: the monitor's worker process was killed by signal 9)" in caplog.text
+    assert third.result() is not None and killed.returncode == -9
+    assert sorted(RunFolder(tmp_path / "run").read_table().post.unique()) == ["step-1", "step-3"]
 
 
-def test_the_worker_runs_torch_at_one_thread_in_a_tuned_process(monkeypatch):
-    from orthoscope.monitor import worker as worker_module
+SCRIPT = """
+import os, signal, sys
+import torch
+from orthoscope.monitor import Monitor
 
-    monkeypatch.setattr(worker_module, "process_tuned", lambda: True)
-    worker = Worker()
-    worker.reserve()
-    seen = worker.submit(torch.get_num_threads)
-    worker.close()
-    assert seen.result() == 1
+weights = {"model.layers.0.mlp.up_proj.weight": torch.ones(16, 8)}
+monitor = Monitor({k: v.clone() for k, v in weights.items()}, sys.argv[1], background=True, metrics={"rel_delta"})
+weights["model.layers.0.mlp.up_proj.weight"] *= 1.5
+print("measured", monitor.measure(weights, 1).result().table.rel_delta.item(), flush=True)
+print("worker", monitor.worker.process.pid, flush=True)
+monitor.measure(weights, 2)
+os.kill(os.getpid(), signal.SIGKILL)  # the training dies: the worker must not outlive it
+"""
 
 
-def test_a_job_runs_at_the_short_switch_interval_and_the_interval_comes_back():
-    import sys
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
-    from orthoscope.monitor.worker import SWITCH_INTERVAL
 
-    before, worker = sys.getswitchinterval(), Worker()
-    worker.reserve()
-    seen = worker.submit(sys.getswitchinterval)
-    worker.close()
-    assert seen.result() == pytest.approx(SWITCH_INTERVAL) and sys.getswitchinterval() == before
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_a_script_without_a_main_guard_runs_once_and_its_worker_ends_with_it(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    lines = done.stdout.splitlines()
+    assert done.returncode == -9 and lines[0] == "measured 0.5" and len(lines) == 2, done.stderr
+    pid = int(lines[1].split()[1])
+    deadline = time.time() + 30
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+    assert list(RunFolder(tmp_path / "run").read_table().post)[:1] == ["step-1"]

@@ -5,7 +5,7 @@ import pytest
 
 import orthoscope
 from orthoscope.lab.build import MONITORED
-from orthoscope.monitor import MONITOR_METRICS
+from orthoscope.monitor import MONITOR_METRICS, MONITOR_PAIR_DRAWS
 from orthoscope.pipeline.runfolder import RunFolder
 
 from .test_monitor import numbers
@@ -23,7 +23,8 @@ def test_the_lab_logs_curves_and_its_series_equal_compare(lab):
     assert any(line.startswith("  cot step 2: rel_delta ") and "z_pair" in line for line in lines)
     live = RunFolder(out / MONITORED / "cot").read_table()
     after = orthoscope.compare(out / "base", {"step-2": out / "trajectories" / "cot" / "step-0002",
-                                              "step-4": out / "cot"}, metrics=MONITOR_METRICS)
+                                              "step-4": out / "cot"}, metrics=MONITOR_METRICS,
+                               pair_draws=MONITOR_PAIR_DRAWS)
     assert sorted(live.post.unique()) == ["step-2", "step-4"] and len(live) == len(after.table)
     np.testing.assert_allclose(numbers(live).to_numpy(), numbers(after.table).to_numpy(), rtol=1e-6, atol=1e-6,
                                equal_nan=True)

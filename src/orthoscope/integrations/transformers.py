@@ -8,8 +8,8 @@ at that step, so `report_to` (TensorBoard, W&B, MLflow, the console) shows them 
 summary` and `orthoscope report`.
 
 By default the monitor measures in the background (`Monitor(background=True)`): at a measured
-step the training waits only for a CPU copy of the measured matrices; the analysis runs on a
-worker thread, and its values are logged at the first log after they arrive, with
+step the training waits only for a CPU copy of the measured matrices; the analysis runs in a
+worker process (on rank 0), and its values are logged at the first log after they arrive, with
 `orthoscope/step` naming the step they measure (the trainer's step axis runs a few steps ahead).
 At the last step the callback waits for the queue, so the final values go out with the last log.
 `background=False` measures in line and logs at the measured step itself.
@@ -36,7 +36,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from orthoscope.monitor import Monitor
-from orthoscope.monitor.monitor import warn_unmeasured
+from orthoscope.monitor.step import warn_unmeasured
 
 log = logging.getLogger("orthoscope.monitor")
 FLOW = "DefaultFlowCallback"

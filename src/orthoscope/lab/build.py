@@ -126,7 +126,7 @@ def _post_train(preset: Preset, world: World, world_spec: dict, tokenizer, base_
     monitor = Monitor(base_dir, out / MONITORED / variant, overwrite=True, background=True)
     curves: dict[str, dict] = {}
 
-    def arrived(step: int, future) -> None:  # on the monitor's worker thread, steps in order
+    def arrived(step: int, future) -> None:  # on the monitor's receiving thread, steps in order
         result = future.result()
         if result is not None:
             curves[str(step)] = result.logs("")

@@ -229,7 +229,7 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
         start, losses, resumed = meta["step"], meta["loss"], meta["step"]
     monitor = Monitor(base, out / MONITORED / recipe, background=True)
 
-    def arrived(done: int, future) -> None:  # on the monitor's worker thread, steps in order
+    def arrived(done: int, future) -> None:  # on the monitor's receiving thread, steps in order
         measured = future.result()
         if measured is not None and progress and not progress.disable:
             progress.console.print(f"  {recipe} step {done}: {measured.brief()}", highlight=False)

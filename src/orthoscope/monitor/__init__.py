@@ -5,6 +5,8 @@ Layered above `pipeline` (it runs compare's per-matrix job on a live model) and 
 """
 
 from orthoscope.monitor.live import MonitorError, live_checkpoint
-from orthoscope.monitor.monitor import LOGGED, MONITOR_METRICS, Monitor, StepResult
+from orthoscope.monitor.monitor import MONITOR_METRICS, MONITOR_PAIR_DRAWS, Monitor
+from orthoscope.monitor.step import LOGGED, StepResult
 
-__all__ = ["LOGGED", "MONITOR_METRICS", "Monitor", "MonitorError", "StepResult", "live_checkpoint"]
+__all__ = ["LOGGED", "MONITOR_METRICS", "MONITOR_PAIR_DRAWS", "Monitor", "MonitorError", "StepResult",
+           "live_checkpoint"]

@@ -59,6 +59,21 @@ class LiveTensors(TensorStore):
         return self.digest or "not measured"
 
 
+class HeldTensors(LiveTensors):
+    """The tensors one measure read from a live model, copied (a snapshot): plain values, so it can be pickled
+    and sent to the monitor's worker process; other names keep their shapes and dtypes but cannot be read."""
+
+    def __init__(self, held: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]],
+                 dtypes: dict[str, torch.dtype]):
+        super().__init__({}, shapes, dtypes)
+        self.held = held
+
+    def read(self, name: str) -> torch.Tensor:
+        if name not in self.held:
+            raise MonitorError(f"{name} is not in the step's snapshot (only the measured matrices are copied)")
+        return self.held[name]
+
+
 def snapshot(post: Checkpoint, refs, keep: bool = True) -> Checkpoint | None:
     """The tensors `refs` read from `post`, copied now (one at a time, in the order of `refs`), as a Checkpoint
     that later changes of the model cannot reach; None with `keep=False` (a rank other than 0: the collective
@@ -87,14 +102,7 @@ def snapshot(post: Checkpoint, refs, keep: bool = True) -> Checkpoint | None:
         read_matrix(recording, ref)
     if not keep:
         return None
-    readers = {name: (lambda name=name: _held(held, name)) for name in store.shapes}
-    return Checkpoint(post.spec, None, post.config, LiveTensors(readers, store.shapes, store.dtypes))
-
-
-def _held(held: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-    if name not in held:
-        raise MonitorError(f"{name} is not in the step's snapshot (only the measured matrices are copied)")
-    return held[name]
+    return Checkpoint(post.spec, None, post.config, HeldTensors(held, store.shapes, store.dtypes))
 
 
 def unwrap(model):

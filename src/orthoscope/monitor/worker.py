@@ -1,104 +1,343 @@
-"""One background thread that runs the monitor's steps in order, holding at most `pending` of them.
+"""The monitor's background analysis in a worker process: `Worker` starts it, feeds it steps, gets results.
 
-`Worker.reserve()` takes a slot (it waits while `pending` steps are queued or running: that is
-the bound on the snapshots held in memory), `submit(job)` queues the job and gives its
-`concurrent.futures.Future`, and the slot is given back when the job is done. `wait()` returns
-once every queued job is done; `close()` also ends the thread (a later `submit` starts another).
-In a process tuned for speed (`orthoscope.tuning`) the thread runs torch at one thread, so that it
-takes an idle core rather than competing with the training's threads.
+The worker is `python -m orthoscope.monitor.child` (`child.py`), started with `subprocess` (not
+`multiprocessing`, whose spawn would import the user's `__main__` again: an unguarded training
+script would run twice), with torch and the BLAS libraries at one thread. It never shares the
+training's GIL: the analysis, the step's summary and the writes cost the training only a core.
+Its imports run while the caller sets up (the process starts with the `Worker`).
 
-The worker's Python (the step's summary, the writes) holds the GIL, which the training thread
-takes back after every torch call; at the interpreter's default switch interval (5 ms) it waits
-that long each time, so a small model's training, all short calls, would crawl. While a job
-runs the switch interval is `SWITCH_INTERVAL` (restored when the queue is empty).
+The two ends talk over a `multiprocessing.connection` (a local socket with a fresh authkey; the
+child listens and tells its address on its stdout). A sender thread here sends the recipe of the
+series first (`series.Recipe`: a base given as a module or state dict goes once), then each
+step's job (`series.Job`, the snapshot's tensors as raw bytes: `channel.py`); a receiver thread
+takes the results in order, updates the monitor's mirror (`adopt`), resolves the step's Future and
+gives its slot back, and logs the worker's warnings here, in the caller's logging. The child's stdin
+stays open while this process lives: when it closes (this process ended, however), the child exits.
 
->>> worker = Worker(pending=1)
->>> worker.reserve()
->>> future = worker.submit(lambda: 6 * 7)
->>> worker.close(); future.result()
-42
+`reserve()` takes a slot (it waits while `pending` steps are held: the bound on the snapshots in
+memory), `submit(job, step)` gives the step's `concurrent.futures.Future`; `wait()` returns when
+every step is done, `close()` also ends the process (a later `submit` starts another, carrying the
+series on). A worker that dies (killed, out of memory) resolves its steps to None with a warning
+each; the next step starts a new one. A step that cannot be pickled is warned about and skipped.
+`cpu_seconds`, `start_cpu_seconds` (the workers' own counts) and `thread_cpu_seconds` (the two
+threads here) say what the monitoring cost in CPU.
+
+>>> import torch
+>>> from orthoscope.monitor import Monitor
+>>> monitor = Monitor({"model.layers.0.mlp.up_proj.weight": torch.eye(4)}, background=True, metrics={"rel_delta"})
+>>> worker = monitor.worker
+>>> worker.process.poll() is None   # started with the monitor, waiting for steps
+True
+>>> worker.close(); worker.process is None, worker.cpu_seconds >= worker.start_cpu_seconds > 0
+(True, True)
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import queue
+import json
+import logging
+import os
+import subprocess
 import sys
 import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_for
+from multiprocessing.connection import Client
 from typing import Any
 
-from orthoscope.kernels.threads import torch_threads
-from orthoscope.pipeline.filters import positive_int
-from orthoscope.tuning import process_tuned
+from orthoscope.monitor.channel import pack, receive, send_packed
+from orthoscope.monitor.live import MonitorError
+from orthoscope.monitor.step import warn_unmeasured
 
-SWITCH_INTERVAL = 1e-4
-"""Seconds a thread holds the GIL while another waits for it, while the worker has a job."""
+log = logging.getLogger("orthoscope.monitor")
+
+CHILD = "orthoscope.monitor.child"
+ADDRESS = b"orthoscope-monitor-address "  # how the worker's line with its address starts (child.py writes it)
+ONE_THREAD = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""The worker's thread counts (torch's OpenMP, MKL, OpenBLAS): one each, on the core it takes."""
+
+
+def child_command() -> list[str]:
+    """How the worker process is started: this interpreter running `child.py` as a module (no `__main__`)."""
+    return [sys.executable, "-m", CHILD]
 
 
 class Worker:
-    """A queue of jobs run one after the other by one daemon thread (see the module's docstring)."""
+    """A worker process analysing the monitor's steps in order, at most `pending` held (see the module)."""
 
-    def __init__(self, pending: int = 2, name: str = "orthoscope-monitor"):
-        if not positive_int(pending):
-            raise ValueError(f"pending must be a positive integer, not {pending!r}")
+    def __init__(self, recipe: Callable[[], Any], adopt: Callable[[Any, dict], None], pending: int = 2):
+        self.recipe, self.adopt = recipe, adopt
         self.slots = threading.BoundedSemaphore(pending)
-        self.jobs: queue.Queue = queue.Queue()
-        self.name = name
-        self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
-        atexit.register(self.close)  # a monitor left open still writes its last steps at exit
+        self.link: _Link | None = None
+        self.open: set[Future] = set()  # submitted, not yet done
+        self.links: list[_Link] = []  # every process started (their CPU counts)
+        self._start()
+        atexit.register(_close, weakref.ref(self))  # a monitor left open still writes its last steps at exit
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.link.process if self.link is not None else None
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds the worker processes used so far (their own count, start-up included)."""
+        return sum(link.cpu for link in self.links)
+
+    @property
+    def start_cpu_seconds(self) -> float:
+        """CPU seconds the worker processes took to be ready (imports, the base) before their first step."""
+        return sum(link.start_cpu for link in self.links)
+
+    @property
+    def thread_cpu_seconds(self) -> float:
+        """CPU seconds of this process's threads that talk to the workers (sending, receiving), once ended."""
+        return sum(link.thread_cpu for link in self.links)
 
     def reserve(self) -> None:
-        """Take a slot for the next job; waits while `pending` jobs are queued or running."""
+        """Take a slot for the next step; waits while `pending` steps are queued or being analysed."""
         self.slots.acquire()
 
     def release(self) -> None:
-        """Give back a slot taken by `reserve` for a job that will not be submitted."""
+        """Give back a slot taken by `reserve` for a step that will not be submitted."""
         self.slots.release()
 
-    def submit(self, job: Callable[[], Any]) -> Future:
-        """Queue `job` (after `reserve`); its Future holds what it returns, or what it raised."""
+    def submit(self, job: Any, step: int) -> Future:
+        """Send `job` (after `reserve`); its Future gets the StepResult, or None if the step failed (warned)."""
         future: Future = Future()
+        self.open.add(future)
+        future.add_done_callback(self.open.discard)
         with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self.thread.start()
-            self.jobs.put((future, job))
+            if self.link is None or self.link.dead:
+                try:
+                    self._start()
+                except MonitorError as error:
+                    warn_unmeasured(log, step, error)
+                    self.release()
+                    future.set_result(None)
+                    return future
+            self.link.submit(job, step, future)
         return future
 
     def wait(self) -> None:
-        """Return once every submitted job is done."""
-        self.jobs.join()
+        """Return once every submitted step is done."""
+        wait_for(list(self.open))
 
     def close(self) -> None:
-        """Wait for every submitted job, then end the thread."""
+        """Wait for every submitted step, then end the worker process."""
         with self.lock:
-            thread, self.thread = self.thread, None
-            if thread is None:
-                return
-            self.jobs.put(None)
-        thread.join()
+            link, self.link = self.link, None
+        if link is not None:
+            link.close()
 
-    def _run(self) -> None:
-        with torch_threads(1) if process_tuned() else contextlib.nullcontext():
-            while True:
-                item = self.jobs.get()
-                if item is None:
-                    self.jobs.task_done()
+    def _start(self) -> None:
+        self.link = _Link(self.recipe(), self.adopt, self.slots.release)  # no reference back to this Worker
+        self.links.append(self.link)
+
+    def __del__(self) -> None:  # a monitor dropped unclosed: its process finishes its steps and ends
+        link = getattr(self, "link", None)
+        if link is not None:
+            link.request_close()
+
+
+def _close(ref: weakref.ref) -> None:
+    worker = ref()
+    if worker is not None:
+        worker.close()
+
+
+class _Link:
+    """One worker process and the two threads that talk to it."""
+
+    def __init__(self, recipe: Any, adopt: Callable[[Any, dict], None], release: Callable[[], None]):
+        self.adopt, self.release = adopt, release
+        self.futures: deque[tuple[int, Future]] = deque()
+        self.lock = threading.Lock()
+        self.dead = False  # takes no more steps
+        self.failed = False  # its unanswered steps were resolved to None
+        self.closing = False
+        self.cpu = 0.0  # the process's CPU seconds as it last reported them
+        self.start_cpu = 0.0  # ... when it was ready for its first step (imports, the base)
+        self.thread_cpu = 0.0  # CPU seconds of this process's sender and receiver threads, once they ended
+        self.outbox: deque = deque([recipe])
+        self.ready = threading.Condition(self.lock)
+        self.conn = None
+        self.receiver: threading.Thread | None = None
+        key = os.urandom(32)
+        try:
+            self.process = subprocess.Popen(child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            env=_child_env())
+        except OSError as error:
+            raise MonitorError(f"cannot start the monitor's worker process ({error}); "
+                               f"measure with background=False") from None
+        self.process.stdin.write(key.hex().encode() + b"\n")
+        self.process.stdin.flush()  # stdin stays open: its end tells the child this process has ended
+        self.sender = threading.Thread(target=self._send, args=(key,), name="orthoscope-monitor-send", daemon=True)
+        self.sender.start()
+
+    def submit(self, job: Any, step: int, future: Future) -> None:
+        with self.lock:
+            if not self.dead:
+                self.futures.append((step, future))
+                self.outbox.append(job)
+                self.ready.notify()
+                return
+        self._lost(step, future, self._why())
+
+    def request_close(self) -> None:
+        """Ask the process to finish its steps and end (the receiver reaps it)."""
+        with self.lock:
+            if not self.closing:
+                self.closing = True
+                self.outbox.append(None)
+                self.ready.notify()
+
+    def close(self) -> None:
+        """Ask the process to finish its steps and end; wait for it."""
+        self.request_close()
+        self.sender.join()
+        if self.receiver is not None:  # started by the sender once connected
+            self.receiver.join()
+        self._end()
+        self._fail(EOFError("closed"))  # steps a process that died while closing left unanswered
+
+    # ------------------------------------------------------------------ the threads
+    def _send(self, key: bytes) -> None:
+        try:
+            self._sending(key)
+        except Exception as error:  # noqa: BLE001 - a broken connection, whatever the error: the steps resolve
+            self._fail(error)
+        finally:
+            with self.lock:
+                self.thread_cpu += time.thread_time()
+
+    def _sending(self, key: bytes) -> None:
+        line = b""
+        while not line.startswith(ADDRESS):  # lines an import may print before it are skipped
+            line = self.process.stdout.readline()
+            if not line:
+                raise EOFError("it ended before it was ready")
+        self.process.stdout.close()
+        address = json.loads(line[len(ADDRESS):])
+        self.conn = Client(tuple(address) if isinstance(address, list) else address, authkey=key)
+        self.receiver = threading.Thread(target=self._receive, name="orthoscope-monitor-receive", daemon=True)
+        self.receiver.start()
+        while True:
+            with self.lock:
+                while not self.outbox and not self.dead:
+                    self.ready.wait()
+                if not self.outbox:
                     return
-                future, job = item
-                before = sys.getswitchinterval()
-                sys.setswitchinterval(min(before, SWITCH_INTERVAL))
-                try:
-                    if future.set_running_or_notify_cancel():
-                        future.set_result(job())
-                except BaseException as error:  # noqa: BLE001 - the Future carries it to whoever asks
-                    future.set_exception(error)
-                finally:
-                    sys.setswitchinterval(before)
-                    del item, job
-                    self.slots.release()
-                    self.jobs.task_done()
+                message = self.outbox.popleft()
+            send_packed(self.conn, self._pack(message))
+            if message is None:
+                return
+            del message  # the snapshot is the worker's now
+
+    def _pack(self, message: Any):
+        """The message packed to send; a step that cannot be pickled is warned about here and goes as its bare
+        step number (the worker answers None, so the steps after it keep their order)."""
+        try:
+            return pack(message)
+        except Exception as error:
+            if not hasattr(message, "step"):
+                raise
+            warn_unmeasured(log, message.step, error)
+            return pack(message.step)
+
+    def _receive(self) -> None:
+        try:
+            while True:
+                kind, *rest = receive(self.conn)
+                if kind == "log":
+                    _emit(*rest)
+                elif kind == "done":
+                    result, state, self.cpu = rest
+                    with self.lock:
+                        _, future = self.futures.popleft()
+                    try:
+                        self.adopt(result, state)
+                    finally:
+                        self.release()
+                        future.set_result(result)
+                elif kind == "ready":
+                    self.cpu = self.start_cpu = rest[0]
+                elif kind == "closed":
+                    self.cpu = rest[0]
+                    self._end(timeout=10.0)
+                    return
+        except Exception as error:  # noqa: BLE001 - as in _send
+            self._fail(error)
+        finally:
+            with self.lock:
+                self.thread_cpu += time.thread_time()
+
+    # ------------------------------------------------------------------ endings
+    def _fail(self, error: BaseException) -> None:
+        """The connection broke: the process ended (or is ended now); its steps resolve to None with a warning."""
+        with self.lock:
+            if self.failed:
+                return
+            self.dead = self.failed = True
+            lost, closing = list(self.futures), self.closing
+            self.futures.clear()
+            self.outbox.clear()
+            self.ready.notify_all()
+        why = self._why(error)
+        if not closing or lost:
+            log.warning("orthoscope: %s; the next measured step starts another (training goes on)", why)
+        for step, future in lost:
+            self._lost(step, future, why)
+
+    def _lost(self, step: int, future: Future, why: str) -> None:
+        warn_unmeasured(log, step, MonitorError(why))
+        self.release()
+        future.set_result(None)
+
+    def _why(self, error: BaseException | None = None) -> str:
+        if error is not None and not isinstance(error, (EOFError, OSError)):  # not a broken connection
+            self._end(timeout=2.0)
+            return f"the monitor's worker process could not be sent its work ({type(error).__name__}: {error})"
+        self._end(timeout=2.0)
+        code = self.process.returncode
+        if code is None:
+            return f"the monitor's worker process stopped answering ({type(error).__name__})"
+        ended = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return f"the monitor's worker process {ended}"
+
+    def _end(self, timeout: float | None = None) -> None:
+        """Close this end, then reap the process (killed if it has not ended within `timeout`)."""
+        with self.lock:
+            self.dead = True
+            self.ready.notify_all()
+        if self.conn is not None:
+            self.conn.close()
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            try:
+                self.process.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _emit(name: str, level: int, message: str) -> None:
+    """A log record of the worker process, handled here as if logged here."""
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(level):
+        logger.handle(logger.makeRecord(name, level, "(monitor worker)", 0, message, None, None))
+
+
+def _child_env() -> dict[str, str]:
+    """This environment with one thread each, and this process's import path (the same orthoscope and libraries)."""
+    env = {**os.environ, **dict.fromkeys(ONE_THREAD, "1")}
+    env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    return env

@@ -1,0 +1,108 @@
+"""The monitor's worker process: `python -m orthoscope.monitor.child`, started by `worker.Worker` (not by hand).
+
+It reads an authkey on stdin, listens on a local socket whose address it writes on stdout,
+and serves the one monitor that connects: first the series' recipe (`series.Recipe`), then one
+job per step (`series.Job`), each analysed in order (`Series.run`) and answered with its
+StepResult (None if it failed) and the series' state; a None job ends it. Its log records at the
+monitor's level go back to the monitor, which logs them. It runs torch at one thread, tuned
+(`orthoscope.tuning`: its own process), and exits when its stdin closes: the monitor's process
+ended, however it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from multiprocessing.connection import Listener
+
+from orthoscope.monitor.worker import ADDRESS
+
+
+def main() -> None:
+    line = b""
+    while not line.endswith(b"\n"):  # the key, read from the file descriptor itself (see _exit_with_parent)
+        chunk = os.read(0, 128)
+        if not chunk:
+            return
+        line += chunk
+    key = bytes.fromhex(line.decode().strip())
+    with Listener(authkey=key) as listener:
+        sys.stdout.buffer.write(ADDRESS + json.dumps(listener.address).encode() + b"\n")
+        sys.stdout.flush()
+        threading.Thread(target=_exit_with_parent, daemon=True).start()
+        conn = listener.accept()
+    os.dup2(2, 1)  # later prints go to stderr (the monitor read the address and closed its end)
+    serve(conn)
+
+
+def _exit_with_parent() -> None:
+    while os.read(0, 4096):  # returns b"" when the monitor's process closes the pipe or ends; unbuffered, so
+        pass  # that the interpreter's exit does not wait on sys.stdin's lock held by this thread
+    os._exit(0)
+
+
+def serve(conn) -> None:
+    """Analyse the steps `conn` brings until a None job or the end of the connection."""
+    import torch
+
+    from orthoscope.monitor.channel import receive, send
+    from orthoscope.tuning import tune_process
+
+    torch.set_num_threads(1)
+    tune_process()
+    sending = threading.Lock()
+
+    def post(message) -> None:
+        with sending:
+            send(conn, message)
+
+    recipe = receive(conn)
+    _forward_logs(post, recipe.level)
+    from orthoscope.monitor.series import Series
+
+    try:
+        series = Series.from_recipe(recipe)
+    except Exception as error:  # noqa: BLE001 - said in the monitor's log; its steps then resolve to None
+        logging.getLogger("orthoscope.monitor").warning("orthoscope: the monitor's worker process cannot start "
+                                                        "(%s: %s)", type(error).__name__, error)
+        return
+    del recipe
+    post(("ready", time.process_time()))
+    while True:
+        try:
+            job = receive(conn)
+        except EOFError:
+            return
+        if job is None:
+            post(("closed", time.process_time()))
+            return
+        result = series.run(job)
+        del job
+        post(("done", result, series.state(), time.process_time()))
+
+
+class _Forward(logging.Handler):
+    def __init__(self, post, level: int):
+        super().__init__(level)
+        self.post = post
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.post(("log", record.name, record.levelno, record.getMessage()))
+        except Exception:  # noqa: BLE001 - a record that cannot go back is dropped, the step goes on
+            self.handleError(record)
+
+
+def _forward_logs(post, level: int) -> None:
+    logger = logging.getLogger("orthoscope")
+    logger.addHandler(_Forward(post, level))
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""`Series`: the monitor's analysis of one step and the series it adds to (rows, summary, run folder).
+
+A step is compare's per-matrix job (`pipeline/work.analyse`) on every matrix of a plan whose one
+post is the model at that step, the same records, the step's summary merged into the series'
+(`summary.json`, verdicts per step) and metrics.parquet/.csv rewritten. `Monitor` runs it in the
+caller's process (in line) or has its worker process run it (`child.py`); in background the
+monitor keeps a mirror: a `Series` that analyses nothing and `adopt`s what the worker reports.
+
+A run folder that cannot be written (a full disk) gives a warning and the rows stay in memory (the
+next step writes them all); NaN/Inf matrices are skipped rows with their reason and a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orthoscope.errors import OrthoscopeError
+from orthoscope.monitor.held import HeldSVDCache
+from orthoscope.monitor.step import StepResult, warn_unmeasured
+from orthoscope.pipeline.options import CompareOptions
+from orthoscope.pipeline.pairing import Plan, step_of
+from orthoscope.pipeline.precision import resolve_precision
+from orthoscope.pipeline.run import UPDATE_COS_COLUMNS, Tally, cache_notes, collect, settings_key, summarize
+from orthoscope.pipeline.runfolder import MemoryRun, RunFolder
+from orthoscope.pipeline.summary import empty_table
+from orthoscope.pipeline.work import Settings, analyse
+from orthoscope.sources import Checkpoint, open_checkpoint
+
+log = logging.getLogger("orthoscope.monitor")
+
+STATE = ("skipped", "summary", "notes", "counts", "seconds", "warned")
+"""What a series holds besides its table (which travels a step at a time): see `state`."""
+
+
+@dataclass
+class Recipe:
+    """What a worker process builds its `Series` from: plain values (it is pickled and sent once)."""
+
+    source: Any  # a spec `open_checkpoint` opens (folder, file, hub id), or the in-memory base Checkpoint
+    revision: str | None
+    options: CompareOptions
+    output: str | None
+    identity: dict
+    hold_gib: float
+    records: bool
+    started: float
+    state: dict
+    table: pd.DataFrame
+    level: int = logging.WARNING  # the log level whose records the worker sends back
+
+
+@dataclass
+class Job:
+    """One step for a worker: the plan's matrices, its one post (a snapshot) and its labels."""
+
+    step: int
+    post: Checkpoint
+    labels: list[str]
+    refs: list
+    notes: list[str]
+    steps: list[int | None]
+
+
+class Series:
+    """The base, the settings and the run folder of a monitor, and the series measured so far.
+
+    >>> import torch
+    >>> from orthoscope.monitor.live import live_checkpoint
+    >>> from orthoscope.pipeline.pairing import make_plan
+    >>> weights = {"model.layers.0.mlp.up_proj.weight": torch.eye(8)}
+    >>> base = live_checkpoint({k: v.clone() for k, v in weights.items()})
+    >>> series = Series(base, CompareOptions(metrics={"rel_delta"}), None, {}, hold_gib=0.1)
+    >>> weights["model.layers.0.mlp.up_proj.weight"] *= 1.5
+    >>> post = live_checkpoint(weights)
+    >>> plan = make_plan(base, [post], None, None, False, ["step-3"], [True])
+    >>> series.analyse(plan, 3, time.time()).table.rel_delta.round(3).tolist(), list(series.table.post)
+    ([0.5], ['step-3'])
+    """
+
+    def __init__(self, base: Checkpoint, options: CompareOptions, output: str | Path | None, identity: dict, *,
+                 hold_gib: float = 2.0, records: bool = False, started: float | None = None, source: Any = None):
+        opts = self.options = options
+        self.base, self.identity, self.records, self.hold_gib = base, identity, records, hold_gib
+        self.source = base if source is None else source  # what a worker process opens the base from
+        self.output = None if output is None else str(output)
+        self.started = time.time() if started is None else started
+        self.settings = Settings(resolve_precision(opts.precision, opts.metrics), opts.executor.device(opts.device),
+                                 opts.seed, opts.metrics, cache=opts.cache, cache_dir=opts.explicit_cache_dir(),
+                                 cache_limit_gib=opts.cache_limit(), started=self.started,
+                                 floor_fallback=opts.precision == "auto", pair_draws=opts.pair_draws)
+        self.key = settings_key(self.settings)
+        self.folder = RunFolder(output) if output is not None else None
+        self._cache: HeldSVDCache | None = None
+        self.table, self.skipped = empty_table(), []
+        self.notes: list[str] = []
+        self.counts = {"hits": 0, "misses": 0, "not_stored": 0}
+        self.seconds = 0.0  # the analysis of every step
+        self.summary: dict = {}
+        self.warned: set[str] = set()
+
+    @property
+    def cache(self) -> HeldSVDCache:
+        """The base's factors, held in memory between steps (made at the first step that needs them)."""
+        if self._cache is None:
+            self._cache = HeldSVDCache(self.settings.cache_dir, self.settings.cache_limit_gib, self.started,
+                                       hold_gib=self.hold_gib, disk=self.options.cache)
+        return self._cache
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> Series:
+        """The series a worker process analyses into (the base opened, or taken as sent)."""
+        source = recipe.source
+        base = source if isinstance(source, Checkpoint) else open_checkpoint(source, recipe.revision)
+        series = cls(base, recipe.options, recipe.output, recipe.identity, hold_gib=recipe.hold_gib,
+                     records=recipe.records, started=recipe.started, source=source)
+        series.restore(recipe.state, recipe.table)
+        return series
+
+    def recipe(self, level: int = logging.WARNING) -> Recipe:
+        """What a worker process needs to carry this series on (its state as of now)."""
+        return Recipe(self.source, self.options.revision, self.options, self.output, self.identity, self.hold_gib,
+                      self.records, self.started, self.state(), self.table, level)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        """Everything measured so far but the table (`STATE`), as plain values."""
+        return {name: getattr(self, name) for name in STATE}
+
+    def restore(self, state: dict, table: pd.DataFrame | None = None) -> None:
+        """Take `state` (and `table`) as this series' own: another process's series, or a folder's."""
+        for name in STATE:
+            setattr(self, name, state[name])
+        if table is not None:
+            self.table = table
+
+    def adopt(self, result: StepResult | None, state: dict) -> None:
+        """What a worker measured (None: a step that failed) and its series' state after it: the mirror's update."""
+        if result is not None:
+            self._append(result.label, result.table, [])
+        self.restore(state)
+
+    def claim(self, overwrite: bool) -> None:
+        """Open the run folder now (a folder of another run is refused here, not mid-training) and take the rows,
+        posts and skips of a monitor that wrote it before (a restarted training)."""
+        with self.folder.open(self.identity, overwrite):
+            if self.folder.metrics_parquet.is_file():
+                self.table = self.folder.read_table()
+                self.summary = self.folder.read_summary(required=False)
+                self.skipped = list(self.summary.get("skipped") or [])
+
+    # ------------------------------------------------------------------ the step
+    def run(self, job: Job | int) -> StepResult | None:
+        """`analyse` a worker's job; None (and the warning why) if it failed: training goes on. A bare step
+        number is a step its monitor could not send (it warned): None, so that the answers stay in order."""
+        if isinstance(job, int):
+            return None
+        plan = Plan(self.base, [job.post], job.labels, job.refs, job.notes, job.steps)
+        try:
+            return self.analyse(plan, job.step, time.time())
+        except Exception as error:  # noqa: BLE001 - whatever goes wrong, training goes on
+            warn_unmeasured(log, job.step, error)
+            return None
+
+    def analyse(self, plan, step: int, started: float) -> StepResult:
+        """Compare's per-matrix job on every matrix of `plan`, the step's rows and summary, and the writes."""
+        label, post = plan.labels[0], plan.posts[0]
+        self._check_dtype(plan)
+        with self._writing() as folder:
+            tally = Tally(plan, folder if self.records else MemoryRun(), self.key, None)
+            for job in tally.jobs():
+                tally.on_result(job, analyse(plan.base, plan.posts, job, self.settings, self.cache))
+            table, skipped = collect(plan, tally.records)
+            post.files.digest = _digest(tally.records)
+            for counter, count in tally.cache.items():
+                self.counts[counter] += count
+            self.seconds += time.time() - started
+            self._append(label, table, skipped)
+            self._summarize(plan, table, skipped, {**post.describe(), "step": step,
+                                                   "seconds": round(time.time() - started, 3)}, tally.reused)
+            self._guard(folder.write_table, self.table)
+            self._guard(folder.write_summary, self.summary)
+        if skipped:
+            reasons = sorted({s["reason"] for s in skipped})
+            log.warning("orthoscope: step %d: %d of %d matrices skipped (%s); training goes on", step, len(skipped),
+                        len(plan.refs), "; ".join(reasons[:2]) + (" ..." if len(reasons) > 2 else ""))
+        return StepResult(step, label, table, skipped, self.summary, time.time() - started, list(self.notes))
+
+    def _summarize(self, plan, table: pd.DataFrame, skipped: list[dict], described: dict, reused: int) -> None:
+        """The summary of this step alone (compare's `summarize`), merged into the series' (each post's entries
+        are its own: the series' summary equals one made from the whole table, at the cost of one step)."""
+        label = plan.labels[0]
+        new = summarize(table, _no_pairs(), skipped, base=self.base.describe(), posts={label: described},
+                        matrices=len(plan.refs), opts=self.options, settings=self.settings, cache=dict(self.counts),
+                        resumed=reused, notes=[], control=None, seconds=self.seconds)
+        notes = plan.notes + self.notes + cache_notes(self.counts, self.settings)
+        self.summary = _merge(self.summary, new, label, notes, self.skipped)
+
+    def _check_dtype(self, plan) -> None:
+        ref = plan.refs[0]
+        have, want = plan.posts[0].dtype(ref.tensor), self.base.dtype(ref.tensor)
+        if have != want and "dtype" not in self.warned:
+            self.warned.add("dtype")
+            note = (f"the model is {str(have).removeprefix('torch.')}, the base {str(want).removeprefix('torch.')}: "
+                    f"dW includes the base's rounding to the model's dtype (an untrained copy already shows a "
+                    f"rel_delta near that dtype's precision)")
+            self.notes.append(note)
+            log.warning("orthoscope: %s", note)
+
+    def _append(self, label: str, table: pd.DataFrame, skipped: list[dict]) -> None:
+        kept = self.table[self.table["post"] != label] if len(self.table) else self.table
+        frames = [f for f in (kept, table) if len(f)]
+        self.table = pd.concat(frames, ignore_index=True) if frames else table
+        self.skipped = [s for s in self.skipped if s.get("post") != label] + skipped
+
+    # ------------------------------------------------------------------ the folder
+    @contextlib.contextmanager
+    def _writing(self):
+        """The run folder, locked, whose failed writes warn instead of raising (MemoryRun without output)."""
+        if self.folder is None:
+            yield MemoryRun()
+            return
+        with contextlib.ExitStack() as stack:
+            try:
+                folder = _Tolerant(stack.enter_context(self.folder.open(self.identity)), self._write_failed)
+            except OrthoscopeError as error:  # not writable, full, locked by another process
+                self._write_failed(error)
+                folder = MemoryRun()
+            yield folder
+
+    def _guard(self, write, value) -> None:
+        try:
+            write(value)
+        except OrthoscopeError as error:
+            self._write_failed(error)
+
+    def _write_failed(self, error: OrthoscopeError) -> None:
+        log.warning("orthoscope: %s; the measurements stay in memory and are written at the next step "
+                    "(training goes on)", error)
+
+
+class _Tolerant:
+    """A RunFolder whose record writes warn instead of raising (loads pass through)."""
+
+    def __init__(self, folder: RunFolder, failed):
+        self.folder, self.failed = folder, failed
+        self.load_part, self.load_pairs = folder.load_part, folder.load_pairs
+        self.write_table, self.write_summary = folder.write_table, folder.write_summary
+        self.quiet = False
+
+    def save_part(self, *args, **kwargs) -> None:
+        self._save(self.folder.save_part, *args, **kwargs)
+
+    def save_pairs(self, *args, **kwargs) -> None:
+        self._save(self.folder.save_pairs, *args, **kwargs)
+
+    def _save(self, save, *args, **kwargs) -> None:
+        try:
+            save(*args, **kwargs)
+        except OrthoscopeError as error:
+            if not self.quiet:  # one warning per step, not one per matrix
+                self.failed(error)
+            self.quiet = True
+
+
+def _digest(records: dict) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for (_, name), record in sorted(records.items()):
+        digest.update(f"{name}|{(record.get('hashes') or {}).get('post')}".encode())
+    return digest.hexdigest()
+
+
+PER_POST = ("posts", "unchanged", "per_kind", "per_layer")  # summary.json entries keyed by post
+
+
+def _merge(old: dict, new: dict, label: str, notes: list[str], skipped: list[dict]) -> dict:
+    """The series summary: `new` (of post `label` alone) with every other post's entries kept from `old`."""
+    def merged(before: dict | None, after: dict | None) -> dict:
+        items = {k: v for k, v in (before or {}).items() if k != label} | (after or {})
+        return dict(sorted(items.items(), key=lambda item: (step_of(item[0]) is None, step_of(item[0]) or 0)))
+
+    out = {**new, **{key: merged(old.get(key), new.get(key)) for key in PER_POST}, "skipped": skipped}
+    out["verdicts"] = {**new["verdicts"], "posts": merged((old.get("verdicts") or {}).get("posts"),
+                                                          new["verdicts"].get("posts"))}
+    others = set(old.get("posts") or {}) - {label}  # change notes ("<post>: ...") of the other posts are kept
+    changes = [n for n in old.get("notes") or [] if n.split(":", 1)[0] in others]
+    out["notes"] = notes + changes + new["notes"]
+    return out
+
+
+def _no_pairs() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(UPDATE_COS_COLUMNS))
