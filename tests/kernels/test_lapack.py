@@ -40,3 +40,8 @@ def test_out_of_range_entries_left_to_eigh():
     A = np.eye(4) * 1e150
     assert values_and_top(A, 2) is None
     assert values_and_top(np.zeros((3, 3)), 1) is None
+
+
+def test_one_by_one_left_to_eigh():
+    """A 1 x 1 Gram (a rank-1 expert router, a 1-wide matrix) has no off-diagonal for dsterf: eigh takes it."""
+    assert values_and_top(np.array([[4.0]]), 1) is None

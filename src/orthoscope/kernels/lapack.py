@@ -25,8 +25,8 @@ _SAFE_LOW, _SAFE_HIGH = 1e-145, 1e145
 def values_and_top(A: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Every eigenvalue (ascending) of the symmetric `A` (its lower triangle read) and the eigenvectors of
     its `top` largest (n x top, ascending), or None where this route does not apply (the caller then uses
-    `scipy.linalg.eigh`): an entry outside dsyev's unscaled range, inverse iteration that did not converge,
-    or a scipy without the `dormtr` pointer.
+    `scipy.linalg.eigh`): a 1 x 1 `A` (no off-diagonal for dsterf), an entry outside dsyev's unscaled
+    range, inverse iteration that did not converge, or a scipy without the `dormtr` pointer.
 
     >>> X = np.random.default_rng(0).standard_normal((40, 12))
     >>> values, vectors = values_and_top(X.T @ X, 3)
@@ -41,7 +41,7 @@ def values_and_top(A: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray] | N
 
     n = A.shape[0]
     largest = float(np.max(np.abs(A))) if A.size else 0.0
-    if not (_SAFE_LOW < largest < _SAFE_HIGH) or not 0 < top <= n:
+    if not (_SAFE_LOW < largest < _SAFE_HIGH) or not 0 < top <= n or n < 2:
         return None
     lwork = int(lapack.dsytrd_lwork(n, lower=1)[0])  # the optimal (blocked) workspace, as dsyev's query gives it
     reflectors, d, e, tau, info = lapack.dsytrd(A, lower=1, lwork=lwork)
