@@ -158,14 +158,19 @@ def test_a_killed_worker_loses_its_steps_with_a_warning_and_the_next_step_starts
 
 
 SCRIPT = """
-import os, signal, sys
+import os, signal, sys, time
 import torch
 from orthoscope.monitor import Monitor
 
 weights = {"model.layers.0.mlp.up_proj.weight": torch.ones(16, 8)}
 monitor = Monitor({k: v.clone() for k, v in weights.items()}, sys.argv[1], background=True, metrics={"rel_delta"})
 weights["model.layers.0.mlp.up_proj.weight"] *= 1.5
-print("measured", monitor.measure(weights, 1).result().table.rel_delta.item(), flush=True)
+try:
+    future = monitor.measure(weights, 1)
+    os.killpg(os.getpgid(0), signal.SIGINT)  # Ctrl-C: the terminal's whole foreground group; not the worker
+    time.sleep(60)
+except KeyboardInterrupt:
+    print("measured", future.result().table.rel_delta.item(), flush=True)
 print("worker", monitor.worker.process.pid, flush=True)
 monitor.measure(weights, 2)
 os.kill(os.getpid(), signal.SIGKILL)  # the training dies: the worker must not outlive it
@@ -186,11 +191,11 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
-def test_a_script_without_a_main_guard_runs_once_and_its_worker_ends_with_it(tmp_path):
+def test_a_script_without_a_main_guard_runs_once_and_its_worker_outlives_ctrl_c_but_not_it(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(SCRIPT))
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+                          timeout=300, cwd=tmp_path, start_new_session=True)  # its own group for its Ctrl-C
     lines = done.stdout.splitlines()
     assert done.returncode == -9 and lines[0] == "measured 0.5" and len(lines) == 2, done.stderr
     pid = int(lines[1].split()[1])

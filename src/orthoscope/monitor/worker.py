@@ -171,7 +171,8 @@ class _Link:
         key = os.urandom(32)
         try:
             self.process = subprocess.Popen(child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            env=_child_env())
+                                            env=_child_env(), start_new_session=True)  # Ctrl-C stops the
+            # training, not the worker: leaving `with Monitor(...)` after it still drains the steps
         except OSError as error:
             raise MonitorError(f"cannot start the monitor's worker process ({error}); "
                                f"measure with background=False") from None
