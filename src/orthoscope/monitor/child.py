@@ -23,6 +23,7 @@ from orthoscope.monitor.worker import ADDRESS
 
 
 def main() -> None:
+    _idle_priority()
     line = b""
     while not line.endswith(b"\n"):  # the key, read from the file descriptor itself (see _exit_with_parent)
         chunk = os.read(0, 128)
@@ -37,6 +38,19 @@ def main() -> None:
         conn = listener.accept()
     os.dup2(2, 1)  # later prints go to stderr (the monitor read the address and closed its end)
     serve(conn)
+
+
+def _idle_priority() -> None:
+    """Run only on CPU time the training leaves idle (Linux SCHED_IDLE; the threads started later inherit it).
+
+    A worker at normal priority beside a training whose threads take every core makes their OpenMP barriers
+    wait on the descheduled thread. Never starved for good: when `pending` steps are held, `measure` waits,
+    the training's threads sleep, and the worker runs."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass
 
 
 def _exit_with_parent() -> None:
