@@ -18,7 +18,7 @@ MICRO_LAB = dataclasses.replace(PRESETS["tiny"], hidden=32, layers=2, heads=2, k
 def one_torch_thread_by_default():
     """torch at one thread in every test that does not set its own count (tests/kernels/test_threads does).
 
-    The suite's models are 16-288 wide: a second thread only adds synchronisation (and spins on a core that
+    The suite's models are small: a second thread only adds synchronisation (and spins on a core that
     another process wants). It also makes the count a test sees independent of the order tests run in:
     `build_lab` sets the preset's count process-wide, so before this the tests after the first lab build ran
     at one thread and the ones before it at every thread.
@@ -29,8 +29,8 @@ def one_torch_thread_by_default():
 
 @pytest.fixture(scope="session", autouse=True)
 def click_command_built_once():
-    """typer's CliRunner rebuilds the click command of `app` from its signatures on every `invoke` (~11 ms of
-    CPU, several hundred invokes a session); a process running the CLI builds it once, so the tests do too."""
+    """typer's CliRunner rebuilds the click command of `app` from its signatures on every `invoke` (milliseconds of
+    CPU, hundreds of invokes a session); a process running the CLI builds it once, so the tests do too."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(typer.testing, "_get_command", functools.cache(typer.testing._get_command))
         yield
@@ -66,7 +66,7 @@ def micro_lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """A 96-wide model: torch at one thread for the module (a second one only waits on a busy machine)."""
+    """A lab-sized model: torch at one thread for the module (a second one only waits on a busy machine)."""
     with torch_threads(1):
         yield
 

@@ -1,6 +1,8 @@
-"""The one model loader: a checkpoint folder, a weights file, a GGUF file or a hub id as a transformers model.
+"""Model loading: a checkpoint folder, a weights file, a GGUF file or a hub id as a transformers model.
 
-`orthoscope eval`, `experiment`, `lab --base`, the interventions and scripts/recipes/* load through it.
+`load_model` is the transformers loader (`orthoscope eval`, `lab --base`, the interventions and
+scripts/recipes/* load through it); `load_for_scoring` (the intervention experiment) reads a small
+plain-Llama folder without transformers and anything else through `load_model`.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def load_for_scoring(source: str | Path, option: str | None = None):
     """`load_model`, or for a small plain-Llama checkpoint folder (the lab's) a `SmallLlama` and its tokenizer.
 
     Both give the same logits, greedy answers, attentions and hidden states bit for bit;
-    the small path does not import transformers (about 4 s of CPU, most of what scoring a
-    96-wide model costs). Used where a model is only scored (the intervention experiment).
+    the small path does not import transformers, whose import costs more CPU than scoring
+    a lab model (docs/benchmarks.md). Used where a model is only scored, under
+    `torch.no_grad()` (the intervention experiment).
 
     >>> from orthoscope.lab.shipped import shipped_family
     >>> type(load_for_scoring(shipped_family()["instruct"])[0]).__name__

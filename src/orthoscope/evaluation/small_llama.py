@@ -1,18 +1,21 @@
 """A small Llama checkpoint scored without importing transformers: the same logits, greedy answers and states.
 
-`transformers` costs about 4 s of CPU to import its modelling code, which for the shipped lab
-models (96 wide, 3 layers) is most of what scoring them costs. `load_small_llama` reads such a
-checkpoint (a plain Llama config, one safetensors file, a `tokenizers` tokenizer.json) into
-`SmallLlama`, which computes what `LlamaForCausalLM` computes with the same arithmetic in the same
-order (its sdpa and eager attention paths, masks, rotary embedding, RMSNorm, greedy generation with
-a cache; elementwise steps in place, which changes no value), so every score is bit for bit the one
-transformers gives (tests/evaluation/test_small_llama
-checks logits, answers, attentions and hidden states). Anything else returns None and is loaded by
-`load_model` through transformers.
+Importing transformers' modelling code costs more CPU than scoring the shipped lab models does
+(docs/benchmarks.md). `load_small_llama` reads such a checkpoint (a plain Llama config, one
+safetensors file, a `tokenizers` tokenizer.json used as it is, generation defaults that change no
+greedy answer) into `SmallLlama`, which computes what `LlamaForCausalLM` of transformers 5 computes
+with the same arithmetic in the same order (its sdpa and eager attention paths, masks, rotary
+embedding, RMSNorm, greedy generation with a cache), so every score is bit for bit the one
+transformers gives (tests/evaluation/test_small_llama checks logits, answers, attentions and hidden
+states). Anything else returns None and is loaded by `load_model` through transformers.
+
+For scoring only, under `torch.no_grad()`: elementwise steps run in place (the same values, no
+copies), which autograd cannot differentiate.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,16 @@ PLAIN_LLAMA = {"model_type": "llama", "hidden_act": "silu", "attention_bias": Fa
 TOKENIZER_KEYS = {"backend", "bos_token", "eos_token", "model_max_length", "pad_token", "tokenizer_class",
                   "unk_token", "clean_up_tokenization_spaces"}
 """tokenizer_config.json keys whose meaning `SmallTokenizer` reproduces (another key: transformers loads it)."""
+TOKENIZER_CLASSES = {None, "TokenizersBackend", "PreTrainedTokenizerFast"}
+"""tokenizer_class values that use tokenizer.json as it is (a `LlamaTokenizer` builds its own pre-tokenizer)."""
+GENERATION_IDS = {"bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"}
+"""generation_config.json ids `generate` never reads for a greedy answer given explicit pad and eos ids."""
+GENERATION_NEUTRAL = {"use_cache": True, "output_attentions": False, "output_hidden_states": False,
+                      "output_scores": False, "output_logits": False, "return_dict_in_generate": False,
+                      "do_sample": False, "num_beams": 1}
+"""Other generation_config.json keys `SmallLlama.generate` reproduces, with the one value each it does."""
+GENERATION_NOTES = {"transformers_version", "_from_model_config"}
+"""generation_config.json bookkeeping (no effect on `generate`)."""
 
 
 @dataclass
@@ -59,7 +72,7 @@ class SmallConfig:
         return cls(config["vocab_size"], config["hidden_size"], config["intermediate_size"],
                    config["num_hidden_layers"], heads, config.get("num_key_value_heads") or heads,
                    config.get("head_dim") or config["hidden_size"] // heads, float(config.get("rms_norm_eps", 1e-6)),
-                   float(rope.get("rope_theta") or 10000.0), bool(config.get("tie_word_embeddings", True)))
+                   float(rope.get("rope_theta") or 10000.0), bool(config.get("tie_word_embeddings", False)))
 
 
 def load_small_llama(folder: str | Path):
@@ -76,29 +89,63 @@ def load_small_llama(folder: str | Path):
     files = [folder / name for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")]
     if not all(path.is_file() for path in files) or any(folder.glob("*.safetensors.index.json")):
         return None
+    if not _transformers_5():
+        return None
     try:
         config = SmallConfig.read(json.loads(files[0].read_text()))
         tokenizer_config = json.loads(files[2].read_text())
-    except (ValueError, KeyError, TypeError):
+        generation = folder / "generation_config.json"
+        neutral = not generation.exists() or _neutral_generation(json.loads(generation.read_text()))
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
         return None  # transformers gives the one-line error
-    if config is None or set(tokenizer_config) - TOKENIZER_KEYS or tokenizer_config.get("backend", "tokenizers") != \
-            "tokenizers" or tokenizer_config.get("clean_up_tokenization_spaces"):
+    if config is None or not neutral or not _plain_tokenizer(tokenizer_config):
         return None
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
-    weights = load_file(str(files[3]))
     model = SmallLlama(config)
-    if config.tie_word_embeddings:
-        weights.pop("lm_head.weight", None)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        weights = load_file(str(files[3]))
+        if config.tie_word_embeddings:
+            weights.pop("lm_head.weight", None)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except (SafetensorError, RuntimeError, OSError):  # truncated file, a shape that is not the config's
+        return None
     tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
     if set(missing) - tied or unexpected or any(w.dtype != torch.float32 for w in weights.values()):
         return None
-    tokenizer = SmallTokenizer(Tokenizer.from_file(str(files[1])), tokenizer_config)
+    try:
+        core = Tokenizer.from_file(str(files[1]))
+    except Exception:  # tokenizers raises a bare Exception for a file it cannot read
+        return None
+    tokenizer = SmallTokenizer(core, tokenizer_config)
     if tokenizer.pad_token_id is None:
         return None
     return model.eval(), tokenizer
+
+
+def _transformers_5() -> bool:
+    """Whether the installed transformers is 5 or later, the release `SmallLlama` mirrors (read, not imported)."""
+    try:
+        return int(importlib.metadata.version("transformers").split(".")[0]) >= 5
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+
+
+def _plain_tokenizer(config: dict) -> bool:
+    """Whether transformers would use tokenizer.json as it is, with string special tokens `SmallTokenizer` reads."""
+    tokens = [config.get(key) for key in ("bos_token", "eos_token", "pad_token", "unk_token")]
+    return (not set(config) - TOKENIZER_KEYS and config.get("backend", "tokenizers") == "tokenizers"
+            and not config.get("clean_up_tokenization_spaces") and config.get("tokenizer_class") in TOKENIZER_CLASSES
+            and all(token is None or isinstance(token, str) for token in tokens))
+
+
+def _neutral_generation(config: dict) -> bool:
+    """Whether generation_config.json leaves transformers' greedy `generate` as `SmallLlama.generate` runs it."""
+    return all(key in GENERATION_IDS | GENERATION_NOTES or
+               (key in GENERATION_NEUTRAL and value == GENERATION_NEUTRAL[key]
+                and type(value) is type(GENERATION_NEUTRAL[key])) for key, value in config.items())
 
 
 class SmallTokenizer:
