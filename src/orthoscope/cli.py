@@ -25,6 +25,7 @@ from rich.text import Text
 
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError, os_fault, printable
+from orthoscope.metrics.levels import MONITOR_PAIR_DRAWS, PAIR_DRAWS, PAIR_MAX_DRAWS
 from orthoscope.metrics.registry import summary_columns
 from orthoscope.tuning import ENV as TUNE_ENV
 from orthoscope.tuning import freeze_for_exit, importing, tune_process
@@ -52,6 +53,9 @@ out = _Console() if sys.stdout.isatty() else _Console(width=160)
 
 INTERRUPTED = "interrupted; rerun the same command to resume"
 SUMMARY_COLUMNS = summary_columns()
+PAIR_DRAWS_HELP = (f"The most sign draws p_pair takes per matrix ({PAIR_DRAWS} to {PAIR_MAX_DRAWS}; default: as "
+                   f"many as its 10 % error needs). A cap N makes p_pair >= 1/(N+1): the monitor uses "
+                   f"{MONITOR_PAIR_DRAWS}.")
 
 
 def user_errors(command: Callable) -> Callable:
@@ -103,15 +107,13 @@ def compare(
     layers: str | None = typer.Option(None, help="Layers to analyse, e.g. 0-3,10."),
     kinds: str | None = typer.Option(None, help="Kinds to analyse, e.g. q,k,o."),
     include_embeddings: bool = typer.Option(False, "--include-embeddings", help="Also analyse embed and lm_head."),
-    metrics: str = typer.Option("all", help="all, sign-free (one SVD per matrix: scaling, asym, sym_frac) "
-                                "or metric names, e.g. a_geo,sym_frac."),
+    metrics: str = typer.Option("all", help="all, sign-free (one SVD per matrix: scaling, asym, sym_frac; "
+                                "intruders from the post's Gram) or metric names, e.g. a_geo,sym_frac."),
     precision: str = typer.Option("auto", help="SVD precision: auto, f32 or f64."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     revision: str | None = typer.Option(None, help="Hub revision of the base."),
     seed: int = typer.Option(0, help="Seed of the Gaussian null (0 to 2**32-1)."),
-    pair_draws: int | None = typer.Option(None, "--pair-draws", help="The most sign draws p_pair takes per matrix "
-                                          "(1024 to 2**20; default: as many as its 10 % error needs). A cap N "
-                                          "makes p_pair >= 1/(N+1): the monitor uses 4096."),
+    pair_draws: int | None = typer.Option(None, "--pair-draws", help=PAIR_DRAWS_HELP),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse base SVDs from the disk cache."),
     cache_dir: Path | None = typer.Option(None, help="Cache folder (default $ORTHOSCOPE_CACHE_DIR or "
                                              "~/.cache/orthoscope/svd)."),
@@ -253,16 +255,16 @@ def summary(
                                           "kind, e.g. incons,rot (`orthoscope metrics` lists them)."),
 ) -> None:
     """The bottom line (the paper's claims per post), then a compact table per post; --wide for the rest."""
-    from orthoscope.metrics.nulls import cap_note
     from orthoscope.pipeline.runfolder import RunFolder
-    from orthoscope.pipeline.summary import matrix_notes
+    from orthoscope.pipeline.summary import matrix_notes, p_pair_notes
 
     folder = RunFolder(run)
     table, stored = folder.read_run()  # any older folder read as the current schema, verdicts included
     chosen = _summary_columns(columns, table)
     verdicts = stored["verdicts"]
     _print_bottom_line(verdicts)
-    capped = cap_note((stored.get("settings") or {}).get("pair_draws") if "p_pair" in table else None)
+    settings = stored.get("settings") or {}
+    capped = p_pair_notes(settings.get("metrics") or (), settings.get("pair_draws"), table)
     for note in capped + matrix_notes(table):  # p_pair's floor; matrices with columns NaN for a reason
         out.print(f"note: {printable(note)}", soft_wrap=True, markup=False, highlight=False)
     _print_compact(verdicts)
@@ -356,8 +358,8 @@ def metrics_command(as_json: bool = typer.Option(False, "--json", help="Print th
     out.print(view)
 
 
-DEMO_EXPERIMENT_TIME = "about 6 s of CPU on one core"
-"""What the demo's intervention experiment costs (measured: docs/benchmarks.md, "demo")."""
+DEMO_EXPERIMENT_TIME = "a few seconds of CPU: docs/benchmarks.md, demo"
+"""What the demo's intervention experiment costs, in words (the measured figure is in docs/benchmarks.md)."""
 
 
 @app.command()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from orthoscope.kernels import lapack
 from orthoscope.kernels.lapack import values_and_top
 
 
@@ -43,5 +44,33 @@ def test_out_of_range_entries_left_to_eigh():
 
 
 def test_one_by_one_left_to_eigh():
-    """A 1 x 1 Gram (a rank-1 expert router, a 1-wide matrix) has no off-diagonal for dsterf: eigh takes it."""
+    """A 1 x 1 Gram (of a matrix with one row or one column, e.g. Qwen2-MoE's shared_expert_gate, 1 x hidden) has
+    no off-diagonal for dsterf: eigh takes it."""
     assert values_and_top(np.array([[4.0]]), 1) is None
+
+
+@pytest.fixture
+def fresh_dormtr():
+    lapack._dormtr.cache_clear()
+    yield
+    lapack._dormtr.cache_clear()
+
+
+def test_a_scipy_without_dormtr_left_to_eigh(monkeypatch, fresh_dormtr):
+    import scipy.linalg.cython_lapack as cython_lapack
+
+    X = np.random.default_rng(2).standard_normal((20, 8))
+    A = np.asfortranarray(X.T @ X)
+    assert values_and_top(A, 2) is not None
+    monkeypatch.setattr(cython_lapack, "__pyx_capi__", {})
+    lapack._dormtr.cache_clear()
+    assert lapack._dormtr() is None and values_and_top(A, 2) is None
+
+
+def test_other_errors_of_the_reflectors_raise(monkeypatch):
+    def broken(*args):
+        raise ValueError("not a missing capsule")
+
+    monkeypatch.setattr(lapack, "_dormtr", lambda: broken)
+    with pytest.raises(ValueError, match="not a missing capsule"):
+        values_and_top(np.diag([3.0, 2.0, 1.0]) + 0.1, 1)

@@ -3,16 +3,25 @@ settings and keys of a run, and refused with one line where it is not a count of
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import orthoscope
 from orthoscope.errors import OrthoscopeError
 from orthoscope.metrics import nulls, pairing
+from orthoscope.metrics.levels import Q_BH
 from orthoscope.metrics.nulls import MONITOR_PAIR_DRAWS, PAIR_DRAWS, pair_tail
 from orthoscope.pipeline import CompareOptions
+from orthoscope.pipeline.precision import resolve_precision
+from orthoscope.pipeline.run import settings_key
+from orthoscope.pipeline.runfolder import RunFolder
+from orthoscope.pipeline.summary import p_pair_notes
+from orthoscope.pipeline.work import Settings
+from orthoscope.verdicts.stats import bh_reject
 from tests.helpers import orthonormal
 
 
@@ -127,9 +136,71 @@ def test_runs_with_other_caps_share_no_results(planted_pair, tmp_path):
     orthoscope.compare(base, {"p": post}, folder, metrics="p_pair", pair_draws=4096, cache=False, progress=False)
     with pytest.raises(OrthoscopeError, match="holds a run of other inputs or settings"):
         orthoscope.compare(base, {"p": post}, folder, metrics="p_pair", cache=False, progress=False)
-    rerun = orthoscope.compare(base, {"p": post}, folder, metrics="p_pair", pair_draws=8192, cache=False,
-                               progress=False, overwrite=True)
-    assert rerun.summary["resumed"] == 0
-    again = orthoscope.compare(base, {"p": post}, folder, metrics="p_pair", pair_draws=8192, cache=False,
+    # a result stored under one cap's key is found under that key only (overwrite=True would clear the folder)
+    opts = CompareOptions(metrics="p_pair", pair_draws=4096)
+    made = Settings(resolve_precision(opts.precision, opts.metrics), "cpu", 0, opts.metrics, pair_draws=4096)
+    stored = RunFolder(folder)
+    assert stored.load_part("p", NAME, settings_key(made)) is not None
+    for other in (8192, None):
+        assert stored.load_part("p", NAME, settings_key(replace(made, pair_draws=other))) is None
+    again = orthoscope.compare(base, {"p": post}, folder, metrics="p_pair", pair_draws=4096, cache=False,
                                progress=False)
     assert again.summary["resumed"] == 2  # the same cap reuses its results
+
+
+@pytest.mark.parametrize("cap", [1024, 4096])
+def test_the_cap_note_names_each_post_bh_cannot_reach_one_matrix_at_a_time(cap):
+    """The smallest k the note gives is BH's own: k matrices at the floor 1/(N + 1) among m, the rest at 1,
+    flag nothing below k and all k from it on (bh_reject at the verdicts' Q_BH)."""
+    floor = 1 / (cap + 1)
+
+    def fewest(m: int) -> int:
+        return next(k for k in range(1, m + 1) if bh_reject(np.r_[np.full(k, floor), np.ones(m - k)], Q_BH).any())
+
+    limit = math.floor(Q_BH * (cap + 1))  # the most changed matrices of a post BH can flag one at a time
+    sizes = {"one": limit, "two": limit + 1, "many": 560, "huge": 3000}
+    notes = nulls.cap_note(cap, sizes)
+    assert f"(q = {Q_BH:g})" in notes[0] and f"at most {limit} k changed ones" in notes[0]
+    assert [note.split(":")[0] for note in notes[1:]] == [p for p, m in sizes.items() if fewest(m) > 1]
+    for note in notes[1:]:
+        m = sizes[note.split(":")[0]]
+        assert f"with {m} changed matrices BH can flag this post's matrices only {fewest(m)} or more" in note
+
+
+def test_run_notes_count_each_posts_matrices_with_a_p_pair():
+    table = pd.DataFrame({"post": ["sft"] * 600 + ["dpo"] * 10,
+                          "p_pair": [0.5] * 560 + [float("nan")] * 40 + [0.01] * 10})
+    notes = p_pair_notes(["p_pair", "sym_frac"], 4096, table)
+    assert notes[1:] == ["sft: p_pair capped at 4096 draws: with 560 changed matrices BH can flag this post's "
+                         "matrices only 3 or more at a time"]
+    assert p_pair_notes(["sym_frac"], 4096, table) == [] and p_pair_notes(["p_pair"], None, table) == []
+
+
+def test_no_cap_is_recorded_without_p_pair(planted_pair, tmp_path):
+    assert CompareOptions(metrics="sym_frac,a_geo", pair_draws=4096).pair_draws is None
+    assert CompareOptions(metrics="p_pair", pair_draws=4096).pair_draws == 4096
+    with pytest.raises(OrthoscopeError, match="--pair-draws"):  # still checked where unused
+        CompareOptions(metrics="sym_frac", pair_draws=100)
+    base, post = planted_pair
+    orthoscope.Monitor(base, tmp_path / "m", metrics="sym_frac", cache=False).measure(post, step=1)
+    run = json.loads((tmp_path / "m" / "run.json").read_text())
+    assert "pair_draws" not in run["settings"]
+    # the same folder is not refused by a monitor without p_pair told no cap (compare's rule)
+    orthoscope.Monitor(base, tmp_path / "m", metrics="sym_frac", pair_draws=None, cache=False).measure(post, step=2)
+
+
+def test_summary_prints_the_cap_note_only_where_p_pair_was_computed(planted_pair, tmp_path):
+    from typer.testing import CliRunner
+
+    from orthoscope.cli import app
+
+    base, post = planted_pair
+    for metrics in ("p_pair", "sym_frac"):
+        folder = tmp_path / metrics
+        orthoscope.compare(base, {"p": post}, folder, metrics=metrics, pair_draws=4096, cache=False, progress=False)
+        stored = json.loads((folder / "summary.json").read_text())
+        stored["settings"]["pair_draws"] = 4096  # as a folder written before a cap left runs without p_pair
+        (folder / "summary.json").write_text(json.dumps(stored))
+        shown = CliRunner().invoke(app, ["summary", str(folder)], env={"COLUMNS": "400"})
+        assert shown.exit_code == 0, shown.output
+        assert ("note: p_pair capped at 4096 sign draws" in shown.output) == (metrics == "p_pair"), shown.output

@@ -17,6 +17,7 @@ def test_device_matches_cpu_float64(planted, device, metrics):
                                cache=False).table
     for column in ("a_geo", "disp", "asym", "sym_frac", "sym_frac_null"):
         assert table[column].to_numpy() == pytest.approx(reference[column].to_numpy(), abs=1e-4), column
+    assert table.intruders.tolist() == reference.intruders.tolist()  # counts: exact (the post's Gram, float64)
     if metrics == "all":
         assert table.incons.to_numpy() == pytest.approx(reference.incons.to_numpy(), abs=1e-4)
 

@@ -40,8 +40,9 @@ def values_and_top(A: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray] | N
     from scipy.linalg import lapack
 
     n = A.shape[0]
-    largest = float(np.max(np.abs(A))) if A.size else 0.0
-    if not (_SAFE_LOW < largest < _SAFE_HIGH) or not 0 < top <= n or n < 2:
+    largest = float(max(A.max(), -A.min())) if A.size else 0.0  # max |A_ij| without an n x n temporary
+    dormtr = _dormtr()
+    if not (_SAFE_LOW < largest < _SAFE_HIGH) or not 0 < top <= n or n < 2 or dormtr is None:
         return None
     lwork = int(lapack.dsytrd_lwork(n, lower=1)[0])  # the optimal (blocked) workspace, as dsyev's query gives it
     reflectors, d, e, tau, info = lapack.dsytrd(A, lower=1, lwork=lwork)
@@ -57,19 +58,14 @@ def values_and_top(A: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray] | N
     if info != 0:
         return None
     Z = np.asfortranarray(Z[:, :top])
-    try:
-        applied = _apply_reflectors(np.asfortranarray(reflectors), tau, Z)
-    except (AttributeError, KeyError, ValueError):  # a scipy whose cython_lapack exports no dormtr
-        return None
-    if not applied:
+    if not _apply_reflectors(dormtr, np.asfortranarray(reflectors), tau, Z):
         return None
     order = np.argsort(w[:top], kind="stable")  # dstebz orders by split block; dsyevr sorts ascending
     return values, Z[:, order]
 
 
-def _apply_reflectors(reflectors: np.ndarray, tau: np.ndarray, Z: np.ndarray) -> bool:
+def _apply_reflectors(dormtr, reflectors: np.ndarray, tau: np.ndarray, Z: np.ndarray) -> bool:
     """Z <- Q Z in place, Q from `dsytrd`'s lower-triangle reflectors (LAPACK's dormtr 'L', 'L', 'N')."""
-    dormtr = _dormtr()
     n, k = Z.shape
     c = ctypes.c_char
     args = [ctypes.byref(c(b"L")), ctypes.byref(c(b"L")), ctypes.byref(c(b"N")), _int(n), _int(k),
@@ -92,10 +88,14 @@ def _ptr(array: np.ndarray):
 
 @functools.cache
 def _dormtr():
-    """LAPACK's dormtr from the pointer scipy.linalg.cython_lapack exports (the library scipy's other calls use)."""
-    import scipy.linalg.cython_lapack as cython_lapack
+    """LAPACK's dormtr from the pointer scipy.linalg.cython_lapack exports (the library scipy's other calls use);
+    None where that scipy exports none."""
+    try:
+        import scipy.linalg.cython_lapack as cython_lapack
 
-    capsule = cython_lapack.__pyx_capi__["dormtr"]
+        capsule = cython_lapack.__pyx_capi__["dormtr"]
+    except (ImportError, AttributeError, KeyError):
+        return None
     name = ctypes.pythonapi.PyCapsule_GetName
     name.restype, name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     pointer = ctypes.pythonapi.PyCapsule_GetPointer

@@ -127,8 +127,11 @@ def _spectrum(W: torch.Tensor, device: torch.device | str, top: int) -> tuple[to
     else:
         tall = W.double().T if W.shape[0] < W.shape[1] else W.double()
         gram = tall.T @ tall
-        gram_values = torch.linalg.eigvalsh(gram)
-        vectors = torch.linalg.eigh(gram)[1][:, gram.shape[0] - top:] if top else None
+        if top:  # one eigensolve gives both
+            gram_values, every = torch.linalg.eigh(gram)
+            vectors = every[:, gram.shape[0] - top:]
+        else:
+            gram_values, vectors = torch.linalg.eigvalsh(gram), None
     eigenvalues = gram_values.flip(0).clamp(min=0)
     vectors = vectors.flip(1) if vectors is not None else None
     largest = eigenvalues[0]

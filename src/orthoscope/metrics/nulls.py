@@ -28,19 +28,18 @@ import torch
 from scipy import special
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.metrics.levels import MONITOR_PAIR_DRAWS, PAIR_DRAWS, PAIR_MAX_DRAWS, Q_BH  # noqa: F401 - re-exported
 
 # Sequential sign draws for p_pair: PAIR_DRAWS first, then up to 4x more per round, until one of
 #   PAIR_HITS draws at or beyond T       (relative standard error sqrt((1 - p) / hits) <= 10 %),
 #   p surely above PAIR_P_HIGH or below PAIR_P_LOW (Clopper-Pearson, PAIR_CONFIDENCE two-sided),
 #   PAIR_MAX_DRAWS draws                  (reached only where p is near PAIR_P_LOW: about 100 hits).
-PAIR_DRAWS = 1024
+# (PAIR_DRAWS, PAIR_MAX_DRAWS and the Monitor's cap MONITOR_PAIR_DRAWS are in the leaf `metrics.levels`.)
 PAIR_HITS = 100
 PAIR_P_HIGH = 0.05
 PAIR_P_LOW = 1e-4
 PAIR_CONFIDENCE = 0.99
-PAIR_MAX_DRAWS = 2**20
 # `cap` (--pair-draws): the most draws the rule may take, PAIR_DRAWS to PAIR_MAX_DRAWS; None is the rule above
-MONITOR_PAIR_DRAWS = 4096  # the Monitor's cap (SPEC's count): p >= 1/4097, BH at q = 0.05 still flags one among ~200
 _CHUNK = 2**22  # draws x r random signs per call of the generator (the draws' stream depends on it)
 _BLOCK = 2**19  # draws x r entries per float32 product (2 MiB)
 
@@ -290,19 +289,30 @@ def check_cap(cap: object) -> int | None:
     return int(cap)
 
 
-def cap_note(cap: int | None) -> list[str]:
-    """The run's note on a capped p_pair ([] without a cap): its floor, and what BH can still find.
+def cap_note(cap: int | None, changed: dict[str, int] | None = None) -> list[str]:
+    """The run's notes on a capped p_pair ([] without a cap): its floor, and what BH (q = Q_BH) can still find.
 
-    >>> print(cap_note(4096)[0])  # doctest: +NORMALIZE_WHITESPACE
+    `changed`: {post: its number m of changed matrices (those with a p_pair, BH's family)}. p_pair >= 1/(N + 1)
+    under a cap N, so BH flags k of m matrices only if 1/(N + 1) <= k q / m: a post with m > q (N + 1) gets
+    a line saying that it needs ceil(m / (q (N + 1))) matrices flagged at once.
+
+    >>> print("\\n".join(cap_note(4096, {"dpo": 100, "sft": 560})))  # doctest: +NORMALIZE_WHITESPACE
     p_pair capped at 4096 sign draws per matrix (--pair-draws): p_pair >= 1/4097 = 2.4e-04, so BH (q = 0.05)
     flags k matrices of a post only if it has at most 204 k changed ones
+    sft: p_pair capped at 4096 draws: with 560 changed matrices BH can flag this post's matrices only 3 or more
+    at a time
     """
     if cap is None:
         return []
     floor = 1 / (1 + cap)
-    return [f"p_pair capped at {cap} sign draws per matrix (--pair-draws): p_pair >= 1/{cap + 1} = {floor:.1e}, "
-            f"so BH (q = 0.05) flags k matrices of a post only if it has at most {math.floor(0.05 / floor)} k "
-            "changed ones"]
+    notes = [f"p_pair capped at {cap} sign draws per matrix (--pair-draws): p_pair >= 1/{cap + 1} = {floor:.1e}, "
+             f"so BH (q = {Q_BH:g}) flags k matrices of a post only if it has at most {math.floor(Q_BH / floor)} k "
+             "changed ones"]
+    for post, m in (changed or {}).items():
+        if m > Q_BH * (cap + 1):
+            notes.append(f"{post}: p_pair capped at {cap} draws: with {m} changed matrices BH can flag this post's "
+                         f"matrices only {math.ceil(m / (Q_BH * (cap + 1)))} or more at a time")
+    return notes
 
 
 def gauss_params(r: int) -> tuple[float, float]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from orthoscope.metrics.nulls import MONITOR_PAIR_DRAWS  # noqa: F401 - re-exported: the cap on p_pair's draws
+from orthoscope.metrics.nulls import MONITOR_PAIR_DRAWS
 from orthoscope.metrics.registry import sign_free
 from orthoscope.monitor.live import MonitorError, live_checkpoint, snapshot
 from orthoscope.monitor.series import Job, Series
@@ -44,11 +44,12 @@ from orthoscope.sources.memory import MemoryTensors
 
 log = logging.getLogger("orthoscope.monitor")
 
-MONITOR_METRICS = sign_free() | {"intruders"}
-"""The default set: the one-SVD route (rel_delta, a_geo, disp, z_pair and its p_pair, whose BH count the
-rotation verdict rests on; p_gauss) and `intruders` (from the post's Gram: no post SVD). p_pair's sign
-draws are the costliest column on small matrices (see docs/benchmarks.md); a monitor that must be cheaper
-can pass `metrics=MONITOR_METRICS - {"p_pair"}` (BH counts then from p_gauss, no rotation verdict)."""
+MONITOR_METRICS = sign_free()
+"""The default set: the sign-free columns, all from the one-SVD route (rel_delta, a_geo, disp, z_pair and
+its p_pair, whose BH count the rotation verdict rests on; p_gauss; `intruders` from the post's Gram: no
+post SVD). p_pair's sign draws are the costliest column on small matrices (see docs/benchmarks.md); a
+monitor that must be cheaper can pass `metrics=MONITOR_METRICS - {"p_pair"}` (BH counts then from
+p_gauss, no rotation verdict)."""
 
 
 class Monitor:

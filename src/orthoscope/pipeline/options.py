@@ -54,7 +54,7 @@ class CompareOptions:
     executor: Executor | str = "local"
     control: str | None = None
     overwrite: bool = False
-    pair_draws: int | None = None  # the most sign draws p_pair may take (None: its stated-error rule)
+    pair_draws: int | None = None  # the most sign draws p_pair may take (None: its stated-error rule; or no p_pair)
 
     def __post_init__(self) -> None:
         put = object.__setattr__.__get__(self)  # frozen: normalise in place once
@@ -71,7 +71,8 @@ class CompareOptions:
             put("executor", make_executor(self.executor))
         if self.control is not None and (not isinstance(self.control, str) or not self.control):
             raise OrthoscopeError(f"--control must name a post, not {self.control!r}")
-        put("pair_draws", check_cap(self.pair_draws))
+        cap = check_cap(self.pair_draws)  # validated even where unused; kept only where p_pair is computed, so a
+        put("pair_draws", cap if "p_pair" in self.metrics else None)  # run without it records no cap
 
     def cache_limit(self) -> float | None:
         """The limit in GiB this run uses (argument, else $ORTHOSCOPE_CACHE_LIMIT, else 20); None without cache."""

@@ -15,7 +15,6 @@ import torch
 
 from orthoscope._version import __version__
 from orthoscope.errors import OrthoscopeError
-from orthoscope.metrics.nulls import cap_note
 from orthoscope.metrics.registry import needs_post_svd
 from orthoscope.pipeline.cache import default_dir
 from orthoscope.pipeline.options import CompareOptions, metrics_label, selection
@@ -31,6 +30,7 @@ from orthoscope.pipeline.summary import (
     change_notes,
     empty_table,
     matrix_notes,
+    p_pair_notes,
     unchanged_counts,
 )
 from orthoscope.pipeline.work import Job, JobResult, Settings
@@ -319,7 +319,8 @@ def summarize(table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], *, 
         "cache": cache if settings.cache else None,
         "matrices": matrices,
         "resumed": resumed,
-        "notes": notes + p_pair_notes(settings) + change_notes(table) + matrix_notes(table),
+        "notes": (notes + p_pair_notes(settings.metrics, settings.pair_draws, table) + change_notes(table)
+                  + matrix_notes(table)),
         "skipped": skipped,
         "unchanged": unchanged_counts(table),
         "per_kind": aggregate(table, "kind"),
@@ -328,11 +329,6 @@ def summarize(table: pd.DataFrame, pairs: pd.DataFrame, skipped: list[dict], *, 
         "verdicts": compute_verdicts(table, control, metrics_label(settings.metrics)),
         "seconds": round(seconds, 3),
     }
-
-
-def p_pair_notes(settings: Settings) -> list[str]:
-    """The note on p_pair's cap where the run computed p_pair with one."""
-    return cap_note(settings.pair_draws) if "p_pair" in settings.metrics else []
 
 
 def _cache_folder(settings: Settings) -> str | None:

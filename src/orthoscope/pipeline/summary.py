@@ -9,6 +9,7 @@ rotation to measure); every group also counts its `unchanged` and
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,25 @@ def matrix_notes(table: pd.DataFrame) -> list[str]:
         notes.append(f"{post}: {many} (the note column of metrics.csv): {'e.g. ' if len(frame) > 1 else ''}"
                      f"{first['name']}: {first[NOTE]}")
     return notes
+
+
+def p_pair_notes(metrics: Iterable[str], pair_draws: int | None, table: pd.DataFrame) -> list[str]:
+    """The notes on p_pair's draw cap (`metrics.nulls.cap_note`) where the run computed p_pair with one: from
+    its settings' metrics and cap, each post's changed matrices (those with a p_pair) counted in `table`.
+
+    >>> table = pd.DataFrame({"post": ["p"] * 3, "p_pair": [0.5, 0.01, float("nan")]})
+    >>> p_pair_notes(["sym_frac"], 4096, table), len(p_pair_notes(["p_pair"], 4096, table))
+    ([], 1)
+    """
+    if "p_pair" not in metrics or pair_draws is None:
+        return []
+    from orthoscope.metrics.nulls import cap_note  # torch and scipy: only for a capped run
+
+    changed = {}
+    if "p_pair" in table and not table.empty:
+        found = pd.to_numeric(table["p_pair"], errors="coerce").notna()
+        changed = {str(post): int(n) for post, n in found.groupby(table["post"], sort=False).sum().items()}
+    return cap_note(pair_draws, changed)
 
 
 def cast_columns(table: pd.DataFrame) -> pd.DataFrame:

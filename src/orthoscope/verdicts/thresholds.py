@@ -6,10 +6,9 @@ sentence rested on. Changing one changes the words, never the numbers.
 
 from __future__ import annotations
 
-Q_BH = 0.05
-"""False discovery rate of the Benjamini-Hochberg procedure applied to `p_pair` (and `p_gauss`) over
-the usable matrices of one post (one family per post); a kind counts the post's discoveries among its
-matrices, so the kinds' counts add up to the post's."""
+# False discovery rate of Benjamini-Hochberg over one post's usable matrices (defined in the leaf
+# `metrics.levels`, so the note on p_pair's draw cap uses the same level)
+from orthoscope.metrics.levels import Q_BH
 
 CONSISTENT_SHARE = 0.5
 """'Consistent rotations' needs at least this share of the usable matrices BH-significant under the
