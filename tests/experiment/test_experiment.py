@@ -18,10 +18,14 @@ CONDITIONS = [
 def test_experiment_table_controls_intervals_plot_and_resume(tmp_path, monkeypatch):
     family = shipped_family()
     # one layer, a square (o), a GQA (k: 48 x 96) and a tall (gate: 288 x 96) matrix
+    lines = []
     kwargs = dict(grid=(0.9, 1.1), tasks=["lab-facts"], limit=4, text=TEXT, layers={0}, kinds={"o", "k", "gate"},
-                  log=lambda m: None)
+                  log=lines.append)
     table = run_experiment(family["base"], family["instruct"], tmp_path / "exp", **kwargs)
     assert list(table.condition) == CONDITIONS
+    # the one condition whose weights are another's says so in its log line
+    assert [line.split()[0] for line in lines if "scores reused" in line] == ["interpolate@1"]
+    assert next(line for line in lines if "scores reused" in line).endswith("(same weights as post: scores reused)")
     by = table.set_index("condition")
     # the geodesic ends at the post model on every shape
     assert by.loc["interpolate@1", "ppl"] == pytest.approx(by.loc["post", "ppl"], rel=1e-5)

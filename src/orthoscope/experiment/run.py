@@ -128,14 +128,17 @@ def _run_conditions(folder: ExperimentFolder, plan, post, ops: list[Op | None], 
                    "scale": _setting(op, "scale"), "t": _setting(op, "t")}
             digest = _weights_digest(model, plan)
             if digest not in scored:  # interpolate@1 is the post model bit for bit
-                scored[digest] = _evaluate(model, tokenizer, evaluation, probe, reference)
-            row.update(scored[digest])
+                scored[digest] = label, _evaluate(model, tokenizer, evaluation, probe, reference)
+            first, scores = scored[digest]
+            row.update(scores)
         row.update(_medians(diagnostics))
         row["seconds"] = round(time.time() - started, 2)
         folder.save_condition(label, condition_key, row)
         rows.append(row)
+        reused = "" if first == label else f"  (same weights as {first}: scores reused)"
         log(f"  {label:18s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()
-                                          if isinstance(v, float) and ":" not in k and k not in ("t", "scale")))
+                                          if isinstance(v, float) and ":" not in k and k not in ("t", "scale"))
+            + reused)
     return pd.DataFrame(rows)
 
 
