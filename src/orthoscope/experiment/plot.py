@@ -210,8 +210,8 @@ def _dots(ax, table: pd.DataFrame, rows: list[Row], score: str, first: bool) -> 
         values = by.loc[names, score].astype(float).to_numpy()
         if score in intervals:
             _, lo, hi = intervals[score]
-            xerr = [np.maximum(0.0, values - by.loc[names, lo].to_numpy(float)),
-                    np.maximum(0.0, by.loc[names, hi].to_numpy(float) - values)]
+            xerr = [np.fmax(0.0, values - by.loc[names, lo].to_numpy(float)),  # no interval: zero-width caps
+                    np.fmax(0.0, by.loc[names, hi].to_numpy(float) - values)]
             ax.errorbar(values, ys, xerr=xerr, fmt="o", color=colour, ms=4, capsize=2, lw=1)
         else:
             ax.plot(values, ys, "o", color=colour, ms=4)
