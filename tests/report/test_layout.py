@@ -16,6 +16,7 @@ from scipy.stats import false_discovery_control
 from orthoscope.report.grids import RATIO_BINS
 from orthoscope.verdicts.bottom import GLOSSARY, PAPER, bottom_line
 from tests.report.test_pages import figure_data, figure_layout, figures
+from tests.report.test_report import stop_browsers
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
@@ -44,13 +45,17 @@ def layouts(family_run, tmp_path_factory) -> dict:
     profiles = tmp_path_factory.mktemp("chromium")
     page = (family_run / "report.html").read_text()
     browsers = {}
-    for width in WIDTHS:
-        probe = family_run / f"probe-{width}.html"
-        probe.write_text(page.replace("</body>", f"<script>{CHECK_JS.read_text()}</script></body>"))
-        browsers[width] = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profiles / f'profile-{width}'}",
-                                            f"--window-size={width},800", "--virtual-time-budget=10000", "--dump-dom",
-                                            probe.as_uri()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return {width: measured(browser) for width, browser in browsers.items()}
+    try:
+        for width in WIDTHS:
+            probe = family_run / f"probe-{width}.html"
+            probe.write_text(page.replace("</body>", f"<script>{CHECK_JS.read_text()}</script></body>"))
+            browsers[width] = subprocess.Popen(
+                [CHROMIUM, *FLAGS, f"--user-data-dir={profiles / f'profile-{width}'}", f"--window-size={width},800",
+                 "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        return {width: measured(browser) for width, browser in browsers.items()}
+    finally:  # a failed assertion or a timeout in one leaves no other browser behind
+        stop_browsers(list(browsers.values()))
 
 
 def measured(browser: subprocess.Popen) -> dict:

@@ -1,7 +1,9 @@
 """The report: one self-contained page and PNGs; rendered in a real headless Chromium."""
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -56,21 +58,34 @@ def test_report_renders_in_headless_chromium_without_console_errors(run_folder, 
     # the two browsers run at the same time (most of a headless start is waiting), each with its own profile
     dom = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
                             "--v=0", "--virtual-time-budget=15000", "--dump-dom", url],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    shot = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}",
-                             "--window-size=1280,3000", "--virtual-time-budget=15000", f"--screenshot={tall}", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    dom_stdout, dom_stderr = dom.communicate(timeout=120)
-    console = [line for line in dom_stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-    assert console == []
-    drawn = (run_folder / "report.html").read_text().count('class="plotly-graph-div"')
-    assert dom_stdout.count('class="main-svg"') >= drawn >= 6  # plotly drew every figure
-    assert "Scaling: near-uniform" in dom_stdout and "Bottom line" in dom_stdout
-    shot_stderr = shot.communicate(timeout=120)[1]
-    assert shot.returncode == 0, shot_stderr[-2000:]
-    pixels = matplotlib.image.imread(tall)[..., :3]
-    top = pixels[:800]
-    assert (top.max(axis=2) < 0.3).mean() > 0.01  # the first screen is text (the bottom line), not blank
-    red = (pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.45) & (pixels[..., 2] < 0.45)
-    blue = (pixels[..., 2] > 0.6) & (pixels[..., 0] < 0.45)
-    assert red.sum() + blue.sum() > 2000  # the heatmaps' cells (rel_delta, z_pair) are on screen
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    browsers = [dom]
+    try:
+        shot = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}",
+                                 "--window-size=1280,3000", "--virtual-time-budget=15000", f"--screenshot={tall}", url],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        browsers.append(shot)
+        dom_stdout, dom_stderr = dom.communicate(timeout=120)
+        console = [line for line in dom_stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+        assert console == []
+        drawn = (run_folder / "report.html").read_text().count('class="plotly-graph-div"')
+        assert dom_stdout.count('class="main-svg"') >= drawn >= 6  # plotly drew every figure
+        assert "Scaling: near-uniform" in dom_stdout and "Bottom line" in dom_stdout
+        shot_stderr = shot.communicate(timeout=120)[1]
+        assert shot.returncode == 0, shot_stderr[-2000:]
+        pixels = matplotlib.image.imread(tall)[..., :3]
+        top = pixels[:800]
+        assert (top.max(axis=2) < 0.3).mean() > 0.01  # the first screen is text (the bottom line), not blank
+        red = (pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.45) & (pixels[..., 2] < 0.45)
+        blue = (pixels[..., 2] > 0.6) & (pixels[..., 0] < 0.45)
+        assert red.sum() + blue.sum() > 2000  # the heatmaps' cells (rel_delta, z_pair) are on screen
+    finally:  # a failed assertion or a timeout leaves no browser behind
+        stop_browsers(browsers)
+
+
+def stop_browsers(browsers: list[subprocess.Popen]) -> None:
+    """Kill each browser still running, with its children (each was started in a session of its own)."""
+    for browser in browsers:
+        if browser.poll() is None:
+            os.killpg(browser.pid, signal.SIGKILL)
+            browser.communicate()
