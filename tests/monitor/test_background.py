@@ -1,5 +1,6 @@
 """Monitor(background=True): the analysis in a worker process gives the in-line numbers, in order, and never
-stops training (a failed step, a full disk, a killed worker are warnings); no process outlives its monitor."""
+stops training (a failed step, a full disk, a killed worker are warnings); an idle worker serves the next
+monitor; none outlives the training."""
 
 import logging
 import os
@@ -64,12 +65,47 @@ def test_background_numbers_equal_in_line_ones_and_an_after_the_fact_compare(bas
     assert background.counts == inline.counts and background.notes == inline.notes
 
 
-def test_steps_arrive_in_order_and_close_ends_the_process(both):
+def test_steps_arrive_in_order_and_close_lets_the_process_go(both):
     *_, background, futures, arrived, process = both
     assert arrived == list(STEPS) and all(f.done() for f in futures.values())
     assert [r.step for r in (f.result() for f in futures.values())] == list(STEPS)
-    assert background.worker.process is None and process.returncode == 0 and background.seconds > 0
+    assert background.worker.process is None and background.seconds > 0
     assert background.worker.cpu_seconds > 0  # the worker's own count, start-up included
+    assert process.returncode == 0 or process.poll() is None  # ended, or idle as the spare (or a later test's)
+
+
+def test_the_next_monitor_takes_the_idle_process_and_it_ends_with_end_spares(base_folder, tmp_path):
+    worker_module.end_spares()  # a spare another test let go would make the first start-up free too
+    weights = {UP: torch.ones(16, 8)}
+    first = Monitor(dict(weights), None, background=True, metrics={"rel_delta"})
+    process = first.worker.process
+    weights[UP] = weights[UP] * 1.5
+    assert first.measure(weights, 1).result().table.rel_delta.item() == pytest.approx(0.5)
+    first.close()
+    assert process.poll() is None  # idle, kept for the next monitor
+    second = Monitor(base_folder, tmp_path / "second", background=True)
+    assert second.worker.process is process  # no start-up
+    model = tiny_llama()
+    train_steps(model, 1, seed=7)
+    result = second.measure(model, 4).result()
+    second.close()
+    inline = Monitor(base_folder, None).measure(model, 4)
+    np.testing.assert_allclose(numbers(result.table).to_numpy(), numbers(inline.table).to_numpy(), rtol=1e-6,
+                               atol=1e-6, equal_nan=True)  # a fresh series: nothing of the first one's
+    assert second.worker.start_cpu_seconds < first.worker.start_cpu_seconds  # counted from when it was taken
+    worker_module.end_spares()
+    assert process.returncode == 0
+
+
+def test_an_idle_process_ends_by_itself(monkeypatch):
+    worker_module.end_spares()
+    monkeypatch.setattr(worker_module, "IDLE_SECONDS", 0.5)
+    monitor = Monitor({UP: torch.ones(16, 8)}, None, background=True, metrics={"rel_delta"})
+    process = monitor.worker.process
+    monitor.measure({UP: torch.full((16, 8), 2.0)}, 1).result()
+    monitor.close()
+    assert process.wait(timeout=30) == 0  # no new series within IDLE_SECONDS: it ended on its own
+    assert worker_module._take_spare() is None  # and is not taken: it was not alive
 
 
 @pytest.fixture
@@ -119,7 +155,8 @@ child.main()
 
 
 def test_a_failed_step_and_a_full_disk_in_the_worker_are_warnings(base_folder, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(worker_module, "child_command", lambda: [sys.executable, "-c", FAULTY])
+    worker_module.end_spares()  # else the monitor would take an idle worker, not this one
+    monkeypatch.setattr(worker_module, "child_command", lambda: [sys.executable, "-c", FAULTY])  # waits 0 s idle
     model = tiny_llama()
     futures = []
     with caplog.at_level(logging.WARNING, logger="orthoscope.monitor"):
@@ -204,3 +241,17 @@ def test_a_script_without_a_main_guard_runs_once_and_its_worker_outlives_ctrl_c_
         time.sleep(0.1)
     assert not _alive(pid)
     assert list(RunFolder(tmp_path / "run").read_table().post)[:1] == ["step-1"]
+
+
+def test_a_monitor_in_another_working_folder_starts_its_own_process(tmp_path, monkeypatch):
+    """A relative output folder means the caller's working folder: an idle worker started elsewhere is not taken."""
+    worker_module.end_spares()
+    first = Monitor({UP: torch.ones(16, 8)}, None, background=True, metrics={"rel_delta"})
+    first.close()
+    monkeypatch.chdir(tmp_path)
+    second = Monitor({UP: torch.ones(16, 8)}, "run", background=True, metrics={"rel_delta"})
+    assert second.worker.process is not first.worker.links[0].process
+    second.measure({UP: torch.full((16, 8), 2.0)}, 1).result()
+    second.close()
+    assert RunFolder(tmp_path / "run").read_table().rel_delta.item() == pytest.approx(1.0)
+    worker_module.end_spares()

@@ -3,7 +3,9 @@
 It reads an authkey on stdin, listens on a local socket whose address it writes on stdout,
 and serves the one monitor that connects: first the series' recipe (`series.Recipe`), then one
 job per step (`series.Job`), each analysed in order (`Series.run`) and answered with its
-StepResult (None if it failed) and the series' state; a None job ends it. Its log records at the
+StepResult (None if it failed) and the series' state; a None job ends the series. It then waits,
+idle, up to the seconds given as its argument for the next series' recipe on the same connection
+(the caller's next monitor, see `worker.IDLE_SECONDS`), and ends if none comes. Its log records at the
 monitor's level go back to the monitor, which logs them. It runs torch at one thread, tuned
 (`orthoscope.tuning`: its own process), and exits when its stdin closes: the monitor's process
 ended, however it ended.
@@ -23,6 +25,7 @@ from orthoscope.monitor.worker import ADDRESS
 
 
 def main() -> None:
+    idle = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
     _idle_priority()
     line = b""
     while not line.endswith(b"\n"):  # the key, read from the file descriptor itself (see _exit_with_parent)
@@ -37,7 +40,7 @@ def main() -> None:
         threading.Thread(target=_exit_with_parent, daemon=True).start()
         conn = listener.accept()
     os.dup2(2, 1)  # later prints go to stderr (the monitor read the address and closed its end)
-    serve(conn)
+    serve(conn, idle)
 
 
 def _idle_priority() -> None:
@@ -59,8 +62,9 @@ def _exit_with_parent() -> None:
     os._exit(0)
 
 
-def serve(conn) -> None:
-    """Analyse the steps `conn` brings until a None job or the end of the connection."""
+def serve(conn, idle: float = 0.0) -> None:
+    """Analyse the series `conn` brings, one after the other, until the connection ends or no new series
+    comes within `idle` seconds of the last one's end."""
     import torch
 
     from orthoscope.monitor.channel import receive, send
@@ -74,26 +78,37 @@ def serve(conn) -> None:
         with sending:
             send(conn, message)
 
-    recipe = receive(conn)
-    _forward_logs(post, recipe.level)
+    while True:
+        try:
+            recipe = receive(conn)
+        except EOFError:
+            return
+        if not _one_series(conn, recipe, post, idle) or not conn.poll(idle):
+            return
+
+
+def _one_series(conn, recipe, post, idle: float) -> bool:
+    """Serve one series from its recipe to its None job; False if the connection ended or it could not start."""
+    from orthoscope.monitor.channel import receive
     from orthoscope.monitor.series import Series
 
+    _forward_logs(post, recipe.level)
     try:
         series = Series.from_recipe(recipe)
     except Exception as error:  # noqa: BLE001 - said in the monitor's log; its steps then resolve to None
         logging.getLogger("orthoscope.monitor").warning("orthoscope: the monitor's worker process cannot start "
                                                         "(%s: %s)", type(error).__name__, error)
-        return
+        return False
     del recipe
     post(("ready", time.process_time()))
     while True:
         try:
             job = receive(conn)
         except EOFError:
-            return
+            return False
         if job is None:
-            post(("closed", time.process_time()))
-            return
+            post(("closed", time.process_time(), idle))  # how long it will wait for another series
+            return True
         result = series.run(job)
         del job
         post(("done", result, series.state(), time.process_time()))
@@ -113,6 +128,8 @@ class _Forward(logging.Handler):
 
 def _forward_logs(post, level: int) -> None:
     logger = logging.getLogger("orthoscope")
+    for handler in [h for h in logger.handlers if isinstance(h, _Forward)]:  # the last series' level
+        logger.removeHandler(handler)
     logger.addHandler(_Forward(post, level))
     logger.setLevel(level)
     logger.propagate = False

@@ -75,8 +75,9 @@ class Monitor:
     that far behind, `measure` waits for it. `measure` then returns a `concurrent.futures.Future`
     of the StepResult (None if the step failed: a warning says why, and later steps go on; a worker
     that dies is replaced at the next step); `wait()` returns when every step is done, `close()`
-    also ends the process, and `with Monitor(...) as m:` closes at the end. Read `table`,
-    `summary`, `seconds`, `notes` and `counts` after `wait()`.
+    also lets the process go (kept idle a while for the next monitor: `worker.IDLE_SECONDS`), and
+    `with Monitor(...) as m:` closes at the end. Read `table`, `summary`, `seconds`, `notes` and
+    `counts` after `wait()`.
 
     `measure(model, step)` takes an nn.Module (CPU or CUDA; DDP and torch.compile wrappers,
     PEFT LoRA models: the merged weights), or a state dict. In a distributed run call it on
@@ -184,7 +185,8 @@ class Monitor:
             self.worker.wait()
 
     def close(self) -> None:
-        """`wait()`, then end the worker process (a later `measure` starts another)."""
+        """`wait()`, then let the worker process go (idle, it may serve the next monitor; a later `measure` here
+        starts or takes another)."""
         if self.worker is not None:
             self.worker.close()
 

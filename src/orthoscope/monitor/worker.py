@@ -16,9 +16,14 @@ stays open while this process lives: when it closes (this process ended, however
 
 `reserve()` takes a slot (it waits while `pending` steps are held: the bound on the snapshots in
 memory), `submit(job, step)` gives the step's `concurrent.futures.Future`; `wait()` returns when
-every step is done, `close()` also ends the process (a later `submit` starts another, carrying the
-series on). A worker that dies (killed, out of memory) resolves its steps to None with a warning
-each; the next step starts a new one. A step that cannot be pickled is warned about and skipped.
+every step is done, `close()` also lets the process go (a later `submit` starts another, carrying the
+series on). A process let go after a clean close is kept idle for the next monitor of this process
+(the lab's next variant, a notebook's next training), which then skips the start-up (`import torch`
+and the package): one spare at most, taken within half of `IDLE_SECONDS` and only by a monitor with
+the same working folder, environment and import path; the spare itself ends after `IDLE_SECONDS`
+without a new series, at `end_spares()`, or with this process. A worker that dies (killed, out of
+memory) resolves its steps to None with a warning each; the next step starts a new one. A step that
+cannot be pickled is warned about and skipped.
 `cpu_seconds`, `start_cpu_seconds` (the workers' own counts) and `thread_cpu_seconds` (the two
 threads here) say what the monitoring cost in CPU.
 
@@ -58,13 +63,85 @@ log = logging.getLogger("orthoscope.monitor")
 
 CHILD = "orthoscope.monitor.child"
 ADDRESS = b"orthoscope-monitor-address "  # how the worker's line with its address starts (child.py writes it)
+IDLE_SECONDS = 60.0
+"""How long a worker process let go by its monitor waits for another series before it ends (a spare is
+taken only within half the time its process said it would wait: never one that is ending on its own)."""
 ONE_THREAD = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """The worker's thread counts (torch's OpenMP, MKL, OpenBLAS): one each, on the core it takes."""
 
 
 def child_command() -> list[str]:
-    """How the worker process is started: this interpreter running `child.py` as a module (no `__main__`)."""
-    return [sys.executable, "-m", CHILD]
+    """How the worker process is started: this interpreter running `child.py` as a module (no `__main__`),
+    told how long to wait idle for another series."""
+    return [sys.executable, "-m", CHILD, str(IDLE_SECONDS)]
+
+
+class _Spare:
+    """A worker process whose series ended cleanly, connected and idle, waiting for the next monitor."""
+
+    def __init__(self, process: subprocess.Popen, conn: Any, cpu: float, idle: float, context: tuple):
+        self.process, self.conn, self.cpu, self.context = process, conn, cpu, context
+        self.until = time.monotonic() + idle / 2  # taken only before then: it waits `idle` seconds
+
+    def end(self) -> None:
+        """Close the connection and the child's stdin (either ends it), then reap it."""
+        for closing in (self.conn.close, self.process.stdin.close):
+            try:
+                closing()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+_SPARES: list[_Spare] = []
+_SPARES_LOCK = threading.Lock()
+
+
+def _park(spare: _Spare) -> None:
+    """Keep `spare` for the next monitor (one at most: an older one ends)."""
+    with _SPARES_LOCK:
+        old = list(_SPARES)
+        _SPARES[:] = [spare]
+    for other in old:
+        other.end()
+
+
+def _take_spare() -> _Spare | None:
+    """The idle worker process, if one was let go recently enough and is alive; None otherwise."""
+    with _SPARES_LOCK:
+        spares, _SPARES[:] = list(_SPARES), []
+    taken = None
+    for spare in spares:
+        if (taken is None and spare.process.poll() is None and time.monotonic() < spare.until
+                and spare.context == _context()):
+            taken = spare
+        else:
+            spare.end()
+    return taken
+
+
+def _context() -> tuple:
+    """What a worker process inherits when it starts and a series may rely on: the working folder (relative
+    paths), the environment (ORTHOSCOPE_CACHE_DIR, ...) and the import path. A spare serves only the same."""
+    return os.getcwd(), tuple(sorted(os.environ.items())), tuple(sys.path)
+
+
+def end_spares() -> None:
+    """End the idle worker process kept for the next monitor, if any (also done when this process exits).
+
+    >>> end_spares()
+    """
+    with _SPARES_LOCK:
+        spares, _SPARES[:] = list(_SPARES), []
+    for spare in spares:
+        spare.end()
+
+
+atexit.register(end_spares)
 
 
 class Worker:
@@ -136,7 +213,7 @@ class Worker:
             link.close()
 
     def _start(self) -> None:
-        self.link = _Link(self.recipe(), self.adopt, self.slots.release)  # no reference back to this Worker
+        self.link = _Link(self.recipe(), self.adopt, self.slots.release, _take_spare())  # no reference back here
         self.links.append(self.link)
 
     def __del__(self) -> None:  # a monitor dropped unclosed: its process finishes its steps and ends
@@ -154,13 +231,16 @@ def _close(ref: weakref.ref) -> None:
 class _Link:
     """One worker process and the two threads that talk to it."""
 
-    def __init__(self, recipe: Any, adopt: Callable[[Any, dict], None], release: Callable[[], None]):
+    def __init__(self, recipe: Any, adopt: Callable[[Any, dict], None], release: Callable[[], None],
+                 spare: _Spare | None = None):
         self.adopt, self.release = adopt, release
         self.futures: deque[tuple[int, Future]] = deque()
         self.lock = threading.Lock()
         self.dead = False  # takes no more steps
         self.failed = False  # its unanswered steps were resolved to None
         self.closing = False
+        self.parked = False  # let go cleanly and kept as the spare (close then leaves it running)
+        self.cpu_before = 0.0  # a spare's CPU seconds when this series took it (its own count is cumulative)
         self.cpu = 0.0  # the process's CPU seconds as it last reported them
         self.start_cpu = 0.0  # ... when it was ready for its first step (imports, the base)
         self.thread_cpu = 0.0  # CPU seconds of this process's sender and receiver threads, once they ended
@@ -168,7 +248,13 @@ class _Link:
         self.ready = threading.Condition(self.lock)
         self.conn = None
         self.receiver: threading.Thread | None = None
+        if spare is not None:  # connected already: the sender starts with the recipe
+            self.process, self.conn, self.cpu_before, self.context = spare.process, spare.conn, spare.cpu, spare.context
+            self.sender = threading.Thread(target=self._send, args=(b"",), name="orthoscope-monitor-send", daemon=True)
+            self.sender.start()
+            return
         key = os.urandom(32)
+        self.context = _context()
         try:
             self.process = subprocess.Popen(child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             env=_child_env(), start_new_session=True)  # Ctrl-C stops the
@@ -191,7 +277,7 @@ class _Link:
         self._lost(step, future, self._why())
 
     def request_close(self) -> None:
-        """Ask the process to finish its steps and end (the receiver reaps it)."""
+        """Ask the process to finish its steps (the receiver then parks it as the spare, or reaps it)."""
         with self.lock:
             if not self.closing:
                 self.closing = True
@@ -199,11 +285,13 @@ class _Link:
                 self.ready.notify()
 
     def close(self) -> None:
-        """Ask the process to finish its steps and end; wait for it."""
+        """Ask the process to finish its steps; wait for them. A clean end keeps it as the spare, else it is reaped."""
         self.request_close()
         self.sender.join()
         if self.receiver is not None:  # started by the sender once connected
             self.receiver.join()
+        if self.parked:  # the spare now: every step was answered
+            return
         self._end()
         self._fail(EOFError("closed"))  # steps a process that died while closing left unanswered
 
@@ -218,14 +306,15 @@ class _Link:
                 self.thread_cpu += time.thread_time()
 
     def _sending(self, key: bytes) -> None:
-        line = b""
-        while not line.startswith(ADDRESS):  # lines an import may print before it are skipped
-            line = self.process.stdout.readline()
-            if not line:
-                raise EOFError("it ended before it was ready")
-        self.process.stdout.close()
-        address = json.loads(line[len(ADDRESS):])
-        self.conn = Client(tuple(address) if isinstance(address, list) else address, authkey=key)
+        if self.conn is None:  # a new process: its address, then the connection
+            line = b""
+            while not line.startswith(ADDRESS):  # lines an import may print before it are skipped
+                line = self.process.stdout.readline()
+                if not line:
+                    raise EOFError("it ended before it was ready")
+            self.process.stdout.close()
+            address = json.loads(line[len(ADDRESS):])
+            self.conn = Client(tuple(address) if isinstance(address, list) else address, authkey=key)
         self.receiver = threading.Thread(target=self._receive, name="orthoscope-monitor-receive", daemon=True)
         self.receiver.start()
         while True:
@@ -258,7 +347,8 @@ class _Link:
                 if kind == "log":
                     _emit(*rest)
                 elif kind == "done":
-                    result, state, self.cpu = rest
+                    result, state, cpu = rest
+                    self.cpu = cpu - self.cpu_before
                     with self.lock:
                         _, future = self.futures.popleft()
                     try:
@@ -267,10 +357,16 @@ class _Link:
                         self.release()
                         future.set_result(result)
                 elif kind == "ready":
-                    self.cpu = self.start_cpu = rest[0]
+                    self.cpu = self.start_cpu = rest[0] - self.cpu_before
                 elif kind == "closed":
-                    self.cpu = rest[0]
-                    self._end(timeout=10.0)
+                    cpu, idle = rest
+                    self.cpu = cpu - self.cpu_before
+                    with self.lock:  # every step answered: the process waits `idle` s for another series
+                        self.parked = not self.dead and idle > 0
+                    if self.parked:
+                        _park(_Spare(self.process, self.conn, cpu, idle, self.context))
+                    else:
+                        self._end(timeout=10.0)
                     return
         except Exception as error:  # noqa: BLE001 - as in _send
             self._fail(error)
