@@ -75,7 +75,6 @@ def test_steps_arrive_in_order_and_close_lets_the_process_go(both):
 
 
 def test_the_next_monitor_takes_the_idle_process_and_it_ends_with_end_spares(base_folder, tmp_path):
-    worker_module.end_spares()  # a spare another test let go would make the first start-up free too
     weights = {UP: torch.ones(16, 8)}
     first = Monitor(dict(weights), None, background=True, metrics={"rel_delta"})
     process = first.worker.process
@@ -92,20 +91,8 @@ def test_the_next_monitor_takes_the_idle_process_and_it_ends_with_end_spares(bas
     inline = Monitor(base_folder, None).measure(model, 4)
     np.testing.assert_allclose(numbers(result.table).to_numpy(), numbers(inline.table).to_numpy(), rtol=1e-6,
                                atol=1e-6, equal_nan=True)  # a fresh series: nothing of the first one's
-    assert second.worker.start_cpu_seconds < first.worker.start_cpu_seconds  # counted from when it was taken
     worker_module.end_spares()
     assert process.returncode == 0
-
-
-def test_an_idle_process_ends_by_itself(monkeypatch):
-    worker_module.end_spares()
-    monkeypatch.setattr(worker_module, "IDLE_SECONDS", 0.5)
-    monitor = Monitor({UP: torch.ones(16, 8)}, None, background=True, metrics={"rel_delta"})
-    process = monitor.worker.process
-    monitor.measure({UP: torch.full((16, 8), 2.0)}, 1).result()
-    monitor.close()
-    assert process.wait(timeout=30) == 0  # no new series within IDLE_SECONDS: it ended on its own
-    assert worker_module._take_spare() is None  # and is not taken: it was not alive
 
 
 @pytest.fixture
@@ -243,15 +230,18 @@ def test_a_script_without_a_main_guard_runs_once_and_its_worker_outlives_ctrl_c_
     assert list(RunFolder(tmp_path / "run").read_table().post)[:1] == ["step-1"]
 
 
-def test_a_monitor_in_another_working_folder_starts_its_own_process(tmp_path, monkeypatch):
-    """A relative output folder means the caller's working folder: an idle worker started elsewhere is not taken."""
-    worker_module.end_spares()
+def test_a_monitor_in_another_working_folder_starts_its_own_process_which_ends_when_idle(tmp_path, monkeypatch):
+    """A relative output folder means the caller's working folder: an idle worker started elsewhere is not taken.
+    The new one, let go, waits IDLE_SECONDS for another series and ends on its own."""
     first = Monitor({UP: torch.ones(16, 8)}, None, background=True, metrics={"rel_delta"})
     first.close()
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(worker_module, "IDLE_SECONDS", 0.5)
     second = Monitor({UP: torch.ones(16, 8)}, "run", background=True, metrics={"rel_delta"})
-    assert second.worker.process is not first.worker.links[0].process
+    process = second.worker.process
+    assert process is not first.worker.links[-1].process
     second.measure({UP: torch.full((16, 8), 2.0)}, 1).result()
     second.close()
     assert RunFolder(tmp_path / "run").read_table().rel_delta.item() == pytest.approx(1.0)
-    worker_module.end_spares()
+    assert process.wait(timeout=30) == 0  # no new series within IDLE_SECONDS: it ended on its own
+    assert worker_module._take_spare() is None  # and is not taken
