@@ -186,6 +186,8 @@ import os, signal, sys, time
 import torch
 from orthoscope.monitor import Monitor
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job starts with Ctrl-C ignored
+
 weights = {"model.layers.0.mlp.up_proj.weight": torch.ones(16, 8)}
 monitor = Monitor({k: v.clone() for k, v in weights.items()}, sys.argv[1], background=True, metrics={"rel_delta"})
 weights["model.layers.0.mlp.up_proj.weight"] *= 1.5
