@@ -148,3 +148,32 @@ def test_cli_eval_with_a_local_lm_eval_task(task_dir):
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout[result.stdout.index("{"):])  # lm-eval may print a line before the JSON
     assert scores[f"{TASK}:acc"] == 1.0
+
+
+def test_tasks_all_in_the_include_path_index_that_folder_alone(task_dir, monkeypatch):
+    """Indexing lm-eval's built-in tasks takes seconds: a run whose tasks are all local skips it; one more
+    task that is not local builds the whole index (and the unknown-task error above suggests from it)."""
+    import lm_eval.tasks
+
+    from orthoscope.evaluation import harness
+
+    built = []
+
+    class Spy(lm_eval.tasks.TaskManager):
+        def __init__(self, *args, include_defaults=True, **kwargs):
+            built.append(include_defaults)
+            super().__init__(*args, include_defaults=False, **kwargs)
+            self.defaults = include_defaults  # the built-in index stood in for (it takes seconds to build)
+
+        @property
+        def all_tasks(self):
+            return [*super().all_tasks, *(["arc_easy"] if self.defaults else [])]
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", Spy)
+    harness._task_manager.cache_clear()
+    try:
+        assert set(harness._manager_for([TASK], task_dir).all_tasks) == {TASK} and built == [False]
+        assert "arc_easy" in harness._manager_for([TASK, "arc_easy"], task_dir).all_tasks and built == [False, True]
+        assert harness._manager_for([TASK], task_dir).all_tasks == [TASK] and len(built) == 2  # kept per process
+    finally:
+        harness._task_manager.cache_clear()

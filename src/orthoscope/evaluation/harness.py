@@ -60,7 +60,7 @@ def lm_eval_scores(model, tokenizer, tasks: list[str], *, limit: int | None = No
     except ImportError as err:
         raise OrthoscopeError(f"lm-evaluation-harness is not usable ({reason(err)}): {INSTALL_HINT}") from None
 
-    manager = _task_manager(*_include_key(include_path))
+    manager = _manager_for(tasks, include_path)
     _check_task_names(tasks, manager, include_path)
 
     with _preserved_random_state():
@@ -109,17 +109,28 @@ def _include_key(include_path: str | Path | None) -> tuple[str | None, tuple]:
     return str(folder), tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
 
 
-@functools.lru_cache(maxsize=4)
-def _task_manager(folder: str | None, fingerprint: tuple):
-    """lm-eval's index of tasks (built-in plus `folder`).
+def _manager_for(tasks: list[str], include_path: str | Path | None):
+    """The task index `tasks` need: `include_path`'s alone when every task is there, else the whole one."""
+    folder, fingerprint = _include_key(include_path)
+    if folder:
+        local = _task_manager(folder, fingerprint, defaults=False)
+        if set(tasks) <= set(local.all_tasks):
+            return local
+    return _task_manager(folder, fingerprint)
 
-    Indexing the ~15,000 built-in task files takes seconds, so the index is kept
-    per process; a change to any task file under `folder` builds a new one.
-    Tasks themselves (and their data) are built afresh on every evaluation.
+
+@functools.lru_cache(maxsize=4)
+def _task_manager(folder: str | None, fingerprint: tuple, defaults: bool = True):
+    """lm-eval's index of tasks: `folder`'s, and the built-in ones unless `defaults` is False.
+
+    Indexing the built-in task files takes seconds, so a run whose tasks are all in `folder`
+    indexes that folder alone, and an index is kept per process; a change to any task file
+    under `folder` builds a new one. Tasks themselves (and their data) are built afresh on
+    every evaluation.
     """
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=folder) if folder else TaskManager()
+    return TaskManager(include_path=folder, include_defaults=defaults) if folder else TaskManager()
 
 
 def _check_task_names(tasks: list[str], manager, include_path) -> None:
