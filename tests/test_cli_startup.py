@@ -10,10 +10,15 @@ CHECK = ("import orthoscope.cli, sys; {extra}"
          "heavy = sorted({{'torch', 'pandas', 'numpy'}} & set(sys.modules)); assert not heavy, heavy")
 
 
+def python_passes(code: str) -> None:
+    """Run `code` in a fresh interpreter (imports counted from nothing); its assertions must hold."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("extra", ["", "orthoscope.cli._op_help(); orthoscope.cli._op_help('scale'); "])
 def test_cli_import_needs_neither_torch_nor_pandas(extra):
-    done = subprocess.run([sys.executable, "-c", CHECK.format(extra=extra)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    python_passes(CHECK.format(extra=extra))
 
 
 def test_help_lists_every_op_without_torch():
@@ -22,8 +27,7 @@ def test_help_lists_every_op_without_torch():
             "out = CliRunner().invoke(app, ['intervene', '--help'], env={'COLUMNS': '400'}).output; "
             "missing = [n for n in OPS if n not in out]; assert not missing, missing; "
             "assert 'torch' not in sys.modules")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    python_passes(code)
 
 
 def test_no_collection_while_a_command_imports_then_its_objects_are_frozen():
@@ -41,5 +45,4 @@ def test_no_collection_while_a_command_imports_then_its_objects_are_frozen():
             "gc.enable(); gc.unfreeze(); import sys, types; sys.modules['torch'] = types.ModuleType('torch')\n"
             "with tuning.importing(): assert gc.isenabled()  # torch loaded already: nothing changes\n"
             "assert gc.get_freeze_count() == 0\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    python_passes(code)
