@@ -12,8 +12,9 @@ loop's alone, and the seconds the `monitor.measure` calls held the training up (
 measure, analysis, summary and writes; in background: the copies of the weights and any wait for
 the worker), over the mean plain time. CPU seconds, which a shared machine's load changes far less
 than wall time: this process's CPU in the plain runs (mean) and the monitored one, the training
-thread's CPU inside `measure()`, and the worker process's CPU (`RUSAGE_CHILDREN` after `close()`:
-its start-up included, which the worker's own count gives apart; 0 in line), and the CPU of this
+thread's CPU inside `measure()`, and the worker process's CPU (its own count: a
+closed monitor's worker stays alive, idle, for the next monitor, so `RUSAGE_CHILDREN` does not see it;
+its start-up included and also given apart; 0 in line), and the CPU of this
 process's two threads that send the steps to the worker and take its results. The load average is
 printed before and after: on a shared machine, compare ratios from one run only.
 
@@ -34,7 +35,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -88,13 +88,10 @@ def bench(name: str, folder: Path, metrics: str | None, background: bool, steps:
     AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
     data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
     first = post_train(preset, base, data, None)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker starts with the monitor
-    worker_cpu = -(children.ru_utime + children.ru_stime)
     monitor = Monitor(base, folder / f"{name}-monitor", cache=False, metrics=metrics, background=background)
     run = post_train(preset, base, data, monitor)
     loop, measuring, drain = run["loop"], run["measure"], run["drain"]
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    worker_cpu += children.ru_utime + children.ru_stime  # the whole worker, its start-up included
+    worker_cpu = monitor.worker.cpu_seconds if monitor.worker is not None else 0.0  # its own count, start-up in
     monitored = loop + drain
     last = post_train(preset, base, data, None)
     plain = [first["loop"], last["loop"]]
