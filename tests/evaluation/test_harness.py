@@ -175,5 +175,9 @@ def test_tasks_all_in_the_include_path_index_that_folder_alone(task_dir, monkeyp
         assert set(harness._manager_for([TASK], task_dir).all_tasks) == {TASK} and built == [False]
         assert "arc_easy" in harness._manager_for([TASK, "arc_easy"], task_dir).all_tasks and built == [False, True]
         assert harness._manager_for([TASK], task_dir).all_tasks == [TASK] and len(built) == 2  # kept per process
+        (task_dir / "group.yaml").write_text("group: colours_and_more\ntask:\n  - " + TASK + "\n  - arc_easy\n")
+        built.clear()  # a local group may name built-in tasks: only the whole index resolves them
+        assert harness._manager_for(["colours_and_more"], task_dir) is not None and built == [False, True]
     finally:
         harness._task_manager.cache_clear()
+        (task_dir / "group.yaml").unlink(missing_ok=True)

@@ -110,11 +110,13 @@ def _include_key(include_path: str | Path | None) -> tuple[str | None, tuple]:
 
 
 def _manager_for(tasks: list[str], include_path: str | Path | None):
-    """The task index `tasks` need: `include_path`'s alone when every task is there, else the whole one."""
+    """The task index `tasks` need: `include_path`'s alone when every one is a plain task there (a group or
+    tag may name built-in tasks, which only the whole index resolves), else the whole one."""
     folder, fingerprint = _include_key(include_path)
     if folder:
         local = _task_manager(folder, fingerprint, defaults=False)
-        if set(tasks) <= set(local.all_tasks):
+        index = getattr(local, "task_index", {})
+        if all(getattr(getattr(index.get(name), "kind", None), "name", None) in ("TASK", "PY_TASK") for name in tasks):
             return local
     return _task_manager(folder, fingerprint)
 
