@@ -47,6 +47,7 @@ from orthoscope.lab.presets import get_preset
 from orthoscope.lab.tokenizer import char_tokenizer
 from orthoscope.lab.train import example_batches, example_blocks, train
 from orthoscope.monitor import Monitor
+from orthoscope.monitor.worker import end_spares
 
 
 def post_train(preset, base: Path, data, monitor: Monitor | None) -> dict:
@@ -88,6 +89,7 @@ def bench(name: str, folder: Path, metrics: str | None, background: bool, steps:
     AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
     data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
     first = post_train(preset, base, data, None)
+    end_spares()  # every preset's worker starts afresh (an earlier preset's idle one would skip its start-up)
     monitor = Monitor(base, folder / f"{name}-monitor", cache=False, metrics=metrics, background=background)
     run = post_train(preset, base, data, monitor)
     loop, measuring, drain = run["loop"], run["measure"], run["drain"]

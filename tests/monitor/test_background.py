@@ -75,6 +75,7 @@ def test_steps_arrive_in_order_and_close_lets_the_process_go(both):
 
 
 def test_the_next_monitor_takes_the_idle_process_and_it_ends_with_end_spares(base_folder, tmp_path):
+    worker_module.end_spares()  # the first monitor starts its own process: its start-up CPU is counted
     weights = {UP: torch.ones(16, 8)}
     first = Monitor(dict(weights), None, background=True, metrics={"rel_delta"})
     process = first.worker.process
@@ -91,6 +92,7 @@ def test_the_next_monitor_takes_the_idle_process_and_it_ends_with_end_spares(bas
     inline = Monitor(base_folder, None).measure(model, 4)
     np.testing.assert_allclose(numbers(result.table).to_numpy(), numbers(inline.table).to_numpy(), rtol=1e-6,
                                atol=1e-6, equal_nan=True)  # a fresh series: nothing of the first one's
+    assert second.worker.start_cpu_seconds < first.worker.start_cpu_seconds / 2  # counted from when it was taken
     worker_module.end_spares()
     assert process.returncode == 0
 
@@ -121,6 +123,18 @@ def test_a_snapshot_is_isolated_and_at_most_pending_steps_are_held(gate):
         assert monitor.worker.slots.acquire(timeout=5)
         monitor.worker.release()
     assert future.result().table["rel_delta"].item() == pytest.approx(0.01, rel=1e-5)
+
+
+def test_a_measure_held_long_by_the_worker_says_so_once(gate, monkeypatch, caplog):
+    monkeypatch.setattr(worker_module, "SLOW_SECONDS", 0.05)
+    weights = {UP: torch.ones(16, 8)}
+    with caplog.at_level(logging.WARNING, logger="orthoscope.monitor"):
+        with Monitor(weights, background=True, metrics={"rel_delta"}, pending=1) as monitor:
+            monitor.measure(weights, 1)  # held in the sender: the one slot stays taken
+            threading.Timer(0.3, gate.set).start()
+            monitor.measure(weights, 2)  # waits for step 1
+            monitor.measure(weights, 3)
+    assert caplog.text.count("measure() waited") == 1 and "ORTHOSCOPE_MONITOR_IDLE=0" in caplog.text
 
 
 FAULTY = """

@@ -13,6 +13,7 @@ ended, however it ended.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -44,11 +45,15 @@ def main() -> None:
 
 
 def _idle_priority() -> None:
-    """Run only on CPU time the training leaves idle (Linux SCHED_IDLE; the threads started later inherit it).
+    """Run only on CPU time the training leaves idle (Linux SCHED_IDLE; the threads started later inherit it),
+    unless ORTHOSCOPE_MONITOR_IDLE=0.
 
     A worker at normal priority beside a training whose threads take every core makes their OpenMP barriers
-    wait on the descheduled thread. Never starved for good: when `pending` steps are held, `measure` waits,
-    the training's threads sleep, and the worker runs."""
+    wait on the descheduled thread. When `pending` steps are held, `measure` waits and the training's threads
+    sleep, so the worker runs; but CPU kept busy by other work (other jobs, spinning threads) starves it, and
+    the training then waits for it: `Worker.reserve` warns, and ORTHOSCOPE_MONITOR_IDLE=0 is the way out."""
+    if os.environ.get("ORTHOSCOPE_MONITOR_IDLE") == "0":
+        return
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -107,6 +112,8 @@ def _one_series(conn, recipe, post, idle: float) -> bool:
         except EOFError:
             return False
         if job is None:
+            del series
+            gc.collect()  # the series' base and held factors go before the wait, not at the next series
             post(("closed", time.process_time(), idle))  # how long it will wait for another series
             return True
         result = series.run(job)

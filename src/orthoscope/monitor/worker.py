@@ -66,6 +66,8 @@ ADDRESS = b"orthoscope-monitor-address "  # how the worker's line with its addre
 IDLE_SECONDS = 60.0
 """How long a worker process let go by its monitor waits for another series before it ends (a spare is
 taken only within half the time its process said it would wait: never one that is ending on its own)."""
+SLOW_SECONDS = 10.0
+"""How long `measure` may wait for a free slot before the monitor says its worker is behind."""
 ONE_THREAD = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """The worker's thread counts (torch's OpenMP, MKL, OpenBLAS): one each, on the core it takes."""
 
@@ -83,13 +85,20 @@ class _Spare:
         self.process, self.conn, self.cpu, self.context = process, conn, cpu, context
         self.until = time.monotonic() + idle / 2  # taken only before then: it waits `idle` seconds
 
-    def end(self) -> None:
-        """Close the connection and the child's stdin (either ends it), then reap it."""
+    def end(self, wait: bool = True) -> None:
+        """Close the connection and the child's stdin (either ends it), then reap it (here, or in a daemon thread
+        when not `wait`: a monitor being made does not wait for an unused spare to exit)."""
         for closing in (self.conn.close, self.process.stdin.close):
             try:
                 closing()
             except OSError:
                 pass
+        if not wait:
+            threading.Thread(target=self._reap, name="orthoscope-monitor-reap", daemon=True).start()
+            return
+        self._reap()
+
+    def _reap(self) -> None:
         try:
             self.process.wait(timeout=10.0)
         except subprocess.TimeoutExpired:
@@ -107,7 +116,7 @@ def _park(spare: _Spare) -> None:
         old = list(_SPARES)
         _SPARES[:] = [spare]
     for other in old:
-        other.end()
+        other.end(wait=False)
 
 
 def _take_spare() -> _Spare | None:
@@ -120,7 +129,7 @@ def _take_spare() -> _Spare | None:
                 and spare.context == _context()):
             taken = spare
         else:
-            spare.end()
+            spare.end(wait=False)
     return taken
 
 
@@ -142,6 +151,8 @@ def end_spares() -> None:
 
 
 atexit.register(end_spares)
+if hasattr(os, "register_at_fork"):  # a forked child must not share this process's spare (its connection)
+    os.register_at_fork(after_in_child=_SPARES.clear)
 
 
 class Worker:
@@ -154,6 +165,7 @@ class Worker:
         self.link: _Link | None = None
         self.open: set[Future] = set()  # submitted, not yet done
         self.links: list[_Link] = []  # every process started (their CPU counts)
+        self.warned_slow = False
         self._start()
         atexit.register(_close, weakref.ref(self))  # a monitor left open still writes its last steps at exit
 
@@ -177,7 +189,15 @@ class Worker:
         return sum(link.thread_cpu for link in self.links)
 
     def reserve(self) -> None:
-        """Take a slot for the next step; waits while `pending` steps are queued or being analysed."""
+        """Take a slot for the next step; waits while `pending` steps are queued or being analysed (and warns
+        once if that takes over SLOW_SECONDS: the worker runs on idle CPU only, see child._idle_priority)."""
+        if self.slots.acquire(timeout=SLOW_SECONDS):
+            return
+        if not self.warned_slow:
+            self.warned_slow = True
+            log.warning("orthoscope: measure() waited %.0f s for the monitor's worker, which runs on idle CPU "
+                        "only; the training waits for it (ORTHOSCOPE_MONITOR_IDLE=0 gives it normal priority)",
+                        SLOW_SECONDS)
         self.slots.acquire()
 
     def release(self) -> None:
