@@ -110,21 +110,23 @@ _SPARES: list[_Spare] = []
 _SPARES_LOCK = threading.Lock()
 
 
+def _swap_spares(new: list[_Spare]) -> list[_Spare]:
+    """Put `new` in the place of the kept spares; the ones it replaces."""
+    with _SPARES_LOCK:
+        old, _SPARES[:] = list(_SPARES), new
+    return old
+
+
 def _park(spare: _Spare) -> None:
     """Keep `spare` for the next monitor (one at most: an older one ends)."""
-    with _SPARES_LOCK:
-        old = list(_SPARES)
-        _SPARES[:] = [spare]
-    for other in old:
+    for other in _swap_spares([spare]):
         other.end(wait=False)
 
 
 def _take_spare() -> _Spare | None:
     """The idle worker process, if one was let go recently enough and is alive; None otherwise."""
-    with _SPARES_LOCK:
-        spares, _SPARES[:] = list(_SPARES), []
     taken = None
-    for spare in spares:
+    for spare in _swap_spares([]):
         if (taken is None and spare.process.poll() is None and time.monotonic() < spare.until
                 and spare.context == _context()):
             taken = spare
@@ -144,9 +146,7 @@ def end_spares() -> None:
 
     >>> end_spares()
     """
-    with _SPARES_LOCK:
-        spares, _SPARES[:] = list(_SPARES), []
-    for spare in spares:
+    for spare in _swap_spares([]):
         spare.end()
 
 
@@ -270,9 +270,14 @@ class _Link:
         self.receiver: threading.Thread | None = None
         if spare is not None:  # connected already: the sender starts with the recipe
             self.process, self.conn, self.cpu_before, self.context = spare.process, spare.conn, spare.cpu, spare.context
-            self.sender = threading.Thread(target=self._send, args=(b"",), name="orthoscope-monitor-send", daemon=True)
-            self.sender.start()
-            return
+            key = b""
+        else:
+            key = self._start_process()
+        self.sender = threading.Thread(target=self._send, args=(key,), name="orthoscope-monitor-send", daemon=True)
+        self.sender.start()
+
+    def _start_process(self) -> bytes:
+        """Start a worker process and give it its authkey (the sender connects once it says its address)."""
         key = os.urandom(32)
         self.context = _context()
         try:
@@ -284,8 +289,7 @@ class _Link:
                                f"measure with background=False") from None
         self.process.stdin.write(key.hex().encode() + b"\n")
         self.process.stdin.flush()  # stdin stays open: its end tells the child this process has ended
-        self.sender = threading.Thread(target=self._send, args=(key,), name="orthoscope-monitor-send", daemon=True)
-        self.sender.start()
+        return key
 
     def submit(self, job: Any, step: int, future: Future) -> None:
         with self.lock:
