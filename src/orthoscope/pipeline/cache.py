@@ -18,6 +18,11 @@ count as not stored; a write that fails for want of space (an OSError, or the
 SafetensorError the bindings raise for it) stops further writes for this process:
 the run goes on without caching.
 
+One cache may serve jobs on several threads at once (the local executor's lanes): the
+running total and eviction are kept under a lock, the hash a job hands to `key` is the
+calling thread's own, and each thread also counts its own hits, misses and entries not
+stored (`thread_counts`), so a job's counts are its own however many run beside it.
+
 The cache only ever removes what it wrote, whatever folder it is pointed at: entries
 are files named `<32 hex>-<dtype>-svd-vN.safetensors` in a folder named by their first
 two digits, and removal (`clear`, eviction) happens only in a folder holding the
@@ -44,6 +49,7 @@ import math
 import os
 import re
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,17 +157,38 @@ class SVDCache:
         self._size: int | None = None  # bytes in the folder as of the last scan plus our writes since
         self.hits = self.misses = self.not_stored = 0
         self.writable = True  # False after a write failed for want of space or rights
-        self._known: tuple[torch.Tensor, str] | None = None
+        self._lock = threading.Lock()  # the counters, the running total and eviction
+        self._mine = threading.local()  # per thread: its counters and the hash `remember`ed for its next `key`
 
     def key(self, W: torch.Tensor, dtype: torch.dtype) -> str:
         """The entry name for the SVD of `W` computed in `dtype`."""
-        known, self._known = self._known, None
+        known, self._mine.known = getattr(self._mine, "known", None), None
         digest = known[1] if known is not None and known[0] is W else tensor_digest(W)
         return f"{digest}-{str(dtype).removeprefix('torch.')}-{FORMAT}"
 
     def remember(self, W: torch.Tensor, digest: str) -> None:
-        """`tensor_digest(W)` computed by the caller: the next `key(W, ...)` uses it instead of hashing again."""
-        self._known = (W, digest)
+        """`tensor_digest(W)` computed by the caller: this thread's next `key(W, ...)` uses it instead of hashing."""
+        self._mine.known = (W, digest)
+
+    def _count(self, counter: str) -> None:
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
+        counts = self._thread_counts()
+        counts[counter] += 1
+
+    def _thread_counts(self) -> dict:
+        if not hasattr(self._mine, "counts"):
+            self._mine.counts = {"hits": 0, "misses": 0, "not_stored": 0}
+        return self._mine.counts
+
+    def thread_counts(self) -> dict:
+        """Hits, misses and entries not stored by the calling thread (a job's own: the difference around it).
+
+        >>> cache = SVDCache("/nonexistent/orthoscope-doctest")
+        >>> cache.get("0" * 32 + "-float32-" + FORMAT) is None, cache.thread_counts()
+        (True, {'hits': 0, 'misses': 1, 'not_stored': 0})
+        """
+        return dict(self._thread_counts())
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}{SUFFIX}"
@@ -178,22 +205,26 @@ class SVDCache:
                 raise ValueError("checksum mismatch")
         except (SafetensorError, KeyError, ValueError, RuntimeError):
             _remove(path)  # torn, damaged or foreign file: recompute and rewrite
-            self.misses += 1
+            self._count("misses")
             return None
         except OSError:  # absent, or unreadable here: a miss, the file is left alone
-            self.misses += 1
+            self._count("misses")
             return None
         _touch(path)
         self._used.add(path)
-        self.hits += 1
+        self._count("hits")
         return SVD(*(t.to(device) for t in (factors.U, factors.S, factors.V)))
 
     def put(self, key: str, factors: SVD) -> bool:
         """Store `factors` if the limit allows after evicting stale entries; False if not stored."""
         tensors = {"U": factors.U, "S": factors.S, "V": factors.V}
         size = sum(t.numel() * t.element_size() for t in tensors.values())
-        if not self.writable or not self._make_room(size):
-            self.not_stored += 1
+        with self._lock:  # room is made and the size counted before the write: two threads never share it
+            room = self.writable and self._make_room(size)
+            if room:
+                self._size += size
+        if not room:
+            self._count("not_stored")
             return False
         cpu = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
         metadata = {"format": FORMAT, "checksum": checksum(cpu)}
@@ -202,10 +233,11 @@ class SVDCache:
             atomic_write(self._path(key), lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
         except (OSError, SafetensorError):  # read-only or full storage: the run goes on without caching
             self.writable = False
-            self.not_stored += 1
+            with self._lock:
+                self._size -= size
+            self._count("not_stored")
             return False
         self._used.add(self._path(key))
-        self._size += size
         return True
 
     def _tag(self) -> None:

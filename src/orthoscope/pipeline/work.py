@@ -136,7 +136,7 @@ def _thread_policy(job: Job, settings: Settings):
 
 def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: Settings,
              cache: SVDCache | None) -> JobResult:
-    before = cache.stats() if cache is not None else None
+    before = cache.thread_counts() if cache is not None else None  # this thread's: other lanes' jobs count apart
     W_b = read_matrix(base, job.ref)
     h_b = content_hash(W_b)
     paired = {i for pair in job.pairs for i in pair}
@@ -179,8 +179,8 @@ def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: 
     pairs = _pairs(job, W_b, h_b, held, hashes)
     stats = {}
     if cache is not None:
-        after = cache.stats()
-        stats = {k: after[k] - before[k] for k in ("hits", "misses", "not_stored")}
+        after = cache.thread_counts()
+        stats = {k: after[k] - before[k] for k in after}
     return JobResult(out, pairs, stats)
 
 

@@ -52,10 +52,12 @@ class TorchFiles(TensorFiles):
 
 def load(path: Path, cache: dict[Path, dict]) -> dict:
     """The dict of tensors in one .bin file; one file kept loaded at a time (memory stays bounded)."""
-    if path not in cache:
+    loaded = cache.get(path)
+    if loaded is None:  # one lookup: jobs on other threads (the local executor's lanes) may swap the file meanwhile
+        loaded = _load(path)
         cache.clear()
-        cache[path] = _load(path)
-    return cache[path]
+        cache[path] = loaded
+    return loaded
 
 
 def _load(path: Path) -> dict:
