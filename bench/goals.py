@@ -8,8 +8,10 @@ smollm   default `orthoscope compare` of a SmolLM2-135M-shaped random pair (210 
          update) / modeldelta's analysis of the same pair (its own venv, `--modeldelta`), both
          whole processes. Goal <= 0.75. Also: the base against itself (every matrix unchanged).
 route    the 4-layer Qwen2.5-0.5B-shaped pair: default compare / three bare float32 SVDs per matrix
-         (<= 1.15), sign-free / two (<= 0.85), each measured in one child that times every job's
-         bare SVDs just before the job (bench/scale.py's `interleaved`), wall and CPU.
+         (<= 1.15), sign-free / two (<= 0.85), each in one child that alternates the whole
+         `orthoscope.compare` (tuned as the CLI is) with the floor: the bare SVDs one after another on
+         two threads, and the same SVDs in two one-thread lanes (printed beside: the floor of a
+         route that runs two matrices at once), wall and CPU.
 demo     `orthoscope demo` (fresh output folder and cache, experiment included): quiet (<= 15 s),
          and beside two CPU-bound processes / quiet (<= 2.5).
 startup  `python -c "import orthoscope"` and `orthoscope --help`, wall seconds (light: < 1 s).
@@ -43,8 +45,8 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pair_speed import build_pair  # noqa: E402
-from scale import TINY, interleaved, quietest  # noqa: E402
+from pair_speed import build_pair, matrix_names  # noqa: E402
+from scale import TINY, child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -58,6 +60,49 @@ for folder in sys.argv[1:]:
     for name, W in load_file(folder + "/model.safetensors").items():
         if W.ndim == 2 and "embed" not in name and "lm_head" not in name:
             torch.linalg.svd(W.double(), full_matrices=False)
+"""
+
+ROUTE = r"""
+import json, shutil, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import torch
+threads = int(sys.argv[1])
+torch.set_num_threads(threads)
+import orthoscope
+import orthoscope.pipeline.run, orthoscope.pipeline.measure, orthoscope.verdicts  # imports are not analysis
+from orthoscope.kernels import svd
+from safetensors import safe_open
+kwargs, svds, repeats, pairs = json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
+def read(path, name):
+    with safe_open(path, framework="pt") as handle:
+        return handle.get_tensor(name).float()
+jobs = [(read(*b), read(*p)) for b, p in pairs]
+def job(pair):
+    for W in (pair[0], pair[1], pair[0])[:svds]:
+        svd(W, torch.float32)
+def one_thread():
+    torch.set_num_threads(1)
+def sequential():
+    for pair in jobs:
+        job(pair)
+def lanes():
+    with ThreadPoolExecutor(threads, initializer=one_thread) as pool:
+        list(pool.map(job, jobs))
+def compare():  # a fresh folder each time: the same folder would resume (nothing left to do)
+    shutil.rmtree(kwargs["out"], ignore_errors=True)
+    orthoscope.compare(**kwargs)
+def timed(fn):
+    c, t = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+best = {}
+for _ in range(repeats):  # the sides alternate; the least wall of each is kept, with its CPU
+    for name, fn in (("floor_s", sequential), ("compare_s", compare), ("lanes_floor_s", lanes)):
+        wall, cpu = timed(fn)
+        if name not in best or wall < best[name][0]:
+            best[name] = (wall, cpu)
+walls, cpus = {k: v[0] for k, v in best.items()}, {k.replace("_s", "_cpu_s"): v[1] for k, v in best.items()}
+print("SCALE " + json.dumps(walls | cpus))
 """
 
 SMOLLM = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 576,
@@ -211,25 +256,26 @@ def smollm(work: Path, repeats: int, modeldelta: str, layers: int = 30, threads:
 
 
 def route(work: Path, repeats: int, threads: int | None = None) -> dict:
-    """Each ratio in one child (`scale.interleaved`: every job's bare float32 SVDs timed just before the job), the
-    quietest of `repeats` runs kept; CPU seconds beside wall (one-thread or loaded runs read the CPU ratio)."""
+    """Each ratio in one child: `orthoscope.compare` as a whole (reads, run folder and summary included; tuned as the
+    CLI tunes, so its jobs run in lanes) alternated `repeats` times with the floor, the bare float32 SVDs of every
+    matrix one after another on `threads` threads (the goal's floor), and the same SVDs in `threads` one-thread
+    lanes (the floor of a route that runs jobs side by side). Least wall of each side, CPU beside it."""
     base, post = build_pair(work / "qwen4", 4)
-    threads_kw = {"threads": threads} if threads else {}
-    runs: dict[str, list[dict]] = {"default": [], "signfree": []}
-    for _ in range(repeats):
-        runs["default"].append(interleaved(work, "route-default", base, post, 3, **threads_kw))
-        runs["signfree"].append(interleaved(work, "route-sign-free", base, post, 2, metrics="sign-free", **threads_kw))
-    best = {k: quietest(v) for k, v in runs.items()}
-    row = {"default_ratio": best["default"]["ratio"], "signfree_ratio": best["signfree"]["ratio"],
-           "default_cpu_ratio": best["default"]["cpu_ratio"], "signfree_cpu_ratio": best["signfree"]["cpu_ratio"],
-           "all": {k: [(r["compare_s"], r["floor_s"], r["compare_cpu_s"], r["floor_cpu_s"]) for r in v]
-                   for k, v in runs.items()}}
-    for key, label, goal in (("default", "default / 3 float32 SVDs", "<= 1.15"),
-                             ("signfree", "sign-free / 2 float32 SVDs", "<= 0.85")):
-        run = best[key]
-        report(f"4-layer Qwen-shaped {label}", run["ratio"], goal,
-               f"{run['compare_s']:.2f} s / {run['floor_s']:.2f} s wall; CPU {run['cpu_ratio']:.3f} "
-               f"({run['compare_cpu_s']:.2f} / {run['floor_cpu_s']:.2f} s)")
+    threads = threads or 2
+    pairs = [[[b, name], [p, name]] for (name, b), (_, p) in zip(matrix_names(base), matrix_names(post))]
+    row: dict = {}
+    for key, label, goal, svds, extra in (("default", "default / 3 float32 SVDs", "<= 1.15", 3, {}),
+                                          ("signfree", "sign-free / 2 float32 SVDs", "<= 0.85", 2,
+                                           {"metrics": "sign-free"})):
+        out = work / f"route-{key}"
+        kwargs = {"base": str(base), "posts": [str(post)], "out": str(out), "cache": False, "progress": False, **extra}
+        info, _, _ = child(ROUTE, [str(threads), json.dumps(kwargs), str(svds), str(repeats), json.dumps(pairs)],
+                           threads, work / f"route-{key}.log")
+        row[key] = info
+        report(f"4-layer Qwen-shaped {label}", info["compare_s"] / info["floor_s"], goal,
+               f"{info['compare_s']:.2f} s / {info['floor_s']:.2f} s wall; CPU {info['compare_cpu_s']:.2f} / "
+               f"{info['floor_cpu_s']:.2f} s; the same SVDs in {threads} one-thread lanes {info['lanes_floor_s']:.2f} s"
+               f" (compare / that {info['compare_s'] / info['lanes_floor_s']:.3f})")
     return row
 
 
