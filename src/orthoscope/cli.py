@@ -121,7 +121,9 @@ def compare(
                                                     "$ORTHOSCOPE_CACHE_LIMIT or 20)."),
     executor: str = typer.Option("local", help="local, or ray: one task per matrix on a Ray cluster."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local one)."),
-    workers: int | None = typer.Option(None, help="CPUs of the local Ray cluster (default: all)."),
+    workers: int | None = typer.Option(None, help="Matrices at once. local: threads of this process, one "
+                                       "torch thread each (default: torch's thread count on a CPU); ray: "
+                                       "CPUs of the local cluster (default: all)."),
     control: str | None = typer.Option(None, help="The control post (default: a post named control)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Clear OUTPUT if it holds a run of other inputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes."),

@@ -250,7 +250,7 @@ def test_full_disk_while_writing_results(planted, tmp_path, monkeypatch):
     (["--layers", "0-99999999999"], "bad --layers"),
     (["--kinds", "qq"], "unknown --kinds qq"),
     (["--precision", "f16"], "unknown precision 'f16'"),
-    (["--workers", "2"], "--workers applies to --executor ray only"),
+    (["--workers", "0"], "--workers must be a positive integer, not 0"),
     (["--executor", "ray", "--workers", "0"], "--workers must be a positive integer"),
     (["--executor", "dask"], "unknown executor 'dask'"),
     (["--control", "nobody"], "--control 'nobody' is not one of the posts"),

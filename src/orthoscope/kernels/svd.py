@@ -15,7 +15,7 @@ import torch
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.kernels.lapack import values_and_top
-from orthoscope.kernels.threads import full_count, kernel, torch_threads
+from orthoscope.kernels.threads import blas_limit, full_count, kernel, torch_threads
 from orthoscope.tuning import process_tuned
 
 
@@ -176,7 +176,7 @@ def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.
     step = max(1, SYRK_BLOCK // side)
     blocks = ((W[:, i:i + step] if wide else W[i:i + step].T) for i in range(0, cols if wide else rows, step))
     workers = full_count()
-    with torch_threads(1), threads.limit(limits=workers, user_api="blas"):
+    with torch_threads(1), blas_limit(threads, workers):
         gram = np.zeros((side, side), dtype=np.float64, order="F")
         for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
             B = block.to(torch.float64).T.contiguous().numpy().T
@@ -206,6 +206,12 @@ def _scipy_lapack():
     if process_tuned():
         _shorten_blas_spin(controller)
     return blas, eigh, controller
+
+
+def scipy_blas_controller():
+    """The controller of scipy's and numpy's BLAS pools, scipy's LAPACK loaded (and OpenBLAS's wait set, when
+    tuned) first: what `kernels.threads.lanes` limits before jobs run side by side."""
+    return _scipy_lapack()[2]
 
 
 def apply_blas_tuning() -> None:

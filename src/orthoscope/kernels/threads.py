@@ -15,6 +15,11 @@ kernel runs under `full_threads()` (the decorator `kernel` says so), which gives
 count it had when `light()` was entered. Outside `light()` both do nothing, so calling a
 kernel directly behaves as before.
 
+Jobs side by side (the local executor's lanes, `lanes()`): each lane is a thread of this process
+whose torch runs one thread (`one_thread`, its pool's initializer), and scipy's and numpy's BLAS
+are held at one thread for the whole run, so a kernel's per-call BLAS limit (`blas_limit`)
+does nothing there and two lanes never set the process-wide pool size against each other.
+
 >>> import torch
 >>> before = torch.get_num_threads()
 >>> with light():
@@ -40,6 +45,7 @@ from orthoscope.tuning import process_tuned
 F = TypeVar("F", bound=Callable)
 
 _FULL: contextvars.ContextVar[int | None] = contextvars.ContextVar("orthoscope_full_threads", default=None)
+_BLAS_HELD = False  # True while `lanes()` holds the BLAS pools at one thread for the whole process
 
 
 @contextlib.contextmanager
@@ -96,6 +102,47 @@ def small_model_threads() -> Iterator[None]:
 
     with torch_threads(1), threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def one_thread() -> None:
+    """Torch at one thread in the calling thread (a lane's pool initializer: each thread keeps its own count;
+    without it a new thread's OpenMP and MKL would start their default teams beside the other lanes)."""
+    torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def lanes() -> Iterator[None]:
+    """A block whose jobs run side by side on threads of this process, each at one thread (`one_thread`):
+    scipy's and numpy's BLAS held at one thread throughout (`blas_limit` then does nothing), and torch's
+    count, which every `one_thread` also sets process-wide, given back afterwards. Not reentrant.
+
+    >>> import scipy.linalg, threadpoolctl
+    >>> before = torch.get_num_threads(), threadpoolctl.threadpool_info()
+    >>> with lanes():
+    ...     held = {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+    >>> held <= {1}, (torch.get_num_threads(), threadpoolctl.threadpool_info()) == before
+    (True, True)
+    """
+    global _BLAS_HELD
+    from orthoscope.kernels.svd import scipy_blas_controller  # loads scipy's BLAS now, so the limit reaches it
+
+    controller = scipy_blas_controller()
+    before = torch.get_num_threads()
+    with controller.limit(limits=1, user_api="blas"):
+        _BLAS_HELD = True
+        try:
+            yield
+        finally:
+            _BLAS_HELD = False
+            torch.set_num_threads(before)
+
+
+def blas_limit(controller, count: int):
+    """`controller.limit(limits=count, user_api="blas")` for one kernel call; nothing while `lanes()` holds the
+    pools at one thread (the per-call limit enters and exits process-wide settings)."""
+    if _BLAS_HELD:
+        return contextlib.nullcontext()
+    return controller.limit(limits=count, user_api="blas")
 
 
 def kernel(function: F) -> F:

@@ -3,15 +3,17 @@
 An executor takes the plan, the jobs (one per matrix, `orthoscope.pipeline.work.Job`),
 the worker settings and a callback, and hands every `JobResult` to the callback as it
 finishes (any order); the callback stores it, so every executor fills the same
-resumable run folder. Each executor owns its options (Ray: `address`, `workers`).
-Adding one is a module with a dataclass implementing `Executor` and a line in `EXECUTORS`.
+resumable run folder. Each executor owns its options; `workers`, the jobs at once, is
+every executor's (local: lanes in this process, one thread each, `executors.workers`;
+Ray: worker processes of the local cluster it starts). Adding one is a module with a
+dataclass implementing `Executor` and a line in `EXECUTORS`.
 
->>> make_executor("ray", workers=4)
-RayExecutor(address=None, workers=4)
->>> make_executor("local", workers=4)
+>>> make_executor("ray", workers=4), make_executor("local", workers=2)
+(RayExecutor(address=None, workers=4), LocalExecutor(workers=2))
+>>> make_executor("local", address="ray://head:10001")
 Traceback (most recent call last):
 ...
-orthoscope.errors.OrthoscopeError: --workers applies to --executor ray only
+orthoscope.errors.OrthoscopeError: --address applies to --executor ray only
 """
 
 from __future__ import annotations
@@ -53,11 +55,11 @@ def make_executor(name: str, **options) -> Executor:
     if name not in EXECUTORS:
         raise OrthoscopeError(f"unknown executor {name!r} (use {' or '.join(EXECUTORS)})")
     cls = EXECUTORS[name]
-    own = {f.name for f in dataclasses.fields(cls)}
+    own = {f.name for f in dataclasses.fields(cls) if f.init}
     given = {k: v for k, v in options.items() if v is not None}
     for option in given:
         if option not in own:
-            owners = [n for n, c in EXECUTORS.items() if option in {f.name for f in dataclasses.fields(c)}]
+            owners = [n for n, c in EXECUTORS.items() if option in {f.name for f in dataclasses.fields(c) if f.init}]
             where = " or ".join(f"--executor {n}" for n in owners) or "no executor"
             raise OrthoscopeError(f"--{option.replace('_', '-')} applies to {where} only")
     return cls(**given)

@@ -16,6 +16,7 @@ import torch
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.pipeline.cache import SVDCache
+from orthoscope.pipeline.executors.workers import check_workers
 from orthoscope.pipeline.work import Job, JobResult, OnResult, Settings, analyse, make_cache
 from orthoscope.sources import Checkpoint, open_checkpoint
 from orthoscope.tuning import tune_process
@@ -39,9 +40,7 @@ class RayExecutor:
     name: ClassVar[str] = "ray"
 
     def __post_init__(self) -> None:
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                         or self.workers < 1):
-            raise OrthoscopeError(f"--workers must be a positive integer, not {self.workers!r}")
+        check_workers(self.workers)
 
     def device(self, requested: str) -> str:
         return str(torch.device(requested))  # the driver need not have the GPU its workers use

@@ -1,0 +1,86 @@
+"""How many jobs run at once: `--workers`, checked once for every executor, and the local executor's lanes.
+
+A lane is a thread of this process that runs one job at a time with torch at one thread. On a
+CPU, two jobs side by side on one thread each finish sooner than one job after the other on two
+threads (a single SVD keeps two cores only partly busy, and the work between the kernels keeps
+them less so), which docs/benchmarks.md records. The default (`workers=None`) is as many lanes
+as torch has threads when the run starts, only in a process tuned for it (`orthoscope.tuning`:
+the CLI opts in) and on a CPU; otherwise one lane, today's one-job-at-a-time run in the calling thread.
+Either way lanes never outnumber the jobs that compute something (a job whose every result is
+stored only hashes its bytes), and the memory guard below may lower them.
+
+Memory guard: a job's working set is taken as `JOB_COPIES` float64 copies of its matrix plus its
+stored copy per post; lanes times the largest job's working set must fit in `MEMORY_SHARE` of the
+memory the OS reports free (`os.sysconf("SC_AVPHYS_PAGES")`), else fewer lanes run (at least one).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from orthoscope.errors import OrthoscopeError
+from orthoscope.tuning import process_tuned
+
+JOB_COPIES = 12  # float64 copies of one matrix a job may hold at once (operands, difference, factors, nulls)
+MEMORY_SHARE = 0.5  # of the free memory, what the lanes' working sets together may take
+
+
+def check_workers(workers: int | None) -> int | None:
+    """`workers` if None or a positive integer, else the one-line error `--workers` gives.
+
+    >>> check_workers(2), check_workers(None)
+    (2, None)
+    >>> check_workers(0)
+    Traceback (most recent call last):
+    ...
+    orthoscope.errors.OrthoscopeError: --workers must be a positive integer, not 0
+    """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise OrthoscopeError(f"--workers must be a positive integer, not {workers!r}")
+    return workers
+
+
+def computes(job) -> bool:
+    """Whether `job` may compute anything: some post's or pair's result is not stored yet."""
+    return (any(i not in job.known for i in job.posts)
+            or any(pair not in job.known_pairs for pair in job.pairs))
+
+
+def job_bytes(job, posts: int) -> int:
+    """The working set `JOB_COPIES` stands for: float64 copies of the matrix, and one stored copy per post."""
+    rows, cols = job.ref.shape
+    return rows * cols * (8 * JOB_COPIES + 4 * posts)
+
+
+def free_memory() -> int | None:
+    """Bytes of physical memory the OS reports free now; None where it does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def choose_lanes(workers: int | None, jobs: Sequence, device: str, tuned: bool, free: int | None) -> int:
+    """Lanes for a run: `workers` if given, else torch's thread count in a tuned process on a CPU, else 1;
+    at most the jobs that compute, and at most what `free` bytes hold (`MEMORY_SHARE`); always 1 on a GPU.
+
+    >>> from types import SimpleNamespace as Job
+    >>> jobs = [Job(ref=Job(shape=(896, 896)), posts=(0,), known={}, pairs=(), known_pairs={})] * 8
+    >>> choose_lanes(4, jobs, "cpu", False, 1 << 40), choose_lanes(None, jobs, "cpu", False, 1 << 40)
+    (4, 1)
+    >>> choose_lanes(4, jobs[:3], "cpu", False, 1 << 40), choose_lanes(4, jobs, "cuda:0", True, 1 << 40)
+    (3, 1)
+    >>> choose_lanes(4, jobs, "cpu", False, 3 * job_bytes(jobs[0], 1) * 2)  # room for three working sets
+    3
+    """
+    if not device.startswith("cpu"):
+        return 1
+    lanes = workers if workers is not None else (torch.get_num_threads() if tuned or process_tuned() else 1)
+    lanes = min(lanes, max(1, sum(map(computes, jobs))))
+    if lanes > 1 and free is not None:
+        largest = max(job_bytes(job, len(job.posts)) for job in jobs if computes(job))
+        lanes = min(lanes, max(1, int(free * MEMORY_SHARE) // max(largest, 1)))
+    return lanes

@@ -1,0 +1,113 @@
+"""The local executor's lanes: several matrices at once on one thread each, the same table as one at a time."""
+
+import threading
+
+import pandas as pd
+import pytest
+import threadpoolctl
+import torch
+
+import orthoscope
+from orthoscope import tuning
+from orthoscope.kernels.threads import torch_threads
+from orthoscope.pipeline import LocalExecutor, operands
+from orthoscope.pipeline import measure as measure_module
+from orthoscope.pipeline.executors import local, workers
+from orthoscope.pipeline.executors.workers import choose_lanes, job_bytes
+from orthoscope.pipeline.work import Job
+
+
+def blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Every job's cache counts, and the lane, torch threads and BLAS threads seen inside each SVD."""
+    seen = {"inside": [], "jobs": {}}
+    real_analyse = local.analyse
+
+    def analyse(base, posts, job, settings, cache):
+        result = real_analyse(base, posts, job, settings, cache)
+        seen["jobs"][job.ref.name] = result.cache
+        return result
+
+    for module in (operands, measure_module):  # the base's decomposition; the post's and the null's
+        def svd(*args, real=module.svd, **kwargs):
+            seen["inside"].append((threading.current_thread().name, torch.get_num_threads(), blas_threads()))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, "svd", svd)
+    monkeypatch.setattr(local, "analyse", analyse)
+    return seen
+
+
+def test_two_lanes_give_the_same_table_and_each_job_its_own_cache_counts(planted, tmp_path, spy):
+    two = orthoscope.compare(*planted, tmp_path / "two", executor=LocalExecutor(workers=2))
+    assert two.summary["settings"]["executor_options"] == {"executor": "local", "workers": 2, "lanes": 2}
+    assert len(spy["jobs"]) == 14
+    assert all(counts == {"hits": 0, "misses": 1, "not_stored": 0} for counts in spy["jobs"].values())
+    lanes = {name for name, *_ in spy["inside"]}
+    assert len(lanes) == 2 and all(name.startswith("orthoscope-lane") for name in lanes)
+    assert {(threads, frozenset(blas)) for _, threads, blas in spy["inside"]} == {(1, frozenset({1}))}
+    one = orthoscope.compare(*planted, tmp_path / "one", executor=LocalExecutor(workers=1), cache=False)
+    pd.testing.assert_frame_equal(two.table, one.table, check_exact=True)
+    # the base is cached now: every job counts exactly its own one hit, whatever ran beside it
+    spy["jobs"].clear()
+    again = orthoscope.compare(*planted, tmp_path / "again", executor=LocalExecutor(workers=2))
+    assert all(counts == {"hits": 1, "misses": 0, "not_stored": 0} for counts in spy["jobs"].values())
+    assert len(spy["jobs"]) == 14 and again.summary["cache"] == {"hits": 14, "misses": 0, "not_stored": 0}
+    pd.testing.assert_frame_equal(again.table, one.table, check_exact=True)
+
+
+def test_lanes_give_back_torch_threads_and_the_blas_pools(planted):
+    import scipy.linalg  # noqa: F401 (its BLAS is loaded before the counts are taken)
+
+    with torch_threads(2):
+        before = blas_threads()
+        result = orthoscope.compare(*planted, kinds="q,k", cache=False, executor=LocalExecutor(workers=2))
+        assert torch.get_num_threads() == 2 and blas_threads() == before
+    assert result.summary["settings"]["executor_options"]["lanes"] == 2
+
+
+def test_the_default_is_torch_threads_in_a_tuned_process_and_one_lane_otherwise(planted, monkeypatch):
+    with torch_threads(2):
+        plain = orthoscope.compare(*planted, kinds="q,k", cache=False)
+        monkeypatch.setattr(tuning, "_ENABLED", True)
+        tuned = orthoscope.compare(*planted, kinds="q,k", cache=False)
+    assert plain.summary["settings"]["executor_options"]["lanes"] == 1
+    assert tuned.summary["settings"]["executor_options"]["lanes"] == 2
+    pd.testing.assert_frame_equal(tuned.table, plain.table, rtol=1e-10, atol=1e-12)
+
+
+def test_lanes_are_capped_by_the_jobs_that_compute_by_memory_and_on_a_gpu():
+    shape = type("Ref", (), {"shape": (1000, 1000)})()
+    fresh, stored = Job(shape, (0,)), Job(shape, (0,), known={0: ("a", "b")})
+    assert choose_lanes(4, [fresh] * 8, "cpu", False, None) == 4
+    assert choose_lanes(4, [fresh] * 2 + [stored] * 6, "cpu", False, None) == 2
+    assert choose_lanes(4, [stored] * 8, "cpu", False, None) == 1
+    room = job_bytes(fresh, 1) / workers.MEMORY_SHARE
+    assert choose_lanes(4, [fresh] * 8, "cpu", False, int(3 * room)) == 3
+    assert choose_lanes(4, [fresh] * 8, "cpu", False, int(room / 4)) == 1
+    assert choose_lanes(4, [fresh] * 8, "cuda:0", True, None) == 1
+
+
+def test_an_error_in_one_lane_is_the_runs_error_and_ends_the_run(planted, tmp_path, monkeypatch):
+    real, started = local.analyse, []
+
+    def failing(base, posts, job, settings, cache):
+        started.append(job.ref.name)
+        if len(started) == 3:
+            raise RuntimeError("lane failed")
+        return real(base, posts, job, settings, cache)
+
+    monkeypatch.setattr(local, "analyse", failing)
+    with torch_threads(2):
+        with pytest.raises(RuntimeError, match="lane failed"):
+            orthoscope.compare(*planted, tmp_path / "r", cache=False, executor=LocalExecutor(workers=2))
+        assert torch.get_num_threads() == 2
+    assert len(started) < 14  # the jobs not started were dropped
+    # what finished was stored, the job running beside the failed one included: a rerun resumes it
+    monkeypatch.setattr(local, "analyse", real)
+    again = orthoscope.compare(*planted, tmp_path / "r", cache=False, executor=LocalExecutor(workers=2))
+    assert again.summary["resumed"] >= 2 and len(again.table) == 14
