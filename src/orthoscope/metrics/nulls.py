@@ -42,6 +42,7 @@ PAIR_CONFIDENCE = 0.99
 # `cap` (--pair-draws): the most draws the rule may take, PAIR_DRAWS to PAIR_MAX_DRAWS; None is the rule above
 _CHUNK = 2**22  # draws x r random signs per call of the generator (the draws' stream depends on it)
 _BLOCK = 2**19  # draws x r entries per float32 product (2 MiB)
+_TRI_BLOCK = 128  # rows of A's upper triangle per float32 product of the draws
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     Where the draws stop on PAIR_HITS the relative standard error is <= 10 %; p is
     then known to that accuracy over the whole range 1e-4 to 0.05 that decides BH.
     Outside it (p surely above 0.05 or below 1e-4) fewer draws suffice: those p-values
-    are right in order of magnitude only. Cost: draws x r^2 multiply-adds; a matrix
+    are right in order of magnitude only. Cost: about draws x r^2 / 2 multiply-adds; a matrix
     far from the tails stops after `draws` (1024).
 
     `cap` (`check_cap`: None, or PAIR_DRAWS to PAIR_MAX_DRAWS) stops the rule at that many draws at most:
@@ -209,8 +210,9 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
     most = PAIR_MAX_DRAWS if cap is None else min(cap, PAIR_MAX_DRAWS)
     hits = done = 0
     target = min(draws, most)
+    products = _Draws(A, threshold)
     while True:
-        hits += _hits(A, threshold, target - done, rng)
+        hits += products.hits(target - done, rng)
         done = target
         if not hits and done == draws and (bound := pair_bound(stats_)) < PAIR_P_LOW:
             return PairTail(bound, 0, done, bounded=True)
@@ -224,36 +226,60 @@ def pair_tail(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS
         target = min(most, max(done + draws, min(4 * done, need)))
 
 
-def _hits(A: torch.Tensor, threshold: float, n: int, rng: np.random.Generator) -> int:
-    """#{e^T A e >= threshold} over n draws of e (random bits unpacked to +-1, in chunks), each comparison the
-    one float64 arithmetic makes.
+class _Draws:
+    """e^T A e over blocks of sign draws e, each compared with `threshold` as float64 arithmetic compares it.
 
-    The products run in float32 on A scaled by a power of two (exact), so that max |A_ij| < 1. Their error is
-    at most (2r + 4) u sum |A_ij| (u = 2^-24: A rounded, then two sums of r terms of e_i (A e)_i) plus r^2
-    2^-148 for entries float32 holds as subnormals; a draw that close to the threshold is recomputed in
-    float64. Only the values within that band cost float64 work; ties at the threshold keep their float64
-    answer.
+    A is symmetric with a zero diagonal, so e^T A e = 2 sum_(i<j) e_i A_ij e_j: the products run on A's
+    upper triangle, in row blocks of _TRI_BLOCK (about half the multiply-adds of e A e^T), in float32 on A
+    scaled by a power of two (exact), so that max |A_ij| < 1. Their error is at most (2r + 4) u sum |A_ij|
+    (u = 2^-24: A rounded, then a sum of at most r terms in each product and one of r terms, in blocks,
+    along each draw; doubling is exact) plus r^2 2^-148 for entries float32 holds as subnormals; a draw that
+    close to the threshold is recomputed in float64 on the whole A. Only the values within that band cost
+    float64 work; ties at the threshold keep their float64 answer. Prepared once per matrix, for every round.
     """
-    r = A.shape[0]
-    scale = 2.0 ** -math.frexp(A.abs().max().item())[1]
-    A64 = A * scale
-    A32 = A64.float()
-    threshold *= scale
-    band = 1.01 * ((2 * r + 4) * 2.0**-24 * A64.abs().sum().item() + r * r * 2.0**-148)
-    step = max(1, _CHUNK // r)
-    hits = 0
-    for start in range(0, n, step):
-        rows = min(step, n - start)
-        bits = np.unpackbits(rng.integers(0, 256, size=(rows, (r + 7) // 8), dtype=np.uint8), axis=1, count=r)
-        for block in torch.from_numpy(bits).split(max(1, _BLOCK // r)):  # the products of a block stay in cache
-            e = block.to(torch.float32).mul_(2).sub_(1)
-            gap = (e @ A32).mul_(e).sum(1).double().sub_(threshold)
-            hits += int((gap > band).sum())
-            close = torch.nonzero(gap.abs() <= band)[:, 0]
-            if len(close):
-                e_close = e[close].double()
-                hits += int(((e_close @ A64).mul_(e_close).sum(1) >= threshold).sum())
-    return hits
+
+    def __init__(self, A: torch.Tensor, threshold: float):
+        r = self.r = A.shape[0]
+        low, high = torch.aminmax(A) if A.numel() else (A.new_zeros(()), A.new_zeros(()))
+        scale = 2.0 ** -math.frexp(max(-low.item(), high.item()))[1]
+        self.A64 = A * scale
+        self.threshold = threshold * scale
+        self.band = 1.01 * ((2 * r + 4) * 2.0**-24 * self.A64.abs().sum().item() + r * r * 2.0**-148)
+        upper = self.A64.float().triu_(1)
+        # block k: rows start..start+s of the upper triangle, transposed, over columns start.. (zeros left of it)
+        self.blocks = [(start, upper[start:start + _TRI_BLOCK, start:].T.contiguous())
+                       for start in range(0, r, _TRI_BLOCK)]
+
+    def values(self, e: torch.Tensor) -> torch.Tensor:
+        """e^T A e (scaled) for each row of e (float32 +-1), float32 products on the upper triangle."""
+        total = None
+        for start, block in self.blocks:
+            part = (e[:, start:] @ block).mul_(e[:, start:start + block.shape[1]]).sum(1)
+            total = part if total is None else total.add_(part)
+        return total.mul_(2)
+
+    def hits(self, n: int, rng: np.random.Generator) -> int:
+        """#{e^T A e >= threshold} over n draws of e (random bits unpacked to +-1, in chunks of _CHUNK bits)."""
+        r, threshold, band = self.r, self.threshold, self.band
+        step = max(1, _CHUNK // r)
+        hits = 0
+        for start in range(0, n, step):
+            rows = min(step, n - start)
+            bits = np.unpackbits(rng.integers(0, 256, size=(rows, (r + 7) // 8), dtype=np.uint8), axis=1, count=r)
+            for block in torch.from_numpy(bits).split(max(1, _BLOCK // r)):  # the products of a block stay in cache
+                e = block.to(torch.float32).mul_(2).sub_(1)
+                gap = self.values(e).double().sub_(threshold)
+                hits += int((gap > band).sum())
+                close = torch.nonzero(gap.abs() <= band)[:, 0]
+                if len(close):
+                    e_close = e[close].double()
+                    hits += int(((e_close @ self.A64).mul_(e_close).sum(1) >= threshold).sum())
+        return hits
+
+
+def _hits(A: torch.Tensor, threshold: float, n: int, rng: np.random.Generator) -> int:
+    """#{e^T A e >= threshold} over n draws of e, each comparison the one float64 arithmetic makes (`_Draws`)."""
+    return _Draws(A, threshold).hits(n, rng)
 
 
 def p_pair(stats_: Pairing, rng: np.random.Generator, draws: int = PAIR_DRAWS, cap: int | None = None) -> float:
