@@ -3,9 +3,7 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
+import traceback
 
 import pytest
 import torch
@@ -74,25 +72,39 @@ def test_trainable_choices_pick_the_parameters(tiny):
         TuneOptions(seq_len=0)
 
 
-def test_a_killed_run_resumes_to_the_same_weights(tiny, tmp_path):
-    killed = tmp_path / "killed"
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        import test_tuning as t, orthoscope.lab.tuning as tuning
+def killed_at_step_4(folder, out, failure) -> int:
+    """`run` in a forked child (this process's imports, no interpreter start-up) killed with SIGKILL right after it
+    writes the step-4 resume point; its pid. The child writes its traceback to `failure` if it fails instead."""
+    import orthoscope.lab.tuning as tuning
+
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # the child: never returns into pytest
         original = tuning.write_resume
+
         def write_then_die(folder, model, optimizer, step, *rest):
             original(folder, model, optimizer, step, *rest)
             if step == 4:
                 os.kill(os.getpid(), signal.SIGKILL)
+
         tuning.write_resume = write_then_die
-        t.run({str(tiny)!r}, {str(killed)!r})
-    """)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    straight = run(tiny, tmp_path / "straight")  # in this process while the child starts up (its imports)
+        run(folder, out)
+        failure.write_text("the run finished without being killed")
+    except BaseException:
+        failure.write_text(traceback.format_exc())
+    finally:
+        os._exit(1)
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tiny, tmp_path):
+    killed, failure = tmp_path / "killed", tmp_path / "child-failure.txt"
+    child = killed_at_step_4(tiny, killed, failure)
+    straight = run(tiny, tmp_path / "straight")  # in this process while the child trains
     assert straight["rel_delta"] > 0 and sorted(straight["rel_delta_by_step"]) == ["3", "6"]
-    _, stderr = child.communicate(timeout=600)
-    assert child.returncode == -signal.SIGKILL, stderr
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+        failure.read_text() if failure.exists() else status)
     assert latest_resume(killed / "resume" / "instruct").name == "step-4"
     assert not (killed / "instruct").exists()
     (killed / "resume" / "instruct" / ".step-5.tmp").mkdir()  # a write cut off by the kill is ignored
