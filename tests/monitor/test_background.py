@@ -17,6 +17,7 @@ import torch
 import orthoscope
 from orthoscope.monitor import MONITOR_METRICS, MONITOR_PAIR_DRAWS, Monitor
 from orthoscope.monitor import worker as worker_module
+from orthoscope.monitor.lanes import LANES_ENV
 from orthoscope.monitor.series import Job
 from orthoscope.pipeline.runfolder import RunFolder
 
@@ -123,6 +124,31 @@ def test_a_snapshot_is_isolated_and_at_most_pending_steps_are_held(gate):
         assert monitor.worker.slots.acquire(timeout=5)
         monitor.worker.release()
     assert future.result().table["rel_delta"].item() == pytest.approx(0.01, rel=1e-5)
+
+
+def test_the_drain_at_close_runs_on_two_lanes_with_rows_in_order_and_the_numbers_of_one(
+        base_folder, tmp_path, gate, monkeypatch, caplog):
+    worker_module.end_spares()
+    monkeypatch.setenv(LANES_ENV, "2")  # two lanes even on a one-core machine
+    model, inline = tiny_llama(), Monitor(base_folder, None, cache_dir=tmp_path / "inline")  # its own cold cache
+    with caplog.at_level(logging.DEBUG, logger="orthoscope"):
+        monitor = Monitor(base_folder, tmp_path / "run", background=True, pending=3, cache_dir=tmp_path / "cache")
+        for step in STEPS:
+            train_steps(model, 1, seed=step)
+            inline.measure(model, step)
+            monitor.measure(model, step)  # held here by the gate: the close reaches the worker with them
+        threading.Timer(0.2, gate.set).start()
+        monitor.close()
+    lanes = [line for line in caplog.messages if "monitor worker: step" in line]
+    assert [line.split()[4] for line in lanes] == [str(s) for s in STEPS], lanes
+    assert all("on 2 lane(s)" in line for line in lanes[1:]) and "drain at close" in caplog.text
+    written = RunFolder(tmp_path / "run").read_table()
+    assert list(dict.fromkeys(written.post)) == [f"step-{s}" for s in STEPS]  # rows in step order
+    assert list(written.name) == list(inline.table.name)  # and in the plan's order within a step
+    expected, got = numbers(inline.table).to_numpy(), numbers(written).to_numpy()
+    assert np.array_equal(expected, got, equal_nan=True)  # identical, not merely close
+    assert monitor.counts == inline.counts and monitor.counts["misses"] == 14  # each lane counted its own
+    assert monitor.summary["verdicts"] == inline.summary["verdicts"]
 
 
 def test_a_measure_held_long_by_the_worker_says_so_once(gate, monkeypatch, caplog):

@@ -6,9 +6,15 @@ job per step (`series.Job`), each analysed in order (`Series.run`) and answered 
 StepResult (None if it failed) and the series' state; a None job ends the series. It then waits,
 idle, up to the seconds given as its argument for the next series' recipe on the same connection
 (the caller's next monitor, see `worker.IDLE_SECONDS`), and ends if none comes. Its log records at the
-monitor's level go back to the monitor, which logs them. It runs torch at one thread, tuned
-(`orthoscope.tuning`: its own process), and exits when its stdin closes: the monitor's process
-ended, however it ended.
+monitor's level go back to the monitor, which logs them (at DEBUG, each step's lanes, wall and CPU
+seconds, and the drain's). It runs torch at one thread, tuned (`orthoscope.tuning`: its own
+process), and exits when its stdin closes: the monitor's process ended, however it ended.
+
+A thread reads the messages as they come (`_Inbox`), so the worker knows when the series' None job
+has arrived: the monitor is closing and its caller waits for the queue's drain. From then on the
+matrices still to analyse go to one thread per core (`lanes.py`; at SCHED_IDLE still, which an
+unprivileged process cannot leave, but the training is over and the cores idle); rows, summaries
+and writes stay in step order and the numbers are those of one thread.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import gc
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
 from multiprocessing.connection import Listener
 
 from orthoscope.monitor.worker import ADDRESS
+
+log = logging.getLogger("orthoscope.monitor")
 
 
 def main() -> None:
@@ -72,7 +81,7 @@ def serve(conn, idle: float = 0.0) -> None:
     comes within `idle` seconds of the last one's end."""
     import torch
 
-    from orthoscope.monitor.channel import receive, send
+    from orthoscope.monitor.channel import send
     from orthoscope.tuning import tune_process
 
     torch.set_num_threads(1)
@@ -83,42 +92,99 @@ def serve(conn, idle: float = 0.0) -> None:
         with sending:
             send(conn, message)
 
+    inbox = _Inbox(conn)
+    wait: float | None = None  # the first recipe: as long as it takes
     while True:
         try:
-            recipe = receive(conn)
-        except EOFError:
+            recipe = inbox.get(wait)
+        except (EOFError, queue.Empty):
             return
-        if not _one_series(conn, recipe, post, idle) or not conn.poll(idle):
+        if not _one_series(inbox, recipe, post, idle):
             return
+        wait = idle
 
 
-def _one_series(conn, recipe, post, idle: float) -> bool:
+def _one_series(inbox: _Inbox, recipe, post, idle: float) -> bool:
     """Serve one series from its recipe to its None job; False if the connection ended or it could not start."""
-    from orthoscope.monitor.channel import receive
+    from orthoscope.monitor.lanes import Lanes, drain_lanes
     from orthoscope.monitor.series import Series
 
     _forward_logs(post, recipe.level)
     try:
         series = Series.from_recipe(recipe)
     except Exception as error:  # noqa: BLE001 - said in the monitor's log; its steps then resolve to None
-        logging.getLogger("orthoscope.monitor").warning("orthoscope: the monitor's worker process cannot start "
-                                                        "(%s: %s)", type(error).__name__, error)
+        log.warning("orthoscope: the monitor's worker process cannot start (%s: %s)", type(error).__name__, error)
         return False
     del recipe
+    series.lanes = lanes = Lanes(lambda: drain_lanes() if inbox.closing() else 1)
     post(("ready", time.process_time()))
-    while True:
-        try:
-            job = receive(conn)
-        except EOFError:
-            return False
-        if job is None:
-            del series
-            gc.collect()  # the series' base and held factors go before the wait, not at the next series
-            post(("closed", time.process_time(), idle))  # how long it will wait for another series
-            return True
-        result = series.run(job)
-        del job
-        post(("done", result, series.state(), time.process_time()))
+    drain = [0, 0.0, 0.0]  # steps analysed (in part) on several lanes at close, their wall and CPU seconds
+    try:
+        while True:
+            try:
+                job = inbox.get()
+            except EOFError:
+                return False
+            if job is None:
+                if drain[0]:
+                    log.debug("orthoscope: monitor worker: drain at close, %d step(s), %.3f s, %.3f s CPU", *drain)
+                del series
+                gc.collect()  # the series' base and held factors go before the wait, not at the next series
+                post(("closed", time.process_time(), idle))  # how long it will wait for another series
+                return True
+            step = job if isinstance(job, int) else job.step
+            began, began_cpu = time.perf_counter(), time.process_time()
+            result = series.run(job)
+            del job
+            seconds, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+            log.debug("orthoscope: monitor worker: step %d on %d lane(s), %.3f s, %.3f s CPU", step, lanes.used,
+                      seconds, cpu)
+            if lanes.used > 1:
+                drain = [drain[0] + 1, drain[1] + seconds, drain[2] + cpu]
+            post(("done", result, series.state(), time.process_time()))
+    finally:
+        lanes.close()
+
+
+class _Inbox:
+    """The monitor's messages, read by a thread as they come; `closing()`: the series' None job has come (the
+    monitor is closing: the jobs before it are its last)."""
+
+    def __init__(self, conn):
+        self.messages: queue.Queue = queue.Queue()
+        self.ends_read = self.ends_taken = 0  # None jobs read from the connection, and taken by `get`
+        threading.Thread(target=self._read, args=(conn,), name="orthoscope-monitor-inbox", daemon=True).start()
+
+    def _read(self, conn) -> None:
+        from orthoscope.monitor.channel import receive
+
+        while True:
+            try:
+                message = receive(conn)
+            except BaseException as error:  # noqa: BLE001 - EOF, or a message that cannot be read: `get` raises it
+                self.messages.put(_Failed(error))
+                return
+            if message is None:
+                self.ends_read += 1
+            self.messages.put(message)
+
+    def get(self, timeout: float | None = None):
+        """The next message (queue.Empty after `timeout` seconds; what reading raised, EOFError at the end)."""
+        message = self.messages.get(timeout=timeout)
+        if isinstance(message, _Failed):
+            self.messages.put(message)
+            raise message.error
+        if message is None:
+            self.ends_taken += 1
+        return message
+
+    def closing(self) -> bool:
+        return self.ends_read > self.ends_taken
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
 class _Forward(logging.Handler):

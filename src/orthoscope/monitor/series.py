@@ -13,6 +13,7 @@ next step writes them all); NaN/Inf matrices are skipped rows with their reason 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -24,6 +25,7 @@ import pandas as pd
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.monitor.held import HeldSVDCache
+from orthoscope.monitor.lanes import Lanes
 from orthoscope.monitor.step import StepResult, warn_unmeasured
 from orthoscope.pipeline.options import CompareOptions
 from orthoscope.pipeline.pairing import Plan, step_of
@@ -105,6 +107,7 @@ class Series:
         self.seconds = 0.0  # the analysis of every step
         self.summary: dict = {}
         self.warned: set[str] = set()
+        self.lanes = Lanes(lambda: 1)  # the matrices one after another (a worker's drain sets more: child.py)
 
     @property
     def cache(self) -> HeldSVDCache:
@@ -175,8 +178,9 @@ class Series:
         self._check_dtype(plan)
         with self._writing() as folder:
             tally = Tally(plan, folder if self.records else MemoryRun(), self.key, None)
-            for job in tally.jobs():
-                tally.on_result(job, analyse(plan.base, plan.posts, job, self.settings, self.cache))
+            work = functools.partial(_analyse_job, plan, self.settings)
+            for job, result in self.lanes.results(tally.jobs(), work, self.cache):
+                tally.on_result(job, result)
             table, skipped = collect(plan, tally.records)
             post.files.digest = _digest(tally.records)
             for counter, count in tally.cache.items():
@@ -268,6 +272,11 @@ class _Tolerant:
             if not self.quiet:  # one warning per step, not one per matrix
                 self.failed(error)
             self.quiet = True
+
+
+def _analyse_job(plan: Plan, settings: Settings, job, cache: HeldSVDCache):
+    """Compare's per-matrix job on one matrix of `plan` (its lane's view of the cache: `lanes.py`)."""
+    return analyse(plan.base, plan.posts, job, settings, cache)
 
 
 def _digest(records: dict) -> str:
