@@ -369,19 +369,67 @@ def test_ctrl_c_exits_130_with_a_resume_hint(planted, tmp_path, monkeypatch):
     assert len(calls2) == 14 - 3
 
 
-SLOW_RUN = """
-import signal, sys, time
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started in the background
-from orthoscope.pipeline import work
-real = work.measure
-def slow(*args, **kwargs):
-    time.sleep(0.1)
-    return real(*args, **kwargs)
-work.measure = slow
-from orthoscope.cli import main
-sys.argv = ["orthoscope", "compare", *sys.argv[1:]]
-main()
-"""
+class SlowRun:
+    """`orthoscope compare ARGS` in a forked child of the test process (a real process to signal, without an
+    interpreter's start-up and imports), each measure() slowed by 0.1 s; its stderr goes to a file. Popen's
+    poll/send_signal/wait/returncode."""
+
+    def __init__(self, args, stderr: Path):
+        self.stderr_path, self.returncode = stderr, None
+        self.pid = os.fork()
+        if self.pid == 0:
+            self._child(args)
+
+    def _child(self, args) -> None:
+        code = 1
+        try:  # never returns into pytest
+            fd = os.open(self.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 2)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+            real = work.measure
+
+            def slow(*a, **k):
+                time.sleep(0.1)
+                return real(*a, **k)
+
+            work.measure = slow
+            sys.argv = ["orthoscope", "compare", *map(str, args)]
+            from orthoscope.cli import main
+
+            main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _set(self, status: int) -> int:
+        self.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self._set(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        return self.returncode if self.returncode is not None else self._set(os.waitpid(self.pid, 0)[1])
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
 
 
 def parts_written(out: Path) -> int:
@@ -394,21 +442,18 @@ def test_kill_9_at_several_moments_then_resume_gives_the_uninterrupted_table(pla
     other = changed_post(post, tmp_path / "other", K1, 0.5)
     args = [str(base), str(post), f"other={other}", "-o", str(tmp_path / "r"), "-q", "--no-report", "--precision",
             "f64"]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
     for moment in (1, 18):  # parts on disk when the kill lands (of 28): early in a fresh run, late in a resumed one
-        process = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], env=env, stderr=subprocess.PIPE)
+        process = SlowRun(args, tmp_path / f"stderr-{moment}.txt")
         while parts_written(tmp_path / "r") < moment and process.poll() is None:
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        assert process.returncode == -signal.SIGKILL, process.stderr.read()  # killed mid-run, not finished
+        assert process.returncode == -signal.SIGKILL, process.stderr()  # killed mid-run, not finished
         assert not (tmp_path / "r" / "metrics.parquet").exists()
-    done = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], env=env, stderr=subprocess.PIPE, text=True)
+    done = SlowRun(args, tmp_path / "stderr-done.txt")
     # while the resume runs; no cache, so a broken cache entry cannot feed both sides of the comparison
     reference = orthoscope.compare(base, [post, ("other", other)], precision="f64", cache=False)
-    _, stderr = done.communicate(timeout=600)
-    assert done.returncode == 0, stderr
+    assert done.wait() == 0, done.stderr()
     table = pd.read_parquet(tmp_path / "r" / "metrics.parquet")
     pd.testing.assert_frame_equal(table, reference.table, rtol=1e-12, atol=1e-12)
     pairs = pd.read_parquet(tmp_path / "r" / "update_cos.parquet")
@@ -419,15 +464,13 @@ def test_kill_9_at_several_moments_then_resume_gives_the_uninterrupted_table(pla
 
 @pytest.mark.slow
 def test_ctrl_c_in_a_real_process(planted, tmp_path):
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
     out = tmp_path / "r"
-    process = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *map(str, planted), "-o", str(out), "-q",
-                                "--no-report"], env=env, stderr=subprocess.PIPE, text=True)
+    process = SlowRun([*planted, "-o", out, "-q", "--no-report"], tmp_path / "stderr.txt")
     while parts_written(out) < 2 and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    process.wait()
+    stderr = process.stderr()
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
     assert "Traceback" not in stderr
