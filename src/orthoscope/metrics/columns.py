@@ -146,9 +146,14 @@ class Rotation(StageColumns):
         self.raw, self.square = (Q_U, Q_V), square  # r^3 products for the leak, accurate in the factors' dtype
         self.Q_U, self.Q_V, self.s_p, self.s_b = Q_U.double(), Q_V.double(), s_p.double(), s_b
 
+    @cached_property
+    def difference(self) -> torch.Tensor:
+        """Q_U - Q_V: what incons and incons_gap read."""
+        return self.Q_U - self.Q_V
+
     @column
     def incons(self) -> float:
-        return rotations.inconsistency(self.Q_U, self.Q_V)
+        return rotations.inconsistency_of(self.difference)
 
     @column
     def coherence(self) -> float:
@@ -178,7 +183,7 @@ class Rotation(StageColumns):
 
     @column
     def incons_gap(self) -> float:
-        return rotations.inconsistency_gap(self.Q_U, self.Q_V, self.s_b) if self.s_b is not None else math.nan
+        return rotations.inconsistency_gap_of(self.difference, self.s_b) if self.s_b is not None else math.nan
 
 
 @dataclass

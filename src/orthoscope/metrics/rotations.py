@@ -30,8 +30,12 @@ def overlaps(U_b: torch.Tensor, U_p: torch.Tensor) -> torch.Tensor:
 
 def inconsistency(Q_U: torch.Tensor, Q_V: torch.Tensor) -> float:
     """incons = ||Q_U - Q_V||_F / (2 sqrt r), in [0, 1]; 0 when both sides rotate alike."""
-    r = Q_U.shape[1]
-    return (torch.linalg.matrix_norm(Q_U - Q_V) / (2 * math.sqrt(r))).item()
+    return inconsistency_of(Q_U - Q_V)
+
+
+def inconsistency_of(difference: torch.Tensor) -> float:
+    """`inconsistency` from Q_U - Q_V."""
+    return (torch.linalg.matrix_norm(difference) / (2 * math.sqrt(difference.shape[1]))).item()
 
 
 def coherence(Q_U: torch.Tensor, Q_V: torch.Tensor) -> float:
@@ -71,17 +75,27 @@ def _blocks(s: torch.Tensor, rtol: float) -> list[tuple[int, int]]:
 
 
 def rotation_size(Q_U_fixed: torch.Tensor) -> float:
-    """rot = ||Q_U - I||_F / (2 sqrt r) on the gauge-fixed Q_U (see `fix_gauge`)."""
+    """rot = ||Q_U - I||_F / (2 sqrt r) on the gauge-fixed Q_U (see `fix_gauge`).
+
+    >>> rotation_size(torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64))  # ||Q - I||_F = 2
+    0.7071067811865475
+    """
     r = Q_U_fixed.shape[1]
-    eye = torch.eye(Q_U_fixed.shape[0], r, dtype=Q_U_fixed.dtype, device=Q_U_fixed.device)
-    return (torch.linalg.matrix_norm(Q_U_fixed - eye) / (2 * math.sqrt(r))).item()
+    shifted = Q_U_fixed.clone()
+    shifted.diagonal().sub_(1)  # Q - I without an identity matrix: the same values
+    return (torch.linalg.matrix_norm(shifted) / (2 * math.sqrt(r))).item()
 
 
 def leak(Q: torch.Tensor) -> float:
-    """leak = ||Q^T Q - I||_F / sqrt r: how far the post vectors left the base subspace."""
+    """leak = ||Q^T Q - I||_F / sqrt r: how far the post vectors left the base subspace.
+
+    >>> leak(torch.tensor([[1.0, 0.0], [0.0, 0.5]], dtype=torch.float64))  # Q^T Q - I = diag(0, -0.75)
+    0.5303300858899106
+    """
     r = Q.shape[1]
-    eye = torch.eye(r, dtype=Q.dtype, device=Q.device)
-    return (torch.linalg.matrix_norm(Q.T @ Q - eye) / math.sqrt(r)).item()
+    gram = Q.T @ Q
+    gram.diagonal().sub_(1)
+    return (torch.linalg.matrix_norm(gram) / math.sqrt(r)).item()
 
 
 def intruders(Q_U: torch.Tensor, k: int = 10, eps: float = 0.5) -> int:
@@ -119,10 +133,15 @@ def inconsistency_gap(Q_U: torch.Tensor, Q_V: torch.Tensor, s_b: torch.Tensor, m
     of a rotation by 1 / gap, so small gaps make any update look consistent).
     NaN if no index qualifies.
     """
-    idx = separated_pairs(s_b, min_gap).to(Q_U.device)
+    return inconsistency_gap_of(Q_U - Q_V, s_b, min_gap)
+
+
+def inconsistency_gap_of(difference: torch.Tensor, s_b: torch.Tensor, min_gap: float = GAP_MIN) -> float:
+    """`inconsistency_gap` from Q_U - Q_V (the difference `incons` reads too; the same values)."""
+    idx = separated_pairs(s_b, min_gap).to(difference.device)
     if idx.numel() == 0:
         return math.nan
-    return (torch.linalg.matrix_norm(Q_U[:, idx] - Q_V[:, idx]) / (2 * math.sqrt(idx.numel()))).item()
+    return (torch.linalg.matrix_norm(difference[:, idx]) / (2 * math.sqrt(idx.numel()))).item()
 
 
 def numerical_rank(s: torch.Tensor, rtol: float = RANK_RTOL) -> int:

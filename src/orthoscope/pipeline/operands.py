@@ -119,4 +119,5 @@ def delta_frame(base: Base, update: Update) -> torch.Tensor:
     f = base.factors
     with full_threads():  # 2 m n r flops: a kernel
         D = m.one_svd_form(f.U, update.dW, f.V)
-    return D - update.a_fro_m1 * torch.diag(f.S.to(D.dtype))
+    D.diagonal().sub_(update.a_fro_m1 * f.S.to(D.dtype))  # D is a new matrix: in place, no r x r diag(S_b)
+    return D
