@@ -11,7 +11,8 @@ stored only hashes its bytes), and the memory guard below may lower them.
 
 Memory guard: a job's working set is taken as `JOB_COPIES` float64 copies of its matrix plus its
 stored copy per post; lanes times the largest job's working set must fit in `MEMORY_SHARE` of the
-memory the OS reports free (`os.sysconf("SC_AVPHYS_PAGES")`), else fewer lanes run (at least one).
+memory available when the run starts (`free_memory`: Linux's MemAvailable, else
+`os.sysconf("SC_AVPHYS_PAGES")`), else fewer lanes run (at least one).
 """
 
 from __future__ import annotations
@@ -56,7 +57,19 @@ def job_bytes(job, posts: int) -> int:
 
 
 def free_memory() -> int | None:
-    """Bytes of physical memory the OS reports free now; None where it does not say."""
+    """Bytes of memory available now: Linux's MemAvailable (free memory plus the page cache it can drop, which
+    holds the checkpoints just read), else the free pages `os.sysconf` reports; None where neither says.
+
+    >>> free_memory() is None or free_memory() > 0
+    True
+    """
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
