@@ -17,7 +17,8 @@ stays open while this process lives: when it closes (this process ended, however
 `reserve()` takes a slot (it waits while `pending` steps are held: the bound on the snapshots in
 memory), `submit(job, step)` gives the step's `concurrent.futures.Future`; `wait()` returns when
 every step is done, `close()` also lets the process go (a later `submit` starts another, carrying the
-series on). A process let go after a clean close is kept idle for the next monitor of this process
+series on); the steps still queued when it is asked to close are analysed on one thread per core
+(`lanes.py`: the caller only waits then). A process let go after a clean close is kept idle for the next monitor of this process
 (the lab's next variant, a notebook's next training), which then skips the start-up (`import torch`
 and the package): one spare at most, taken within half of `IDLE_SECONDS` and only by a monitor with
 the same working folder, environment and import path; the spare itself ends after `IDLE_SECONDS`
