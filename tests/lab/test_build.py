@@ -2,8 +2,10 @@
 
 import hashlib
 import json
+from concurrent.futures import Future
 
 import orthoscope
+import orthoscope.lab.build as build
 from orthoscope.lab.build import VARIANTS, build_lab
 from tests.conftest import MICRO_LAB as MICRO
 
@@ -29,7 +31,31 @@ def test_lab_writes_loadable_models_trajectories_and_evaluation(micro_lab):
     assert len(result.table) == 4 * MICRO.layers * 7
 
 
-def test_same_seed_same_weights(micro_lab, tmp_path):
+class Unmonitored:
+    """Stands for the post-training's background Monitor: measures nothing (no worker process)."""
+
+    seconds = 0.0
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def measure(self, model, step) -> Future:
+        done = Future()
+        done.set_result(None)
+        return done
+
+
+def test_same_seed_same_weights(micro_lab, tmp_path, monkeypatch):
+    # the weights only: no monitor and no evaluation in the second build (had either touched the training, its
+    # weights would differ from the monitored, evaluated first build's)
+    monkeypatch.setattr(build, "Monitor", Unmonitored)
+    monkeypatch.setattr(build, "evaluate_lab", lambda *args, **kwargs: {})
     build_lab(MICRO, tmp_path / "b", seed=5, log=lambda m: None)
     for name in ("base",) + VARIANTS:
         assert digest(micro_lab[0] / "a" / name) == digest(tmp_path / "b" / name), name
