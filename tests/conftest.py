@@ -1,5 +1,6 @@
 import dataclasses
 import functools
+import os
 
 import pytest
 import typer.testing
@@ -36,11 +37,36 @@ def click_command_built_once():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def spare_worker_across_tests():
+    """A background monitor's idle worker process serves the next monitor of the same working folder, environment and
+    import path; pytest's PYTEST_CURRENT_TEST (a new value in every test phase) would keep each test from the one an
+    earlier test let go, so the comparison leaves it out (see `private_svd_cache` for the rest of the environment)."""
+    from orthoscope.monitor import worker
+
+    def context(original=worker._context) -> tuple:
+        cwd, env, path = original()
+        return cwd, tuple(item for item in env if item[0] != "PYTEST_CURRENT_TEST"), path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(worker, "_context", context)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def private_svd_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own empty base-SVD cache (never the user's ~/.cache, nor its tmp_path)."""
+    """Every test gets its own empty base-SVD cache (never the user's ~/.cache, nor its tmp_path).
+
+    $ORTHOSCOPE_CACHE_DIR names the same symbolic link in every test, pointed at the test's own folder: the
+    environment stays the same from test to test, so a background monitor may take the idle worker process an
+    earlier test let go (a spare serves only the same environment) instead of starting one (~2 s of CPU each).
+    """
     folder = tmp_path_factory.mktemp("svd-cache")
-    monkeypatch.setenv("ORTHOSCOPE_CACHE_DIR", str(folder))
+    link = tmp_path_factory.getbasetemp() / "svd-cache-of-this-test"
+    pointer = link.with_name(f"{link.name}.{folder.name}")
+    pointer.symlink_to(folder, target_is_directory=True)
+    os.replace(pointer, link)  # atomically: never missing
+    monkeypatch.setenv("ORTHOSCOPE_CACHE_DIR", str(link))
     monkeypatch.setattr("orthoscope.tuning._ENABLED", None)  # a CLI test's opt-in ends with the test
     return folder
 
