@@ -2,6 +2,7 @@
 stops training (a failed step, a full disk, a killed worker are warnings); an idle worker serves the next
 monitor; none outlives the training."""
 
+import gc
 import logging
 import os
 import subprocess
@@ -149,6 +150,30 @@ def test_the_drain_at_close_runs_on_two_lanes_with_rows_in_order_and_the_numbers
     assert np.array_equal(expected, got, equal_nan=True)  # identical, not merely close
     assert monitor.counts == inline.counts and monitor.counts["misses"] == 14  # each lane counted its own
     assert monitor.summary["verdicts"] == inline.summary["verdicts"]
+
+
+def test_a_monitor_dropped_unclosed_finishes_its_steps_on_one_lane(base_folder, gate, monkeypatch, caplog):
+    """Its caller may still be training: no drain on every core."""
+    worker_module.end_spares()
+    monkeypatch.setenv(LANES_ENV, "2")
+    model = tiny_llama()
+    with caplog.at_level(logging.DEBUG, logger="orthoscope"):
+        monitor = Monitor(base_folder, None, background=True, pending=2)
+        futures = []
+        for step in (1, 2):
+            train_steps(model, 1, seed=step)
+            futures.append(monitor.measure(model, step))
+        del monitor
+        gc.collect()  # its worker (in a cycle with it) asks the process to end after the steps it has
+        gate.set()
+        assert [f.result(timeout=60).step for f in futures] == [1, 2]
+        deadline = time.time() + 30
+        while caplog.text.count("monitor worker: step") < 2 and time.time() < deadline:
+            time.sleep(0.05)
+    assert caplog.text.count("on 1 lane(s)") == 2 and "drain at close" not in caplog.text
+    while not worker_module._SPARES and time.time() < deadline:
+        time.sleep(0.05)
+    assert worker_module._SPARES  # its series ended: the process was let go, idle
 
 
 def test_a_measure_held_long_by_the_worker_says_so_once(gate, monkeypatch, caplog):

@@ -1,13 +1,13 @@
 """The monitor's worker process: `python -m orthoscope.monitor.child`, started by `worker.Worker` (not by hand).
 
-It reads an authkey on stdin, listens on a local socket whose address it writes on stdout,
-and serves the one monitor that connects: first the series' recipe (`series.Recipe`), then one
-job per step (`series.Job`), each analysed in order (`Series.run`) and answered with its
-StepResult (None if it failed) and the series' state; a None job ends the series. It then waits,
+It reads an authkey on stdin, listens on a local socket whose address it writes on stdout, and
+serves the one monitor that connects: first the series' recipe (`series.Recipe`), then one job per
+step (`series.Job`), each analysed in order (`Series.run`) and answered with its StepResult (None if
+it failed) and the series' state; a None job (or `worker.DROPPED`) ends the series. It then waits,
 idle, up to the seconds given as its argument for the next series' recipe on the same connection
-(the caller's next monitor, see `worker.IDLE_SECONDS`), and ends if none comes. Its log records at the
-monitor's level go back to the monitor, which logs them (at DEBUG, each step's lanes, wall and CPU
-seconds, and the drain's). It runs torch at one thread, tuned (`orthoscope.tuning`: its own
+(the caller's next monitor, see `worker.IDLE_SECONDS`), and ends if none comes. Its log records at
+the monitor's level go back to the monitor, which logs them (at DEBUG, each step's lanes, wall and
+CPU seconds, and the drain's). It runs torch at one thread, tuned (`orthoscope.tuning`: its own
 process), and exits when its stdin closes: the monitor's process ended, however it ended.
 
 A thread reads the messages as they come (`_Inbox`), so the worker knows when the series' None job
@@ -29,7 +29,7 @@ import threading
 import time
 from multiprocessing.connection import Listener
 
-from orthoscope.monitor.worker import ADDRESS
+from orthoscope.monitor.worker import ADDRESS, DROPPED
 
 log = logging.getLogger("orthoscope.monitor")
 
@@ -125,7 +125,7 @@ def _one_series(inbox: _Inbox, recipe, post, idle: float) -> bool:
                 job = inbox.get()
             except EOFError:
                 return False
-            if job is None:
+            if job is None or job == DROPPED:  # closed (drained), or its monitor dropped unclosed
                 if drain[0]:
                     log.debug("orthoscope: monitor worker: drain at close, %d step(s), %.3f s, %.3f s CPU", *drain)
                 del series

@@ -16,15 +16,15 @@ stays open while this process lives: when it closes (this process ended, however
 
 `reserve()` takes a slot (it waits while `pending` steps are held: the bound on the snapshots in
 memory), `submit(job, step)` gives the step's `concurrent.futures.Future`; `wait()` returns when
-every step is done, `close()` also lets the process go (a later `submit` starts another, carrying the
-series on); the steps still queued when it is asked to close are analysed on one thread per core
-(`lanes.py`: the caller only waits then). A process let go after a clean close is kept idle for the next monitor of this process
-(the lab's next variant, a notebook's next training), which then skips the start-up (`import torch`
-and the package): one spare at most, taken within half of `IDLE_SECONDS` and only by a monitor with
-the same working folder, environment and import path; the spare itself ends after `IDLE_SECONDS`
-without a new series, at `end_spares()`, or with this process. A worker that dies (killed, out of
-memory) resolves its steps to None with a warning each; the next step starts a new one. A step that
-cannot be pickled is warned about and skipped.
+every step is done, `close()` also lets the process go (a later `submit` starts another, carrying
+the series on); the steps still queued when it is asked to close are analysed on one thread per core
+(`lanes.py`: the caller only waits then). A process let go after a clean close is kept idle for the
+next monitor of this process (the lab's next variant, a notebook's next training), which then skips
+the start-up (`import torch` and the package): one spare at most, taken within half of
+`IDLE_SECONDS` and only by a monitor with the same working folder, environment and import path; the
+spare itself ends after `IDLE_SECONDS` without a new series, at `end_spares()`, or with this
+process. A worker that dies (killed, out of memory) resolves its steps to None with a warning each;
+the next step starts a new one. A step that cannot be pickled is warned about and skipped.
 `cpu_seconds`, `start_cpu_seconds` (the workers' own counts) and `thread_cpu_seconds` (the two
 threads here) say what the monitoring cost in CPU.
 
@@ -64,6 +64,9 @@ log = logging.getLogger("orthoscope.monitor")
 
 CHILD = "orthoscope.monitor.child"
 ADDRESS = b"orthoscope-monitor-address "  # how the worker's line with its address starts (child.py writes it)
+DROPPED = "orthoscope-monitor-dropped"
+"""The end of a series whose monitor was dropped unclosed (None ends a closed one): its caller may still be
+training, so the steps left are not drained on every core."""
 IDLE_SECONDS = 60.0
 """How long a worker process let go by its monitor waits for another series before it ends (a spare is
 taken only within half the time its process said it would wait: never one that is ending on its own)."""
@@ -240,7 +243,7 @@ class Worker:
     def __del__(self) -> None:  # a monitor dropped unclosed: its process finishes its steps and ends
         link = getattr(self, "link", None)
         if link is not None:
-            link.request_close()
+            link.request_close(drain=False)
 
 
 def _close(ref: weakref.ref) -> None:
@@ -301,12 +304,13 @@ class _Link:
                 return
         self._lost(step, future, self._why())
 
-    def request_close(self) -> None:
-        """Ask the process to finish its steps (the receiver then parks it as the spare, or reaps it)."""
+    def request_close(self, drain: bool = True) -> None:
+        """Ask the process to finish its steps (the receiver then parks it as the spare, or reaps it); on every
+        core when `drain` (the caller waits for them)."""
         with self.lock:
             if not self.closing:
                 self.closing = True
-                self.outbox.append(None)
+                self.outbox.append(None if drain else DROPPED)
                 self.ready.notify()
 
     def close(self) -> None:
@@ -350,7 +354,7 @@ class _Link:
                     return
                 message = self.outbox.popleft()
             send_packed(self.conn, self._pack(message))
-            if message is None:
+            if message is None or isinstance(message, str):  # the series' end
                 return
             del message  # the snapshot is the worker's now
 
