@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import time
 import traceback
 
 import pytest
@@ -97,12 +98,26 @@ def killed_at_step_4(folder, out, failure) -> int:
         os._exit(1)
 
 
+def exit_status(pid: int, timeout: float) -> int:
+    """os.waitpid's status of child `pid`; the child is killed and an error raised after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TimeoutError(f"the forked run ran past {timeout} s")
+        time.sleep(0.02)
+
+
 def test_a_killed_run_resumes_to_the_same_weights(tiny, tmp_path):
     killed, failure = tmp_path / "killed", tmp_path / "child-failure.txt"
     child = killed_at_step_4(tiny, killed, failure)
     straight = run(tiny, tmp_path / "straight")  # in this process while the child trains
     assert straight["rel_delta"] > 0 and sorted(straight["rel_delta_by_step"]) == ["3", "6"]
-    _, status = os.waitpid(child, 0)
+    status = exit_status(child, timeout=600)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
         failure.read_text() if failure.exists() else status)
     assert latest_resume(killed / "resume" / "instruct").name == "step-4"

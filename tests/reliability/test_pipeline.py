@@ -421,8 +421,16 @@ class SlowRun:
                 self._set(status)
         return self.returncode
 
-    def wait(self) -> int:
-        return self.returncode if self.returncode is not None else self._set(os.waitpid(self.pid, 0)[1])
+    def wait(self, timeout: float = 600) -> int:
+        """Its exit status (the signal's number, negated, if one ended it); killed and an error after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                raise TimeoutError(f"the forked compare ran past {timeout} s: {self.stderr()[-2000:]}")
+            time.sleep(0.02)
+        return self.returncode
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:
@@ -469,7 +477,7 @@ def test_ctrl_c_in_a_real_process(planted, tmp_path):
     while parts_written(out) < 2 and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    process.wait()
+    process.wait(timeout=120)
     stderr = process.stderr()
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
