@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from orthoscope.errors import OrthoscopeError
-from orthoscope.kernels.lapack import values_and_top
+from orthoscope.kernels.lapack import gram_update, values_and_top, values_only
 from orthoscope.kernels.threads import blas_limit, full_count, kernel, torch_threads
 from orthoscope.tuning import process_tuned
 
@@ -154,7 +154,8 @@ def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.
 
     The Gram matrix is accumulated by BLAS `dsyrk` (half a GEMM's flops) over blocks of W
     converted to float64 (no float64 copy of W), and LAPACK's values-only `dsyev` solves
-    it, both through scipy's BLAS with as many threads as torch was given. For that
+    it, both scipy's BLAS and LAPACK (called by `kernels.lapack`, which lets go of Python's GIL for
+    each call) with as many threads as torch was given. For that
     stretch torch itself runs one thread: its idle OpenMP threads would otherwise spin
     beside the BLAS threads. About half the time of torch's float64 GEMM for the Gram, as
     accurate (the lower triangle, which LAPACK's reduction handles best for spectra decaying
@@ -168,7 +169,7 @@ def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.
     >>> torch.allclose(_gram_eigen_cpu(X.T)[0], torch.linalg.eigvalsh(X.T @ X))
     True
     """
-    blas, eigh, threads = _scipy_lapack()
+    _, eigh, threads = _scipy_lapack()
     W = W.detach()
     rows, cols = W.shape
     wide = rows < cols
@@ -180,7 +181,7 @@ def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.
         gram = np.zeros((side, side), dtype=np.float64, order="F")
         for block in blocks:  # gram += B B^T, B = side x step (its transpose is C-ordered: no copy)
             B = block.to(torch.float64).T.contiguous().numpy().T
-            gram = blas.dsyrk(1.0, B, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
+            gram = gram_update(gram, B)
         both = values_and_top(gram, top) if top else None  # one reduction for the values and the vectors
         if both is not None:
             values, vectors = both
@@ -189,7 +190,9 @@ def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.
             if top:  # before the values-only solve, which overwrites the Gram
                 vectors = eigh(gram, lower=True, subset_by_index=[side - top, side - 1], driver="evr",
                                check_finite=False)[1]
-            values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
+            values = values_only(gram)  # dsyev, as eigh(driver="ev") calls it, without holding the GIL
+            if values is None:
+                values = eigh(gram, eigvals_only=True, lower=True, driver="ev", overwrite_a=True, check_finite=False)
     return torch.from_numpy(values), None if vectors is None else torch.from_numpy(vectors)
 
 
