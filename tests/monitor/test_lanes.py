@@ -5,9 +5,10 @@ import threading
 import time
 
 import pytest
+import threadpoolctl
 import torch
 
-from orthoscope.kernels import svd
+from orthoscope.kernels import singular_values, svd
 from orthoscope.monitor.held import HeldSVDCache
 from orthoscope.monitor.lanes import LANES_ENV, Lanes, drain_lanes
 
@@ -86,3 +87,26 @@ def test_drain_lanes_follows_the_environment(monkeypatch):
     assert drain_lanes() == 3
     monkeypatch.setenv(LANES_ENV, "0")
     assert drain_lanes() >= 1
+
+
+def blas_counts() -> set[int]:
+    return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_a_drain_holds_the_blas_pools_at_one_thread_and_gives_their_count_back():
+    """Without it each lane's kernel call would set the process-wide count and restore it, against the other
+    lanes' (a call on several threads mid-drain, or the process left at another lane's count)."""
+    matrices = [torch.randn(40, 24, generator=torch.Generator().manual_seed(i), dtype=torch.float64) for i in range(6)]
+
+    def work(job, cache):
+        seen = blas_counts()
+        return singular_values(matrices[job]), seen | blas_counts()
+
+    lanes = Lanes(lambda: 2)
+    torch_before = torch.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=3, user_api="blas"):
+        out = list(lanes.results(range(6), work, None))
+        after = blas_counts()
+    lanes.close()
+    assert all(seen == {1} for _, (_, seen) in out) and after == {3} and torch.get_num_threads() == torch_before
+    assert all(torch.equal(values, singular_values(matrices[job])) for job, (values, _) in out)

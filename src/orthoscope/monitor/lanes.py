@@ -4,11 +4,13 @@ While the caller trains, the worker process analyses one matrix after another on
 runs on the CPU the training leaves idle). Once the caller waits in `close()` nothing of it runs,
 so the matrices still to analyse (the rest of the current step, then every queued step) go to
 one thread per core (`drain_lanes`), each with torch at one thread (set in that thread: a thread
-started without it may get torch's default team). `Lanes.results` gives the results in the
-jobs' order whatever the order they finish in, so the step's rows, summary and writes are those
-of one lane; each job reads the base's held factors through its lane's view of the cache
-(`_LaneCache`: the shared cache under one lock, hits and misses counted per lane), so the counts
-a step reports are its own.
+started without it may get torch's default team) and scipy's and numpy's BLAS held at one thread for the
+whole drain (`kernels.threads.lanes`: no kernel call then sets the process-wide pool size, which two lanes
+would otherwise set against each other, and the count the process had is given back afterwards).
+`Lanes.results` gives the results in the jobs' order whatever the order they finish in, so the step's
+rows, summary and writes are those of one lane; each job reads the base's held factors through its
+lane's view of the cache (`_LaneCache`: the shared cache under one lock, hits and misses counted per
+lane), so the counts a step reports are its own.
 
 >>> import torch
 >>> lanes = Lanes(lambda: 2)
@@ -28,6 +30,9 @@ from concurrent.futures import wait as wait_for
 from typing import Any, TypeVar
 
 import torch
+
+from orthoscope.kernels.threads import lanes as lane_threads
+from orthoscope.kernels.threads import one_thread
 
 Job = TypeVar("Job")
 Work = Callable[[Any, Any], Any]
@@ -51,10 +56,6 @@ def drain_lanes() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _one_torch_thread() -> None:
-    torch.set_num_threads(1)
 
 
 class Lanes:
@@ -82,19 +83,20 @@ class Lanes:
         self.used = count
         pool = self._pool(count)
         shared = _Shared(cache)
-        futures = [pool.submit(_in_lane, work, job, shared) for job in jobs]
-        try:
-            for job, future in zip(jobs, futures):
-                yield job, future.result()
-        finally:  # a failed job (or a caller that stops): no lane goes on working on this step
-            for future in futures:
-                future.cancel()
-            wait_for(futures)
+        with lane_threads():
+            futures = [pool.submit(_in_lane, work, job, shared) for job in jobs]
+            try:
+                for job, future in zip(jobs, futures):
+                    yield job, future.result()
+            finally:  # a failed job (or a caller that stops): no lane goes on working on this step
+                for future in futures:
+                    future.cancel()
+                wait_for(futures)
 
     def _pool(self, count: int) -> ThreadPoolExecutor:
         if self.pool is None or self.size < count:
             self.close()
-            self.pool, self.size = ThreadPoolExecutor(count, "orthoscope-monitor-lane", _one_torch_thread), count
+            self.pool, self.size = ThreadPoolExecutor(count, "orthoscope-monitor-lane", one_thread), count
         return self.pool
 
     def close(self) -> None:
