@@ -53,6 +53,24 @@ def spare_worker_across_tests():
         yield
 
 
+def _point_cache_link(tmp_path_factory, folder) -> str:
+    link = tmp_path_factory.getbasetemp() / "svd-cache-of-this-test"
+    pointer = link.with_name(f"{link.name}.{folder.name}")
+    pointer.symlink_to(folder, target_is_directory=True)
+    os.replace(pointer, link)  # atomically: never missing
+    return str(link)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_svd_cache(tmp_path_factory):
+    """Session and module fixtures run before a test's own cache (`private_svd_cache`): theirs is this session's,
+    through the same link, never the user's ~/.cache."""
+    link = _point_cache_link(tmp_path_factory, tmp_path_factory.mktemp("svd-cache-session"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORTHOSCOPE_CACHE_DIR", link)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def private_svd_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own empty base-SVD cache (never the user's ~/.cache, nor its tmp_path).
@@ -62,11 +80,7 @@ def private_svd_cache(tmp_path_factory, monkeypatch):
     earlier test let go (a spare serves only the same environment) instead of starting one (~2 s of CPU each).
     """
     folder = tmp_path_factory.mktemp("svd-cache")
-    link = tmp_path_factory.getbasetemp() / "svd-cache-of-this-test"
-    pointer = link.with_name(f"{link.name}.{folder.name}")
-    pointer.symlink_to(folder, target_is_directory=True)
-    os.replace(pointer, link)  # atomically: never missing
-    monkeypatch.setenv("ORTHOSCOPE_CACHE_DIR", str(link))
+    monkeypatch.setenv("ORTHOSCOPE_CACHE_DIR", _point_cache_link(tmp_path_factory, folder))
     monkeypatch.setattr("orthoscope.tuning._ENABLED", None)  # a CLI test's opt-in ends with the test
     return folder
 

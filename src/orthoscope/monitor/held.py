@@ -38,10 +38,10 @@ class HeldSVDCache(SVDCache):
     def get(self, key: str, device: torch.device | str = "cpu") -> SVD | None:
         factors = self.held.get(key)
         if factors is not None:
-            self.hits += 1
+            self._count("hits")  # the process's count and this thread's (what a job reports)
             return SVD(factors.U.to(device), factors.S.to(device), factors.V.to(device))
         if not self.disk:
-            self.misses += 1
+            self._count("misses")
             return None
         factors = super().get(key, device)
         if factors is not None:
