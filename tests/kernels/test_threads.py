@@ -67,3 +67,53 @@ def test_scipy_blas_spins_briefly_and_values_stay_exact(two_threads, monkeypatch
     with light():
         for _ in range(3):
             torch.testing.assert_close(singular_values(W), s, rtol=1e-12, atol=0)
+
+
+def blas_counts() -> list[int]:
+    import threadpoolctl
+
+    return [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_overlapping_lanes_from_two_threads_hold_until_the_last_exit(two_threads):
+    """Run A enters lanes(), run B enters on another thread, A leaves while B still runs: B keeps the BLAS
+    pools at one thread and blas_limit still does nothing; the counts come back when B leaves."""
+    import threading
+
+    import scipy.linalg  # noqa: F401 (its BLAS is loaded before the counts are taken)
+
+    from orthoscope.kernels import threads
+
+    with svd_module.scipy_blas_controller().limit(limits=2, user_api="blas"):  # known counts to restore
+        overlapping_lanes(threads)
+
+
+def overlapping_lanes(threads) -> None:
+    import threading
+
+    before = blas_counts()
+    assert set(before) == {2} or not before
+    a_in, a_out, b_in, b_may_leave = (threading.Event() for _ in range(4))
+    seen = {}
+
+    def run_b():
+        a_in.wait()
+        with threads.lanes():
+            b_in.set()
+            a_out.wait()
+            seen["b after a left"] = (threads._BLAS_HELD, set(blas_counts()),
+                                      threads.blas_limit(svd_module.scipy_blas_controller(), 2).__class__.__name__)
+            b_may_leave.wait()
+
+    b = threading.Thread(target=run_b)
+    b.start()
+    with threads.lanes():
+        a_in.set()
+        b_in.wait()
+    a_out.set()
+    while "b after a left" not in seen and b.is_alive():
+        b.join(0.01)
+    b_may_leave.set()
+    b.join()
+    assert seen["b after a left"] == (True, {1} if before else set(), "nullcontext")
+    assert blas_counts() == before and torch.get_num_threads() == 2 and not threads._BLAS_HELD

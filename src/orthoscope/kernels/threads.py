@@ -19,6 +19,12 @@ Jobs side by side (the local executor's lanes, `lanes()`): each lane is a thread
 whose torch runs one thread (`one_thread`, its pool's initializer), and scipy's and numpy's BLAS
 are held at one thread for the whole run, so a kernel's per-call BLAS limit (`blas_limit`)
 does nothing there and two lanes never set the process-wide pool size against each other.
+`lanes()` may be entered by several threads at once (two runs in one process): the first entry
+sets the counts, the last exit gives them back.
+
+A job may be stopped between kernels (`cancellable`): every kernel's entry (`full_threads`) checks
+its thread's cancel event and raises `Cancelled`; a kernel already running (an SVD) is never
+interrupted, so a cancelled job stops within one kernel.
 
 >>> import torch
 >>> before = torch.get_num_threads()
@@ -35,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -46,6 +53,44 @@ F = TypeVar("F", bound=Callable)
 
 _FULL: contextvars.ContextVar[int | None] = contextvars.ContextVar("orthoscope_full_threads", default=None)
 _BLAS_HELD = False  # True while `lanes()` holds the BLAS pools at one thread for the whole process
+_LANES_LOCK = threading.Lock()  # guards the two below: `lanes()` entered by several threads at once
+_lanes_depth = 0  # `lanes()` blocks open now, in any thread
+_lanes_restore: contextlib.ExitStack | None = None  # gives back the counts the first entry found
+_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("orthoscope_cancel", default=None)
+
+
+class Cancelled(BaseException):
+    """A job stopped at a kernel's entry because its cancel event was set (`cancellable`). A BaseException, as
+    KeyboardInterrupt is: no handler of a job's errors (skips, failed decompositions) may take it for a result;
+    the executor that set the event swallows it."""
+
+
+@contextlib.contextmanager
+def cancellable(event: threading.Event) -> Iterator[None]:
+    """Kernels called in this block (in this thread) raise `Cancelled` at their entry once `event` is set.
+
+    >>> stop = threading.Event()
+    >>> with cancellable(stop):
+    ...     check_cancelled()  # not set: nothing happens
+    ...     stop.set()
+    ...     try:
+    ...         check_cancelled()
+    ...     except Cancelled:
+    ...         print("stopped")
+    stopped
+    """
+    token = _CANCEL.set(event)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
+
+
+def check_cancelled() -> None:
+    """Raise `Cancelled` if this thread's job was cancelled (`cancellable`); a cheap check, else nothing."""
+    event = _CANCEL.get()
+    if event is not None and event.is_set():
+        raise Cancelled
 
 
 @contextlib.contextmanager
@@ -83,7 +128,9 @@ def full_count() -> int:
 
 @contextlib.contextmanager
 def full_threads() -> Iterator[None]:
-    """Torch at the full count for the block (inside `light()`), then back to one thread."""
+    """Torch at the full count for the block (inside `light()`), then back to one thread. A kernel's entry:
+    raises `Cancelled` first if this thread's job was cancelled (`cancellable`)."""
+    check_cancelled()
     count = _FULL.get()
     with torch_threads(count) if count is not None else contextlib.nullcontext():
         yield
@@ -114,7 +161,9 @@ def one_thread() -> None:
 def lanes() -> Iterator[None]:
     """A block whose jobs run side by side on threads of this process, each at one thread (`one_thread`):
     scipy's and numpy's BLAS held at one thread throughout (`blas_limit` then does nothing), and torch's
-    count, which every `one_thread` also sets process-wide, given back afterwards. Not reentrant.
+    count, which every `one_thread` also sets process-wide, given back afterwards. Re-entrant, from any
+    thread: blocks that overlap (two runs in one process) share one hold; the first entry sets the
+    counts, the last exit gives back the ones the first found.
 
     >>> import scipy.linalg, threadpoolctl
     >>> before = torch.get_num_threads(), threadpoolctl.threadpool_info()
@@ -123,18 +172,44 @@ def lanes() -> Iterator[None]:
     >>> held <= {1}, (torch.get_num_threads(), threadpoolctl.threadpool_info()) == before
     (True, True)
     """
-    global _BLAS_HELD
+    _enter_lanes()
+    try:
+        yield
+    finally:
+        _exit_lanes()
+
+
+def _enter_lanes() -> None:
+    global _BLAS_HELD, _lanes_depth, _lanes_restore
     from orthoscope.kernels.svd import scipy_blas_controller  # loads scipy's BLAS now, so the limit reaches it
 
-    controller = scipy_blas_controller()
-    before = torch.get_num_threads()
-    with controller.limit(limits=1, user_api="blas"):
-        _BLAS_HELD = True
-        try:
-            yield
-        finally:
-            _BLAS_HELD = False
-            torch.set_num_threads(before)
+    with _LANES_LOCK:
+        if _lanes_depth == 0:
+            restore = contextlib.ExitStack()
+            restore.callback(torch.set_num_threads, torch.get_num_threads())
+            restore.enter_context(scipy_blas_controller().limit(limits=1, user_api="blas"))
+            _lanes_restore, _BLAS_HELD = restore, True
+        _lanes_depth += 1
+
+
+def _exit_lanes() -> None:
+    global _BLAS_HELD, _lanes_depth, _lanes_restore
+    with _LANES_LOCK:
+        _lanes_depth -= 1
+        if _lanes_depth == 0:
+            restore, _lanes_restore, _BLAS_HELD = _lanes_restore, None, False
+            _take_blas_control()
+            restore.close()  # the BLAS pools' counts, then torch's
+
+
+def _take_blas_control() -> None:
+    """Let this thread set OpenBLAS's pool size: threadpoolctl lets only the thread that set it first change it
+    (others silently do nothing), and the last `lanes()` to exit may run on another thread than the first."""
+    import threadpoolctl
+
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 
 
 def blas_limit(controller, count: int):
