@@ -111,3 +111,42 @@ def test_an_error_in_one_lane_is_the_runs_error_and_ends_the_run(planted, tmp_pa
     monkeypatch.setattr(local, "analyse", real)
     again = orthoscope.compare(*planted, tmp_path / "r", cache=False, executor=LocalExecutor(workers=2))
     assert again.summary["resumed"] >= 2 and len(again.table) == 14
+
+
+GIB = 1 << 30
+
+
+def fake_root(tmp_path, files: dict[str, str]):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+MEMINFO = {"proc/meminfo": f"MemTotal: {64 * GIB // 1024} kB\nMemAvailable: {40 * GIB // 1024} kB\n"}
+
+
+@pytest.mark.parametrize("cgroup, expected", [
+    ({}, 40 * GIB),  # no cgroup files: the host's MemAvailable
+    ({"sys/fs/cgroup/memory.max": "max\n", "sys/fs/cgroup/memory.current": str(GIB)}, 40 * GIB),
+    ({"sys/fs/cgroup/memory.max": str(8 * GIB), "sys/fs/cgroup/memory.current": str(5 * GIB)}, 3 * GIB),
+    ({"sys/fs/cgroup/memory.max": str(8 * GIB), "sys/fs/cgroup/memory.current": str(7 * GIB),
+      "sys/fs/cgroup/memory.stat": f"anon {GIB}\ninactive_file {2 * GIB}\nactive_file {GIB}\n"}, 3 * GIB),
+    ({"sys/fs/cgroup/memory.max": str(8 * GIB), "sys/fs/cgroup/memory.current": str(9 * GIB)}, 0),
+    ({"sys/fs/cgroup/memory.max": str(100 * GIB), "sys/fs/cgroup/memory.current": str(GIB)}, 40 * GIB),
+    ({"sys/fs/cgroup/memory/memory.limit_in_bytes": str(6 * GIB),
+      "sys/fs/cgroup/memory/memory.usage_in_bytes": str(2 * GIB),
+      "sys/fs/cgroup/memory/memory.stat": f"cache {GIB}\ntotal_inactive_file {GIB}\n"}, 5 * GIB),
+    ({"sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712",  # v1's "no limit"
+      "sys/fs/cgroup/memory/memory.usage_in_bytes": str(2 * GIB)}, 40 * GIB),
+], ids=["host", "v2-max", "v2-limit", "v2-inactive-cache", "v2-over", "v2-above-host", "v1-limit", "v1-none"])
+def test_free_memory_is_the_smaller_of_the_host_and_the_containers_cgroup(tmp_path, cgroup, expected):
+    assert workers._free_memory(fake_root(tmp_path, {**MEMINFO, **cgroup})) == expected
+
+
+def test_free_memory_without_meminfo_takes_the_cgroup_else_the_free_pages(tmp_path):
+    limited = fake_root(tmp_path / "a", {"sys/fs/cgroup/memory.max": str(8 * GIB),
+                                         "sys/fs/cgroup/memory.current": str(6 * GIB)})
+    assert workers._free_memory(limited) == 2 * GIB
+    bare = workers._free_memory(fake_root(tmp_path / "b", {}))
+    assert bare is None or bare > 0

@@ -11,14 +11,16 @@ stored only hashes its bytes), and the memory guard below may lower them.
 
 Memory guard: a job's working set is taken as `JOB_COPIES` float64 copies of its matrix plus its
 stored copy per post; lanes times the largest job's working set must fit in `MEMORY_SHARE` of the
-memory available when the run starts (`free_memory`: Linux's MemAvailable, else
-`os.sysconf("SC_AVPHYS_PAGES")`), else fewer lanes run (at least one).
+memory available when the run starts (`free_memory`: the smaller of Linux's MemAvailable and what the
+process's memory cgroup (a container's limit) has left, else `os.sysconf("SC_AVPHYS_PAGES")`), else
+fewer lanes run (at least one).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -57,23 +59,79 @@ def job_bytes(job, posts: int) -> int:
 
 
 def free_memory() -> int | None:
-    """Bytes of memory available now: Linux's MemAvailable (free memory plus the page cache it can drop, which
-    holds the checkpoints just read), else the free pages `os.sysconf` reports; None where neither says.
+    """Bytes of memory available now: the smaller of Linux's MemAvailable (free memory plus the page cache it can
+    drop, which holds the checkpoints just read) and what this process's memory cgroup has left (a container's
+    limit, `cgroup_room`), else the free pages `os.sysconf` reports; None where none of them says.
 
     >>> free_memory() is None or free_memory() > 0
     True
     """
+    return _free_memory(Path("/"))
+
+
+NO_CGROUP_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63: a limit this large is none
+
+
+def _free_memory(root: Path) -> int | None:
+    """`free_memory` with /proc and /sys under `root` (tests give a fake tree)."""
+    available = _mem_available(root)
+    room = cgroup_room(root)
+    if available is not None and room is not None:
+        return min(available, room)
+    if available is not None or room is not None:
+        return available if available is not None else room
     try:
-        with open("/proc/meminfo") as info:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _mem_available(root: Path) -> int | None:
+    try:
+        with open(root / "proc/meminfo") as info:
             for line in info:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def cgroup_room(root: Path = Path("/")) -> int | None:
+    """Bytes the memory cgroup at `root`/sys/fs/cgroup may still take: its limit less its usage, plus its inactive
+    page cache (reclaimable, as MemAvailable counts it: the checkpoints just read are charged to the cgroup).
+    cgroup v2 (`memory.max`, `memory.current`, "max": no limit) first, then v1 (`memory/memory.limit_in_bytes`,
+    `memory.usage_in_bytes`); None where there is no limit or no cgroup file to read.
+
+    >>> cgroup_room(Path("/nonexistent")) is None
+    True
+    """
+    cgroup = root / "sys/fs/cgroup"
+    for limit_file, usage_file, stat_file, cache_key in (
+            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+             "total_inactive_file")):
+        try:
+            limit = (cgroup / limit_file).read_text().strip()
+            if limit == "max" or int(limit) >= NO_CGROUP_LIMIT:
+                return None
+            usage = int((cgroup / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        return max(0, int(limit) - usage + _stat_value(cgroup / stat_file, cache_key))
+    return None
+
+
+def _stat_value(path: Path, key: str) -> int:
+    """A count of a cgroup's memory.stat, 0 where it is missing or unreadable."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def choose_lanes(workers: int | None, jobs: Sequence, device: str, tuned: bool, free: int | None) -> int:
