@@ -12,9 +12,9 @@ process), and exits when its stdin closes: the monitor's process ended, however 
 
 A thread reads the messages as they come (`_Inbox`), so the worker knows when the series' None job
 has arrived: the monitor is closing and its caller waits for the queue's drain. From then on the
-matrices still to analyse go to one thread per core (`lanes.py`; at SCHED_IDLE still, which an
-unprivileged process cannot leave, but the training is over and the cores idle); rows, summaries
-and writes stay in step order and the numbers are those of one thread.
+matrices still to analyse go to one thread per core (`lanes.py`; on a CPU and as memory allows; at
+SCHED_IDLE still, which an unprivileged process cannot leave, but the training is over and the cores
+idle); rows, summaries and writes stay in step order and the numbers are those of one thread.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def _one_series(inbox: _Inbox, recipe, post, idle: float) -> bool:
         log.warning("orthoscope: the monitor's worker process cannot start (%s: %s)", type(error).__name__, error)
         return False
     del recipe
-    series.lanes = lanes = Lanes(lambda: drain_lanes() if inbox.closing() else 1)
+    device = series.settings.device
+    series.lanes = lanes = Lanes(lambda jobs: drain_lanes(device, jobs) if inbox.closing() else 1)
     post(("ready", time.process_time()))
     drain = [0, 0.0, 0.0]  # steps analysed (in part) on several lanes at close, their wall and CPU seconds
     try:

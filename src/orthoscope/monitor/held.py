@@ -3,7 +3,9 @@
 The base does not change during training: its factors are computed (or read from the
 disk cache, `pipeline/cache.py`) at the first step and kept here, up to `hold_gib`;
 beyond that the disk cache serves them. Without a disk cache (`cache=False`) only the
-held factors are reused.
+held factors are reused. Like `SVDCache`, it may be used from several threads at once (a
+worker's drain at close, `lanes.py`): the held factors are taken and added under their own
+lock, the disk's reads and writes outside it.
 
 >>> from orthoscope.kernels import svd
 >>> cache = HeldSVDCache(None, hold_gib=1.0, disk=False)
@@ -16,6 +18,8 @@ True
 """
 
 from __future__ import annotations
+
+import threading
 
 import torch
 
@@ -34,9 +38,11 @@ class HeldSVDCache(SVDCache):
         self.hold_bytes = int(hold_gib * 2**30)
         self.held: dict[str, SVD] = {}
         self.held_bytes = 0
+        self._held_lock = threading.Lock()  # `held` and `held_bytes`, taken and added by several lanes
 
     def get(self, key: str, device: torch.device | str = "cpu") -> SVD | None:
-        factors = self.held.get(key)
+        with self._held_lock:
+            factors = self.held.get(key)
         if factors is not None:
             self._count("hits")  # the process's count and this thread's (what a job reports)
             return SVD(factors.U.to(device), factors.S.to(device), factors.V.to(device))
@@ -54,8 +60,9 @@ class HeldSVDCache(SVDCache):
 
     def _hold(self, key: str, factors: SVD) -> bool:
         size = sum(t.numel() * t.element_size() for t in (factors.U, factors.S, factors.V))
-        if key in self.held or self.held_bytes + size > self.hold_bytes:
-            return key in self.held
-        self.held[key] = SVD(factors.U.detach(), factors.S.detach(), factors.V.detach())
-        self.held_bytes += size
-        return True
+        with self._held_lock:
+            if key in self.held or self.held_bytes + size > self.hold_bytes:
+                return key in self.held
+            self.held[key] = SVD(factors.U.detach(), factors.S.detach(), factors.V.detach())
+            self.held_bytes += size
+            return True

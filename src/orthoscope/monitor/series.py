@@ -107,7 +107,7 @@ class Series:
         self.seconds = 0.0  # the analysis of every step
         self.summary: dict = {}
         self.warned: set[str] = set()
-        self.lanes = Lanes(lambda: 1)  # the matrices one after another (a worker's drain sets more: child.py)
+        self.lanes = Lanes(lambda jobs: 1)  # the matrices one after another (a worker's drain sets more: child.py)
 
     @property
     def cache(self) -> HeldSVDCache:
@@ -275,7 +275,7 @@ class _Tolerant:
 
 
 def _analyse_job(plan: Plan, settings: Settings, job, cache: HeldSVDCache):
-    """Compare's per-matrix job on one matrix of `plan` (its lane's view of the cache: `lanes.py`)."""
+    """Compare's per-matrix job on one matrix of `plan` (on whichever lane: `lanes.py`; the cache is thread-safe)."""
     return analyse(plan.base, plan.posts, job, settings, cache)
 
 
