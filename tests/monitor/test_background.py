@@ -151,8 +151,26 @@ def test_the_drain_at_close_runs_on_two_lanes_with_rows_in_order_and_the_numbers
     assert list(written.name) == list(inline.table.name)  # and in the plan's order within a step
     expected, got = numbers(inline.table).to_numpy(), numbers(written).to_numpy()
     assert np.array_equal(expected, got, equal_nan=True)  # identical, not merely close
-    assert monitor.counts == inline.counts and monitor.counts["misses"] == 14  # each lane counted its own
+    assert monitor.counts == inline.counts  # each lane counted its own: a miss per matrix, then a hit per matrix
+    assert monitor.counts == {"hits": 14 * (len(STEPS) - 1), "misses": 14, "not_stored": 0}
     assert monitor.summary["verdicts"] == inline.summary["verdicts"]
+
+
+def test_a_bad_lanes_setting_is_one_warning_from_the_worker_and_the_drain_goes_on(gate, monkeypatch, caplog):
+    worker_module.end_spares()  # a worker started with the setting below
+    monkeypatch.setenv(LANES_ENV, "abc")
+    weights = {UP: torch.ones(16, 8)}
+    try:
+        with caplog.at_level(logging.WARNING, logger="orthoscope"):
+            monitor = Monitor(dict(weights), None, background=True, metrics={"rel_delta"}, pending=2)
+            futures = [monitor.measure({UP: weights[UP] * (1 + step)}, step) for step in (1, 2)]
+            threading.Timer(0.2, gate.set).start()
+            monitor.close()  # both steps drained, each asking for the lanes
+    finally:
+        worker_module.end_spares()  # no later test's monitor gets this worker
+    assert [f.result().table.rel_delta.item() for f in futures] == pytest.approx([1.0, 2.0])
+    assert caplog.messages == [f"orthoscope: {LANES_ENV}='abc' is not a positive integer: the drain at close uses "
+                               "the default (a thread per core)"]
 
 
 def test_a_monitor_dropped_unclosed_finishes_its_steps_on_one_lane(base_folder, gate, monkeypatch, caplog):

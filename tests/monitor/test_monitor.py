@@ -97,6 +97,19 @@ def test_a_module_base_is_copied_and_a_plain_state_dict_is_measured(tmp_path):
     assert set(live.table.kind) == {"q", "o"} and live.table.rel_delta.min() > 1e-3
 
 
+@pytest.mark.parametrize("disk", [True, False])
+def test_a_fresh_cache_counts_a_miss_per_matrix_then_a_hit_per_matrix(base_folder, tmp_path, disk):
+    """The base's factors computed at the first step (and written, or only held), taken at the next."""
+    model, monitor = tiny_llama(), Monitor(base_folder, None, cache=disk, cache_dir=tmp_path / "cache")
+    train_steps(model, 1, seed=1)
+    matrices = len(monitor.measure(model, 1).table)
+    assert matrices == 14 and monitor.counts == {"hits": 0, "misses": matrices, "not_stored": 0}
+    train_steps(model, 1, seed=2)
+    monitor.measure(model, 2)
+    assert monitor.counts == {"hits": matrices, "misses": matrices, "not_stored": 0}
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == (matrices if disk else 0)
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def test_matrices_not_matching_the_base_are_refused(base_folder):
     monitor = Monitor(base_folder)
