@@ -150,3 +150,48 @@ def test_free_memory_without_meminfo_takes_the_cgroup_else_the_free_pages(tmp_pa
     assert workers._free_memory(limited) == 2 * GIB
     bare = workers._free_memory(fake_root(tmp_path / "b", {}))
     assert bare is None or bare > 0
+
+
+def test_ctrl_c_stores_every_finished_job_and_stops_the_running_ones_at_their_next_kernel(monkeypatch):
+    """Lanes a and b finish; c runs kernel after kernel (never done on its own before 5 s); d finishes while
+    Ctrl-C lands in the wait, before it was handed over. Stored: a, b and d; c stops at its next kernel."""
+    import time
+    from types import SimpleNamespace
+
+    from orthoscope.kernels.threads import full_threads
+    from orthoscope.pipeline.work import Settings
+
+    jobs = [Job(SimpleNamespace(name=name, shape=(8, 8)), (0,)) for name in "abcde"]
+    c_stopped = []
+
+    def analyse(base, posts, job, settings, cache):
+        if job.ref.name == "c":
+            deadline = time.monotonic() + 5
+            try:
+                while time.monotonic() < deadline:
+                    with full_threads():  # a kernel's entry
+                        time.sleep(0.01)
+            finally:
+                c_stopped.append(time.monotonic())
+        return job.ref.name
+
+    real_wait = local.wait
+
+    def wait(running, return_when):
+        if "d" in {job.ref.name for job in running.values()}:  # Ctrl-C once d has finished, c still running
+            d = next(f for f, job in running.items() if job.ref.name == "d")
+            real_wait([d])
+            raise KeyboardInterrupt
+        return real_wait(running, return_when=return_when)
+
+    monkeypatch.setattr(local, "analyse", analyse)
+    monkeypatch.setattr(local, "wait", wait)
+    monkeypatch.setattr(local, "prefetch", lambda *args: None)
+    stored = []
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor(workers=2).run(SimpleNamespace(base=None, posts=()), jobs,
+                                     Settings(torch.float32, "cpu", 0, frozenset()),
+                                     lambda job, result: stored.append(result))
+    assert sorted(stored) == ["a", "b", "d"]  # e never started, c was cancelled
+    assert c_stopped and c_stopped[0] - started < 2.5 and time.monotonic() - started < 2.5

@@ -5,6 +5,7 @@ options, concurrent runs, another run's folder, full disks, Ctrl-C and kill -9.
 """
 
 import errno
+import itertools
 import json
 import os
 import shutil
@@ -369,13 +370,17 @@ def test_ctrl_c_exits_130_with_a_resume_hint(planted, tmp_path, monkeypatch):
     assert len(calls2) == 14 - 3
 
 
+def slow_by_a_tenth(call: int) -> None:
+    time.sleep(0.1)
+
+
 class SlowRun:
     """`orthoscope compare ARGS` in a forked child of the test process (a real process to signal, without an
-    interpreter's start-up and imports), each measure() slowed by 0.1 s; its stderr goes to a file. Popen's
-    poll/send_signal/wait/returncode."""
+    interpreter's start-up and imports), each measure() slowed by `slow(call number)` (0.1 s); its stderr goes to
+    a file. Popen's poll/send_signal/wait/returncode."""
 
-    def __init__(self, args, stderr: Path):
-        self.stderr_path, self.returncode = stderr, None
+    def __init__(self, args, stderr: Path, slow=slow_by_a_tenth):
+        self.stderr_path, self.returncode, self.slow = stderr, None, slow
         self.pid = os.fork()
         if self.pid == 0:
             self._child(args)
@@ -388,10 +393,10 @@ class SlowRun:
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
             signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
-            real = work.measure
+            real, calls = work.measure, itertools.count()
 
             def slow(*a, **k):
-                time.sleep(0.1)
+                self.slow(next(calls))
                 return real(*a, **k)
 
             work.measure = slow
@@ -482,6 +487,43 @@ def test_ctrl_c_in_a_real_process(planted, tmp_path):
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
     assert "Traceback" not in stderr
+
+
+def long_after_the_third(call: int) -> None:
+    """The first three measures take 0.1 s, every later one 10 s: 100 kernels of 0.1 s (a large matrix's)."""
+    from orthoscope.kernels.threads import full_threads
+
+    for _ in range(1 if call < 3 else 100):
+        with full_threads():  # a kernel's entry
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_lanes_is_prompt_and_keeps_the_finished_matrices(planted, tmp_path, monkeypatch):
+    """Two lanes, both 10 s into a matrix when Ctrl-C lands: exit 130 within a kernel or so (not after the matrices
+    finish), every finished matrix stored, and the resume measures only the rest."""
+    out = tmp_path / "r"
+    args = [*planted, "-o", out, "-q", "--no-report", "--workers", "2"]
+    process = SlowRun(args, tmp_path / "stderr.txt", slow=long_after_the_third)
+    while parts_written(out) < 3 and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.5)  # both lanes inside their long matrices
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    took = time.monotonic() - interrupted
+    stderr = process.stderr()
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+    assert "Traceback" not in stderr
+    assert took < 4, took  # the running matrices had 9 s or more to go
+    stored = parts_written(out)
+    assert stored >= 3
+    calls = measured(monkeypatch)
+    code, output = cli("compare", *args)
+    assert code == 0, output
+    assert len(calls) == 14 - stored
+    assert json.loads((out / "summary.json").read_text())["settings"]["executor_options"]["lanes"] == 2
 
 
 def test_damaged_table_or_summary_is_one_line(planted, tmp_path):

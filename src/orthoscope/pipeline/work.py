@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from orthoscope.architectures import MatrixRef, prefetch_matrix, read_matrix
-from orthoscope.kernels.threads import light
+from orthoscope.kernels.threads import check_cancelled, light
 from orthoscope.metrics.registry import runs_svd
 from orthoscope.pipeline.allocator import keep_freed_memory
 from orthoscope.pipeline.cache import SVDCache, tensor_digest
@@ -115,7 +115,8 @@ def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: S
     """Measure every post of `job` whose stored result is missing or was made from other bytes.
 
     The base is decomposed at most once (or its factors taken from `cache`), and only if
-    some post needs it. Only in a process tuned for it (`orthoscope.tuning`, or a driver that
+    some post needs it. In a block `kernels.threads.cancellable` it stops with `Cancelled` at its next post or
+    kernel once cancelled (the local executor's lanes at Ctrl-C). Only in a process tuned for it (`orthoscope.tuning`, or a driver that
     was: `settings.tuned`) does a job change the allocator or torch's thread count.
     """
     with _thread_policy(job, settings):
@@ -145,6 +146,7 @@ def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: 
     prepared, base_skip = None, None
     out: list[tuple[int, dict | None, dict | None]] = []
     for i in job.posts:
+        check_cancelled()  # a cancelled lane stops before reading the next post (and at every kernel's entry)
         W_p = read_matrix(posts[i], job.ref)
         hashes[i] = h_p = content_hash(W_p)
         if i in paired:
@@ -176,6 +178,7 @@ def _analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: 
             out.append((i, {"skipped": f"the decomposition failed ({str(error).splitlines()[0]})", **stamp}, None))
             continue
         out.append((i, {"metrics": row, **stamp}, arrays))
+    check_cancelled()
     pairs = _pairs(job, W_b, h_b, held, hashes)
     stats = {}
     if cache is not None:

@@ -6,20 +6,28 @@ torch at one thread and scipy's and numpy's BLAS held at one thread for the run
 (`kernels.threads.lanes`); their results are handed to `on_result` from the calling thread,
 so the run folder, progress and cache counts are written by one thread only. Every job's
 numbers depend on its matrix alone (seeds per matrix: `pipeline.seeds`), so the table is
-the same however many lanes ran it.
+the same however many lanes ran it (each lane's kernels on one thread: the same as one matrix
+at a time on one thread).
+
+Ctrl-C (or any error of the run) with lanes: the jobs already finished are stored first (a
+rerun skips them), the jobs not started are dropped, and the running ones are cancelled
+(`kernels.threads.cancellable`): each stops at its next kernel's entry, so the wait is at most
+one kernel per lane (an SVD under way is never interrupted); then the interrupt is raised.
+A job's own error instead lets the running jobs finish their matrix and stores them.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from orthoscope.kernels import resolve_device
+from orthoscope.kernels.threads import cancellable, one_thread
 from orthoscope.kernels.threads import lanes as lane_threads
-from orthoscope.kernels.threads import one_thread
 from orthoscope.pipeline.executors.workers import check_workers, choose_lanes, free_memory
 from orthoscope.pipeline.work import PREFETCH_JOBS, Job, OnResult, Settings, analyse, make_cache, prefetch
 
@@ -68,8 +76,10 @@ def _one_by_one(plan, jobs: Sequence[Job], settings: Settings, on_result: OnResu
 
 def _side_by_side(plan, jobs: Sequence[Job], settings: Settings, on_result: OnResult, cache, lanes: int) -> None:
     """`lanes` jobs at once; each result handed over here as it finishes. A job's error is the run's: the
-    jobs not started are dropped, the ones running finish their matrix and are stored, then it is raised."""
+    jobs not started are dropped, the ones running finish their matrix and are stored, then it is raised.
+    Ctrl-C or an error here: the finished jobs are stored, the running ones cancelled, then it is raised."""
     running: dict[Future, Job] = {}
+    cancel = threading.Event()
     fetched = 0
 
     def start(pool: ThreadPoolExecutor, k: int) -> None:
@@ -77,12 +87,12 @@ def _side_by_side(plan, jobs: Sequence[Job], settings: Settings, on_result: OnRe
         while fetched < min(k + 1 + PREFETCH_JOBS, len(jobs)):  # bytes asked for ahead of the jobs in flight
             prefetch(plan.base, plan.posts, jobs[fetched])
             fetched += 1
-        running[pool.submit(analyse, plan.base, plan.posts, jobs[k], settings, cache)] = jobs[k]
+        running[pool.submit(_lane_job, cancel, plan, jobs[k], settings, cache)] = jobs[k]
 
     pool = ThreadPoolExecutor(lanes, thread_name_prefix="orthoscope-lane", initializer=one_thread)
-    with lane_threads(), pool:
-        queued = iter(range(len(jobs)))
+    with lane_threads():
         try:
+            queued = iter(range(len(jobs)))
             for k in itertools.islice(queued, lanes):
                 start(pool, k)
             while running:
@@ -95,9 +105,34 @@ def _side_by_side(plan, jobs: Sequence[Job], settings: Settings, on_result: OnRe
                     if (k := next(queued, None)) is not None:
                         start(pool, k)
                     on_result(job, future.result())
+        except BaseException:  # Ctrl-C while waiting or storing, a failed write: keep what is done, stop the rest
+            cancel.set()
+            _store_finished(running, on_result)  # before waiting on anything: a second Ctrl-C loses nothing
+            pool.shutdown(wait=True, cancel_futures=True)  # each running job stops at its next kernel
+            _store_finished(running, on_result)  # jobs that finished meanwhile
+            raise
         finally:
-            for future in running:
-                future.cancel()
+            cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lane_job(cancel: threading.Event, plan, job: Job, settings: Settings, cache):
+    """One job on a lane, stopped at its next kernel once `cancel` is set (`kernels.threads.Cancelled`, left
+    in its future and never read)."""
+    with cancellable(cancel):
+        return analyse(plan.base, plan.posts, job, settings, cache)
+
+
+def _store_finished(running: dict[Future, Job], on_result: OnResult) -> None:
+    """Hand every job that finished with a result to `on_result`, in the order they were started; a failure to
+    store ends this (the run's error is already on its way)."""
+    for future, job in list(running.items()):
+        if future.done() and not future.cancelled() and future.exception() is None:
+            running.pop(future)
+            try:
+                on_result(job, future.result())
+            except Exception:
+                return
 
 
 def _finish_running(running: dict[Future, Job], on_result: OnResult) -> None:
