@@ -195,3 +195,30 @@ def test_ctrl_c_stores_every_finished_job_and_stops_the_running_ones_at_their_ne
                                      lambda job, result: stored.append(result))
     assert sorted(stored) == ["a", "b", "d"]  # e never started, c was cancelled
     assert c_stopped and c_stopped[0] - started < 2.5 and time.monotonic() - started < 2.5
+
+
+def test_a_given_workers_lowered_by_memory_or_a_gpu_says_so_once(planted, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from orthoscope.cli import app
+
+    shape = type("Ref", (), {"shape": (1024, 1024)})()
+    jobs = [Job(shape, (0,))] * 8
+    room = job_bytes(jobs[0], 1) / workers.MEMORY_SHARE
+    assert workers.lanes_and_note(4, jobs, "cpu", False, int(2.5 * room)) == (
+        2, "--workers 4 lowered to 2 by free memory: 50% of the 0.5 GiB free holds 2 working sets of 0.10 GiB (the "
+           "largest matrix's)")
+    assert workers.lanes_and_note(None, jobs, "cpu", True, int(2.5 * room))[1] is None  # not asked for: no note
+    assert workers.lanes_and_note(4, jobs[:2], "cpu", False, None) == (2, None)  # no more jobs to run: no note
+    assert workers.lanes_and_note(1, jobs, "cuda", False, None) == (1, None)
+    monkeypatch.setattr(local, "free_memory", lambda: 1)  # room for none: one lane
+    result = orthoscope.compare(*planted, kinds="q,k", cache=False, executor=LocalExecutor(workers=2))
+    lowered = [note for note in result.summary["notes"] if note.startswith("--workers 2 lowered to 1 by free memory")]
+    assert len(lowered) == 1 and result.summary["settings"]["executor_options"]["lanes"] == 1
+    args = ["compare", *map(str, planted), "-o", str(tmp_path / "r"), "--no-report", "--kinds", "q,k", "--workers", "2"]
+    shown = CliRunner().invoke(app, args).output
+    assert shown.count("note: --workers 2 lowered to 1 by free memory") == 1, shown
+    assert "lowered" not in CliRunner().invoke(app, [*args, "-q"]).output
+    monkeypatch.setattr(local, "free_memory", lambda: None)  # no guard: 3 lanes for 4 jobs, nothing to say
+    assert "lowered" not in " ".join(orthoscope.compare(*planted, kinds="q,k", cache=False,
+                                                         executor=LocalExecutor(workers=3)).summary["notes"])

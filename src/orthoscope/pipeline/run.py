@@ -110,7 +110,8 @@ def compare(base: Any, posts: Any, out: str | Path | None = None, options: Compa
             close()
         table, skipped = collect(plan, tally.records)
         pairs = _pair_table(plan, tally.pair_records)
-        notes = plan.notes + _same_weights_notes(plan, tally.records) + cache_notes(tally.cache, worker)
+        notes = (plan.notes + _same_weights_notes(plan, tally.records) + cache_notes(tally.cache, worker)
+                 + _executor_notes(executor))
         summary = summarize(table, pairs, skipped, base=plan.base.describe(),
                             posts={label: ckpt.describe() for label, ckpt in zip(plan.labels, plan.posts)},
                             matrices=len(plan.refs), opts=opts, settings=worker, cache=tally.cache,
@@ -347,6 +348,13 @@ def _same_weights_notes(plan: Plan, records: dict[tuple[int, str], dict]) -> lis
                           for h in hashes):
             notes.append(f"post {label} holds the same bytes as the base in every analysed matrix: expect no change")
     return notes
+
+
+def _executor_notes(executor) -> list[str]:
+    """What the executor says about its run (the local executor: a given --workers lowered); an executor
+    without `notes()` says nothing."""
+    notes = getattr(executor, "notes", None)
+    return list(notes()) if callable(notes) else []
 
 
 def cache_notes(stats: dict, settings: Settings) -> list[str]:

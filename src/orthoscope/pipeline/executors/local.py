@@ -28,7 +28,7 @@ from typing import ClassVar
 from orthoscope.kernels import resolve_device
 from orthoscope.kernels.threads import cancellable, one_thread
 from orthoscope.kernels.threads import lanes as lane_threads
-from orthoscope.pipeline.executors.workers import check_workers, choose_lanes, free_memory
+from orthoscope.pipeline.executors.workers import check_workers, free_memory, lanes_and_note
 from orthoscope.pipeline.work import PREFETCH_JOBS, Job, OnResult, Settings, analyse, make_cache, prefetch
 
 
@@ -36,7 +36,7 @@ from orthoscope.pipeline.work import PREFETCH_JOBS, Job, OnResult, Settings, ana
 class LocalExecutor:
     """Runs the jobs here, `workers` at once (None: chosen per run, `executors.workers.choose_lanes`).
 
-    `describe()` records the lanes the last run used.
+    `describe()` records the lanes the last run used; `notes()` says when a given `workers` was lowered.
 
     >>> LocalExecutor().describe()
     {'executor': 'local', 'workers': None, 'lanes': None}
@@ -55,9 +55,13 @@ class LocalExecutor:
     def describe(self) -> dict:
         return {"executor": self.name, "workers": self.workers, "lanes": self._used.get("lanes")}
 
+    def notes(self) -> list[str]:
+        """The last run's note, if an explicit `workers` was lowered (a GPU, the memory guard)."""
+        return [self._used["note"]] if self._used.get("note") else []
+
     def run(self, plan, jobs: Sequence[Job], settings: Settings, on_result: OnResult) -> None:
-        lanes = choose_lanes(self.workers, jobs, settings.device, settings.tuned, free_memory())
-        self._used["lanes"] = lanes
+        lanes, note = lanes_and_note(self.workers, jobs, settings.device, settings.tuned, free_memory())
+        self._used.update(lanes=lanes, note=note)
         cache = make_cache(settings)
         if lanes == 1:
             _one_by_one(plan, jobs, settings, on_result, cache)

@@ -147,11 +147,32 @@ def choose_lanes(workers: int | None, jobs: Sequence, device: str, tuned: bool, 
     >>> choose_lanes(4, jobs, "cpu", False, 3 * job_bytes(jobs[0], 1) * 2)  # room for three working sets
     3
     """
+    return lanes_and_note(workers, jobs, device, tuned, free)[0]
+
+
+def lanes_and_note(workers: int | None, jobs: Sequence, device: str, tuned: bool,
+                   free: int | None) -> tuple[int, str | None]:
+    """`choose_lanes`, and a run note where a `workers` given explicitly was lowered on a GPU or by the memory
+    guard (None otherwise: lowered to the jobs that compute is no loss, there is no more work to run at once).
+
+    >>> from types import SimpleNamespace as Job
+    >>> jobs = [Job(ref=Job(shape=(896, 896)), posts=(0,), known={}, pairs=(), known_pairs={})] * 8
+    >>> lanes_and_note(4, jobs, "cuda:0", False, None)
+    (1, '--workers 4 lowered to 1: on cuda:0 one matrix runs at a time')
+    >>> lanes_and_note(4, jobs[:2], "cpu", False, None)
+    (2, None)
+    """
     if not device.startswith("cpu"):
-        return 1
+        note = f"--workers {workers} lowered to 1: on {device} one matrix runs at a time"
+        return 1, note if workers is not None and workers > 1 else None
     lanes = workers if workers is not None else (torch.get_num_threads() if tuned or process_tuned() else 1)
     lanes = min(lanes, max(1, sum(map(computes, jobs))))
-    if lanes > 1 and free is not None:
-        largest = max(job_bytes(job, len(job.posts)) for job in jobs if computes(job))
-        lanes = min(lanes, max(1, int(free * MEMORY_SHARE) // max(largest, 1)))
-    return lanes
+    if lanes == 1 or free is None:
+        return lanes, None
+    largest = max(job_bytes(job, len(job.posts)) for job in jobs if computes(job))
+    held = max(1, int(free * MEMORY_SHARE) // max(largest, 1))
+    if held >= lanes:
+        return lanes, None
+    note = (f"--workers {workers} lowered to {held} by free memory: {MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB "
+            f"free holds {held} working set{'s' if held > 1 else ''} of {largest / 2**30:.2f} GiB (the largest matrix's)")
+    return held, note if workers is not None else None
