@@ -122,8 +122,10 @@ def compare(
     executor: str = typer.Option("local", help="local, or ray: one task per matrix on a Ray cluster."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local one)."),
     workers: int | None = typer.Option(None, help="Matrices at once. local: threads of this process, one "
-                                       "torch thread each (default: torch's thread count on a CPU); ray: "
-                                       "CPUs of the local cluster (default: all)."),
+                                       "torch thread each (default: torch's thread count on a CPU); the table "
+                                       "is that of one matrix at a time on one thread (--workers 1 on several "
+                                       "threads rounds float32 differently, ~1e-6 relative); ray: CPUs of the "
+                                       "local cluster (default: all)."),
     control: str | None = typer.Option(None, help="The control post (default: a post named control)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Clear OUTPUT if it holds a run of other inputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes."),

@@ -22,6 +22,8 @@ One cache may serve jobs on several threads at once (the local executor's lanes)
 running total and eviction are kept under a lock, the hash a job hands to `key` is the
 calling thread's own, and each thread also counts its own hits, misses and entries not
 stored (`thread_counts`), so a job's counts are its own however many run beside it.
+Two lanes on matrices of identical bytes at once both miss and both decompose (a lookup
+does not wait for a write under way); the entry then written twice holds the same factors.
 
 The cache only ever removes what it wrote, whatever folder it is pointed at: entries
 are files named `<32 hex>-<dtype>-svd-vN.safetensors` in a folder named by their first
