@@ -11,8 +11,9 @@ at a time on one thread).
 
 Ctrl-C (or any error of the run) with lanes: the jobs already finished are stored first (a
 rerun skips them), the jobs not started are dropped, and the running ones are cancelled
-(`kernels.threads.cancellable`): each stops at its next kernel's entry, so the wait is at most
-one kernel per lane (an SVD under way is never interrupted); then the interrupt is raised.
+(`kernels.threads.cancellable`): each stops before its next post or at its next kernel's entry,
+so the wait is about one kernel, the longest under way (an SVD is never interrupted midway);
+those that finished meanwhile are stored too, then the interrupt is raised.
 A job's own error instead lets the running jobs finish their matrix and stores them.
 """
 
