@@ -78,8 +78,6 @@ def blas_counts() -> list[int]:
 def test_overlapping_lanes_from_two_threads_hold_until_the_last_exit(two_threads):
     """Run A enters lanes(), run B enters on another thread, A leaves while B still runs: B keeps the BLAS
     pools at one thread and blas_limit still does nothing; the counts come back when B leaves."""
-    import threading
-
     import scipy.linalg  # noqa: F401 (its BLAS is loaded before the counts are taken)
 
     from orthoscope.kernels import threads

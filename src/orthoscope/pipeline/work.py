@@ -116,8 +116,9 @@ def analyse(base: Checkpoint, posts: Sequence[Checkpoint], job: Job, settings: S
 
     The base is decomposed at most once (or its factors taken from `cache`), and only if
     some post needs it. In a block `kernels.threads.cancellable` it stops with `Cancelled` at its next post or
-    kernel once cancelled (the local executor's lanes at Ctrl-C). Only in a process tuned for it (`orthoscope.tuning`, or a driver that
-    was: `settings.tuned`) does a job change the allocator or torch's thread count.
+    kernel once cancelled (the local executor's lanes at Ctrl-C). Only in a process tuned for it
+    (`orthoscope.tuning`, or a driver that was: `settings.tuned`) does a job change the allocator or torch's
+    thread count.
     """
     with _thread_policy(job, settings):
         return _analyse(base, posts, job, settings, cache)

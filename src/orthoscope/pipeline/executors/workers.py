@@ -173,6 +173,7 @@ def lanes_and_note(workers: int | None, jobs: Sequence, device: str, tuned: bool
     held = max(1, int(free * MEMORY_SHARE) // max(largest, 1))
     if held >= lanes:
         return lanes, None
-    note = (f"--workers {workers} lowered to {held} by free memory: {MEMORY_SHARE:.0%} of the {free / 2**30:.1f} GiB "
-            f"free holds {held} working set{'s' if held > 1 else ''} of {largest / 2**30:.2f} GiB (the largest matrix's)")
+    note = (f"--workers {workers} lowered to {held} by free memory: {MEMORY_SHARE:.0%} of the "
+            f"{free / 2**30:.1f} GiB free holds {held} working set{'s' if held > 1 else ''} of "
+            f"{largest / 2**30:.2f} GiB (the largest matrix's)")
     return held, note if workers is not None else None
