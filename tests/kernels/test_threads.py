@@ -115,3 +115,56 @@ def overlapping_lanes(threads) -> None:
     b.join()
     assert seen["b after a left"] == (True, {1} if before else set(), "nullcontext")
     assert blas_counts() == before and torch.get_num_threads() == 2 and not threads._BLAS_HELD
+
+
+def test_lanes_left_by_another_thread_leave_blas_control_free(two_threads):
+    """A enters lanes(), B enters, A leaves, B leaves (the last exit on another thread than the first entry);
+    A then runs a kernel's per-call blas_limit, and C enters lanes() from a third thread: C's lanes hold the
+    BLAS pools at one thread (no thread keeps threadpoolctl's control of OpenBLAS for good), and the counts
+    come back after."""
+    import threading
+
+    import scipy.linalg  # noqa: F401 (its BLAS is loaded before the counts are taken)
+    import threadpoolctl
+
+    from orthoscope.kernels import threads
+
+    controller = svd_module.scipy_blas_controller()
+    threads._release_blas_control()
+    known = controller.limit(limits=2, user_api="blas")  # counts to tell apart, set without entering a limiter
+    threads._release_blas_control()
+    try:
+        before = blas_counts()
+        a_in, b_in, a_out = (threading.Event() for _ in range(3))
+
+        def run_b():
+            a_in.wait()
+            with threads.lanes():
+                b_in.set()
+                a_out.wait()
+
+        b = threading.Thread(target=run_b)
+        b.start()
+        with threads.lanes():
+            a_in.set()
+            b_in.wait()
+        a_out.set()
+        b.join()
+        with threads.blas_limit(controller, 2):
+            pass
+        seen = {}
+
+        def run_c():
+            with threads.lanes():
+                seen["c"] = set(blas_counts())
+
+        c = threading.Thread(target=run_c)
+        c.start()
+        c.join()
+        assert seen["c"] == ({1} if before else set())
+        assert threadpoolctl.CONTROLLING_THREAD_OWNERSHIP.count == 0
+        assert blas_counts() == before and not threads._BLAS_HELD
+    finally:
+        threads._release_blas_control()
+        known.restore_original_limits()
+        threads._release_blas_control()

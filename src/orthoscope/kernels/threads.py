@@ -187,7 +187,12 @@ def _enter_lanes() -> None:
         if _lanes_depth == 0:
             restore = contextlib.ExitStack()
             restore.callback(torch.set_num_threads, torch.get_num_threads())
-            restore.enter_context(scipy_blas_controller().limit(limits=1, user_api="blas"))
+            _release_blas_control()
+            limiter = scipy_blas_controller().limit(limits=1, user_api="blas")  # sets the counts now, not entered
+            _release_blas_control()
+            restore.callback(_release_blas_control)
+            restore.callback(limiter.restore_original_limits)
+            restore.callback(_release_blas_control)
             _lanes_restore, _BLAS_HELD = restore, True
         _lanes_depth += 1
 
@@ -198,13 +203,14 @@ def _exit_lanes() -> None:
         _lanes_depth -= 1
         if _lanes_depth == 0:
             restore, _lanes_restore, _BLAS_HELD = _lanes_restore, None, False
-            _take_blas_control()
-            restore.close()  # the BLAS pools' counts, then torch's
+            restore.close()  # the BLAS pools' counts (control released around it), then torch's
 
 
-def _take_blas_control() -> None:
-    """Let this thread set OpenBLAS's pool size: threadpoolctl lets only the thread that set it first change it
-    (others silently do nothing), and the last `lanes()` to exit may run on another thread than the first."""
+def _release_blas_control() -> None:
+    """Let any thread set OpenBLAS's pool size next. threadpoolctl lets only the thread that set it first change
+    it (others silently do nothing) and frees it when that thread's count of entered limiters drops to zero; the
+    `lanes()` hold is set and given back by a limiter never entered as a context (its first entry and last exit
+    may run on different threads, whose counts would then never balance), so control is released by hand."""
     import threadpoolctl
 
     clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
