@@ -199,3 +199,117 @@ def test_the_calls_let_another_python_thread_run_where_scipy_s_wrappers_do_not()
         assert lets_other_threads_run(lambda: values_only(A.copy(order="F")))
         assert lets_other_threads_run(lambda: gram_update(np.zeros((1200, 1200), order="F"), B))
         assert not lets_other_threads_run(lambda: scipy.linalg.eigh(A, eigvals_only=True, lower=True, driver="ev"))
+
+
+def test_numpy_integers_give_the_same_bits():
+    """An integer from numpy (a shape's arithmetic, a config read by numpy) goes as a C int, as scipy's
+    wrappers took it."""
+    import torch
+
+    from orthoscope.kernels import values_and_top_left
+
+    A = symmetric(40, 4)
+    values, vectors = values_and_top(A, 5)
+    for top in (np.int64(5), np.int32(5), np.intc(5), np.uint8(5)):
+        assert all(np.array_equal(a, b) for a, b in zip(values_and_top(A, top), (values, vectors)))
+    W = torch.from_numpy(np.random.default_rng(5).standard_normal((50, 20)))
+    s, U = values_and_top_left(W, 3)
+    s64, U64 = values_and_top_left(W, np.int64(3))
+    assert torch.equal(s, s64) and torch.equal(U, U64) and U64.shape == (50, 3)
+    assert np.array_equal(values_only(A.copy(order="F")), values)
+    B = np.asfortranarray(np.random.default_rng(6).standard_normal((8, 5)))
+    assert np.array_equal(gram_update(np.zeros((8, 8), order="F"), B), blas.dsyrk(1.0, B, lower=1))
+    d, e = np.linspace(1.0, 3.0, 4), np.full(3, 0.5)  # every scalar kind of numpy through _call
+    found, info, w = lapack._info(), lapack._info(), np.zeros(4)
+    lapack._call("dstebz", np.bytes_(b"A"), b"E", np.int16(4), np.float32(0.0), np.float64(0.0), np.int64(1),
+                 np.uint64(4), np.float64(0.0), d, e, found, lapack._info(), w, np.zeros(4, np.intc),
+                 np.zeros(4, np.intc), np.zeros(16), np.zeros(12, np.intc), info)
+    expected = scipy_lapack.dstebz(d, e, 0, 0.0, 0.0, 1, 4, 0.0, b"E")
+    assert info[0] == 0 and found[0] == 4 and np.array_equal(w, expected[1][:4])
+
+
+@pytest.mark.parametrize("value", [2**31, -(2**31) - 1, np.int64(2**40), np.uint64(2**63)])
+def test_an_integer_outside_a_c_int_raises(value):
+    with pytest.raises(ValueError, match="outside a C int's range"):
+        lapack._call("dsterf", value, np.zeros(3), np.zeros(2), lapack._info())
+
+
+def test_the_signatures_parsed_to_the_kinds_passed():
+    assert lapack._routine("dsterf").kinds == ("int", "double", "double", "int")
+    # uplo, trans, n, k, alpha, a, lda, beta, c, ldc
+    assert lapack._routine("dsyrk").kinds == ("char", "char", "int", "int", "double", "double", "int", "double",
+                                              "double", "int")
+    assert lapack._kinds("void (char *, double *, int *)") == ("char", "double", "int")
+    for signature in ("void (char *, npy_int64 *)", "void (long *)", "void (int, int *)",
+                      "void (__pyx_t_5scipy_6linalg_13cython_lapack_s *)", "int (int *)", "void ()", ""):
+        assert lapack._kinds(signature) is None, signature
+
+
+def test_an_unknown_argument_type_left_to_scipy_s_wrappers(monkeypatch, fresh_routines):
+    """A scipy whose routines take another integer (an ILP64 build: `npy_int64 *`) gets no pointer: the public
+    functions take scipy's wrappers and eigh, with no foreign call of their own."""
+    import torch
+
+    from orthoscope.kernels import values_and_top_left
+
+    A, W = symmetric(30, 7), torch.from_numpy(np.random.default_rng(7).standard_normal((60, 30)))
+    s, U = values_and_top_left(W, 4)
+    real = lapack._signature
+    monkeypatch.setattr(lapack, "_signature", lambda capsule: real(capsule).replace("int *", "npy_int64 *"))
+    lapack._routine.cache_clear()
+
+    def no_call(*args):
+        raise AssertionError("a foreign call without a checked signature")
+
+    monkeypatch.setattr(lapack, "_call", no_call)
+    assert lapack._routine("dsyev") is None and lapack._routine("dsyrk") is None
+    assert values_and_top(A, 3) is None and values_only(A) is None
+    B = np.asfortranarray(np.random.default_rng(3).standard_normal((30, 9)))
+    assert np.array_equal(gram_update(np.zeros((30, 30), order="F"), B), blas.dsyrk(1.0, B, lower=1))
+    s_fallback, U_fallback = values_and_top_left(W, 4)  # eigh's dsyev (the same bits) and dsyevr
+    assert torch.equal(s_fallback, s)
+    torch.testing.assert_close((U * U_fallback).sum(0).abs(), torch.ones(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((3, np.zeros(3), np.zeros(2)), "takes 4 arguments, 3 given"),
+    ((3, np.zeros(3), np.zeros(2), lapack._info(), 0), "takes 4 arguments, 5 given"),
+    ((3.0, np.zeros(3), np.zeros(2), lapack._info()), "argument 0 must be a C int"),
+    ((True, np.zeros(3), np.zeros(2), lapack._info()), "argument 0 must be a C int"),
+    ((b"3", np.zeros(3), np.zeros(2), lapack._info()), "argument 0 must be a C int"),
+    ((3, np.zeros(3, np.intc), np.zeros(2), lapack._info()), "argument 1 must be a Fortran-ordered array of C double"),
+    ((3, np.zeros(3), 1, lapack._info()), "argument 2 must be a C double"),
+    ((3, np.zeros(3), np.zeros(2), np.zeros(1)), "argument 3 must be a Fortran-ordered array of C int"),
+    ((3, np.zeros(3), np.zeros(2), np.zeros(1, np.int64)), "argument 3 must be a Fortran-ordered array of C int"),
+])
+def test_a_wrong_argument_count_or_kind_raises_before_any_call(monkeypatch, args, message):
+    calls = []
+    kinds = lapack._routine("dsterf").kinds
+    monkeypatch.setattr(lapack, "_routine", lambda name: lapack._Routine(lambda *p: calls.append(p), kinds))
+    with pytest.raises(TypeError, match=message):
+        lapack._call("dsterf", *args)
+    assert calls == []
+    lapack._call("dsterf", 3, np.zeros(3), np.zeros(2), lapack._info())  # the right ones reach the function
+    assert len(calls) == 1 and len(calls[0]) == 4
+
+
+def test_a_character_is_one_byte():
+    with pytest.raises(TypeError, match="argument 0 must be a C char"):
+        lapack._call("dsyev", b"NN", b"L", 1, np.zeros((1, 1), order="F"), 1, np.zeros(1), np.zeros(1), -1,
+                     lapack._info())
+    with pytest.raises(TypeError, match="argument 1 must be a C char"):
+        lapack._call("dsyev", b"N", "L", 1, np.zeros((1, 1), order="F"), 1, np.zeros(1), np.zeros(1), -1,
+                     lapack._info())
+
+
+def test_the_shared_capsule_functions_left_as_they_were(monkeypatch, fresh_routines):
+    """The capsules are read through private prototypes: ctypes.pythonapi's own keep the types others gave them."""
+    import ctypes
+
+    for function in (ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer):
+        monkeypatch.setattr(function, "restype", ctypes.c_size_t)
+        monkeypatch.setattr(function, "argtypes", [ctypes.c_void_p])
+    lapack._routine.cache_clear()
+    assert lapack._routine("dsyev").kinds[:3] == ("char", "char", "int")
+    for function in (ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer):
+        assert function.restype is ctypes.c_size_t and function.argtypes == [ctypes.c_void_p]

@@ -13,13 +13,20 @@ Every routine is the one scipy's wrappers call (the same library, workspace and 
 numbers, bit for bit), called through the function pointer that `scipy.linalg.cython_lapack` or
 `cython_blas` exports (`_routine`), by ctypes, which lets go of Python's GIL for the call: scipy's
 f2py wrappers hold it throughout, so that threads running kernels side by side
-(`kernels.threads.lanes`) would otherwise take turns.
+(`kernels.threads.lanes`) would otherwise take turns. Each pointer is used only where the signature scipy
+names it by takes nothing but `char *`, 32-bit `int *` and `double *` arguments (an ILP64 build's are left
+to scipy's wrappers), and each call's arguments are checked against that signature first.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import numbers
+import operator
+import re
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -128,28 +135,85 @@ def _info() -> np.ndarray:
     return np.zeros(1, np.intc)
 
 
-_SCALARS = {bytes: ctypes.c_char, int: ctypes.c_int, float: ctypes.c_double}
+class _Routine(NamedTuple):
+    """A routine's ctypes function (every argument a pointer) and its arguments' kinds, "char", "int" or "double"."""
+
+    function: Callable[..., None]
+    kinds: tuple[str, ...]
+
+
+_INT_RANGE = range(int(np.iinfo(np.intc).min), int(np.iinfo(np.intc).max) + 1)
+_ARRAY_KINDS = {np.dtype(np.float64): "double", np.dtype(np.intc): "int"}
 
 
 def _call(name: str, *args) -> None:
     """LAPACK's or BLAS's `name` on `args`, Fortran's way (every argument by reference): a numpy array (float64
-    or int, Fortran-ordered) by its data, a bytes character, an int or a float by a pointer to a copy. ctypes
-    releases the GIL for the call."""
-    pointers = []
-    for arg in args:
-        if isinstance(arg, np.ndarray):
-            if arg.dtype not in (np.float64, np.intc) or not arg.flags.f_contiguous:
-                raise TypeError(f"{name}: an array argument must be Fortran-ordered float64 or intc")
-            pointers.append(ctypes.c_void_p(arg.ctypes.data))
-        else:
-            pointers.append(ctypes.byref(_SCALARS[type(arg)](arg)))
-    _routine(name)(*pointers)
+    or intc, Fortran-ordered) by its data, a one-byte bytes character, an integer (a numpy one too) or a float by
+    a pointer to a C copy. Each argument's kind, and their count, must be those of the routine's signature
+    (TypeError otherwise, before any call). ctypes releases the GIL for the call."""
+    routine = _routine(name)
+    if routine is None:
+        raise LookupError(f"{name}: scipy exports no pointer to it that takes these arguments")
+    if len(args) != len(routine.kinds):
+        raise TypeError(f"{name} takes {len(routine.kinds)} arguments, {len(args)} given")
+    pointers = [_pointer(name, position, arg, kind) for position, (arg, kind) in enumerate(zip(args, routine.kinds))]
+    routine.function(*pointers)
+
+
+def _pointer(name: str, position: int, arg, kind: str):
+    """A pointer to `arg` for an argument of C type `kind *`; TypeError where `arg` is not of that kind."""
+    if isinstance(arg, np.ndarray):
+        if _ARRAY_KINDS.get(arg.dtype) != kind or not arg.flags.f_contiguous:
+            raise TypeError(f"{name}: argument {position} must be a Fortran-ordered array of C {kind}")
+        return ctypes.c_void_p(arg.ctypes.data)
+    if kind == "char" and isinstance(arg, bytes) and len(arg) == 1:
+        return ctypes.byref(ctypes.c_char(arg))
+    if kind == "int" and isinstance(arg, numbers.Integral) and not isinstance(arg, (bool, np.bool_)):
+        value = operator.index(arg)
+        if value not in _INT_RANGE:
+            raise ValueError(f"{name}: argument {position} is {value}, outside a C int's range (32 bits)")
+        return ctypes.byref(ctypes.c_int(value))
+    if kind == "double" and isinstance(arg, numbers.Real) and not isinstance(arg, numbers.Integral):
+        return ctypes.byref(ctypes.c_double(float(arg)))
+    raise TypeError(f"{name}: argument {position} must be a C {kind}, not {arg!r}")
+
+
+# private prototypes: ctypes.pythonapi's shared PyCapsule_* functions keep whatever types others gave them
+_capsule_name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
+_capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", ctypes.pythonapi))
+
+# the C types of the arguments _call passes; scipy's `d` is cython_lapack's (or cython_blas's) typedef of double
+_C_KINDS = {"char", "int", "double"}
+_SCIPY_DOUBLE = re.compile(r"__pyx_t_\w*cython_(?:lapack|blas)_d")
+
+
+def _signature(capsule) -> str:
+    """The C signature scipy names the capsule by, e.g. "void (char *, int *, __pyx_t_..._cython_lapack_d *)"."""
+    return (_capsule_name(capsule) or b"").decode()
+
+
+def _kinds(signature: str) -> tuple[str, ...] | None:
+    """The kinds ("char", "int", "double") of a `void (T *, ...)` signature's arguments; None where any argument
+    is of another type (an ILP64 build's 64-bit integers, say) or not a pointer."""
+    match = re.fullmatch(r"void \((.*)\)", signature.strip())
+    if match is None:
+        return None
+    kinds = []
+    for argument in match[1].split(","):
+        base, star = argument.strip()[:-1].strip(), argument.strip()[-1:]
+        kind = "double" if _SCIPY_DOUBLE.fullmatch(base) else base
+        if star != "*" or kind not in _C_KINDS:
+            return None
+        kinds.append(kind)
+    return tuple(kinds)
 
 
 @functools.cache
-def _routine(name: str):
+def _routine(name: str) -> _Routine | None:
     """LAPACK's or BLAS's `name` as a ctypes function of pointers, from the pointer scipy.linalg.cython_lapack
-    (or cython_blas) exports: the library scipy's own calls use. None where that scipy exports none."""
+    (or cython_blas) exports: the library scipy's own calls use. None where that scipy exports none, or one
+    whose signature takes an argument other than `char *`, `int *` (32 bits) or `double *`."""
     try:
         import scipy.linalg.cython_blas as cython_blas
         import scipy.linalg.cython_lapack as cython_lapack
@@ -157,9 +221,8 @@ def _routine(name: str):
         capsule = cython_lapack.__pyx_capi__.get(name) or cython_blas.__pyx_capi__[name]
     except (ImportError, AttributeError, KeyError):
         return None
-    get_name = ctypes.pythonapi.PyCapsule_GetName
-    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    pointer.restype, pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    count = str(get_name(capsule)).count("*")  # every argument is a pointer: "void (char *, int *, ...)"
-    return ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * count)(pointer(capsule, get_name(capsule)))
+    kinds = _kinds(_signature(capsule))
+    if kinds is None:
+        return None
+    address = _capsule_pointer(capsule, _capsule_name(capsule))
+    return _Routine(ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(kinds))(address), kinds)
