@@ -103,13 +103,15 @@ def _side_by_side(plan, jobs: Sequence[Job], settings: Settings, on_result: OnRe
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in [f for f in running if f in done]:  # in the order they were started
-                    job = running.pop(future)
+                    job = running[future]  # left in `running` until stored: Ctrl-C before that stores it below
                     if future.exception() is not None:
+                        running.pop(future)
                         _finish_running(running, on_result)
                         future.result()  # raises the job's error
                     if (k := next(queued, None)) is not None:
                         start(pool, k)
                     on_result(job, future.result())
+                    running.pop(future)
         except BaseException:  # Ctrl-C while waiting or storing, a failed write: keep what is done, stop the rest
             cancel.set()
             _store_finished(running, on_result)  # before waiting on anything: a second Ctrl-C loses nothing
@@ -129,15 +131,16 @@ def _lane_job(cancel: threading.Event, plan, job: Job, settings: Settings, cache
 
 
 def _store_finished(running: dict[Future, Job], on_result: OnResult) -> None:
-    """Hand every job that finished with a result to `on_result`, in the order they were started; a failure to
-    store ends this (the run's error is already on its way)."""
+    """Hand every job that finished with a result to `on_result`, in the order they were started, each taken off
+    `running` once stored (one whose storing was interrupted is handed over again: the run folder's writes
+    replace); a failure to store ends this (the run's error is already on its way)."""
     for future, job in list(running.items()):
         if future.done() and not future.cancelled() and future.exception() is None:
-            running.pop(future)
             try:
                 on_result(job, future.result())
             except Exception:
                 return
+            running.pop(future)
 
 
 def _finish_running(running: dict[Future, Job], on_result: OnResult) -> None:

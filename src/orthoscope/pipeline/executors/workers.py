@@ -12,7 +12,7 @@ stored only hashes its bytes), and the memory guard below may lower them.
 Memory guard: a job's working set is taken as `JOB_COPIES` float64 copies of its matrix plus its
 stored copy per post; lanes times the largest job's working set must fit in `MEMORY_SHARE` of the
 memory available when the run starts (`free_memory`: the smaller of Linux's MemAvailable and what the
-process's memory cgroup (a container's limit) has left, else `os.sysconf("SC_AVPHYS_PAGES")`), else
+process's memory cgroup and those above it (a container's limit) have left, else `os.sysconf("SC_AVPHYS_PAGES")`), else
 fewer lanes run (at least one).
 """
 
@@ -98,27 +98,72 @@ def _mem_available(root: Path) -> int | None:
 
 
 def cgroup_room(root: Path = Path("/")) -> int | None:
-    """Bytes the memory cgroup at `root`/sys/fs/cgroup may still take: its limit less its usage, plus its inactive
-    page cache (reclaimable, as MemAvailable counts it: the checkpoints just read are charged to the cgroup).
-    cgroup v2 (`memory.max`, `memory.current`, "max": no limit) first, then v1 (`memory/memory.limit_in_bytes`,
-    `memory.usage_in_bytes`); None where there is no limit or no cgroup file to read.
+    """Bytes this process's memory cgroup may still take (`root`/proc/self/cgroup names it, under
+    `root`/sys/fs/cgroup): its limit less its usage, plus its inactive page cache (reclaimable, as MemAvailable
+    counts it: the checkpoints just read are charged to the cgroup). cgroup v2: the smallest room over the
+    process's cgroup and each one above it to the root (`memory.max` less `memory.current`, "max": no limit);
+    cgroup v1: the memory controller's cgroup, whose `hierarchical_memory_limit` (memory.stat) is the smallest
+    limit on the way up, less `memory.usage_in_bytes`. The smaller of the two where both say; None where there
+    is no limit or no cgroup file to read.
 
     >>> cgroup_room(Path("/nonexistent")) is None
     True
     """
-    cgroup = root / "sys/fs/cgroup"
-    for limit_file, usage_file, stat_file, cache_key in (
-            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
-            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
-             "total_inactive_file")):
+    v2_path, v1_path = _own_cgroups(root)
+    rooms = [room for room in (_v2_room(root / "sys/fs/cgroup", v2_path),
+                               _v1_room(root / "sys/fs/cgroup/memory", v1_path)) if room is not None]
+    return min(rooms) if rooms else None
+
+
+def _own_cgroups(root: Path) -> tuple[str, str]:
+    """This process's cgroup v2 path (the `0::` line of /proc/self/cgroup) and v1 memory controller's path;
+    "/" for one that is not listed or where the file cannot be read (the top of the tree: a container's own)."""
+    v2, v1 = "/", "/"
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return v2, v1
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if line.startswith("0::"):
+            v2 = path or "/"
+        elif "memory" in controllers.split(","):
+            v1 = path or "/"
+    return v2, v1
+
+
+def _levels(top: Path, path: str) -> list[Path]:
+    """The folders of `path`'s cgroup and each one above it, up to `top`, that exist under `top`."""
+    parts = [part for part in path.split("/") if part and part not in (".", "..")]
+    folders = [top.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
+    return [folder for folder in folders if folder.is_dir()]
+
+
+def _v2_room(top: Path, path: str) -> int | None:
+    rooms = []
+    for folder in _levels(top, path):
         try:
-            limit = (cgroup / limit_file).read_text().strip()
+            limit = (folder / "memory.max").read_text().strip()
             if limit == "max" or int(limit) >= NO_CGROUP_LIMIT:
-                return None
-            usage = int((cgroup / usage_file).read_text().strip())
+                continue
+            usage = int((folder / "memory.current").read_text().strip())
         except (OSError, ValueError):
             continue
-        return max(0, int(limit) - usage + _stat_value(cgroup / stat_file, cache_key))
+        rooms.append(max(0, int(limit) - usage + _stat_value(folder / "memory.stat", "inactive_file")))
+    return min(rooms) if rooms else None
+
+
+def _v1_room(top: Path, path: str) -> int | None:
+    for folder in _levels(top, path):  # the process's own cgroup where it is mounted, else the nearest above
+        try:
+            limit = _stat_value(folder / "memory.stat", "hierarchical_memory_limit") or int(
+                (folder / "memory.limit_in_bytes").read_text().strip())
+            usage = int((folder / "memory.usage_in_bytes").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit >= NO_CGROUP_LIMIT:
+            return None
+        return max(0, limit - usage + _stat_value(folder / "memory.stat", "total_inactive_file"))
     return None
 
 
@@ -132,6 +177,17 @@ def _stat_value(path: Path, key: str) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def _size(count: int, digits: int) -> str:
+    """Bytes in GiB with `digits` decimals from 0.1 GiB, below that in whole MiB, below 1 MiB in whole KiB.
+
+    >>> _size(int(2.1 * 2**30), 2), _size(2**29, 1), _size(300 << 20, 1), _size(50 << 20, 2), _size(5000, 2)
+    ('2.10 GiB', '0.5 GiB', '0.3 GiB', '50 MiB', '5 KiB')
+    """
+    if count >= 2**30 / 10:
+        return f"{count / 2**30:.{digits}f} GiB"
+    return f"{count / 2**20:.0f} MiB" if count >= 2**20 else f"{count / 1024:.0f} KiB"
 
 
 def choose_lanes(workers: int | None, jobs: Sequence, device: str, tuned: bool, free: int | None) -> int:
@@ -173,7 +229,11 @@ def lanes_and_note(workers: int | None, jobs: Sequence, device: str, tuned: bool
     held = max(1, int(free * MEMORY_SHARE) // max(largest, 1))
     if held >= lanes:
         return lanes, None
-    note = (f"--workers {workers} lowered to {held} by free memory: {MEMORY_SHARE:.0%} of the "
-            f"{free / 2**30:.1f} GiB free holds {held} working set{'s' if held > 1 else ''} of "
-            f"{largest / 2**30:.2f} GiB (the largest matrix's)")
+    share = "half" if MEMORY_SHARE == 0.5 else f"{MEMORY_SHARE:.0%} of"
+    room, size = f"{share} the {_size(free, 1)} free", _size(largest, 2)
+    if held * largest > free * MEMORY_SHARE:  # the floor: one lane though its working set does not fit
+        note = f"--workers {workers} lowered to 1: one working set of {size} exceeds {room}"
+    else:
+        sets = "one working set" if held == 1 else f"{held} working sets"
+        note = f"--workers {workers} lowered to {held}: {sets} of {size} fit{'s' if held == 1 else ''} in {room}"
     return held, note if workers is not None else None
