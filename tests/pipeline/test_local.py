@@ -307,3 +307,19 @@ def test_a_given_workers_lowered_by_memory_or_a_gpu_says_so_once(planted, tmp_pa
     monkeypatch.setattr(local, "free_memory", lambda: None)  # no guard: 3 lanes for 4 jobs, nothing to say
     assert "lowered" not in " ".join(orthoscope.compare(*planted, kinds="q,k", cache=False,
                                                          executor=LocalExecutor(workers=3)).summary["notes"])
+
+
+@pytest.mark.parametrize("cgroup, quota", [
+    ({}, None),
+    ({"sys/fs/cgroup/cpu.max": "max 100000\n"}, None),
+    ({"sys/fs/cgroup/cpu.max": "150000 100000\n"}, 2),  # --cpus 1.5: two cores may be busy at once
+    ({"proc/self/cgroup": V2_CGROUP, "sys/fs/cgroup/user.slice/run/job/cpu.max": "max 100000\n",
+      "sys/fs/cgroup/user.slice/cpu.max": "100000 100000\n"}, 1),  # a quota above the process's cgroup
+    ({"proc/self/cgroup": "2:cpu,cpuacct:/process_api/job\n0::/\n",
+      "sys/fs/cgroup/cpu/process_api/job/cpu.cfs_quota_us": "50000\n",
+      "sys/fs/cgroup/cpu/process_api/job/cpu.cfs_period_us": "100000\n"}, 1),
+    ({"sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n", "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, None),
+], ids=["none", "v2-max", "v2-quota", "v2-ancestor", "v1-own", "v1-none"])
+def test_usable_cores_are_the_affinity_capped_by_the_cgroups_cpu_quota(tmp_path, monkeypatch, cgroup, quota):
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert workers.usable_cores(fake_root(tmp_path, cgroup)) == (8 if quota is None else quota)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from orthoscope.kernels.threads import lanes as lane_threads
 from orthoscope.kernels.threads import one_thread
-from orthoscope.pipeline.executors.workers import MEMORY_SHARE, free_memory, job_bytes
+from orthoscope.pipeline.executors.workers import MEMORY_SHARE, free_memory, job_bytes, usable_cores
 
 Job = TypeVar("Job")
 Work = Callable[[Any, Any], Any]
@@ -67,7 +67,7 @@ def drain_lanes(device: str, jobs: Sequence) -> int:
 
 def _wanted() -> int:
     """$ORTHOSCOPE_MONITOR_LANES if set to a positive integer (anything else: a warning, once, and the default),
-    else the cores this process may run on."""
+    else the cores this process may run on (at most its CPU quota)."""
     wanted = os.environ.get(LANES_ENV, "").strip()
     if wanted:
         try:
@@ -79,10 +79,7 @@ def _wanted() -> int:
             _WARNED.add(wanted)
             log.warning("orthoscope: %s=%r is not a positive integer: the drain at close uses the default "
                         "(a thread per core)", LANES_ENV, wanted)
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 class Lanes:

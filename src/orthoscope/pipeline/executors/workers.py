@@ -4,16 +4,17 @@ A lane is a thread of this process that runs one job at a time with torch at one
 CPU, two jobs side by side on one thread each finish sooner than one job after the other on two
 threads (a single SVD keeps two cores only partly busy, and the work between the kernels keeps
 them less so), which docs/benchmarks.md records. The default (`workers=None`) is as many lanes
-as torch has threads when the run starts, only in a process tuned for it (`orthoscope.tuning`:
-the CLI opts in) and on a CPU; otherwise one lane, today's one-job-at-a-time run in the calling thread.
-Either way lanes never outnumber the jobs that compute something (a job whose every result is
-stored only hashes its bytes), and the memory guard below may lower them.
+as torch has threads when the run starts (at most a container's CPU quota, `usable_cores`),
+only in a process tuned for it (`orthoscope.tuning`: the CLI opts in) and on a CPU; otherwise
+one lane, today's one-job-at-a-time run in the calling thread. Either way lanes never outnumber
+the jobs that compute something (a job whose every result is stored only hashes its bytes), and
+the memory guard below may lower them.
 
 Memory guard: a job's working set is taken as `JOB_COPIES` float64 copies of its matrix plus its
 stored copy per post; lanes times the largest job's working set must fit in `MEMORY_SHARE` of the
-memory available when the run starts (`free_memory`: the smaller of Linux's MemAvailable and what the
-process's memory cgroup and those above it (a container's limit) have left, else `os.sysconf("SC_AVPHYS_PAGES")`), else
-fewer lanes run (at least one).
+memory available when the run starts (`free_memory`: the smaller of Linux's MemAvailable and what
+the process's memory cgroup and those above it (a container's limit) have left, else
+`os.sysconf("SC_AVPHYS_PAGES")`), else fewer lanes run (at least one).
 """
 
 from __future__ import annotations
@@ -115,9 +116,9 @@ def cgroup_room(root: Path = Path("/")) -> int | None:
     return min(rooms) if rooms else None
 
 
-def _own_cgroups(root: Path) -> tuple[str, str]:
-    """This process's cgroup v2 path (the `0::` line of /proc/self/cgroup) and v1 memory controller's path;
-    "/" for one that is not listed or where the file cannot be read (the top of the tree: a container's own)."""
+def _own_cgroups(root: Path, controller: str = "memory") -> tuple[str, str]:
+    """This process's cgroup v2 path (the `0::` line of /proc/self/cgroup) and its v1 `controller`'s path; "/" for
+    one that is not listed or where the file cannot be read (the top of the tree: a container's own)."""
     v2, v1 = "/", "/"
     try:
         lines = (root / "proc/self/cgroup").read_text().splitlines()
@@ -127,9 +128,40 @@ def _own_cgroups(root: Path) -> tuple[str, str]:
         _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
         if line.startswith("0::"):
             v2 = path or "/"
-        elif "memory" in controllers.split(","):
+        elif controller in controllers.split(","):
             v1 = path or "/"
     return v2, v1
+
+
+def usable_cores(root: Path = Path("/")) -> int:
+    """The cores this process may run on (its CPU affinity), at most its cgroups' CPU quota rounded up (a
+    container's `--cpus`: cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, on its own cgroup
+    and each one above it).
+
+    >>> usable_cores() >= 1
+    True
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    v2_path, v1_path = _own_cgroups(root, "cpu")
+    quotas = [_cpu_quota(folder / "cpu.max", None) for folder in _levels(root / "sys/fs/cgroup", v2_path)]
+    quotas += [_cpu_quota(folder / "cpu.cfs_quota_us", folder / "cpu.cfs_period_us")
+               for folder in _levels(root / "sys/fs/cgroup/cpu", v1_path)]
+    return max(1, min([cores, *(quota for quota in quotas if quota is not None)]))
+
+
+def _cpu_quota(quota_file: Path, period_file: Path | None) -> int | None:
+    """ceil(quota / period) of a cgroup (v2: both in `cpu.max`; v1: two files), None for no quota or no file."""
+    try:
+        fields = quota_file.read_text().split()
+        quota, period = fields[0], fields[1] if period_file is None else period_file.read_text().strip()
+        if quota == "max" or int(quota) <= 0:
+            return None
+        return -(-int(quota) // max(int(period), 1))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _levels(top: Path, path: str) -> list[Path]:
@@ -191,8 +223,9 @@ def _size(count: int, digits: int) -> str:
 
 
 def choose_lanes(workers: int | None, jobs: Sequence, device: str, tuned: bool, free: int | None) -> int:
-    """Lanes for a run: `workers` if given, else torch's thread count in a tuned process on a CPU, else 1;
-    at most the jobs that compute, and at most what `free` bytes hold (`MEMORY_SHARE`); always 1 on a GPU.
+    """Lanes for a run: `workers` if given, else torch's thread count (at most `usable_cores`) in a tuned process
+    on a CPU, else 1; at most the jobs that compute, and at most what `free` bytes hold (`MEMORY_SHARE`); always
+    1 on a GPU.
 
     >>> from types import SimpleNamespace as Job
     >>> jobs = [Job(ref=Job(shape=(896, 896)), posts=(0,), known={}, pairs=(), known_pairs={})] * 8
@@ -221,7 +254,8 @@ def lanes_and_note(workers: int | None, jobs: Sequence, device: str, tuned: bool
     if not device.startswith("cpu"):
         note = f"--workers {workers} lowered to 1: on {device} one matrix runs at a time"
         return 1, note if workers is not None and workers > 1 else None
-    lanes = workers if workers is not None else (torch.get_num_threads() if tuned or process_tuned() else 1)
+    lanes = workers if workers is not None else (min(torch.get_num_threads(), usable_cores())
+                                                 if tuned or process_tuned() else 1)
     lanes = min(lanes, max(1, sum(map(computes, jobs))))
     if lanes == 1 or free is None:
         return lanes, None
