@@ -86,22 +86,19 @@ def test_overlapping_lanes_from_two_threads_hold_until_the_last_exit(two_threads
         overlapping_lanes(threads)
 
 
-def overlapping_lanes(threads) -> None:
+def a_leaves_lanes_before_b(threads, while_b_alone=lambda: None) -> None:
+    """Run A (this thread) enters lanes(), run B (another thread) enters, A leaves; B then calls
+    `while_b_alone()` inside its lanes and leaves (the last exit on another thread than the first entry)."""
     import threading
 
-    before = blas_counts()
-    assert set(before) == {2} or not before
-    a_in, a_out, b_in, b_may_leave = (threading.Event() for _ in range(4))
-    seen = {}
+    a_in, b_in, a_out = (threading.Event() for _ in range(3))
 
     def run_b():
         a_in.wait()
         with threads.lanes():
             b_in.set()
             a_out.wait()
-            seen["b after a left"] = (threads._BLAS_HELD, set(blas_counts()),
-                                      threads.blas_limit(svd_module.scipy_blas_controller(), 2).__class__.__name__)
-            b_may_leave.wait()
+            while_b_alone()
 
     b = threading.Thread(target=run_b)
     b.start()
@@ -109,10 +106,19 @@ def overlapping_lanes(threads) -> None:
         a_in.set()
         b_in.wait()
     a_out.set()
-    while "b after a left" not in seen and b.is_alive():
-        b.join(0.01)
-    b_may_leave.set()
     b.join()
+
+
+def overlapping_lanes(threads) -> None:
+    before = blas_counts()
+    assert set(before) == {2} or not before
+    seen = {}
+
+    def look() -> None:
+        seen["b after a left"] = (threads._BLAS_HELD, set(blas_counts()),
+                                  threads.blas_limit(svd_module.scipy_blas_controller(), 2).__class__.__name__)
+
+    a_leaves_lanes_before_b(threads, look)
     assert seen["b after a left"] == (True, {1} if before else set(), "nullcontext")
     assert blas_counts() == before and torch.get_num_threads() == 2 and not threads._BLAS_HELD
 
@@ -135,21 +141,7 @@ def test_lanes_left_by_another_thread_leave_blas_control_free(two_threads):
     threads._release_blas_control()
     try:
         before = blas_counts()
-        a_in, b_in, a_out = (threading.Event() for _ in range(3))
-
-        def run_b():
-            a_in.wait()
-            with threads.lanes():
-                b_in.set()
-                a_out.wait()
-
-        b = threading.Thread(target=run_b)
-        b.start()
-        with threads.lanes():
-            a_in.set()
-            b_in.wait()
-        a_out.set()
-        b.join()
+        a_leaves_lanes_before_b(threads)
         with threads.blas_limit(controller, 2):
             pass
         seen = {}
