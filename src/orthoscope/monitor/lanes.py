@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from orthoscope.kernels.threads import lanes as lane_threads
 from orthoscope.kernels.threads import one_thread
-from orthoscope.pipeline.executors.workers import MEMORY_SHARE, free_memory, job_bytes, usable_cores
+from orthoscope.pipeline.executors.workers import free_memory, job_bytes, memory_lanes, usable_cores
 
 Job = TypeVar("Job")
 Work = Callable[[Any, Any], Any]
@@ -48,7 +48,7 @@ def drain_lanes(device: str, jobs: Sequence) -> int:
     """How many threads a drain of `jobs` uses: one on a GPU (the training's model is still on it); on a CPU
     $ORTHOSCOPE_MONITOR_LANES (a positive integer) or the cores this process may run on, at most the jobs, and
     at most as many working sets of the largest job (`job_bytes`) as fit in the compare executor's share of
-    the free memory (`MEMORY_SHARE`, `free_memory`).
+    the free memory (`memory_lanes`, `free_memory`).
 
     >>> from types import SimpleNamespace as Job
     >>> jobs = [Job(ref=Job(shape=(64, 64)), posts=(0,))] * 3
@@ -58,11 +58,9 @@ def drain_lanes(device: str, jobs: Sequence) -> int:
     if not str(device).startswith("cpu"):
         return 1
     lanes = min(_wanted(), len(jobs))
-    free = free_memory()
-    if lanes > 1 and free is not None:
-        largest = max(job_bytes(job, len(job.posts)) for job in jobs)
-        lanes = min(lanes, int(free * MEMORY_SHARE) // max(largest, 1))
-    return max(lanes, 1)
+    if lanes <= 1:
+        return 1
+    return memory_lanes(lanes, max(job_bytes(job, len(job.posts)) for job in jobs), free_memory())
 
 
 def _wanted() -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from orthoscope.errors import OrthoscopeError
+from orthoscope.pipeline.filters import positive_int
 from orthoscope.tuning import process_tuned
 
 JOB_COPIES = 12  # float64 copies of one matrix a job may hold at once (operands, difference, factors, nulls)
@@ -42,7 +43,7 @@ def check_workers(workers: int | None) -> int | None:
     ...
     orthoscope.errors.OrthoscopeError: --workers must be a positive integer, not 0
     """
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+    if workers is not None and not positive_int(workers):
         raise OrthoscopeError(f"--workers must be a positive integer, not {workers!r}")
     return workers
 
@@ -77,10 +78,9 @@ def _free_memory(root: Path) -> int | None:
     """`free_memory` with /proc and /sys under `root` (tests give a fake tree)."""
     available = _mem_available(root)
     room = cgroup_room(root)
-    if available is not None and room is not None:
-        return min(available, room)
-    if available is not None or room is not None:
-        return available if available is not None else room
+    known = [value for value in (available, room) if value is not None]
+    if known:
+        return min(known)
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -239,6 +239,18 @@ def choose_lanes(workers: int | None, jobs: Sequence, device: str, tuned: bool, 
     return lanes_and_note(workers, jobs, device, tuned, free)[0]
 
 
+def memory_lanes(lanes: int, largest: int, free: int | None) -> int:
+    """At most `lanes`, and at most as many working sets of `largest` bytes as fit in `MEMORY_SHARE` of `free`
+    (None: no guard); one at the least.
+
+    >>> memory_lanes(4, 2 << 30, 10 << 30), memory_lanes(4, 2 << 30, 1 << 30), memory_lanes(4, 2 << 30, None)
+    (2, 1, 4)
+    """
+    if free is None:
+        return lanes
+    return max(1, min(lanes, int(free * MEMORY_SHARE) // max(largest, 1)))
+
+
 def lanes_and_note(workers: int | None, jobs: Sequence, device: str, tuned: bool,
                    free: int | None) -> tuple[int, str | None]:
     """`choose_lanes`, and a run note where a `workers` given explicitly was lowered on a GPU or by the memory
@@ -260,7 +272,7 @@ def lanes_and_note(workers: int | None, jobs: Sequence, device: str, tuned: bool
     if lanes == 1 or free is None:
         return lanes, None
     largest = max(job_bytes(job, len(job.posts)) for job in jobs if computes(job))
-    held = max(1, int(free * MEMORY_SHARE) // max(largest, 1))
+    held = memory_lanes(lanes, largest, free)
     if held >= lanes:
         return lanes, None
     share = "half" if MEMORY_SHARE == 0.5 else f"{MEMORY_SHARE:.0%} of"
