@@ -34,7 +34,8 @@ def inconsistency(Q_U: torch.Tensor, Q_V: torch.Tensor) -> float:
 
 
 def inconsistency_of(difference: torch.Tensor) -> float:
-    """`inconsistency` from Q_U - Q_V."""
+    """incons = ||Q_U - Q_V||_F / (2 sqrt r) from the difference Q_U - Q_V (`inconsistency`, for a caller that
+    holds the difference already)."""
     return (torch.linalg.matrix_norm(difference) / (2 * math.sqrt(difference.shape[1]))).item()
 
 
@@ -137,7 +138,8 @@ def inconsistency_gap(Q_U: torch.Tensor, Q_V: torch.Tensor, s_b: torch.Tensor, m
 
 
 def inconsistency_gap_of(difference: torch.Tensor, s_b: torch.Tensor, min_gap: float = GAP_MIN) -> float:
-    """`inconsistency_gap` from Q_U - Q_V (the difference `incons` reads too; the same values)."""
+    """incons_gap = ||(Q_U - Q_V)[:, I]||_F / (2 sqrt |I|) from the difference Q_U - Q_V, I the well-separated
+    indices of `s_b` (`inconsistency_gap`, for a caller that holds the difference `incons` reads too)."""
     idx = separated_pairs(s_b, min_gap).to(difference.device)
     if idx.numel() == 0:
         return math.nan
