@@ -113,6 +113,31 @@ def test_noise_floor_matrices_are_left_out():
     assert entry["sentences"]["rotation"].startswith("No matrix changed beyond the noise floor: 28 of 28")
 
 
+def test_the_cap_note_counts_the_matrices_bh_runs_over():
+    """p_pair's cap note and the verdicts' BH share one family (`bh_family`): 300 matrices with a p_pair, 100
+    of them at the noise floor, leave 200 for BH, and BH at a 4096-draw cap flags one matrix at its floor
+    among 200 (not among 300). The note counted all 300 before ("2 or more at a time")."""
+    from orthoscope.metrics.levels import Q_BH
+    from orthoscope.pipeline.summary import p_pair_notes
+    from orthoscope.verdicts.compute import bh_family
+    from orthoscope.verdicts.stats import bh_reject
+
+    table = make_post("sft", 8.0, layers=43).iloc[:300].copy()
+    table["p_pair"] = np.r_[1 / 4097, np.full(299, 0.5)]
+    table.loc[200:, "at_noise_floor"] = True
+    family = bh_family(table, "p_pair")
+    assert family.sum() == 200 and not family[200:].any()
+    verdicts = compute_verdicts(table)["posts"]["sft"]["overall"]
+    assert verdicts["rotation"]["n_p_pair"] == 200 and verdicts["rotation"]["bh_pair"] == 1
+    assert bh_reject(table["p_pair"].to_numpy()[family], Q_BH).sum() == 1  # one at a time: the note says nothing
+    assert not bh_reject(table["p_pair"].to_numpy(), Q_BH).any()  # the 300 the note counted before
+    assert p_pair_notes(["p_pair"], 4096, table)[1:] == []
+    table["at_noise_floor"] = False
+    assert p_pair_notes(["p_pair"], 4096, table)[1:] == [
+        "sft: p_pair capped at 4096 draws: with 300 changed matrices BH can flag this post's matrices only 2 or "
+        "more at a time"]
+
+
 def test_control_contrast_paired_by_matrix_name():
     strong = make_post("instruct", lambda rng, n: rng.normal(5, 1, n), seed=4)
     weak = make_post("cot", lambda rng, n: rng.normal(0, 1, n), seed=5)

@@ -46,7 +46,8 @@ def matrix_notes(table: pd.DataFrame) -> list[str]:
 
 def p_pair_notes(metrics: Iterable[str], pair_draws: int | None, table: pd.DataFrame) -> list[str]:
     """The notes on p_pair's draw cap (`metrics.nulls.cap_note`) where the run computed p_pair with one: from
-    its settings' metrics and cap, each post's changed matrices (those with a p_pair) counted in `table`.
+    its settings' metrics and cap, each post's BH family in `table` (`verdicts.compute.bh_family`: the
+    matrices the verdicts' BH runs over, changed, not at the noise floor, with a p_pair).
 
     >>> table = pd.DataFrame({"post": ["p"] * 3, "p_pair": [0.5, 0.01, float("nan")]})
     >>> p_pair_notes(["sym_frac"], 4096, table), len(p_pair_notes(["p_pair"], 4096, table))
@@ -55,10 +56,11 @@ def p_pair_notes(metrics: Iterable[str], pair_draws: int | None, table: pd.DataF
     if "p_pair" not in metrics or pair_draws is None:
         return []
     from orthoscope.metrics.nulls import cap_note  # torch and scipy: only for a capped run
+    from orthoscope.verdicts.compute import bh_family
 
     changed = {}
     if "p_pair" in table and not table.empty:
-        found = pd.to_numeric(table["p_pair"], errors="coerce").notna()
+        found = pd.Series(bh_family(table, "p_pair"), index=table.index)
         changed = {str(post): int(n) for post, n in found.groupby(table["post"], sort=False).sum().items()}
     return cap_note(pair_draws, changed)
 

@@ -59,7 +59,7 @@ def compute_verdicts(table: pd.DataFrame, control: str | None = None, metrics: s
     control = control if control is not None else (CONTROL_NAME if CONTROL_NAME in posts and len(posts) > 1 else None)
     out["control"] = control
     used = _usable(table, out["notes"])
-    _discoveries(table, used)
+    _discoveries(table)
     columns = _Columns(table)
     for post in posts:
         mine = (table["post"] == post).to_numpy()
@@ -81,14 +81,15 @@ def compute_verdicts(table: pd.DataFrame, control: str | None = None, metrics: s
     return jsonable(out)
 
 
-def _discoveries(table: pd.DataFrame, used: np.ndarray) -> None:
-    """Per row: rejected by BH over its post's usable matrices (`_bh_pair`, `_bh_gauss`)."""
+def _discoveries(table: pd.DataFrame) -> None:
+    """Per row: rejected by BH over its post's family (`bh_family`) of p values (`_bh_pair`, `_bh_gauss`)."""
     for column in ("p_pair", "p_gauss"):
         flags = np.zeros(len(table), dtype=bool)
         if column in table:
             p = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+            family = bh_family(table, column)
             for post in dict.fromkeys(table["post"]):
-                rows = np.flatnonzero((table["post"] == post).to_numpy() & used & np.isfinite(p))
+                rows = np.flatnonzero((table["post"] == post).to_numpy() & family)
                 flags[rows] = bh_reject(p[rows], T.Q_BH)
         table[f"_bh_{column[2:]}"] = flags
 
@@ -113,18 +114,51 @@ def _adjust(posts: dict) -> dict:
     return {"method": "holm", "alpha": T.ALPHA_CONTRAST, "tests": sizes}
 
 
+def usable(table: pd.DataFrame) -> np.ndarray:
+    """The matrices the verdicts count: changed and not at the noise floor (a table without the columns counts
+    every row; a run folder of an older orthoscope gets them from `pipeline/schema.upgrade`).
+
+    >>> usable(pd.DataFrame({"changed": [True, True, False], "at_noise_floor": [False, True, False]})).tolist()
+    [True, False, False]
+    """
+    return _changed(table) & ~_floor(table)
+
+
+def bh_family(table: pd.DataFrame, column: str) -> np.ndarray:
+    """The rows in Benjamini-Hochberg's family for the p values in `column` (taken per post): the usable
+    matrices (`usable`) with a finite p. The verdicts' BH counts and p_pair's cap note both count these.
+
+    >>> t = pd.DataFrame({"p_pair": [0.01, 0.2, float("nan")], "changed": True,
+    ...                   "at_noise_floor": [False, True, False]})
+    >>> bh_family(t, "p_pair").tolist()
+    [True, False, False]
+    """
+    if column not in table:
+        return np.zeros(len(table), dtype=bool)
+    p = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    return usable(table) & np.isfinite(p)
+
+
+def _changed(table: pd.DataFrame) -> np.ndarray:
+    if "changed" not in table:
+        return np.ones(len(table), dtype=bool)
+    return table["changed"].fillna(True).astype(bool).to_numpy()
+
+
+def _floor(table: pd.DataFrame) -> np.ndarray:
+    if "at_noise_floor" not in table:
+        return np.zeros(len(table), dtype=bool)
+    return table["at_noise_floor"].fillna(False).astype(bool).to_numpy()
+
+
 def _usable(table: pd.DataFrame, notes: list[str]) -> np.ndarray:
-    """changed and not at the noise floor; a table without the columns counts every row (a run folder of an
-    older orthoscope gets them from `pipeline/schema.upgrade`)."""
-    if "changed" in table:
-        changed = table["changed"].fillna(True).astype(bool).to_numpy()
-    else:
-        changed = np.ones(len(table), dtype=bool)
+    """`usable`, with the flags the groups count (`_changed`, `_floor`) set on `table` and a note where the table
+    has no `changed` column."""
+    if "changed" not in table:
         notes.append("no `changed` column: every matrix counted as changed")
-    floor = (table["at_noise_floor"].fillna(False).astype(bool).to_numpy() if "at_noise_floor" in table
-             else np.zeros(len(table), dtype=bool))
-    table["_changed"], table["_floor"] = changed, changed & floor
-    return changed & ~floor
+    changed = _changed(table)
+    table["_changed"], table["_floor"] = changed, changed & _floor(table)
+    return usable(table)
 
 
 def _step(frame: pd.DataFrame) -> int | None:
