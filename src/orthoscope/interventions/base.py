@@ -166,11 +166,11 @@ class MatrixPair:
 
     @cached_property
     def geodesic(self) -> GeodesicMaps:
-        """The t-independent part of the geodesic from base to post (`geometry.geodesic_maps`): interpolate@t
-        takes it once for every t."""
+        """The t-independent part of the geodesic from base to post (`geometry.geodesic_maps`, the maps and
+        their Schur forms): interpolate@t takes it once for every t, and it goes with the pair."""
         from orthoscope.interventions.geometry import geodesic_maps
 
-        return geodesic_maps(self.base.U, self.base.V, self.post.U, self.post.V)
+        return geodesic_maps(self.base, self.post)
 
     @cached_property
     def aligned(self) -> SVD:

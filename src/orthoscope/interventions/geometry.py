@@ -6,9 +6,7 @@ matrix logarithm and exponential of the geodesic.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import hashlib
 import math
 from typing import TYPE_CHECKING
 
@@ -106,15 +104,14 @@ def random_rotation(r: int, size: float, generator: torch.Generator) -> torch.Te
     return torch.linalg.matrix_exp((lo + hi) / 2 * K)
 
 
-def orthogonal_power(O: np.ndarray, t: float) -> np.ndarray:
+def orthogonal_power(O: np.ndarray, t: float, schur: RealSchur | None = None) -> np.ndarray:
     """O^t = expm(t L) for an orthogonal O, with L its real (skew) principal logarithm; O itself at t = 1.
 
-    One real Schur form O = Z T Z^T (T block diagonal for an orthogonal O: 2 x 2 rotations
-    by theta and +-1) gives O^t = Z T^t Z^T block by block, T^t rotating by t theta; the
-    eigenvalues at -1 are paired into rotations by pi. (This is scipy's logm followed by
-    expm, without them: 4-6x faster.) When the count of -1s is odd (det O = -1: no real
-    logarithm exists) the principal branch's real part is used, which is exact at t = 0
-    and t = 1 but not orthogonal in between.
+    One real Schur form O = Z T Z^T (`RealSchur`) gives O^t = Z T^t Z^T block by block.
+    (This is scipy's logm followed by expm, without them: 4-6x faster.) `schur` is that
+    form when the caller already has it (`SideMap` keeps it for every t). When the count
+    of -1s is odd (det O = -1: no real logarithm exists) the principal branch's real part
+    is used, which is exact at t = 0 and t = 1 but not orthogonal in between.
 
     >>> c, s = math.cos(0.6), math.sin(0.6)
     >>> np.round(orthogonal_power(np.array([[c, -s], [s, c]]), 0.5), 6).tolist() == np.round(
@@ -130,112 +127,122 @@ def orthogonal_power(O: np.ndarray, t: float) -> np.ndarray:
         return O.copy()
     if t == 0:
         return np.eye(k, dtype=O.dtype)
-    T, Z = _real_schur(O)
-    power = _block_power(T, t)
-    if power is None:
+    schur = schur if schur is not None else RealSchur.of(O)
+    if not schur.proper:
         T, Z = scipy.linalg.schur(O.astype(np.complex128), output="complex")
         return np.real((Z * np.diag(T) ** t) @ Z.conj().T)
-    return (Z @ power) @ Z.T
+    return schur.power(t)
 
 
-SCHUR_CACHE_BYTES = 64 * 2**20
-"""Real Schur forms kept for reuse (most recent first out last): the experiment's interpolate@t conditions
-ask for the same orthogonal maps once per t."""
-_SCHUR_CACHE: collections.OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = collections.OrderedDict()
+@dataclasses.dataclass(frozen=True)
+class RealSchur:
+    """The real Schur form O = Z T Z^T of an orthogonal O, T kept as what it is: 2 x 2 rotations by theta, +1s,
+    and -1s paired into rotations by pi (T's off-block entries are rounding). `proper` is False when the
+    count of -1s is odd (det O = -1).
+
+    >>> form = RealSchur.of(np.array([[0.0, -1.0], [1.0, 0.0]]))   # a quarter turn
+    >>> form.rotations[0][:2], round(form.rotations[0][2], 12), form.ones, form.proper
+    ((0, 1), 1.570796326795, (), True)
+    >>> np.round(form.power(0.5) @ form.power(0.5), 12).tolist()
+    [[0.0, -1.0], [1.0, 0.0]]
+    """
+
+    Z: np.ndarray
+    rotations: tuple[tuple[int, int, float], ...]
+    ones: tuple[int, ...]
+    proper: bool
+
+    @classmethod
+    def of(cls, O: np.ndarray) -> RealSchur:
+        import scipy.linalg
+
+        T, Z = scipy.linalg.schur(O, output="real")
+        k = T.shape[0]
+        rotations, ones, minus, i = [], [], [], 0
+        while i < k:
+            if i + 1 < k and abs(T[i + 1, i]) > 1e-12:  # a 2 x 2 rotation block
+                theta = math.atan2((T[i + 1, i] - T[i, i + 1]) / 2, (T[i, i] + T[i + 1, i + 1]) / 2)
+                rotations.append((i, i + 1, theta))
+                i += 2
+            else:
+                (minus if T[i, i] < 0 else ones).append(i)
+                i += 1
+        rotations += [(a, b, math.pi) for a, b in zip(minus[::2], minus[1::2])]
+        return cls(Z, tuple(rotations), tuple(ones), len(minus) % 2 == 0)
+
+    def power(self, t: float) -> np.ndarray:
+        """Z T^t Z^T, T^t rotating each block by t theta (for a proper O)."""
+        P = np.zeros((self.Z.shape[0],) * 2, dtype=self.Z.dtype)
+        for a, b, theta in self.rotations:
+            c, s = math.cos(t * theta), math.sin(t * theta)
+            P[a, a], P[a, b], P[b, a], P[b, b] = c, -s, s, c
+        P[self.ones, self.ones] = 1.0
+        return (self.Z @ P) @ self.Z.T
 
 
-def _real_schur(O: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """scipy.linalg.schur(O, output="real"), taken once per distinct O (by its bytes) while the cache has room.
+def geodesic_factors(maps: GeodesicMaps, t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(U(t), V(t), sign(t)) on the geodesic `maps` describes (`geodesic_maps`): W(t) = U(t) diag(sign(t) S(t)) V(t)^T.
 
-    >>> O = np.array([[0.0, -1.0], [1.0, 0.0]])
-    >>> _real_schur(O) is _real_schur(O.copy())
+    Exact at t = 0 (U_b, V_b, +1) and t = 1 (the same product as U_p S_p V_p^T).
+
+    >>> from orthoscope.kernels import svd
+    >>> W_b, W_p = torch.eye(3, dtype=torch.float64), torch.diag(torch.tensor([3., 2., 1.], dtype=torch.float64))
+    >>> U, V, sign = geodesic_factors(geodesic_maps(svd(W_b), svd(W_p)), 1.0)
+    >>> bool(torch.allclose(compose(U, sign * svd(W_p).S, V), W_p))
     True
     """
-    import scipy.linalg
-
-    key = hashlib.blake2b(O.tobytes(), digest_size=16).digest() + f"{O.dtype}{O.shape}".encode()
-    if key in _SCHUR_CACHE:
-        _SCHUR_CACHE.move_to_end(key)
-        return _SCHUR_CACHE[key]
-    found = scipy.linalg.schur(O, output="real")
-    if found[0].nbytes + found[1].nbytes <= SCHUR_CACHE_BYTES:  # one over the budget is not kept at all
-        _SCHUR_CACHE[key] = found
-        while sum(T.nbytes + Z.nbytes for T, Z in _SCHUR_CACHE.values()) > SCHUR_CACHE_BYTES:
-            _SCHUR_CACHE.popitem(last=False)
-    return found
-
-
-def _block_power(T: np.ndarray, t: float) -> np.ndarray | None:
-    """T^t for the real Schur form T of an orthogonal matrix (its off-block entries are rounding).
-
-    None when det = -1.
-    """
-    k = T.shape[0]
-    P = np.zeros_like(T)
-    minus, i = [], 0
-
-    def rotation(a: int, b: int, theta: float) -> None:
-        c, s = math.cos(t * theta), math.sin(t * theta)
-        P[a, a], P[a, b], P[b, a], P[b, b] = c, -s, s, c
-
-    while i < k:
-        if i + 1 < k and abs(T[i + 1, i]) > 1e-12:  # a 2 x 2 rotation block
-            rotation(i, i + 1, math.atan2((T[i + 1, i] - T[i, i + 1]) / 2, (T[i, i] + T[i + 1, i + 1]) / 2))
-            i += 2
-        else:
-            if T[i, i] < 0:
-                minus.append(i)
-            else:
-                P[i, i] = 1.0
-            i += 1
-    if len(minus) % 2:
-        return None
-    for a, b in zip(minus[::2], minus[1::2]):
-        rotation(a, b, math.pi)
-    return P
-
-
-def geodesic_factors(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_p: torch.Tensor, t: float,
-                     tol: float = 1e-9, maps: GeodesicMaps | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(U(t), V(t), sign(t)) for a pair of thin SVDs: on each side the geodesic of the orthogonal group in
-    span[X_b, X_p] (`orthogonal_map`, `along`), X(0) = X_b, X(1) = X_p, with one joint gauge.
-
-    W(t) = U(t) diag(sign(t) S(t)) V(t)^T. A post pair (u_i, v_i) is defined up to a
-    common sign: it is chosen so that u_b,i . u_p,i + v_b,i . v_p,i >= 0. A side whose
-    orthogonal map O has det -1 has no real geodesic. When both sides are improper,
-    or a square side is and the other is rectangular, the weakest pair (smallest
-    |cosines|: typically two near-degenerate pairs that swapped) is flipped on both
-    sides, which turns a swap into a quarter turn; a rectangular side still improper
-    flips its least aligned completion column. A square matrix whose determinant
-    changes sign cannot be joined without passing through a singular matrix: the
-    smallest pair is flipped on one side and its singular value follows sign(t) = 1 - 2t.
-    Exact at t = 0 (U_b, V_b, +1) and t = 1 (the same product as U_p S_p V_p^T). `maps`
-    (`geodesic_maps` of the same factors) saves recomputing what does not depend on t.
-    """
-    r = U_b.shape[1]
-    maps = maps if maps is not None else geodesic_maps(U_b, V_b, U_p, V_p, tol)
-    sign = torch.ones(r, dtype=U_b.dtype)
+    sign = torch.ones(maps.rank, dtype=maps.u.B.dtype)
     if maps.sign_flips:
-        sign[r - 1] = 1 - 2 * t
-    return along(maps.B_u, maps.O_u, r, t), along(maps.B_v, maps.O_v, r, t), sign
+        sign[maps.rank - 1] = 1 - 2 * t
+    return maps.u.along(maps.rank, t), maps.v.along(maps.rank, t), sign
+
+
+@dataclasses.dataclass(frozen=True)
+class SideMap:
+    """One side of the geodesic: an orthonormal basis B of span[X_b, X_p], the proper orthogonal O with
+    B O[:, :r] = X_p (first r columns of B: X_b), and O's real Schur form, taken once for every t."""
+
+    B: torch.Tensor
+    O: np.ndarray
+    schur: RealSchur | None
+
+    @classmethod
+    def of(cls, B: torch.Tensor, O: torch.Tensor) -> SideMap:
+        O = O.cpu().numpy()
+        return cls(B, O, RealSchur.of(O) if O.size else None)
+
+    def along(self, r: int, t: float) -> torch.Tensor:
+        """B O^t [:, :r]: the first r columns of the basis moved a fraction t of the way."""
+        power = orthogonal_power(self.O, t, self.schur)
+        return self.B @ torch.from_numpy(np.ascontiguousarray(power[:, :r])).to(self.B)
 
 
 @dataclasses.dataclass(frozen=True)
 class GeodesicMaps:
-    """What `geodesic_factors` needs whatever t: both sides' bases B and proper orthogonal maps O, and whether
-    the smallest pair's singular value changes sign along the path."""
+    """What `geodesic_factors` needs whatever t: both sides' maps, the rank r, and whether the smallest pair's
+    singular value changes sign along the path. `MatrixPair.geodesic` keeps one per pair (the one cache)."""
 
-    B_u: torch.Tensor
-    O_u: torch.Tensor
-    B_v: torch.Tensor
-    O_v: torch.Tensor
+    u: SideMap
+    v: SideMap
+    rank: int
     sign_flips: bool
 
 
-def geodesic_maps(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_p: torch.Tensor,
-                  tol: float = 1e-9) -> GeodesicMaps:
-    """The t-independent part of `geodesic_factors` (its joint sign choice and the improper cases)."""
+def geodesic_maps(base: SVD, post: SVD, tol: float = 1e-9) -> GeodesicMaps:
+    """The t-independent part of the geodesic from W_b to W_p: on each side the orthogonal map of span[X_b, X_p]
+    (`orthogonal_map`) taking X_b to X_p, made proper so that its real logarithm exists.
+
+    A post pair (u_i, v_i) is defined up to a common sign: it is chosen so that
+    u_b,i . u_p,i + v_b,i . v_p,i >= 0. A side whose orthogonal map O has det -1 has
+    no real geodesic. When both sides are improper, or a square side is and the other
+    is rectangular, the weakest pair (smallest |cosines|: typically two near-degenerate
+    pairs that swapped) is flipped on both sides, which turns a swap into a quarter
+    turn; a rectangular side still improper flips its least aligned completion column.
+    A square matrix whose determinant changes sign cannot be joined without passing
+    through a singular matrix: the smallest pair is flipped on one side and its
+    singular value follows sign(t) = 1 - 2t.
+    """
+    U_b, V_b, U_p, V_p = base.U, base.V, post.U, post.V
     r = U_b.shape[1]
     cos_u, cos_v = (U_b * U_p).sum(0), (V_b * V_p).sum(0)
     signs = torch.where(cos_u + cos_v < 0, -1.0, 1.0).to(U_p.dtype)
@@ -252,7 +259,7 @@ def geodesic_maps(U_b: torch.Tensor, V_b: torch.Tensor, U_p: torch.Tensor, V_p: 
         flips = True
     _make_proper(O_u, r)
     _make_proper(O_v, r)
-    return GeodesicMaps(B_u, O_u, B_v, O_v, flips)
+    return GeodesicMaps(SideMap.of(B_u, O_u), SideMap.of(B_v, O_v), r, flips)
 
 
 def orthogonal_map(X_b: torch.Tensor, X_p: torch.Tensor, tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,12 +275,6 @@ def _make_proper(O: torch.Tensor, r: int) -> None:
     if O.shape[0] > r and torch.linalg.det(O) < 0:
         j = r + int(torch.argmin(torch.diagonal(O)[r:]))
         O[:, j] = -O[:, j]
-
-
-def along(B: torch.Tensor, O: torch.Tensor, r: int, t: float) -> torch.Tensor:
-    """B O^t [:, :r]: the first r columns of the basis moved a fraction t of the way."""
-    power = orthogonal_power(O.cpu().numpy(), t)
-    return B @ torch.from_numpy(np.ascontiguousarray(power[:, :r])).to(B)
 
 
 def _outside(X_b: torch.Tensor, X_p: torch.Tensor, tol: float) -> torch.Tensor:

@@ -184,7 +184,7 @@ class Interpolate(OpSpec):
 
         if op.t in (0.0, 1.0):  # the ends are the two models themselves, bit for bit
             return pair.W_b if op.t == 0.0 else pair.W_p
-        U, V, sign = geodesic_factors(pair.base.U, pair.base.V, pair.post.U, pair.post.V, op.t, maps=pair.geodesic)
+        U, V, sign = geodesic_factors(pair.geodesic, op.t)
         return compose(U, sign * interpolated_values(pair.base.S, pair.post.S, op.t), V)
 
 
