@@ -78,3 +78,31 @@ def test_condition_records_of_another_selection_are_not_served(tmp_path, monkeyp
     for option, value in [("grid", (1.0, 2.0)), ("tasks", ["lab-arith"]), ("limit", 4), ("text", "x"),
                           ("seed", 1), ("kinds", {"q", "k"}), ("layers", {0, 1})]:
         assert run_module.run_key(plan_a, **{**base, option: value}) != key, option
+
+
+def test_the_weights_digest_tells_apart_exactly_the_plans_weights_that_differ():
+    """Conditions share scores iff the plan's tensors hold the same bytes (torch.equal, the reference): a
+    change of 1e-6 or of sign tells apart, a restored value or a parameter outside the plan does not;
+    bfloat16 weights are read too."""
+    import itertools
+    from types import SimpleNamespace
+
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.Linear(6, 4)).to(torch.bfloat16)
+    plan = SimpleNamespace(refs=[SimpleNamespace(tensor=name) for name in ("0.weight", "1.weight", "0.weight")])
+    params = dict(model.named_parameters())
+    saved = params["0.weight"].detach().clone()
+    states = []
+    with torch.no_grad():
+        for change in (lambda: None, lambda: params["0.weight"][0, 0].add_(0.25),
+                       lambda: params["0.weight"].copy_(saved), lambda: params["1.weight"].mul_(-1),
+                       lambda: params["1.weight"].mul_(-1), lambda: params["0.bias"].add_(1),
+                       lambda: params["1.weight"][1, 2].fill_(0.0)):
+            change()
+            states.append((run_module._weights_digest(model, plan),
+                           [params[n].detach().clone() for n in ("0.weight", "1.weight")]))
+    for (d1, w1), (d2, w2) in itertools.combinations(states, 2):
+        assert (d1 == d2) == all(torch.equal(a, b) for a, b in zip(w1, w2))
+    assert len({d for d, _ in states}) == 4

@@ -35,6 +35,7 @@ from orthoscope.interventions.apply import matrix_pairs, patch
 from orthoscope.interventions.base import Op
 from orthoscope.interventions.registry import experiment_conditions
 from orthoscope.interventions.run import plan_for
+from orthoscope.pipeline.cache import checksum
 from orthoscope.pipeline.runfolder import ExperimentFolder
 
 KEY_VERSION = 3  # bump when a condition's numbers would change for the same inputs
@@ -196,13 +197,11 @@ def _patched(model, plan, op: Op | None, pairs):
                 params[name].data.copy_(value)
 
 
-def _weights_digest(model, plan) -> bytes:
-    """A digest of every parameter the plan's matrices live in, as the model holds them now."""
+def _weights_digest(model, plan) -> str:
+    """A digest of every parameter the plan's matrices live in, as the model holds them now (`cache.checksum`:
+    their names, dtypes, shapes and bytes)."""
     params = dict(model.named_parameters())
-    digest = hashlib.blake2b(digest_size=16)
-    for name in sorted({ref.tensor for ref in plan.refs}):
-        digest.update(params[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.digest()
+    return checksum({name: params[name] for name in {ref.tensor for ref in plan.refs}})
 
 
 def _probe_texts(text: str | None) -> list[str]:
