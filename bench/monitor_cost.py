@@ -4,8 +4,9 @@ For each preset, one post-training (the `cot` variant, the preset's steps, batch
 thread count) of a from_config base is timed three times in one process, in the order plain,
 monitored, plain: the monitored run measures the model against the base in memory at every
 `save_every` steps and at the end (the lab's points, `Monitor` defaults, cache off), as
-`orthoscope lab` does: in background (the analysis in the monitor's worker process) unless
-`--inline`, in a process tuned as the `orthoscope` command tunes it. Printed per preset: the two
+`orthoscope lab` does (`--mode auto`: in the monitor's worker process where the training leaves
+a core, else in line on every core; `--mode background` or `--mode inline` force either), in a
+process tuned as the `orthoscope` command tunes it. Printed per preset: the two
 plain times, the monitored time as the user waits for it (the training loop, and the drain of the
 monitor's queue after it: `monitor.close()`), the ratio of that total to mean(plain) and the
 loop's alone, and the seconds the `monitor.measure` calls held the training up (in line: the whole
@@ -31,7 +32,7 @@ The first line's figures are then the monitored runs' medians (plain: the range 
     .venv/bin/python bench/monitor_cost.py                    # tiny and small, a few minutes on 2 cores
     .venv/bin/python bench/monitor_cost.py --presets tiny --json
     .venv/bin/python bench/monitor_cost.py --presets tiny --metrics sign-free --skip-p-pair
-    .venv/bin/python bench/monitor_cost.py --presets tiny --inline        # measure() in the training loop
+    .venv/bin/python bench/monitor_cost.py --presets tiny --mode inline   # measure() in the training loop
     .venv/bin/python bench/monitor_cost.py --presets small --steps 100    # CPU per measure, 2 measures
     .venv/bin/python bench/monitor_cost.py --presets small tiny --repeats 5  # 5 pairs each: median and range
 
@@ -88,7 +89,7 @@ def post_train(preset, base: Path, data, monitor: Monitor | None) -> dict:
             "cpu": time.process_time() - started_cpu, "measure_cpu": measuring_cpu[0]}
 
 
-def bench(name: str, folder: Path, metrics: str | None, background: bool, steps: int | None = None,
+def bench(name: str, folder: Path, metrics: str | None, background: bool | str, steps: int | None = None,
           repeats: int = 1) -> dict:
     """`repeats` monitored post-trainings of preset `name`, each between two plain ones (plain, monitored, plain,
     monitored, ..., plain: `repeats + 1` plain runs), and what they give (see the module)."""
@@ -103,21 +104,22 @@ def bench(name: str, folder: Path, metrics: str | None, background: bool, steps:
     base = folder / f"{name}-base"
     AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
     data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
-    plains, runs = [post_train(preset, base, data, None)], []
+    plains, runs, modes = [post_train(preset, base, data, None)], [], set()
     for repeat in range(repeats):
         end_spares()  # every monitored run's worker starts afresh (an earlier one's idle worker would skip start-up)
         monitor = Monitor(base, folder / f"{name}-monitor-{repeat}", cache=False, metrics=metrics,
                           background=background)
+        modes.add(monitor.mode)
         run = post_train(preset, base, data, monitor)
         worker = monitor.worker
         run.update(analysis=monitor.seconds, worker_cpu=worker.cpu_seconds if worker is not None else 0.0,
                    **_worker_cpu(monitor))  # the worker's own count, start-up included
         runs.append(run)
         plains.append(post_train(preset, base, data, None))
-    return _figures(name, preset, background, plains, runs)
+    return _figures(name, preset, " / ".join(sorted(modes)), plains, runs)
 
 
-def _figures(name: str, preset, background: bool, plains: list[dict], runs: list[dict]) -> dict:
+def _figures(name: str, preset, mode: str, plains: list[dict], runs: list[dict]) -> dict:
     """Each monitored run against the mean of its two neighbouring plain runs (wall: loop + drain; and the CPU of
     this process), their medians and ranges; the other figures are the monitored runs' medians."""
     def around(i: int, key: str) -> float:
@@ -137,7 +139,7 @@ def _figures(name: str, preset, background: bool, plains: list[dict], runs: list
                "loop_s": round(median("loop"), 2), "drain_s": round(median("drain"), 2),
                "ratio": round(statistics.median(ratios), 3),
                "loop_ratio": round(statistics.median(run["loop"] / around(i, "loop") for i, run in enumerate(runs)), 3),
-               "background": background, "analysis_s": round(median("analysis"), 2),
+               "mode": mode, "analysis_s": round(median("analysis"), 2),
                "monitor_s": round(median("measure"), 2), "monitor_share": round(median("measure") / mean, 3),
                "plain_cpu_s": round(statistics.mean(p["cpu"] for p in plains), 2),
                "monitored_cpu_s": round(median("cpu"), 2), "measure_cpu_s": round(median("measure_cpu"), 3),
@@ -170,7 +172,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--metrics", default=None, help="compare's --metrics (default: MONITOR_METRICS)")
     parser.add_argument("--skip-p-pair", action="store_true", help="what-if: no p_pair sign draws (see above)")
-    parser.add_argument("--inline", action="store_true", help="measure in the training loop (Monitor's default)")
+    parser.add_argument("--mode", choices=["auto", "background", "inline"], default="auto",
+                        help="how the monitor measures (default: auto, as the lab and the callback)")
     parser.add_argument("--steps", type=int, default=None, help="post-training steps (default: the preset's)")
     parser.add_argument("--repeats", type=int, default=1, metavar="N",
                         help="monitored runs per preset, each between two plain ones (N + 1 plain runs)")
@@ -193,7 +196,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:  # one line per preset as it finishes, with the load around it
             before = os.getloadavg()
-            r = bench(name, Path(tmp), metrics, not args.inline, args.steps, args.repeats)
+            background = {"auto": "auto", "background": True, "inline": False}[args.mode]
+            r = bench(name, Path(tmp), metrics, background, args.steps, args.repeats)
             r["metrics"], r["skip_p_pair"] = args.metrics or "monitor default", args.skip_p_pair
             r["load_before"], r["load_after"] = before, os.getloadavg()
             if args.json:
@@ -204,7 +208,7 @@ def main() -> None:
 
 def _line(r: dict, before: tuple) -> str:
     """The preset's figures as printed: one line, and with --repeats over 1 a second with every pair's ratios."""
-    mode = "background" if r["background"] else "in line"
+    mode = r["mode"]
     plain = r["plain_s"]
     plains = (f"{plain[0]:.1f} / {plain[1]:.1f} s" if len(plain) == 2
               else f"{min(plain):.1f}-{max(plain):.1f} s ({len(plain)} runs)")

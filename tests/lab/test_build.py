@@ -32,9 +32,10 @@ def test_lab_writes_loadable_models_trajectories_and_evaluation(micro_lab):
 
 
 class Unmonitored:
-    """Stands for the post-training's background Monitor: measures nothing (no worker process)."""
+    """Stands for the post-training's Monitor: measures nothing (no worker process, no analysis)."""
 
     seconds = 0.0
+    mode = "not at all"
 
     def __init__(self, *args, **kwargs):
         pass

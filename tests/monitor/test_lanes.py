@@ -155,7 +155,7 @@ def test_a_bad_lanes_setting_is_a_warning_once_and_the_default(bad, monkeypatch,
     jobs = [job(8, 8)] * 100
     with caplog.at_level(logging.WARNING, logger="orthoscope.monitor"):
         assert drain_lanes("cpu", jobs) == drain_lanes("cpu", jobs) == len(lanes_module.os.sched_getaffinity(0))
-    assert caplog.messages == [f"orthoscope: {LANES_ENV}={bad!r} is not a positive integer: the drain at close uses "
+    assert caplog.messages == [f"orthoscope: {LANES_ENV}={bad!r} is not a positive integer: the monitor uses "
                                "the default (a thread per core)"]
 
 

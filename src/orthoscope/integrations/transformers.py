@@ -7,12 +7,15 @@ at that step, so `report_to` (TensorBoard, W&B, MLflow, the console) shows them 
 `loss`; the series run folder is written to `<output_dir>/orthoscope` for `orthoscope
 summary` and `orthoscope report`.
 
-By default the monitor measures in the background (`Monitor(background=True)`): at a measured
-step the training waits only for a CPU copy of the measured matrices; the analysis runs in a
-worker process (on rank 0), and its values are logged at the first log after they arrive, with
-`orthoscope/step` naming the step they measure (the trainer's step axis runs a few steps ahead).
-At the last step the callback waits for the queue, so the final values go out with the last log.
-`background=False` measures in line and logs at the measured step itself.
+By default the monitor chooses (`Monitor(background="auto")`): where the training leaves a core
+free (a CUDA device trains, or torch runs on fewer threads than the cores) it measures in the
+background: at a measured step the training waits only for a CPU copy of the measured matrices;
+the analysis runs in a worker process (on rank 0), and its values are logged at the first log
+after they arrive, with `orthoscope/step` naming the step they measure (the trainer's step axis
+runs a few steps ahead). At the last step the callback waits for the queue, so the final values
+go out with the last log. Where the training takes every core it measures in line, on every core,
+and logs at the measured step itself (a worker there would slow the training's threads more than
+the analysis costs). `background=True` or `False` forces either.
 
 How the values reach the reporters: a callback's `on_log` sees the same `logs` dict the
 reporting callbacks see, in the order of the trainer's callback list, where `callbacks=`
@@ -36,6 +39,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from orthoscope.monitor import Monitor
+from orthoscope.monitor.monitor import AUTO
 from orthoscope.monitor.step import warn_unmeasured
 
 log = logging.getLogger("orthoscope.monitor")
@@ -50,7 +54,7 @@ class OrthoscopeCallback(TrainerCallback):
     base; after `resume_from_checkpoint` name the base instead, or the resumed weights become it).
     `output` defaults to `<output_dir>/orthoscope`; `prefix` starts every logged name;
     other keywords are the monitor's (`metrics`, `kinds`, `layers`, `device`, `hold_gib`, `background`
-    (True here), ...).
+    ("auto" here), ...).
     The model is checked against the base when training begins (a mismatch stops it there);
     later failures are warnings: the monitor never interrupts training.
     """
@@ -61,7 +65,7 @@ class OrthoscopeCallback(TrainerCallback):
                                           or every_n_steps <= 0):
             raise ValueError(f"every_n_steps must be a positive integer or None, not {every_n_steps!r}")
         self.base, self.every_n_steps, self.on_save_steps = base, every_n_steps, on_save
-        self.output, self.prefix, self.settings = output, prefix, {"background": True, **monitor}
+        self.output, self.prefix, self.settings = output, prefix, {"background": AUTO, **monitor}
         self.monitor: Monitor | None = None
         self.running: deque[tuple[int, Future]] = deque()  # measured in the background, in step order
         self.pending: deque[tuple[int, dict]] = deque()  # values to log

@@ -29,6 +29,7 @@ from orthoscope.lab.presets import Preset
 from orthoscope.lab.tokenizer import char_tokenizer
 from orthoscope.lab.train import document_batches, example_batches, example_blocks, train
 from orthoscope.monitor import Monitor
+from orthoscope.monitor.monitor import AUTO, on_result
 from orthoscope.pipeline.store import write_text
 
 VARIANTS = ("instruct", "cot", "control")
@@ -123,18 +124,18 @@ def _post_train(preset: Preset, world: World, world_spec: dict, tokenizer, base_
     inputs, targets = example_blocks(examples, tokenizer, preset.block)
     trajectory = out / "trajectories" / variant
     log(f"post-training {variant}: {preset.post_steps} steps at lr {preset.post_lr}")
-    monitor = Monitor(base_dir, out / MONITORED / variant, overwrite=True, background=True)
+    monitor = Monitor(base_dir, out / MONITORED / variant, overwrite=True, background=AUTO)
+    log(f"  measuring against the base {monitor.mode}")
     curves: dict[str, dict] = {}
 
-    def arrived(step: int, future) -> None:  # on the monitor's receiving thread, steps in order
-        result = future.result()
+    def arrived(step: int, result) -> None:  # in line, or on the monitor's receiving thread; steps in order
         if result is not None:
             curves[str(step)] = result.logs("")
             log(f"  {variant} step {step}: {result.brief()}")
 
     def save_trajectory(step: int, loss: float) -> None:
         if step % preset.save_every == 0 or step == preset.post_steps:  # measured in memory, as it trains
-            monitor.measure(model, step).add_done_callback(functools.partial(arrived, step))
+            on_result(monitor.measure(model, step), functools.partial(arrived, step))
         if step % preset.save_every == 0 and step < preset.post_steps:
             save_checkpoint(model, tokenizer, trajectory / f"step-{step:04d}",
                             {"stage": variant, "step": step, "world": world_spec})

@@ -35,6 +35,7 @@ from orthoscope.lab.corpus import make_world
 from orthoscope.lab.recipes import RECIPES, Packed, pack
 from orthoscope.lab.train import lr_at, optimizer_step
 from orthoscope.monitor import Monitor
+from orthoscope.monitor.monitor import AUTO, on_result
 from orthoscope.pipeline.store import write_text
 
 Log = Callable[[str], None]
@@ -227,10 +228,9 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
         meta = json.loads((latest / MARKER).read_text())
         _restore(model, optimizer, latest, bool(options.lora))
         start, losses, resumed = meta["step"], meta["loss"], meta["step"]
-    monitor = Monitor(base, out / MONITORED / recipe, background=True)
+    monitor = Monitor(base, out / MONITORED / recipe, background=AUTO)
 
-    def arrived(done: int, future) -> None:  # on the monitor's receiving thread, steps in order
-        measured = future.result()
+    def arrived(done: int, measured) -> None:  # in line, or on the monitor's receiving thread; steps in order
         if measured is not None and progress and not progress.disable:
             progress.console.print(f"  {recipe} step {done}: {measured.brief()}", highlight=False)
 
@@ -249,7 +249,7 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
             if progress:
                 progress.update(task, completed=done, description=f"{recipe} loss {losses[-1]:.3f}")
             if done % options.save_every == 0 or done == options.steps:  # measured in memory, as it trains
-                monitor.measure(model, done).add_done_callback(functools.partial(arrived, done))
+                on_result(monitor.measure(model, done), functools.partial(arrived, done))
                 meta = {"stage": recipe, "step": done, "loss": losses, "world": options.world}
                 _save(model, tokenizer, trajectory / f"step-{done}", meta, optimizer,
                       adapter_base if options.lora else None)

@@ -1,4 +1,7 @@
-"""A step's matrices analysed on several threads at once, when the worker drains its queue at close.
+"""A step's matrices analysed on several threads at once: a monitor in line, or its worker's drain at close.
+
+In line (`Monitor(background=False)`, or "auto" where the training takes every core) the training waits for
+the step anyway, so its matrices run on one thread per core, as below.
 
 While the caller trains, the worker process analyses one matrix after another on one thread (it
 runs on the CPU the training leaves idle). Once the caller waits in `close()` nothing of it runs,
@@ -39,7 +42,7 @@ Work = Callable[[Any, Any], Any]
 log = logging.getLogger("orthoscope.monitor")
 
 LANES_ENV = "ORTHOSCOPE_MONITOR_LANES"
-"""How many threads a drain uses at most, if set (1: none beside the worker's own; default: the cores)."""
+"""How many threads an in-line step or a drain uses at most, if set (1: one after another; default: the cores)."""
 
 _WARNED: set[str] = set()  # the values of LANES_ENV already warned about (once each, in the worker's log)
 
@@ -75,7 +78,7 @@ def _wanted() -> int:
             pass
         if wanted not in _WARNED:
             _WARNED.add(wanted)
-            log.warning("orthoscope: %s=%r is not a positive integer: the drain at close uses the default "
+            log.warning("orthoscope: %s=%r is not a positive integer: the monitor uses the default "
                         "(a thread per core)", LANES_ENV, wanted)
     return usable_cores()
 

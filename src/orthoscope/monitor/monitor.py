@@ -16,13 +16,15 @@ The analysis and the folder are `series.Series`'. With `background=True` a step'
 copied at `measure` (the training waits only for that copy) and the rest (analysis, the step's
 summary, the writes) runs in a worker process (`worker.py`, `child.py`), steps in order; `measure`
 gives a Future of the StepResult, `wait()`/`close()` (or `with Monitor(...)`) drain the queue, and
-the monitor's `table`, `summary`, ... mirror the worker's series.
+the monitor's `table`, `summary`, ... mirror the worker's series. In line, a step's matrices run on one
+thread per core (`lanes.py`); `background="auto"` chooses between the two (`choose_mode`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,12 @@ import torch
 
 from orthoscope.metrics.nulls import MONITOR_PAIR_DRAWS
 from orthoscope.metrics.registry import sign_free
+from orthoscope.monitor.lanes import Lanes, drain_lanes
 from orthoscope.monitor.live import MonitorError, live_checkpoint, snapshot
 from orthoscope.monitor.series import Job, Series
 from orthoscope.monitor.step import LOGGED, StepResult  # noqa: F401 - LOGGED re-exported
 from orthoscope.monitor.worker import Worker
+from orthoscope.pipeline.executors.workers import usable_cores
 from orthoscope.pipeline.filters import positive_int
 from orthoscope.pipeline.options import CompareOptions
 from orthoscope.pipeline.pairing import make_plan
@@ -43,6 +47,9 @@ from orthoscope.sources import Checkpoint, open_checkpoint
 from orthoscope.sources.memory import MemoryTensors
 
 log = logging.getLogger("orthoscope.monitor")
+
+AUTO = "auto"
+"""`Monitor(background=AUTO)`: a worker process where the training leaves it a core, else in line (`choose_mode`)."""
 
 MONITOR_METRICS = sign_free()
 """The default set: the sign-free columns, all from the one-SVD route (rel_delta, a_geo, disp, z_pair and
@@ -77,7 +84,12 @@ class Monitor:
     that dies is replaced at the next step); `wait()` returns when every step is done, `close()`
     also lets the process go (kept idle a while for the next monitor: `worker.IDLE_SECONDS`), and
     `with Monitor(...) as m:` closes at the end. Read `table`, `summary`, `seconds`, `notes` and
-    `counts` after `wait()`.
+    `counts` after `wait()`. In line (`background=False`), `measure` analyses the step before it returns,
+    its matrices on one thread per core (one on a GPU; `ORTHOSCOPE_MONITOR_LANES` caps them), and gives the
+    StepResult. `background="auto"` (`AUTO`; the lab's and the callback's choice) takes the worker process where
+    the training leaves it a core (a CUDA device, or torch on fewer threads than the cores) and measures in line
+    otherwise: a worker beside a training that takes every core slows its threads more than the analysis
+    costs in line (`choose_mode`; `mode` says which was taken and why).
 
     `measure(model, step)` takes an nn.Module (CPU or CUDA; DDP and torch.compile wrappers,
     PEFT LoRA models: the merged weights), or a state dict. In a distributed run call it on
@@ -99,7 +111,7 @@ class Monitor:
     """
 
     def __init__(self, base: Any, output: str | Path | None = None, *, metrics: Any = None, hold_gib: float = 2.0,
-                 records: bool = False, overwrite: bool = False, background: bool = False, pending: int = 2,
+                 records: bool = False, overwrite: bool = False, background: bool | str = False, pending: int = 2,
                  **settings: Any):
         self.options = CompareOptions(metrics=MONITOR_METRICS if metrics is None else metrics,
                                       **{"pair_draws": MONITOR_PAIR_DRAWS, **settings})
@@ -110,15 +122,20 @@ class Monitor:
                     "settings": identity_settings(opts)}
         self.series = Series(self.base, opts, output, identity, hold_gib=hold_gib, records=records,
                              source=base if isinstance(base, (str, Path)) else None)
+        self.background, self.mode = choose_mode(background, self.series.settings.device)
         self.waited = 0.0  # what measure() held the caller up in background: copies, and waits for the worker
         if output is not None and _rank() == 0:
             self.series.claim(overwrite)  # a folder of another run is refused here, not mid-training
         self.worker = None
-        if background:
+        if self.background:
             if not positive_int(pending):
                 raise ValueError(f"pending must be a positive integer, not {pending!r}")
             if _rank() == 0:  # the others only take part in the gathers
                 self.worker = Worker(self._recipe, self.series.adopt, pending)
+        else:  # in line the training waits: the step's matrices on every core (one on a GPU), as a drain does
+            device = self.series.settings.device
+            self.series.lanes = Lanes(lambda jobs: drain_lanes(device, jobs))
+        log.debug("orthoscope: monitor %s", self.mode)
 
     # ------------------------------------------------------------------ what was measured
     @property
@@ -189,6 +206,7 @@ class Monitor:
         starts or takes another)."""
         if self.worker is not None:
             self.worker.close()
+        self.series.lanes.close()  # in line: the lanes' threads (a later measure starts them again)
 
     def __enter__(self) -> Monitor:
         return self
@@ -202,6 +220,50 @@ class Monitor:
     def _plan(self, post: Checkpoint, label: str):
         opts = self.options  # a model whose matrices are not the base's: PairingError naming the differences
         return make_plan(self.base, [post], opts.layers, opts.kinds, opts.include_embeddings, [label], [True])
+
+
+def on_result(measured: StepResult | Future | None, callback: Callable[[StepResult | None], Any]) -> None:
+    """Call `callback` with what `Monitor.measure` gave: now for an in-line StepResult (or None), when done for a
+    background Future (then on the monitor's receiving thread, steps in order).
+
+    >>> on_result(None, print)
+    None
+    """
+    if isinstance(measured, Future):
+        measured.add_done_callback(lambda done: callback(done.result()))
+    else:
+        callback(measured)
+
+
+def choose_mode(background: bool | str, device: Any) -> tuple[bool, str]:
+    """Whether a monitor measures in a worker process, and the mode in words (`Monitor.mode`).
+
+    True or False is taken as said. `AUTO` ("auto", the lab's and the callback's choice) takes the worker process
+    where the training leaves it a core: a CUDA device in this machine (the training's arithmetic is on it), or
+    torch in this process on fewer threads than the cores it may use. Where the training takes every core a worker
+    can only run in its gaps, and still slows its threads (their OpenMP barriers, their caches), so the step is
+    measured in line instead, its matrices on every core (on a GPU analysis device, one after another).
+
+    >>> choose_mode(False, "cpu")
+    (False, 'in line')
+    >>> choose_mode("sideways", "cpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: background must be True, False or 'auto', not 'sideways'
+    """
+    if isinstance(background, str):
+        if background != AUTO:
+            raise ValueError(f"background must be True, False or {AUTO!r}, not {background!r}")
+        cores, threads = usable_cores(), torch.get_num_threads()
+        if torch.cuda.is_available():
+            return True, "in the background (auto: a CUDA device trains, the CPU is free)"
+        if threads < cores:
+            return True, f"in the background (auto: training takes {threads} of {cores} cores)"
+        lanes = "every core" if str(device).startswith("cpu") else "one lane"
+        return False, f"in line on {lanes} (auto: training takes all {cores} cores)"
+    if not isinstance(background, bool):
+        raise ValueError(f"background must be True, False or {AUTO!r}, not {background!r}")
+    return background, "in the background" if background else "in line"
 
 
 def _base_checkpoint(base: Any, revision: str | None) -> Checkpoint:
