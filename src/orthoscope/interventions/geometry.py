@@ -232,26 +232,36 @@ def geodesic_maps(base: SVD, post: SVD, tol: float = 1e-9) -> GeodesicMaps:
     """The t-independent part of the geodesic from W_b to W_p: on each side the orthogonal map of span[X_b, X_p]
     (`orthogonal_map`) taking X_b to X_p, made proper so that its real logarithm exists.
 
-    A post pair (u_i, v_i) is defined up to a common sign: it is chosen so that
-    u_b,i . u_p,i + v_b,i . v_p,i >= 0. A side whose orthogonal map O has det -1 has
-    no real geodesic. When both sides are improper, or a square side is and the other
-    is rectangular, the weakest pair (smallest |cosines|: typically two near-degenerate
-    pairs that swapped) is flipped on both sides, which turns a swap into a quarter
-    turn; a rectangular side still improper flips its least aligned completion column.
-    A square matrix whose determinant changes sign cannot be joined without passing
-    through a singular matrix: the smallest pair is flipped on one side and its
-    singular value follows sign(t) = 1 - 2t.
+    The post factors are those of the shared gauge (`gauge_fixed`, SPEC "Gauge first":
+    u_b,i . u_p,i >= 0 for a simple value), at rtol 0: only exactly equal values form a
+    block, since a rotation inside a block of merely close values would move U_p S_p V_p^T
+    by their spread and W(1) would no longer be W_p. One step goes beyond the gauge,
+    because a real logarithm needs det O = +1 and the gauge does not fix the determinant
+    (two near-degenerate pairs that swapped give a block [[0, 1], [1, 0]] with det -1):
+    when both sides are improper, or a square side is and the other is rectangular, the
+    weakest pair (smallest |u_b,i . u_p,i| + |v_b,i . v_p,i|) is flipped on both sides,
+    which leaves W_p unchanged and turns a swap into a quarter turn. A rectangular side
+    still improper flips its least aligned completion column instead (X_p untouched). A
+    square matrix whose determinant changes sign cannot be joined without passing through
+    a singular matrix: the smallest pair is flipped on one side and its singular value
+    follows sign(t) = 1 - 2t.
+
+    >>> from orthoscope.kernels import svd
+    >>> f = svd(torch.diag(torch.tensor([3., 2., 1.], dtype=torch.float64)))
+    >>> flipped = type(f)(U=-f.U, S=f.S, V=-f.V)   # the same matrix: the geodesic to it stays put
+    >>> maps = geodesic_maps(f, flipped)
+    >>> bool(torch.allclose(geodesic_factors(maps, 0.5)[0], f.U)), maps.sign_flips
+    (True, False)
     """
-    U_b, V_b, U_p, V_p = base.U, base.V, post.U, post.V
+    gauge = gauge_fixed(base, post, rtol=0.0)
+    U_b, V_b, U_p, V_p = base.U, base.V, gauge.U, gauge.V
     r = U_b.shape[1]
-    cos_u, cos_v = (U_b * U_p).sum(0), (V_b * V_p).sum(0)
-    signs = torch.where(cos_u + cos_v < 0, -1.0, 1.0).to(U_p.dtype)
-    (B_u, O_u), (B_v, O_v) = orthogonal_map(U_b, U_p * signs, tol), orthogonal_map(V_b, V_p * signs, tol)
+    (B_u, O_u), (B_v, O_v) = orthogonal_map(U_b, U_p, tol), orthogonal_map(V_b, V_p, tol)
     improper = [bool(torch.linalg.det(O) < 0) for O in (O_u, O_v)]
     square = [O.shape[0] == r for O in (O_u, O_v)]
     flips = False
     if all(improper) or (any(improper) and not all(square) and square[improper.index(True)]):
-        weakest = int(torch.argmin(cos_u.abs() + cos_v.abs()))
+        weakest = int(torch.argmin((U_b * U_p).sum(0).abs() + (V_b * V_p).sum(0).abs()))
         O_u[:, weakest], O_v[:, weakest] = -O_u[:, weakest], -O_v[:, weakest]
     elif any(improper) and all(square):
         O = (O_u, O_v)[improper.index(True)]

@@ -5,8 +5,8 @@ and W_p = U_p S_p V_p^T (thin SVDs). Gauge first: U_p, V_p below are the post fa
 the gauge fixed against the base (`MatrixPair.aligned`, `geometry.gauge_fixed`: the joint
 flip of (u_p,i, v_p,i) that makes u_b,i . u_p,i >= 0, a polar rotation inside clusters of
 post singular values equal within 1e-5 s_p,1), so Q_U = U_b^T U_p has symmetric PSD
-diagonal blocks and no LAPACK sign counts as a rotation. `interpolate` keeps the SVD's own
-factors with its joint sign choice (`geometry.geodesic_factors`), so that W(1) = W_p exactly.
+diagonal blocks and no LAPACK sign counts as a rotation. `interpolate` starts from the same
+gauge with blocks of equal values only, so that W(1) = W_p exactly (`geometry.geodesic_maps`).
 
     swap-sigma     U_p (c S_b) V_p^T            c given, or auto = a_geo per matrix
     base-vectors   U_b S_p V_b^T
