@@ -1,4 +1,5 @@
-"""The monitor's worker process: `python -m orthoscope.monitor.child`, started by `worker.Worker` (not by hand).
+"""The monitor's worker process: `orthoscope.monitor.child` run as `__main__` by `worker.PRELUDE` at idle priority,
+started by `worker.Worker` (not by hand).
 
 It reads an authkey on stdin, listens on a local socket whose address it writes on stdout, and
 serves the one monitor that connects: first the series' recipe (`series.Recipe`), then one job per
@@ -36,7 +37,6 @@ log = logging.getLogger("orthoscope.monitor")
 
 def main() -> None:
     idle = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
-    _idle_priority()
     line = b""
     while not line.endswith(b"\n"):  # the key, read from the file descriptor itself (see _exit_with_parent)
         chunk = os.read(0, 128)
@@ -51,23 +51,6 @@ def main() -> None:
         conn = listener.accept()
     os.dup2(2, 1)  # later prints go to stderr (the monitor read the address and closed its end)
     serve(conn, idle)
-
-
-def _idle_priority() -> None:
-    """Run only on CPU time the training leaves idle (Linux SCHED_IDLE; the threads started later inherit it),
-    unless ORTHOSCOPE_MONITOR_IDLE=0.
-
-    A worker at normal priority beside a training whose threads take every core makes their OpenMP barriers
-    wait on the descheduled thread. When `pending` steps are held, `measure` waits and the training's threads
-    sleep, so the worker runs; but CPU kept busy by other work (other jobs, spinning threads) starves it, and
-    the training then waits for it: `Worker.reserve` warns, and ORTHOSCOPE_MONITOR_IDLE=0 is the way out."""
-    if os.environ.get("ORTHOSCOPE_MONITOR_IDLE") == "0":
-        return
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError:
-            pass
 
 
 def _exit_with_parent() -> None:

@@ -1,6 +1,6 @@
 """The monitor's background analysis in a worker process: `Worker` starts it, feeds it steps, gets results.
 
-The worker is `python -m orthoscope.monitor.child` (`child.py`), started with `subprocess` (not
+The worker is `orthoscope.monitor.child` (`child.py`, at idle priority: `PRELUDE`), started with `subprocess` (not
 `multiprocessing`, whose spawn would import the user's `__main__` again: an unguarded training
 script would run twice), with torch and the BLAS libraries at one thread. It never shares the
 training's GIL: the analysis, the step's summary and the writes cost the training only a core.
@@ -76,10 +76,32 @@ ONE_THREAD = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """The worker's thread counts (torch's OpenMP, MKL, OpenBLAS): one each, on the core it takes."""
 
 
-def child_command() -> list[str]:
-    """How the worker process is started: this interpreter running `child.py` as a module (no `__main__`),
-    told how long to wait idle for another series."""
-    return [sys.executable, "-m", CHILD, str(IDLE_SECONDS)]
+IDLE_ENV = "ORTHOSCOPE_MONITOR_IDLE"
+"""Set to 0, the worker process keeps normal priority (see PRELUDE)."""
+PRELUDE = """import os, runpy
+if os.environ.get({env!r}) != "0" and hasattr(os, "SCHED_IDLE"):
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:
+        pass
+runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+"""
+"""The worker's first lines (`python -c`): SCHED_IDLE (Linux), then `child.py` as `__main__`. The priority is set
+before any import of the package (torch, ~1.7 s CPU), which would otherwise run beside the first training steps
+at normal priority; the threads the child starts later inherit it. The worker then runs only on CPU time the
+training leaves idle, unless ORTHOSCOPE_MONITOR_IDLE=0.
+
+A worker at normal priority beside a training whose threads take every core makes their OpenMP barriers wait
+on the descheduled thread. When `pending` steps are held, `measure` waits and the training's threads sleep, so
+the worker runs; but CPU kept busy by other work (other jobs, spinning threads) starves it, and the training
+then waits for it: `Worker.reserve` warns, and ORTHOSCOPE_MONITOR_IDLE=0 is the way out."""
+
+
+def child_command(module: str = CHILD) -> list[str]:
+    """How the worker process is started: this interpreter at idle priority (`PRELUDE`) running `module` (the
+    child, not as `-m`: its package's imports come after the priority), told how long to wait idle for another
+    series."""
+    return [sys.executable, "-c", PRELUDE.format(env=IDLE_ENV, module=module), str(IDLE_SECONDS)]
 
 
 class _Spare:
@@ -194,7 +216,7 @@ class Worker:
 
     def reserve(self) -> None:
         """Take a slot for the next step; waits while `pending` steps are queued or being analysed (and warns
-        once if that takes over SLOW_SECONDS: the worker runs on idle CPU only, see child._idle_priority)."""
+        once if that takes over SLOW_SECONDS: the worker runs on idle CPU only, see PRELUDE)."""
         if self.slots.acquire(timeout=SLOW_SECONDS):
             return
         if not self.warned_slow:
