@@ -30,6 +30,40 @@ def test_compare_json_and_summary(planted, tmp_path):
     assert re.search(r"│ o\s+│\s+2 │\s+1\.2000\s", table.output), table.output
 
 
+def test_summary_prints_the_runs_notes_after_the_verdicts_wrapped_and_dim(planted, tmp_path, monkeypatch):
+    """summary.json's notes (compare's, a monitor's) come after the verdicts' tables, each once, in lines of at
+    most 80 columns; p_pair's cap notes are made again from the table (a stale stored one is not shown)."""
+    folder = tmp_path / "r"
+    result = runner.invoke(app, ["compare", str(planted[0]), f"post={planted[1]}", "-o", str(folder), "-q",
+                                 "--no-report", "--metrics", "p_pair,sym_frac,a_geo", "--pair-draws", "1024"])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((folder / "summary.json").read_text())
+    cap = next(note for note in stored["notes"] if note.startswith("p_pair capped at 1024 sign draws"))
+    at = stored["notes"].index(cap)
+    lowered = ("--workers 8 lowered to 2: 2 working sets of 1.4 GiB fit in 3.1 GiB (the memory guard; see "
+               "docs/benchmarks.md)")
+    stale = "post: p_pair capped at 1024 draws: with 999 changed matrices BH can flag ... only 20 or more at a time"
+    kept = [lowered, *stored["notes"], "post: a monitor's note"]
+    stored["notes"] = kept[:at + 2] + [stale] + kept[at + 2:]
+    (folder / "summary.json").write_text(json.dumps(stored))
+    from orthoscope import cli
+
+    monkeypatch.setattr(cli, "out", cli._Console(width=160, force_terminal=True, color_system="standard"))
+    shown = runner.invoke(app, ["summary", str(folder)], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", shown.output).splitlines()
+    assert all(len(line) <= 80 or len(line.split()) == 1 for line in lines), shown.output  # a long path stays whole
+    legend = next(i for i, line in enumerate(lines) if "BH: beyond the pairing null" in line)
+    notes = [i for i, line in enumerate(lines) if line.startswith("note: ")]
+    assert len(notes) == len(kept) and notes[0] > legend and lines[-2].startswith("more: "), shown.output
+    text = " ".join(" ".join(lines[notes[0]:]).split())
+    assert text.index(lowered) < text.index(cap) < text.index("post: a monitor's note")
+    for note in kept:
+        assert text.count(f"note: {note}") == 1, text
+    assert "999" not in text  # the 4 matrices of the table: no per-post cap line
+    assert "\x1b[2mnote: --workers 8 lowered to 2" in shown.output  # dim
+
+
 def test_summary_of_a_folder_without_run(tmp_path):
     result = runner.invoke(app, ["summary", str(tmp_path)])
     assert result.exit_code == 2 and "no metrics.parquet in" in result.output

@@ -258,27 +258,27 @@ def summary(
     columns: str | None = typer.Option(None, "--columns", help="Metric columns for a table of medians per "
                                           "kind, e.g. incons,rot (`orthoscope metrics` lists them)."),
 ) -> None:
-    """The bottom line (the paper's claims per post), then a compact table per post; --wide for the rest."""
+    """The bottom line (the paper's claims per post), a compact table per post, the run's notes; --wide for the rest."""
     from orthoscope.pipeline.runfolder import RunFolder
-    from orthoscope.pipeline.summary import matrix_notes, p_pair_notes
+    from orthoscope.pipeline.summary import run_notes
+    from orthoscope.verdicts.terminal import note_lines
 
     folder = RunFolder(run)
     table, stored = folder.read_run()  # any older folder read as the current schema, verdicts included
     chosen = _summary_columns(columns, table)
     verdicts = stored["verdicts"]
     _print_bottom_line(verdicts)
-    settings = stored.get("settings") or {}
-    capped = p_pair_notes(settings.get("metrics") or (), settings.get("pair_draws"), table)
-    for note in capped + matrix_notes(table):  # p_pair's floor; matrices with columns NaN for a reason
-        out.print(f"note: {printable(note)}", soft_wrap=True, markup=False, highlight=False)
     _print_compact(verdicts)
     if chosen or wide:
         _print_tables(table, chosen or [c for c in SUMMARY_COLUMNS if c in table])
     if wide:
         _print_verdicts(verdicts)
-    else:
-        out.print(f"more: --wide (every column and sentence), --columns NAME,...; the report: {run}/report.html",
-                  markup=False, highlight=False, soft_wrap=True)
+    for line in note_lines([printable(note) for note in run_notes(stored, table)], _width()):  # compare's notes
+        out.print(line, style="dim", soft_wrap=True, markup=False, highlight=False)
+    if not wide:
+        more = f"--wide (every column and sentence), --columns NAME,...; the report: {printable(str(run))}/report.html"
+        for line in note_lines([more], _width(), lead="more: "):
+            out.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def _summary_columns(columns: str | None, table: pd.DataFrame) -> list[str]:
@@ -299,9 +299,10 @@ def _summary_columns(columns: str | None, table: pd.DataFrame) -> list[str]:
 def _print_bottom_line(verdicts: dict) -> None:
     """The paper's claims per post: holds / does not hold / can't tell, with their numbers."""
     from orthoscope.verdicts.bottom import bottom_line_text
+    from orthoscope.verdicts.terminal import note_lines
 
-    for note in verdicts.get("notes", []):
-        out.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
+    for line in note_lines([printable(note) for note in verdicts.get("notes", [])], _width()):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
     for line in bottom_line_text(verdicts, _width()):
         out.print(line, soft_wrap=True, markup=False, highlight=False)
 

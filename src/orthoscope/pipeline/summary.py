@@ -9,6 +9,7 @@ rotation to measure); every group also counts its `unchanged` and
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -63,6 +64,28 @@ def p_pair_notes(metrics: Iterable[str], pair_draws: int | None, table: pd.DataF
         found = pd.Series(bh_family(table, "p_pair"), index=table.index)
         changed = {str(post): int(n) for post, n in found.groupby(table["post"], sort=False).sum().items()}
     return cap_note(pair_draws, changed)
+
+
+CAP_NOTE = re.compile(r"(?:.*: )?p_pair capped at \d+ (?:sign )?draws")
+"""What every line of `metrics.nulls.cap_note` starts with (the run-wide line, or `<post>: ` and its line)."""
+
+
+def run_notes(summary: dict, table: pd.DataFrame) -> list[str]:
+    """summary.json's notes as `orthoscope summary` prints them: p_pair's cap notes made again from the run's
+    settings and `table` (`p_pair_notes`; a folder of an older orthoscope may have noted a cap on a run without
+    p_pair, or counted matrices BH leaves out) where the stored ones stood, every other note as stored.
+
+    >>> stored = {"notes": ["--workers 8 lowered to 2", "p_pair capped at 4096 sign draws ...", "p: 1 of 2 ..."],
+    ...           "settings": {"metrics": ["sym_frac"], "pair_draws": 4096}}
+    >>> run_notes(stored, pd.DataFrame({"post": ["p"], "sym_frac": [0.6]}))
+    ['--workers 8 lowered to 2', 'p: 1 of 2 ...']
+    """
+    settings = summary.get("settings") or {}
+    notes = [str(note) for note in summary.get("notes") or []]
+    capped = [i for i, note in enumerate(notes) if CAP_NOTE.match(note)]
+    kept = [note for i, note in enumerate(notes) if i not in capped]
+    at = capped[0] if capped else len(kept)  # no other note stands before the first cap note
+    return kept[:at] + p_pair_notes(settings.get("metrics") or (), settings.get("pair_draws"), table) + kept[at:]
 
 
 def cast_columns(table: pd.DataFrame) -> pd.DataFrame:

@@ -2,10 +2,13 @@
 
 `compact_tables(verdicts)`: per post, the few columns that carry the answer (about 60 characters);
 `metric_tables(table, columns, width)`: medians per kind of any metric columns, split into as many
-tables as the width needs (the kind repeated in each) instead of squeezing numbers into `0.…`.
+tables as the width needs (the kind repeated in each) instead of squeezing numbers into `0.…`;
+`note_lines(notes, width)`: a run's notes, each wrapped under its `note: `.
 """
 
 from __future__ import annotations
+
+import textwrap
 
 import pandas as pd
 from rich.table import Table
@@ -36,6 +39,20 @@ def compact_tables(verdicts: dict) -> list[Table]:
             view.add_row(*row, style="bold" if row[0] == "all" else None)
         tables.append(view)
     return tables
+
+
+def note_lines(notes: list[str], width: int = 80, lead: str = "note: ") -> list[str]:
+    """Lines no wider than `width` (at least 40): each note after `lead`, its next lines indented under its
+    text; a word longer than a line (a path) stays whole.
+
+    >>> note_lines(["--workers 8 lowered to 2: 4 working sets of 1.2 GiB fit in 2.6 GiB"], 40)
+    ['note: --workers 8 lowered to 2: 4', '      working sets of 1.2 GiB fit in 2.6', '      GiB']
+    """
+    lines = []
+    for note in notes:
+        lines += textwrap.wrap(str(note), max(40, int(width)), initial_indent=lead, subsequent_indent=" " * len(lead),
+                               break_long_words=False, break_on_hyphens=False)
+    return lines
 
 
 def metric_tables(table: pd.DataFrame, columns: list[str], width: int) -> list[Table]:
