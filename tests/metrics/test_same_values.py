@@ -64,3 +64,14 @@ def test_delta_frame_is_the_plain_formula():
     update = Update(dW, unchanged=0, size=dW.numel(), a_fro_m1=-3.7e-4, floor=1e-4)
     plain = m.one_svd_form(factors.U, dW, factors.V) - update.a_fro_m1 * torch.diag(factors.S)
     assert torch.equal(delta_frame(Base(W_b, factors), update), plain)
+
+
+@pytest.mark.parametrize("rows, r", [(140, 70), (70, 70), (100, 70), (90, 40)])  # 2r x r, r x r, between; k < r
+def test_null_angles_are_the_plain_formula(rows, r):
+    """pa_mean_u_null's angles against the first k axes (no products with the identity) equal
+    principal_angles(I[:, :k], U[:, :k]) bit for bit, on float32 factors as the null's SVD gives them."""
+    g = torch.Generator().manual_seed(6)
+    U = svd(torch.randn(rows, r, generator=g), torch.float32).U
+    k = min(64, r)
+    eye = torch.eye(rows, k, dtype=U.dtype)
+    assert torch.equal(m.coordinate_angles(U[:, :k]), m.principal_angles(eye, U[:, :k]))

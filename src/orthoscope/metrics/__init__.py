@@ -19,7 +19,7 @@ _WHERE = {
     "rotations": ("coherence", "fix_gauge", "inconsistency", "inconsistency_gap", "intruders", "leak", "overlaps",
                   "rotation_size", "separated_pairs"),
     "scaling": ("a_fro", "a_geo", "binned_ratios", "dispersion", "fit_resid", "ratios", "scaling_fit"),
-    "spectra": ("effective_rank", "principal_angles", "stable_rank"),
+    "spectra": ("coordinate_angles", "effective_rank", "principal_angles", "stable_rank"),
     "symmetry": ("asym", "one_svd_form", "sym_frac"),
 }
 

@@ -328,9 +328,8 @@ class GaussianNull(StageColumns):
 
     @column
     def pa_mean_u_null(self) -> float:
-        U = self.U_null
-        eye = torch.eye(U.shape[0], min(TOP_K, U.shape[1]), dtype=U.dtype, device=U.device)
-        return angles_deg(eye, U).mean().item()
+        k = min(TOP_K, self.U_null.shape[1])  # the base's top-k left vectors are the first k axes of its frame
+        return torch.rad2deg(spectra.coordinate_angles(self.U_null[:, :k])).mean().item()
 
     @column
     def a_geo_null(self) -> float:

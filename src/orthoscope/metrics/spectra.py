@@ -39,3 +39,21 @@ def principal_angles(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     cos = torch.linalg.svdvals(C).clamp(max=1.0)
     sin = torch.linalg.svdvals(Y - X @ C).clamp(max=1.0).flip(0)
     return torch.where(cos.square() < 0.5, torch.arccos(cos), torch.arcsin(sin))
+
+
+def coordinate_angles(Y: torch.Tensor) -> torch.Tensor:
+    """`principal_angles(I[:, :k], Y)` for Y m x k (orthonormal columns): the angles between span(Y) and the first
+    k coordinate axes, without the products with the identity (X^T Y is Y's first k rows, and Y - X X^T Y is Y
+    with those rows zeroed: both exact), so the same numbers bit for bit.
+
+    >>> Y = torch.tensor([[1.0], [1.0], [0.0]], dtype=torch.float64) / 2 ** 0.5
+    >>> round(torch.rad2deg(coordinate_angles(Y)).item(), 6)
+    45.0
+    """
+    Y = Y.double()
+    k = Y.shape[1]
+    cos = torch.linalg.svdvals(Y[:k]).clamp(max=1.0)
+    rest = Y.clone()
+    rest[:k] = 0.0
+    sin = torch.linalg.svdvals(rest).clamp(max=1.0).flip(0)
+    return torch.where(cos.square() < 0.5, torch.arccos(cos), torch.arcsin(sin))
