@@ -109,9 +109,7 @@ def orthogonal_power(O: np.ndarray, t: float, schur: RealSchur | None = None) ->
 
     One real Schur form O = Z T Z^T (`RealSchur`) gives O^t = Z T^t Z^T block by block.
     (This is scipy's logm followed by expm, without them: 4-6x faster.) `schur` is that
-    form when the caller already has it (`SideMap` keeps it for every t). When the count
-    of -1s is odd (det O = -1: no real logarithm exists) the principal branch's real part
-    is used, which is exact at t = 0 and t = 1 but not orthogonal in between.
+    form when the caller already has it (`SideMap` keeps it for every t).
 
     >>> c, s = math.cos(0.6), math.sin(0.6)
     >>> np.round(orthogonal_power(np.array([[c, -s], [s, c]]), 0.5), 6).tolist() == np.round(
@@ -120,29 +118,24 @@ def orthogonal_power(O: np.ndarray, t: float, schur: RealSchur | None = None) ->
     >>> (np.round(orthogonal_power(-np.eye(2), 0.5) @ orthogonal_power(-np.eye(2), 0.5), 12) + 0.0).tolist()
     [[-1.0, 0.0], [0.0, -1.0]]
     """
-    import scipy.linalg
-
     k = O.shape[0]
     if k == 0 or t == 1:
         return O.copy()
     if t == 0:
         return np.eye(k, dtype=O.dtype)
-    schur = schur if schur is not None else RealSchur.of(O)
-    if not schur.proper:
-        T, Z = scipy.linalg.schur(O.astype(np.complex128), output="complex")
-        return np.real((Z * np.diag(T) ** t) @ Z.conj().T)
-    return schur.power(t)
+    return (schur if schur is not None else RealSchur.of(O)).power(t)
 
 
 @dataclasses.dataclass(frozen=True)
 class RealSchur:
     """The real Schur form O = Z T Z^T of an orthogonal O, T kept as what it is: 2 x 2 rotations by theta, +1s,
-    and -1s paired into rotations by pi (T's off-block entries are rounding). `proper` is False when the
-    count of -1s is odd (det O = -1).
+    and -1s paired into rotations by pi (T's off-block entries are rounding). When the count of -1s is odd
+    (det O = -1: no real logarithm exists) `improper` keeps O itself and `power` takes the principal
+    branch's real part, exact at t = 0 and t = 1 but not orthogonal in between.
 
     >>> form = RealSchur.of(np.array([[0.0, -1.0], [1.0, 0.0]]))   # a quarter turn
-    >>> form.rotations[0][:2], round(form.rotations[0][2], 12), form.ones, form.proper
-    ((0, 1), 1.570796326795, (), True)
+    >>> form.rotations[0][:2], round(form.rotations[0][2], 12), form.ones, form.improper
+    ((0, 1), 1.570796326795, (), None)
     >>> np.round(form.power(0.5) @ form.power(0.5), 12).tolist()
     [[0.0, -1.0], [1.0, 0.0]]
     """
@@ -150,7 +143,7 @@ class RealSchur:
     Z: np.ndarray
     rotations: tuple[tuple[int, int, float], ...]
     ones: tuple[int, ...]
-    proper: bool
+    improper: np.ndarray | None
 
     @classmethod
     def of(cls, O: np.ndarray) -> RealSchur:
@@ -168,10 +161,15 @@ class RealSchur:
                 (minus if T[i, i] < 0 else ones).append(i)
                 i += 1
         rotations += [(a, b, math.pi) for a, b in zip(minus[::2], minus[1::2])]
-        return cls(Z, tuple(rotations), tuple(ones), len(minus) % 2 == 0)
+        return cls(Z, tuple(rotations), tuple(ones), O.copy() if len(minus) % 2 else None)
 
     def power(self, t: float) -> np.ndarray:
-        """Z T^t Z^T, T^t rotating each block by t theta (for a proper O)."""
+        """O^t = Z T^t Z^T, T^t rotating each block by t theta."""
+        import scipy.linalg
+
+        if self.improper is not None:
+            T, Z = scipy.linalg.schur(self.improper.astype(np.complex128), output="complex")
+            return np.real((Z * np.diag(T) ** t) @ Z.conj().T)
         P = np.zeros((self.Z.shape[0],) * 2, dtype=self.Z.dtype)
         for a, b, theta in self.rotations:
             c, s = math.cos(t * theta), math.sin(t * theta)
@@ -199,22 +197,22 @@ def geodesic_factors(maps: GeodesicMaps, t: float) -> tuple[torch.Tensor, torch.
 
 @dataclasses.dataclass(frozen=True)
 class SideMap:
-    """One side of the geodesic: an orthonormal basis B of span[X_b, X_p], the proper orthogonal O with
-    B O[:, :r] = X_p (first r columns of B: X_b), and O's real Schur form, taken once for every t."""
+    """One side of the geodesic: an orthonormal basis B of span[X_b, X_p] (its first r columns X_b) and the real
+    Schur form of the proper orthogonal O with B O[:, :r] = X_p, taken once for every t (O itself is not kept:
+    the form holds as much)."""
 
     B: torch.Tensor
-    O: np.ndarray
     schur: RealSchur | None
 
     @classmethod
     def of(cls, B: torch.Tensor, O: torch.Tensor) -> SideMap:
-        O = O.cpu().numpy()
-        return cls(B, O, RealSchur.of(O) if O.size else None)
+        return cls(B, RealSchur.of(O.cpu().numpy()) if O.numel() else None)
 
     def along(self, r: int, t: float) -> torch.Tensor:
-        """B O^t [:, :r]: the first r columns of the basis moved a fraction t of the way."""
-        power = orthogonal_power(self.O, t, self.schur)
-        return self.B @ torch.from_numpy(np.ascontiguousarray(power[:, :r])).to(self.B)
+        """B O^t [:, :r]: the first r columns of the basis moved a fraction t of the way (X_b itself at t = 0)."""
+        if t == 0 or self.schur is None:
+            return self.B[:, :r]
+        return self.B @ torch.from_numpy(np.ascontiguousarray(self.schur.power(t)[:, :r])).to(self.B)
 
 
 @dataclasses.dataclass(frozen=True)
