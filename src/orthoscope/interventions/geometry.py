@@ -1,7 +1,7 @@
 """The geometry the ops need: the post factors in the base's gauge, matched random rotations, the geodesic.
 
-All functions take and return float64 torch tensors; scipy.linalg does the
-matrix logarithm and exponential of the geodesic.
+All functions take and return float64 torch tensors; the geodesic's matrix powers come
+from scipy.linalg's real Schur form (`RealSchur`).
 """
 
 from __future__ import annotations
