@@ -1,15 +1,15 @@
 """The monitor's worker process: `orthoscope.monitor.child` run as `__main__` by `worker.PRELUDE` at idle priority,
 started by `worker.Worker` (not by hand).
 
-It reads an authkey on stdin, listens on a local socket whose address it writes on stdout, and
-serves the one monitor that connects: first the series' recipe (`series.Recipe`), then one job per
-step (`series.Job`), each analysed in order (`Series.run`) and answered with its StepResult (None if
-it failed) and the series' state; a None job (or `worker.DROPPED`) ends the series. It then waits,
-idle, up to the seconds given as its argument for the next series' recipe on the same connection
-(the caller's next monitor, see `worker.IDLE_SECONDS`), and ends if none comes. Its log records at
-the monitor's level go back to the monitor, which logs them (at DEBUG, each step's lanes, wall and
-CPU seconds, and the drain's). It runs torch at one thread, tuned (`orthoscope.tuning`: its own
-process), and exits when its stdin closes: the monitor's process ended, however it ended.
+It reads an authkey on stdin, listens on a local socket whose address it writes on stdout, and serves the one
+monitor that connects: first the series' recipe (`series.Recipe`), then one job per step (`series.Job`), each
+analysed in order (`Series.run`) and answered with its StepResult (None if it failed) and what the step
+changed in the series (`Series.update`); a None job (or `worker.DROPPED`) ends the series. It then waits,
+idle, up to the seconds given as its argument for the next series' recipe on the same connection (the caller's
+next monitor, see `worker.IDLE_SECONDS`), and ends if none comes. Its log records at the monitor's level go
+back to the monitor, which logs them (at DEBUG, each step's lanes, wall and CPU seconds, and the drain's). It
+runs torch at one thread, tuned (`orthoscope.tuning`: its own process), and exits when its stdin closes: the
+monitor's process ended, however it ended.
 
 A thread reads the messages as they come (`_Inbox`), so the worker knows when the series' None job
 has arrived: the monitor is closing and its caller waits for the queue's drain. From then on the
@@ -125,7 +125,7 @@ def _one_series(inbox: _Inbox, recipe, post, idle: float) -> bool:
                       seconds, cpu)
             if lanes.used > 1:
                 drain = [drain[0] + 1, drain[1] + seconds, drain[2] + cpu]
-            post(("done", result, series.state(), time.process_time()))
+            post(("done", *series.update(result), time.process_time()))  # the step's rows, not the series'
     finally:
         lanes.close()
 

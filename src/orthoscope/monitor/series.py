@@ -4,7 +4,10 @@ A step is compare's per-matrix job (`pipeline/work.analyse`) on every matrix of 
 post is the model at that step, the same records, the step's summary merged into the series'
 (`summary.json`, verdicts per step) and metrics.parquet/.csv rewritten. `Monitor` runs it in the
 caller's process (in line) or has its worker process run it (`child.py`); in background the
-monitor keeps a mirror: a `Series` that analyses nothing and `adopt`s what the worker reports.
+monitor keeps a mirror: a `Series` that analyses nothing and `adopt`s what the worker reports after
+each step (`update`: the step's rows and own summary, merged there as here, and the small state; a
+message whose size does not grow with the series). The table is kept as the steps' frames,
+concatenated when it is read (and kept so).
 
 A run folder that cannot be written (a full disk) gives a warning and the rows stay in memory (the
 next step writes them all); NaN/Inf matrices are skipped rows with their reason and a warning.
@@ -13,6 +16,7 @@ next step writes them all); NaN/Inf matrices are skipped rows with their reason 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -40,6 +44,8 @@ log = logging.getLogger("orthoscope.monitor")
 
 STATE = ("skipped", "summary", "notes", "counts", "seconds", "warned")
 """What a series holds besides its table (which travels a step at a time): see `state`."""
+SMALL = ("notes", "counts", "seconds", "warned")
+"""The part of STATE a worker sends whole after every step (`Update`): a few values, whatever the series' length."""
 
 
 @dataclass
@@ -69,6 +75,17 @@ class Job:
     refs: list
     notes: list[str]
     steps: list[int | None]
+
+
+@dataclass
+class Update:
+    """What a worker's step changed in its series, sent to the mirror with the step's StepResult (`adopt`): the
+    SMALL state and `step`, the step's own summary and the notes it was merged with (the mirror merges them as
+    the worker did). After a step that failed, `step` is None and `state` and `table` are the whole series'."""
+
+    state: dict
+    step: tuple[dict, list[str]] | None = None
+    table: pd.DataFrame | None = None
 
 
 class Series:
@@ -101,6 +118,7 @@ class Series:
         self.key = settings_key(self.settings)
         self.folder = RunFolder(output) if output is not None else None
         self._cache: HeldSVDCache | None = None
+        self._step: tuple[str, dict, list[str]] | None = None  # the last step's label, own summary, merged notes
         self.table, self.skipped = empty_table(), []
         self.notes: list[str] = []
         self.counts = {"hits": 0, "misses": 0, "not_stored": 0}
@@ -108,6 +126,20 @@ class Series:
         self.summary: dict = {}
         self.warned: set[str] = set()
         self.lanes = Lanes(lambda jobs: 1)  # the matrices one after another (a worker's drain sets more: child.py)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The rows of every step measured (the steps' frames concatenated here, when read, and kept so)."""
+        if self._frames:
+            frames = [frame for frame in (self._table, *self._frames) if len(frame)]
+            self._table = pd.concat(frames, ignore_index=True) if frames else self._frames[-1]
+            self._frames = []
+        return self._table
+
+    @table.setter
+    def table(self, table: pd.DataFrame) -> None:
+        self._table, self._frames = table, []
+        self._posts = set(table["post"]) if len(table) else set()  # the labels with rows (or measured) so far
 
     @property
     def cache(self) -> HeldSVDCache:
@@ -138,17 +170,36 @@ class Series:
         return {name: getattr(self, name) for name in STATE}
 
     def restore(self, state: dict, table: pd.DataFrame | None = None) -> None:
-        """Take `state` (and `table`) as this series' own: another process's series, or a folder's."""
+        """Take `state` (and `table`) as this series' own: another process's series, or a folder's (`state` holds
+        STATE, or SMALL: `Update`)."""
         for name in STATE:
-            setattr(self, name, state[name])
+            if name in state:
+                setattr(self, name, state[name])
         if table is not None:
             self.table = table
 
-    def adopt(self, result: StepResult | None, state: dict) -> None:
-        """What a worker measured (None: a step that failed) and its series' state after it: the mirror's update."""
+    def update(self, result: StepResult | None) -> tuple[StepResult | None, Update]:
+        """What a worker process sends after a step: `result` without the series' summary, and the `Update` that
+        makes the mirror's series this one's (`adopt`)."""
+        step, self._step = self._step, None
+        if result is None or step is None or step[0] != result.label:  # failed: the whole series, once
+            return result, Update(self.state(), table=self.table)
+        return dataclasses.replace(result, summary={}), Update({name: getattr(self, name) for name in SMALL},
+                                                               step[1:])
+
+    def adopt(self, result: StepResult | None, update: Update) -> None:
+        """What a worker measured (None: a step that failed) and what its series changed (`update`): the mirror's
+        update. The step's rows are added, its summary merged as in the worker, and `result.summary` set to the
+        series' summary after it."""
+        if update.step is None:
+            self.restore(update.state, update.table)
+        else:
+            self._append(result.label, result.table, result.skipped)
+            self.restore(update.state)
+            new, notes = update.step
+            self.summary = _merge(self.summary, new, result.label, notes, self.skipped)
         if result is not None:
-            self._append(result.label, result.table, [])
-        self.restore(state)
+            result.summary = self.summary
 
     def claim(self, overwrite: bool) -> None:
         """Open the run folder now (a folder of another run is refused here, not mid-training) and take the rows,
@@ -205,6 +256,7 @@ class Series:
                         matrices=len(plan.refs), opts=self.options, settings=self.settings, cache=dict(self.counts),
                         resumed=reused, notes=[], control=None, seconds=self.seconds)
         notes = plan.notes + self.notes + cache_notes(self.counts, self.settings)
+        self._step = (label, new, notes)
         self.summary = _merge(self.summary, new, label, notes, self.skipped)
 
     def _check_dtype(self, plan) -> None:
@@ -219,9 +271,12 @@ class Series:
             log.warning("orthoscope: %s", note)
 
     def _append(self, label: str, table: pd.DataFrame, skipped: list[dict]) -> None:
-        kept = self.table[self.table["post"] != label] if len(self.table) else self.table
-        frames = [f for f in (kept, table) if len(f)]
-        self.table = pd.concat(frames, ignore_index=True) if frames else table
+        """The step's rows in place of any of the same post (a restarted training measuring a step again)."""
+        if label in self._posts:
+            held = self.table
+            self.table = held[held["post"] != label]
+        self._frames.append(table.copy(deep=False))  # the caller's StepResult.table stays its own
+        self._posts.add(label)
         self.skipped = [s for s in self.skipped if s.get("post") != label] + skipped
 
     # ------------------------------------------------------------------ the folder

@@ -184,7 +184,7 @@ if hasattr(os, "register_at_fork"):  # a forked child must not share this proces
 class Worker:
     """A worker process analysing the monitor's steps in order, at most `pending` held (see the module)."""
 
-    def __init__(self, recipe: Callable[[], Any], adopt: Callable[[Any, dict], None], pending: int = 2):
+    def __init__(self, recipe: Callable[[], Any], adopt: Callable[[Any, Any], None], pending: int = 2):
         self.recipe, self.adopt = recipe, adopt
         self.slots = threading.BoundedSemaphore(pending)
         self.lock = threading.Lock()
@@ -277,7 +277,7 @@ def _close(ref: weakref.ref) -> None:
 class _Link:
     """One worker process and the two threads that talk to it."""
 
-    def __init__(self, recipe: Any, adopt: Callable[[Any, dict], None], release: Callable[[], None],
+    def __init__(self, recipe: Any, adopt: Callable[[Any, Any], None], release: Callable[[], None],
                  spare: _Spare | None = None):
         self.adopt, self.release = adopt, release
         self.futures: deque[tuple[int, Future]] = deque()
@@ -398,12 +398,12 @@ class _Link:
                 if kind == "log":
                     _emit(*rest)
                 elif kind == "done":
-                    result, state, cpu = rest
+                    result, update, cpu = rest
                     self.cpu = cpu - self.cpu_before
                     with self.lock:
                         _, future = self.futures.popleft()
                     try:
-                        self.adopt(result, state)
+                        self.adopt(result, update)
                     finally:
                         self.release()
                         future.set_result(result)
