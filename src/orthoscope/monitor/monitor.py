@@ -85,9 +85,10 @@ class Monitor:
     also lets the process go (kept idle a while for the next monitor: `worker.IDLE_SECONDS`), and
     `with Monitor(...) as m:` closes at the end. Read `table`, `summary`, `seconds`, `notes` and
     `counts` after `wait()`. In line (`background=False`), `measure` analyses the step before it returns,
-    its matrices on one thread per core (one on a GPU; `ORTHOSCOPE_MONITOR_LANES` caps them), and gives the
-    StepResult. `background="auto"` (`AUTO`; the lab's and the callback's choice) takes the worker process where
-    the training leaves it a core (a CUDA device, or torch on fewer threads than the cores) and measures in line
+    its matrices on one thread per core (one on a GPU, and one after another in a distributed run, whose
+    gathers are collective; `ORTHOSCOPE_MONITOR_LANES` caps them), and gives the StepResult.
+    `background="auto"` (`AUTO`; the lab's and the callback's choice) takes the worker process where the
+    training leaves it a core (a CUDA device, or torch on fewer threads than the cores) and measures in line
     otherwise: a worker beside a training that takes every core slows its threads more than the analysis
     costs in line (`choose_mode`; `mode` says which was taken and why).
 
@@ -132,9 +133,10 @@ class Monitor:
                 raise ValueError(f"pending must be a positive integer, not {pending!r}")
             if _rank() == 0:  # the others only take part in the gathers
                 self.worker = Worker(self._recipe, self.series.adopt, pending)
-        else:  # in line the training waits: the step's matrices on every core (one on a GPU), as a drain does
+        else:  # in line the training waits: the step's matrices on every core (one on a GPU), as a drain does;
+            # one after another in a distributed run, whose gathers are collective: every rank reads in plan order
             device = self.series.settings.device
-            self.series.lanes = Lanes(lambda jobs: drain_lanes(device, jobs))
+            self.series.lanes = Lanes(lambda jobs: 1 if _world_size() > 1 else drain_lanes(device, jobs))
         log.debug("orthoscope: monitor %s", self.mode)
 
     # ------------------------------------------------------------------ what was measured
@@ -278,3 +280,8 @@ def _base_checkpoint(base: Any, revision: str | None) -> Checkpoint:
 def _rank() -> int:
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

@@ -1,0 +1,48 @@
+"""Run by test_distributed.py under torchrun (two CPU ranks, gloo): a tiny Llama sharded with FSDP2, measured in line
+and in the background on every rank, against the same model measured unsharded on rank 0. Writes rank 0's
+differences as JSON to argv[2]."""
+
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from transformers import LlamaForCausalLM
+
+from orthoscope import Monitor
+
+COLUMNS = ["rel_delta", "a_geo", "z_pair", "p_pair", "intruders"]
+
+
+def main(base: str, out: str) -> None:
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    model = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # the same update on every rank: a different scale and noise per matrix
+        for index, layer in enumerate(model.model.layers):
+            for weight in (layer.self_attn.q_proj.weight, layer.mlp.up_proj.weight, layer.mlp.down_proj.weight):
+                weight.mul_(1.0 + 0.02 * (index + 1)).add_(0.01 * torch.randn(weight.shape, generator=generator))
+    reference = Monitor(base, None).measure(model, 1).table if rank == 0 else None
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    differences = {}
+    for background in (False, True):
+        with Monitor(base, None, background=background) as monitor:
+            result = monitor.measure(model, 1)
+        if rank == 0:
+            table = (result.result() if background else result).table
+            gap = (table.set_index("name")[COLUMNS] - reference.set_index("name")[COLUMNS]).abs()
+            differences["background" if background else "in line"] = float(gap.max().max())
+        else:
+            assert result is None
+    if rank == 0:
+        with open(out, "w") as handle:
+            json.dump({**differences, "matrices": len(reference)}, handle)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
