@@ -25,5 +25,5 @@ def test_device_matches_cpu_float64(planted, device, metrics):
 def test_cuda_without_a_gpu_is_a_clear_error(planted):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(OrthoscopeError, match="--device cuda was asked for but torch sees no CUDA device"):
+    with pytest.raises(OrthoscopeError, match="device 'cuda' was asked for but torch sees no CUDA device"):
         orthoscope.compare(*planted, device="cuda")

@@ -37,7 +37,7 @@ def resolve_device(device: str) -> torch.device:
     """`cpu` or `cuda[:i]`; a clear error when CUDA is asked for and absent."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OrthoscopeError("--device cuda was asked for but torch sees no CUDA device")
+        raise OrthoscopeError(f"device {device!r} was asked for but torch sees no CUDA device")
     if dev.type not in ("cpu", "cuda"):
         raise OrthoscopeError(f"unsupported device {device!r} (use cpu or cuda)")
     return dev
