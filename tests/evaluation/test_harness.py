@@ -109,11 +109,38 @@ def test_local_task_scored_afresh_for_each_model(family, task_dir, tmp_path, mon
     assert any((tmp_path / "hf-datasets").rglob("*.arrow"))  # the local jsonl was loaded by datasets, offline
 
 
-def test_unknown_task_is_a_user_error(family, task_dir):
+@pytest.fixture
+def built_in_index_stood_in(monkeypatch):
+    """lm-eval's TaskManager with its built-in index (seconds of CPU over ~15,000 task files) stood in for by one
+    built-in name, `arc_easy`; yields the include_defaults of every index built, in order."""
+    import lm_eval.tasks
+
+    from orthoscope.evaluation import harness
+
+    built = []
+
+    class StandIn(lm_eval.tasks.TaskManager):
+        def __init__(self, *args, include_defaults=True, **kwargs):
+            built.append(include_defaults)
+            super().__init__(*args, include_defaults=False, **kwargs)
+            self.defaults = include_defaults
+
+        @property
+        def all_tasks(self):
+            return [*super().all_tasks, *(["arc_easy"] if self.defaults else [])]
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", StandIn)
+    harness._task_manager.cache_clear()
+    yield built
+    harness._task_manager.cache_clear()
+
+
+def test_unknown_task_is_a_user_error(family, task_dir, built_in_index_stood_in):
     model, tok = family["instruct"]
     with pytest.raises(OrthoscopeError, match="orthoscope_colors") as info:
-        lm_eval_scores(model, tok, [TASK, "orthoscope_colors"], include_path=task_dir)
-    assert "\n" not in str(info.value)
+        lm_eval_scores(model, tok, [TASK, "orthoscope_colors", "arc_easy"], include_path=task_dir)
+    assert built_in_index_stood_in == [False, True]  # not all local: the whole index was asked for
+    assert "\n" not in str(info.value) and "the built-in tasks or" in str(info.value)
     assert TASK in str(info.value)  # suggested as the close match
 
 
@@ -150,27 +177,12 @@ def test_cli_eval_with_a_local_lm_eval_task(task_dir):
     assert scores[f"{TASK}:acc"] == 1.0
 
 
-def test_tasks_all_in_the_include_path_index_that_folder_alone(task_dir, monkeypatch):
+def test_tasks_all_in_the_include_path_index_that_folder_alone(task_dir, built_in_index_stood_in):
     """Indexing lm-eval's built-in tasks takes seconds: a run whose tasks are all local skips it; one more
     task that is not local builds the whole index (and the unknown-task error above suggests from it)."""
-    import lm_eval.tasks
-
     from orthoscope.evaluation import harness
 
-    built = []
-
-    class Spy(lm_eval.tasks.TaskManager):
-        def __init__(self, *args, include_defaults=True, **kwargs):
-            built.append(include_defaults)
-            super().__init__(*args, include_defaults=False, **kwargs)
-            self.defaults = include_defaults  # the built-in index stood in for (it takes seconds to build)
-
-        @property
-        def all_tasks(self):
-            return [*super().all_tasks, *(["arc_easy"] if self.defaults else [])]
-
-    monkeypatch.setattr(lm_eval.tasks, "TaskManager", Spy)
-    harness._task_manager.cache_clear()
+    built = built_in_index_stood_in
     try:
         assert set(harness._manager_for([TASK], task_dir).all_tasks) == {TASK} and built == [False]
         assert "arc_easy" in harness._manager_for([TASK, "arc_easy"], task_dir).all_tasks and built == [False, True]
@@ -179,5 +191,4 @@ def test_tasks_all_in_the_include_path_index_that_folder_alone(task_dir, monkeyp
         built.clear()  # a local group may name built-in tasks: only the whole index resolves them
         assert harness._manager_for(["colours_and_more"], task_dir) is not None and built == [False, True]
     finally:
-        harness._task_manager.cache_clear()
         (task_dir / "group.yaml").unlink(missing_ok=True)
