@@ -65,9 +65,15 @@ def test_same_seed_same_weights(micro_lab, tmp_path, monkeypatch):
 def test_rerun_skips_finished_models(micro_lab, monkeypatch):
     lab = micro_lab[0] / "a"
     before = (lab / "cot" / "model.safetensors").stat().st_mtime_ns
-    evaluation = json.loads((lab / "eval.json").read_text())
-    monkeypatch.setattr(build, "evaluate_lab", lambda *args, **kwargs: evaluation)  # not this test's subject
+    first = json.loads((lab / "lab.json").read_text())
+
+    def evaluate(*args, **kwargs):
+        raise AssertionError("nothing was trained: the models are as the last evaluation saw them")
+
+    monkeypatch.setattr(build, "evaluate_lab", evaluate)
     lines = []
-    build_lab(MICRO, lab, seed=5, log=lines.append)
+    assert build_lab(MICRO, lab, seed=5, log=lines.append) == first["eval"]
     assert (lab / "cot" / "model.safetensors").stat().st_mtime_ns == before
     assert not any("pretraining" in line or "post-training" in line for line in lines)
+    again = json.loads((lab / "lab.json").read_text())  # the stages' records are kept, not emptied
+    assert again["stages"] == first["stages"] and set(first["stages"]) == {"base", *VARIANTS}

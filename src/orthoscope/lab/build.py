@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import shutil
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,8 @@ from orthoscope.monitor.monitor import AUTO, on_result
 from orthoscope.pipeline.store import write_text
 
 VARIANTS = ("instruct", "cot", "control")
+LOG_WIDTH = 80
+"""The lab's log lines wrap at a terminal's 80 columns (`wrapped`)."""
 MONITORED = "orthoscope"  # OUT/orthoscope/<variant>/: the monitor's series run folder of each post-training
 Log = Callable[[str], None]
 
@@ -96,10 +99,35 @@ def build_lab(preset: Preset, out: str | Path, seed: int = 0, log: Log = print) 
         if not is_complete(out / variant):
             record["stages"][variant] = _post_train(preset, world, world_spec, tokenizer, base_dir, out, variant,
                                                     seed + offset, log)
-    record["eval"] = evaluate_lab(out, world, tokenizer, preset, seed, log)
-    write_text(out / "eval.json", json.dumps(record["eval"], indent=2))
+    trained = bool(record["stages"])
+    for name in ("base",) + VARIANTS:  # a stage built by an earlier run: its record as its checkpoint keeps it
+        if name not in record["stages"]:
+            record["stages"][name] = _stage_record(out / name)
+    evaluated = out / "eval.json"
+    if trained or not evaluated.is_file():
+        record["eval"] = evaluate_lab(out, world, tokenizer, preset, seed, log)
+        write_text(evaluated, json.dumps(record["eval"], indent=2))
+    else:  # every model as the last evaluation saw it
+        record["eval"] = json.loads(evaluated.read_text())
     write_text(out / "lab.json", json.dumps(record, indent=2))
     return record["eval"]
+
+
+def _stage_record(folder: Path) -> dict:
+    """What the run that trained the model in `folder` recorded of its stage (steps, lr, losses, seconds, monitor)."""
+    meta = json.loads((folder / "orthoscope_lab.json").read_text())
+    return {key: value for key, value in meta.items() if key not in ("stage", "world")}
+
+
+def wrapped(line: str, width: int = LOG_WIDTH) -> list[str]:
+    """A log line in lines of at most `width` characters: its indent kept, the next lines 4 deeper.
+
+    >>> wrapped("  control 200: rel_delta 0.155 a_geo 1.01 z_pair 0.483 bh_pair 12/21 (0.25 s)", 60)
+    ['  control 200: rel_delta 0.155 a_geo 1.01 z_pair 0.483', '      bh_pair 12/21 (0.25 s)']
+    """
+    indent = line[: len(line) - len(line.lstrip())]
+    return textwrap.wrap(line.lstrip(), width, initial_indent=indent, subsequent_indent=indent + "    ",
+                         break_long_words=False, break_on_hyphens=False) or [line]
 
 
 def _run_stage(model, batches, steps: int, lr: float, log: Log, name: str, on_step=None) -> dict:
@@ -125,13 +153,15 @@ def _post_train(preset: Preset, world: World, world_spec: dict, tokenizer, base_
     trajectory = out / "trajectories" / variant
     log(f"post-training {variant}: {preset.post_steps} steps at lr {preset.post_lr}")
     monitor = Monitor(base_dir, out / MONITORED / variant, overwrite=True, background=AUTO)
-    log(f"  measuring against the base {monitor.mode}")
+    for line in wrapped(f"  measuring {monitor.mode}"):
+        log(line)
     curves: dict[str, dict] = {}
 
     def arrived(step: int, result) -> None:  # in line, or on the monitor's receiving thread; steps in order
         if result is not None:
             curves[str(step)] = result.logs("")
-            log(f"  {variant} step {step}: {result.brief()}")
+            for line in wrapped(f"  {variant} {step}: {result.brief()}"):
+                log(line)
 
     def save_trajectory(step: int, loss: float) -> None:
         if step % preset.save_every == 0 or step == preset.post_steps:  # measured in memory, as it trains
