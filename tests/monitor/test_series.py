@@ -56,6 +56,7 @@ def test_200_steps_keep_the_message_size_flat_and_the_mirror_equal():
         sizes.append(_step(worker, mirror, weights, step))
     assert len(worker.table) == 400 and sizes[199] <= sizes[19] + 64, sizes[19::60]  # labels a digit longer
     _same(worker, mirror)
+    assert list(mirror.summary["per_layer"]) == [f"step-{step}" for step in range(1, 201)]
     moved = ((weights[NAMES[0]].double() - first).norm() / first.norm()).item()  # ~ 1.001 ** 200 - 1
     last = mirror.table.query(f"post == 'step-200' and name == '{NAMES[0]}'")
     assert last.rel_delta.iloc[0] == pytest.approx(moved, rel=1e-5)
@@ -73,6 +74,8 @@ def test_a_skipped_matrix_a_step_measured_again_and_a_failed_step_leave_the_mirr
     weights[NAMES[0]] = held * 1.01
     _step(worker, mirror, weights, 2)  # a restarted training measures step 2 again: its rows replace the old
     assert mirror.table.post.tolist() == ["step-1"] * 2 + ["step-3"] + ["step-2"] * 2
+    assert list(mirror.summary["posts"]) == list(mirror.summary["verdicts"]["posts"]) == ["step-1", "step-2",
+                                                                                          "step-3"]
     assert mirror.table.rel_delta.iloc[-2] == pytest.approx(0.01, rel=1e-4)
     _same(worker, mirror)
     worker.counts["hits"] += 1  # what a failed step may have changed: its update is the whole series

@@ -345,10 +345,15 @@ PER_POST = ("posts", "unchanged", "per_kind", "per_layer")  # summary.json entri
 
 
 def _merge(old: dict, new: dict, label: str, notes: list[str], skipped: list[dict]) -> dict:
-    """The series summary: `new` (of post `label` alone) with every other post's entries kept from `old`."""
+    """The series summary: `new` (of post `label` alone) with every other post's entries kept from `old`, posts in
+    `_order` (`old`'s are, made here: a post after them is added at the end, without sorting them again)."""
     def merged(before: dict | None, after: dict | None) -> dict:
-        items = {k: v for k, v in (before or {}).items() if k != label} | (after or {})
-        return dict(sorted(items.items(), key=lambda item: (step_of(item[0]) is None, step_of(item[0]) or 0)))
+        before, after = before or {}, after or {}
+        if label not in before and len(after) <= 1 and (
+                not before or not after or _order(next(reversed(before))) <= _order(next(iter(after)))):
+            return before | after
+        items = {k: v for k, v in before.items() if k != label} | after
+        return dict(sorted(items.items(), key=lambda item: _order(item[0])))
 
     out = {**new, **{key: merged(old.get(key), new.get(key)) for key in PER_POST}, "skipped": skipped}
     out["verdicts"] = {**new["verdicts"], "posts": merged((old.get("verdicts") or {}).get("posts"),
@@ -357,6 +362,13 @@ def _merge(old: dict, new: dict, label: str, notes: list[str], skipped: list[dic
     changes = [n for n in old.get("notes") or [] if n.split(":", 1)[0] in others]
     out["notes"] = notes + changes + new["notes"]
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _order(label: str) -> tuple[bool, int]:
+    """Where post `label` goes in a series' summary: by step, posts without one last."""
+    step = step_of(label)
+    return step is None, step or 0
 
 
 def _no_pairs() -> pd.DataFrame:
