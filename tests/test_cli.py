@@ -64,6 +64,46 @@ def test_summary_prints_the_runs_notes_after_the_verdicts_wrapped_and_dim(plante
     assert "\x1b[2mnote: --workers 8 lowered to 2" in shown.output  # dim
 
 
+@pytest.fixture(scope="module")
+def series_run(planted, tmp_path_factory):
+    """A compare of 25 steps (the planted post as step-10 ... step-250, given out of order) and a control."""
+    folder = tmp_path_factory.mktemp("series") / "r"
+    steps = [f"step-{10 * i}={planted[1]}" for i in (*range(25, 12, -1), *range(1, 13))]
+    result = runner.invoke(app, ["compare", str(planted[0]), *steps, f"control={planted[1]}", "-o", str(folder), "-q",
+                                 "--no-report", "--kinds", "q,k", "--metrics", "a_geo,p_pair,rel_delta",
+                                 "--pair-draws", "1024"])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_summary_of_a_series_is_a_row_per_step_thinned_then_the_last_steps_verdicts(series_run):
+    """25 steps: 20 rows, evenly spaced, the first and last kept, each with its step's numbers; a line saying 5
+    were left out; then the bottom line of the last step and the control only; every line within 80 columns."""
+    shown = runner.invoke(app, ["summary", str(series_run)], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert all(len(line) <= 80 or len(line.split()) == 1 for line in lines), shown.output
+    assert lines[0].startswith("the series: 25 steps")
+    rows = [line for line in lines[:lines.index(next(line for line in lines if line.startswith("└")))]
+            if line.startswith("│")]
+    cells = [[cell.strip() for cell in row.strip("│").split("│")] for row in rows]
+    assert [int(c[0]) for c in cells] == [10 * (1 + round(k * 24 / 19)) for k in range(20)]  # 10 ... 250
+    verdicts = json.loads((series_run / "summary.json").read_text())["verdicts"]["posts"]
+    for c in cells:
+        o = verdicts[f"step-{c[0]}"]["overall"]
+        lo, hi = o["rotation"]["z_pair_ci"]
+        assert c[2:5] == [f"{o['scaling']['a_geo']:.4f}", f"{o['rotation']['z_pair']:.2f} [{lo:.2f}, {hi:.2f}]",
+                          f"{o['rotation']['bh_pair']}/{o['rotation']['n_p_pair']}"], c
+    assert any(line.startswith("5 of 25 steps left out") for line in lines)
+    start = lines.index("Bottom line (the claims of He & Cao, arXiv 2509.17866):")
+    heads = [line for line in lines[start + 1:] if line and not line.startswith((" ", "note:", "more:"))]
+    assert heads[:2] == ["step-250", "control (the control run)"], heads
+    assert sum("medians per kind" in line for line in lines) == 2  # the last step's and the control's tables
+    wide = runner.invoke(app, ["summary", str(series_run), "--wide"], env={"COLUMNS": "80"})
+    assert wide.exit_code == 0 and "the series:" not in wide.stdout
+    assert sum(line.startswith("step-") for line in wide.stdout.splitlines()) >= 25 * 2  # as before: every step
+
+
 def test_summary_of_a_folder_without_run(tmp_path):
     result = runner.invoke(app, ["summary", str(tmp_path)])
     assert result.exit_code == 2 and "no metrics.parquet in" in result.output

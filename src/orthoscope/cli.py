@@ -258,16 +258,24 @@ def summary(
     columns: str | None = typer.Option(None, "--columns", help="Metric columns for a table of medians per "
                                           "kind, e.g. incons,rot (`orthoscope metrics` lists them)."),
 ) -> None:
-    """The bottom line (the paper's claims per post), a compact table per post, the run's notes; --wide for the rest."""
+    """The bottom line (the paper's claims per post), a compact table per post, the run's notes; --wide for the rest.
+
+    A series (posts with steps: a monitor's run, a checkpoint series) opens with one row per step instead,
+    and the bottom line and tables are its last step's (and those of any post outside the series)."""
     from orthoscope.pipeline.runfolder import RunFolder
     from orthoscope.pipeline.summary import run_notes
-    from orthoscope.verdicts.terminal import note_lines
+    from orthoscope.verdicts.terminal import last_step, note_lines
 
     folder = RunFolder(run)
     table, stored = folder.read_run()  # any older folder read as the current schema, verdicts included
     chosen = _summary_columns(columns, table)
     verdicts = stored["verdicts"]
-    _print_bottom_line(verdicts)
+    if not wide and _print_series(verdicts):
+        verdicts = last_step(verdicts)
+        table = table[table["post"].isin(list(verdicts["posts"]))]
+        _print_bottom_line(verdicts, notes=False)
+    else:
+        _print_bottom_line(verdicts)
     _print_compact(verdicts)
     if chosen or wide:
         _print_tables(table, chosen or [c for c in SUMMARY_COLUMNS if c in table])
@@ -296,13 +304,13 @@ def _summary_columns(columns: str | None, table: pd.DataFrame) -> list[str]:
     return names
 
 
-def _print_bottom_line(verdicts: dict) -> None:
-    """The paper's claims per post: holds / does not hold / can't tell, with their numbers."""
+def _print_bottom_line(verdicts: dict, notes: bool = True) -> None:
+    """The paper's claims per post: holds / does not hold / can't tell, with their numbers (after the
+    verdicts' notes unless `notes` is False)."""
     from orthoscope.verdicts.bottom import bottom_line_text
-    from orthoscope.verdicts.terminal import note_lines
 
-    for line in note_lines([printable(note) for note in verdicts.get("notes", [])], _width()):
-        out.print(line, soft_wrap=True, markup=False, highlight=False)
+    if notes:
+        _print_verdict_notes(verdicts)
     for line in bottom_line_text(verdicts, _width()):
         out.print(line, soft_wrap=True, markup=False, highlight=False)
 
@@ -315,10 +323,33 @@ def _width() -> int:
     return int(columns) if columns.isdigit() and int(columns) > 0 else out.width
 
 
+def _print_verdict_notes(verdicts: dict) -> None:
+    from orthoscope.verdicts.terminal import note_lines
+
+    for line in note_lines([printable(note) for note in verdicts.get("notes", [])], _width()):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _print_series(verdicts: dict) -> bool:
+    """A series' verdicts' notes and its table, a row per step (thinned), and what it left out; False when the
+    run is no series (nothing printed)."""
+    from orthoscope.verdicts.terminal import note_lines, series_table
+
+    view, left_out = series_table(verdicts)
+    if view is None:
+        return False
+    _print_verdict_notes(verdicts)
+    out.print(view, width=_width())
+    for line in note_lines([left_out] if left_out else [], _width(), lead=""):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
+    out.print()
+    return True
+
+
 def _print_compact(verdicts: dict) -> None:
     from orthoscope.verdicts.terminal import compact_tables
 
-    for view in compact_tables(verdicts):
+    for view in compact_tables(verdicts, _width()):
         out.print(view, width=_width())
 
 

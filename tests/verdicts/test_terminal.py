@@ -60,3 +60,54 @@ def test_summary_wide_and_columns_split_tables_instead_of_cutting_numbers(run):
     assert chosen.exit_code == 0 and re.search(r"┃ kind ┃\s+n ┃\s+incons ┃\s+rot ┃", chosen.stdout)
     bad = runner.invoke(app, ["summary", str(folder), "--columns", "incons,bogus"])
     assert bad.exit_code == 2 and "--columns bogus: not a metric column of this run" in bad.output
+
+
+def _group(verdict: str, z: float = 0.5, kind_n: int = 14) -> dict:
+    return {"n": kind_n, "n_changed": kind_n, "n_noise_floor": 0, "n_used": kind_n,
+            "scaling": {"a_geo": 1.0123, "disp": 0.0456, "rel_delta": 0.0789},
+            "rotation": {"verdict": verdict, "sym_frac": 0.61, "z_pair": z, "z_pair_ci": [z - 0.5, z + 0.25],
+                         "bh_pair": 3, "n_p_pair": kind_n}}
+
+
+def test_a_short_series_shows_every_step_in_order_and_no_left_out_line():
+    from orthoscope.verdicts.terminal import last_step, series_table
+
+    posts = {"step-30": {"step": 30, "overall": _group("weak", 2.0)},
+             "step-10": {"step": 10, "overall": _group("unchanged")},
+             "control": {"step": None, "overall": _group("none")},
+             "step-20": {"step": 20, "overall": _group("partial", -1.234)}}
+    verdicts = {"posts": posts}
+    view, left_out = series_table(verdicts)
+    assert left_out is None and view.row_count == 3
+    columns = {c.header: list(c.cells) for c in view.columns}
+    assert columns["step"] == ["10", "20", "30"]
+    assert columns["rotations"] == ["unchanged", "minority", "weak"]
+    assert columns["z_pair [95 %]"] == ["", "-1.23 [-1.73, -0.98]", "2.00 [1.50, 2.25]"]
+    assert columns["rel_delta"][1:] == ["7.9 %", "7.9 %"] and columns["BH"][1:] == ["3/14", "3/14"]
+    assert list(last_step(verdicts)["posts"]) == ["step-30", "control"]
+    assert series_table({"posts": {"a": {"step": 5, "overall": _group("none")}}}) == (None, None)  # one step
+
+
+@pytest.mark.parametrize("n", [2, 19, 20, 21, 40, 60, 1001])
+def test_thinning_keeps_at_most_20_evenly_with_the_first_and_last(n):
+    from orthoscope.verdicts.terminal import thinned
+
+    kept = thinned(n)
+    assert kept[0] == 0 and kept[-1] == n - 1 and len(kept) == min(n, 20) and kept == sorted(set(kept))
+    gaps = [b - a for a, b in zip(kept, kept[1:])]
+    assert max(gaps) - min(gaps) <= 1  # evenly: the gaps differ by one step at most
+
+
+def test_compact_table_with_long_kind_names_fits_80_columns_with_every_number_whole():
+    """Module-name kinds (an unknown architecture) made the table 81 wide: rich cut the BH count to `0/…`."""
+    from rich.console import Console
+
+    from orthoscope.verdicts.terminal import compact_tables
+
+    kinds = {name: _group("none", 0.08, 2) for name in ("self_attn.k_proj", "mlp.down_proj")}
+    whole = {**_group("none", 0.08), "scaling": {"a_geo": 1.2277, "disp": 0.0918, "rel_delta": 0.76}}
+    console = Console(width=80, record=True)
+    for view in compact_tables({"posts": {"step-2": {"overall": whole, "kinds": kinds}}}, 80):
+        console.print(view)
+    text = console.export_text()
+    assert "…" not in text and "3/14" in text and max(map(len, text.splitlines())) <= 80
