@@ -20,7 +20,8 @@ def lab(micro_lab):
 
 def test_the_lab_logs_curves_and_its_series_equal_compare(lab):
     out, lines = lab
-    assert any(line.startswith("  cot step 2: rel_delta ") and "z_pair" in line for line in lines)
+    assert any(line.startswith("  cot 2: rel_delta ") and "z_pair" in line for line in lines)
+    assert max(map(len, lines)) <= 80, max(lines, key=len)  # a terminal's width (the monitor's mode, each step)
     live = RunFolder(out / MONITORED / "cot").read_table()
     after = orthoscope.compare(out / "base", {"step-2": out / "trajectories" / "cot" / "step-0002",
                                               "step-4": out / "cot"}, metrics=MONITOR_METRICS,

@@ -31,6 +31,7 @@ import torch
 
 from orthoscope.errors import OrthoscopeError
 from orthoscope.evaluation.models import load_model
+from orthoscope.lab.build import wrapped
 from orthoscope.lab.corpus import make_world
 from orthoscope.lab.recipes import RECIPES, Packed, pack
 from orthoscope.lab.train import lr_at, optimizer_step
@@ -232,7 +233,8 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
 
     def arrived(done: int, measured) -> None:  # in line, or on the monitor's receiving thread; steps in order
         if measured is not None and progress and not progress.disable:
-            progress.console.print(f"  {recipe} step {done}: {measured.brief()}", highlight=False)
+            for line in wrapped(f"  {recipe} {done}: {measured.brief()}"):
+                progress.console.print(line, highlight=False, soft_wrap=True)
 
     started, step_seconds = time.time(), []
     task = progress.add_task(recipe, total=options.steps, completed=start) if progress else None
@@ -320,10 +322,11 @@ def build_real_lab(options: RealLabOptions, out: str | Path, log: Log = print, s
     with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as progress:
         for recipe in todo:
             data = pack(world, recipe, tokenizer, options.steps, options.batch, options.block, options.seed)
-            log(f"{recipe}: {options.steps} steps x {options.batch} x {options.block} tokens "
-                f"({data.supervised:,} supervised), lr {options.lr}"
-                + (f", LoRA r={options.lora}" if options.lora else "")
-                + (", embeddings frozen" if options.freeze_embeddings else ""))
+            for line in wrapped(f"{recipe}: {options.steps} steps x {options.batch} x {options.block} tokens "
+                                f"({data.supervised:,} supervised), lr {options.lr}"
+                                + (f", LoRA r={options.lora}" if options.lora else "")
+                                + (", embeddings frozen" if options.freeze_embeddings else "")):
+                log(line)
             record["recipes"][recipe] = train_recipe(base, tokenizer, data, options, recipe, out, base_weights,
                                                      progress)
             write_text(record_path, json.dumps(record, indent=2))
