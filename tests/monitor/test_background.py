@@ -169,7 +169,7 @@ def test_a_bad_lanes_setting_is_one_warning_from_the_worker_and_the_drain_goes_o
     finally:
         worker_module.end_spares()  # no later test's monitor gets this worker
     assert [f.result().table.rel_delta.item() for f in futures] == pytest.approx([1.0, 2.0])
-    assert caplog.messages == [f"orthoscope: {LANES_ENV}='abc' is not a positive integer: the drain at close uses "
+    assert caplog.messages == [f"orthoscope: {LANES_ENV}='abc' is not a positive integer: the monitor uses "
                                "the default (a thread per core)"]
 
 

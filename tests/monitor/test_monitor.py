@@ -60,7 +60,8 @@ def test_the_folder_is_a_series_for_summary_and_report(trained):
     assert {p: v["step"] for p, v in summary["verdicts"]["posts"].items()} == {"step-2": 2, "step-4": 4}
     assert summary["posts"]["step-4"]["step"] == 4 and summary["settings"]["metrics"] == sorted(MONITOR_METRICS)
     printed = CliRunner().invoke(app, ["summary", str(run)], env={"COLUMNS": "80"})
-    assert printed.exit_code == 0 and "step-2: medians per kind" in printed.output
+    assert printed.exit_code == 0 and "the series: 2 steps" in printed.output  # a row per step
+    assert "step-4: medians per kind" in printed.output  # then the last step's table
     write_report(run)
     assert "Checkpoint series" in (run / "report.html").read_text()
     assert (run / "figures" / "trajectory.png").stat().st_size > 10_000
@@ -201,9 +202,7 @@ def test_dtensor_parameters_are_gathered_one_at_a_time(base_folder, monkeypatch)
     dist = pytest.importorskip("torch.distributed")
     from torch.distributed.tensor import DeviceMesh, Shard, distribute_tensor
 
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "29517")
-    dist.init_process_group("gloo", rank=0, world_size=1)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)  # no port: tests run side by side
     try:
         model = tiny_llama()
         train_steps(model, 1)
@@ -288,24 +287,31 @@ def test_the_step_by_step_summary_equals_one_made_from_the_whole_table(trained):
     assert list(summary["posts"]) == ["step-2", "step-4"]
 
 
-def test_fsdp1_flat_shards_are_refused_and_summoned_parameters_measured(base_folder, monkeypatch):
+def test_fsdp1_flat_shards_are_read_unit_by_unit_and_summoned_parameters_as_they_are(base_folder, monkeypatch):
     dist = pytest.importorskip("torch.distributed")
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "29518")
-    dist.init_process_group("gloo", rank=0, world_size=1)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)  # no port: tests run side by side
     try:
         model = tiny_llama()
         train_steps(model, 1)
         plain = Monitor(base_folder).measure(model, 1).table
-        wrapped = FSDP(copy.deepcopy(model), device_id=torch.device("cpu"))
-        with pytest.raises(MonitorError, match=r"FSDP \(v1\).*needs full parameters on rank 0.*summon_full_params"):
-            Monitor(base_folder).measure(wrapped, 1)
+        wrapped = FSDP(copy.deepcopy(model), device_id=torch.device("cpu"),
+                       auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}))
+        summons = []
+        original = FSDP.summon_full_params
+        monkeypatch.setattr(FSDP, "summon_full_params", lambda unit, **kw: summons.append(unit) or original(unit, **kw))
+        flat = Monitor(base_folder).measure(wrapped, 1).table
+        monkeypatch.setattr(FSDP, "summon_full_params", original)
         with FSDP.summon_full_params(wrapped, writeback=False):
             summoned = Monitor(base_folder).measure(wrapped, 1).table
     finally:
         dist.destroy_process_group()
+    layers = {id(wrapped.model.layers[0]), id(wrapped.model.layers[1])}  # the root (embeddings, norm) holds no matrix
+    assert {id(unit) for unit in summons} == layers and len(summons) <= 14  # one unit at a time, not the model
+    np.testing.assert_array_equal(numbers(plain).to_numpy(), numbers(flat).to_numpy())
     np.testing.assert_array_equal(numbers(plain).to_numpy(), numbers(summoned).to_numpy())
 
 
