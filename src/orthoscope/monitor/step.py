@@ -12,6 +12,8 @@ LOGGED = ("rel_delta", "a_geo", "z_pair", "sym_frac", "intruders")
 BRIEF = ("rel_delta", "a_geo", "z_pair")  # what `brief` shows besides one BH count
 BH_COUNTS = ("bh_pair", "bh_gauss")
 """Counts of matrices significant after Benjamini-Hochberg (p_pair, p_gauss) that `logs` gives where measured."""
+FAMILY = {"bh_pair": ("n_p_pair", "n_pair"), "bh_gauss": ("n_p_gauss", "n_gauss")}
+"""Each BH count's family in the verdicts (changed, above the noise floor, with a p-value) and its logged name."""
 
 
 @dataclass
@@ -27,11 +29,23 @@ class StepResult:
     notes: list[str] = field(default_factory=list)
 
     def logs(self, prefix: str = "orthoscope/") -> dict[str, float]:
-        """Medians of LOGGED overall and per kind (`orthoscope/rel_delta`, `orthoscope/q/z_pair`), the
-        BH count of matrices with a significant pairing test (`orthoscope/bh_pair`) and `orthoscope/skipped`."""
+        """Medians of LOGGED overall and per kind (`orthoscope/rel_delta`, `orthoscope/q/z_pair`) over the matrices
+        training changed (`orthoscope/changed` of them: a LoRA on q and v leaves the rest bit-identical, whose
+        zeros would flatten the curves; over every matrix while none changed), the BH count of matrices with a
+        significant pairing test (`orthoscope/bh_pair`, out of `orthoscope/n_pair`) and `orthoscope/skipped`.
+
+        >>> table = pd.DataFrame({"kind": ["q", "k", "v"], "rel_delta": [0.02, 0.0, 0.04],
+        ...                       "changed": [True, False, True]})
+        >>> logs = StepResult(5, "step-5", table, [], {}, 0.25).logs("")
+        >>> logs["rel_delta"], logs["changed"], logs["k/rel_delta"]
+        (0.03, 2.0, 0.0)
+        """
         out: dict[str, float] = {}
+        if "changed" in self.table:
+            out[f"{prefix}changed"] = float(self.table["changed"].fillna(False).astype(bool).sum())
         groups = [("", self.table)] + [(f"{kind}/", rows) for kind, rows in self.table.groupby("kind", sort=False)]
         for scope, rows in groups:
+            rows = _changed(rows)
             for column in LOGGED:
                 if column in rows:
                     values = pd.to_numeric(rows[column], errors="coerce").dropna()
@@ -41,9 +55,12 @@ class StepResult:
         scopes = [("", verdicts.get("overall"))] + [(f"{k}/", g) for k, g in verdicts.get("kinds", {}).items()]
         for scope, group in scopes:
             for count in BH_COUNTS:
-                bh = ((group or {}).get("rotation") or {}).get(count)
-                if bh is not None:
-                    out[f"{prefix}{scope}{count}"] = float(bh)
+                rotation = (group or {}).get("rotation") or {}
+                if rotation.get(count) is not None:
+                    out[f"{prefix}{scope}{count}"] = float(rotation[count])
+                    family, name = FAMILY[count]
+                    if rotation.get(family) is not None:
+                        out[f"{prefix}{scope}{name}"] = float(rotation[family])
         out[f"{prefix}skipped"] = float(len(self.skipped))
         return out
 
@@ -57,9 +74,18 @@ class StepResult:
         logs = self.logs("")
         shown = [f"{c} {logs[c]:.3g}" for c in BRIEF if c in logs]
         bh = next((c for c in BH_COUNTS if c in logs), None)
-        shown += [f"{bh} {int(logs[bh])}/{len(self.table)}"] if bh else []
+        family = logs.get(FAMILY[bh][1], len(self.table)) if bh else 0
+        shown += [f"{bh} {int(logs[bh])}/{int(family)}"] if bh else []
         skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
         return " ".join(shown) + f" ({self.seconds:.2f} s{skipped})"
+
+
+def _changed(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows training changed, if any did (else all: their true zeros)."""
+    if "changed" not in rows:
+        return rows
+    changed = rows["changed"].fillna(False).astype(bool)
+    return rows[changed] if changed.any() else rows
 
 
 def warn_unmeasured(logger: logging.Logger, step: int, error: BaseException) -> None:
