@@ -5,7 +5,10 @@ copying them: each `read` copies one tensor to the CPU (a module on CUDA stays t
 LoRA-wrapped projection reads as its merged weight `W_b + s * B @ A` (the formula of
 `sources/adapter.py`, so a saved adapter gives the same numbers), a DTensor (FSDP2's
 `fully_shard`) is gathered by `full_tensor()` and a DeepSpeed ZeRO-3 parameter by
-`deepspeed.zero.GatheredParameters`, one tensor at a time. Those gathers are collective:
+`deepspeed.zero.GatheredParameters`, one tensor at a time, and an FSDP (v1) model one FSDP unit at
+a time (`summon_full_params(unit, recurse=False)`; flat parameters or not, whatever state-dict type
+is set; the unit's full parameters are copied to the CPU of every rank until the next unit's
+turn). Those gathers are collective:
 every rank must read the same tensors in the same order (`Monitor.measure` does).
 
 >>> ckpt = live_checkpoint(torch.nn.Linear(3, 2, bias=False))
@@ -15,6 +18,7 @@ every rank must read the same tensors in the same order (`Monitor.measure` does)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -140,8 +144,10 @@ def live_checkpoint(model, config: dict | None = None, label: str | None = None)
     if isinstance(model, torch.nn.Module):
         own = getattr(model, "config", None)
         own = own.to_dict() if hasattr(own, "to_dict") else {}
-        _refuse_flat_fsdp(model)
-        readers, shapes, dtypes = _peft_entries(model) if _is_peft(model) else _entries(model.state_dict())
+        entries = _fsdp1_entries(model)
+        if entries is None:
+            entries = _peft_entries(model) if _is_peft(model) else _entries(model.state_dict())
+        readers, shapes, dtypes = entries
         config = own or config or {}
         label = label or f"<live {type(model).__name__}>"
     elif isinstance(model, Mapping):
@@ -212,20 +218,76 @@ def _zero3_gather(name: str, param: torch.Tensor) -> torch.Tensor:
         return param.data.detach().to("cpu", copy=True)
 
 
-def _refuse_flat_fsdp(model: torch.nn.Module) -> None:
-    """FSDP (v1) keeps flat shards; inside `summon_full_params` the original shapes are back and it reads fine."""
+def _fsdp1_entries(model: torch.nn.Module) -> tuple[dict, dict, dict] | None:
+    """An FSDP (v1) model's original parameters, read one FSDP unit at a time; None for a model without FSDP (v1).
+
+    Names and shapes come from each unit's flat parameter (no gather); the first read of a matrix of a unit
+    gathers that unit alone (`summon_full_params(unit, recurse=False, writeback=False)`, collective) and copies
+    its parameters to the CPU, kept until a matrix of another unit is read. Flat parameters and
+    `use_orig_params=True` read alike, whatever state-dict type is set (the state dict is not used). Memory: one
+    unit's full parameters on the device while gathered and on the CPU of every rank (lanes reading matrices of
+    two units side by side, on one rank, gather a unit again: no collective there); inside the user's own
+    `summon_full_params(model)` the parameters are read as they are.
+    """
     try:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.fsdp._common_utils import TrainingState, clean_tensor_name
+        from torch.distributed.fsdp._runtime_utils import _lazy_init
     except ImportError:  # torch without distributed
-        return
-    if not any(isinstance(m, FSDP) for m in model.modules()):
-        return
-    if any(".flat_param" in n or n.endswith("_flat_param") for n, _ in model.named_parameters()):
-        raise MonitorError(
-            "the model is wrapped in FSDP (v1), whose parameters are flat shards: the monitor needs full "
-            "parameters on rank 0. Measure inside `with FSDP.summon_full_params(model, writeback=False, "
-            "rank0_only=True, offload_to_cpu=True):`, or shard with FSDP2 (fully_shard), whose DTensors are "
-            "gathered one matrix at a time")
+        return None
+    units = [(name, unit) for name, unit in model.named_modules() if isinstance(unit, FSDP)]
+    if not units:
+        return None
+    readers, shapes, dtypes = {}, {}, {}
+    held: dict = {"unit": None, "tensors": {}}
+
+    def gather(unit) -> dict[str, torch.Tensor]:
+        flat = unit._handle.flat_param
+        if unit.training_state == TrainingState.SUMMON_FULL_PARAMS:  # the user's summon_full_params: already full
+            return {fqn: _summoned(getattr(info.module, info.param_name, None), shape, flat.dtype)
+                    for fqn, info, shape in zip(flat._fqns, flat._param_infos, flat._shapes)}
+        with FSDP.summon_full_params(unit, recurse=False, writeback=False):
+            return {fqn: getattr(info.module, info.param_name).detach().to("cpu", copy=True)
+                    for fqn, info in zip(flat._fqns, flat._param_infos)}
+
+    lock = threading.Lock()  # in line on one rank, the lanes' threads read side by side: one gather at a time
+
+    def reader(unit, fqn: str) -> Callable[[], torch.Tensor]:
+        def read() -> torch.Tensor:
+            with lock:
+                if held["unit"] is not unit:
+                    held["unit"], held["tensors"] = None, {}  # the previous unit's copy goes first
+                    held["tensors"], held["unit"] = gather(unit), unit
+                return held["tensors"][fqn].detach().to("cpu", copy=True)
+
+        return read
+
+    for unit_name, unit in units:
+        _lazy_init(unit, unit)  # what a first forward does (no-op after one): a unit gathered alone stays non-root
+        flat = getattr(getattr(unit, "_handle", None), "flat_param", None)
+        if flat is None:  # a unit without parameters of its own
+            continue
+        for fqn, shape in zip(flat._fqns, flat._shapes):
+            name = clean_tensor_name(f"{unit_name}.{fqn}" if unit_name else fqn)
+            readers[name], shapes[name], dtypes[name] = reader(unit, fqn), tuple(shape), flat.dtype
+    return readers, shapes, dtypes
+
+
+def _summoned(value, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """A parameter inside the user's `summon_full_params`; with `rank0_only=True` a rank other than 0 keeps its
+    shard, and reads zeros in its place (there is no collective to make, and such a rank drops what it reads)."""
+    if isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(shape) and _backed(value):
+        return value
+    if torch.distributed.get_rank() == 0:
+        raise MonitorError("inside summon_full_params an FSDP parameter is not whole on rank 0: measure outside it "
+                           "(the monitor gathers one FSDP unit at a time)")
+    return torch.zeros(shape, dtype=dtype)
+
+
+def _backed(value: torch.Tensor) -> bool:
+    """Whether the tensor's storage holds its elements (a view of a freed FSDP flat parameter does not)."""
+    needed = (value.storage_offset() + value.numel()) * value.element_size()
+    return value.untyped_storage().nbytes() >= needed
 
 
 # ---------------------------------------------------------------------------------------------- PEFT

@@ -95,7 +95,7 @@ class Monitor:
     `measure(model, step)` takes an nn.Module (CPU or CUDA; DDP and torch.compile wrappers,
     PEFT LoRA models: the merged weights), or a state dict. In a distributed run call it on
     every rank: sharded parameters (FSDP2 DTensors, DeepSpeed ZeRO-3) are gathered one matrix at
-    a time, rank 0 measures and writes, the others return None.
+    a time, FSDP (v1) ones one FSDP unit at a time, rank 0 measures and writes, the others return None.
 
     >>> import tempfile
     >>> weights = {"model.layers.0.mlp.up_proj.weight": torch.randn(16, 8)}
