@@ -1,11 +1,8 @@
-"""Run by test_distributed.py under torchrun (two CPU ranks, gloo): a tiny Llama wrapped in FSDP (v1), one unit per
+"""Run on two CPU ranks (gloo) by ranks.py: a tiny Llama wrapped in FSDP (v1), one unit per
 decoder layer, as flat parameters, with `use_orig_params=True`, and with SHARDED_STATE_DICT set (as accelerate sets
 it), measured in line and in the background on every rank against the same model measured unsharded on rank 0;
 then (flat) inside `summon_full_params(rank0_only=True)`, and after one training step against the full state dict
-the step left. Writes rank 0's differences as JSON to argv[2]."""
-
-import json
-import sys
+the step left."""
 
 import torch
 import torch.distributed as dist
@@ -65,8 +62,8 @@ def after_a_step(base: str, wrapped) -> float | None:
     return gap(table, Monitor(base, None).measure(plain, 1).table)
 
 
-def main(base: str, out: str) -> None:
-    dist.init_process_group("gloo")
+def fsdp1_differences(base: str) -> dict:
+    """Rank 0's largest difference from the unsharded model in each case (None on the other ranks)."""
     rank = dist.get_rank()
     reference = Monitor(base, None).measure(updated(base), 1).table if rank == 0 else None
     differences = {}
@@ -86,11 +83,4 @@ def main(base: str, out: str) -> None:
             differences[f"{case}, summoned on rank 0"] = gap(table, reference) if rank == 0 else None
         if case == "flat":  # measured before any forward (FSDP's lazy init done by the monitor), then trained
             differences[f"{case}, after a step"] = after_a_step(base, wrapped)
-    if rank == 0:
-        with open(out, "w") as handle:
-            json.dump({"differences": differences, "matrices": len(reference)}, handle)
-    dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    return {"differences": differences, "matrices": len(reference)} if rank == 0 else None

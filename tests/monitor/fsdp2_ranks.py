@@ -1,9 +1,5 @@
-"""Run by test_distributed.py under torchrun (two CPU ranks, gloo): a tiny Llama sharded with FSDP2, measured in line
-and in the background on every rank, against the same model measured unsharded on rank 0. Writes rank 0's
-differences as JSON to argv[2]."""
-
-import json
-import sys
+"""Run on two CPU ranks (gloo) by ranks.py: a tiny Llama sharded with FSDP2, measured in line and in the background on
+every rank, against the same model measured unsharded on rank 0."""
 
 import torch
 import torch.distributed as dist
@@ -15,8 +11,8 @@ from orthoscope import Monitor
 COLUMNS = ["rel_delta", "a_geo", "z_pair", "p_pair", "intruders"]
 
 
-def main(base: str, out: str) -> None:
-    dist.init_process_group("gloo")
+def fsdp2_differences(base: str) -> dict | None:
+    """Rank 0's largest difference from the unsharded model, in line and in background (None on the other ranks)."""
     rank = dist.get_rank()
     model = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
     generator = torch.Generator().manual_seed(1)
@@ -38,11 +34,4 @@ def main(base: str, out: str) -> None:
             differences["background" if background else "in line"] = float(gap.max().max())
         else:
             assert result is None
-    if rank == 0:
-        with open(out, "w") as handle:
-            json.dump({**differences, "matrices": len(reference)}, handle)
-    dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    return {**differences, "matrices": len(reference)} if rank == 0 else None
