@@ -72,6 +72,14 @@ class Monitor:
     per-matrix records (parts/, and spectra/ for your own analysis: a series' report draws none of
     them), 2 files per matrix and step.
 
+    A folder written before by a monitor of the same base and settings is carried on (a training restarted or
+    resumed; another's is refused, `overwrite=True` clears it): its steps stay, and a step measured again
+    replaces its rows. Measuring step s while the folder holds steps after s drops those (rows, skips, summary
+    entries, records; one warning names them): they belong to another trajectory, an earlier run into the same
+    folder, or the part of a crashed run after the checkpoint a resume starts from. A resume that measures its
+    checkpoint's step again (the same weights) keeps the steps up to it and drops the crashed run's later ones
+    at once; one that measures only later steps replaces them one by one, and those it never reaches stay.
+
     `background=True` measures without holding the training up: `measure` copies the measured
     matrices to CPU memory (synchronously, so later optimizer steps cannot change them; in a
     distributed run every rank takes part in the gathers then) and hands the analysis, summary and

@@ -10,7 +10,10 @@ message whose size does not grow with the series). The table is kept as the step
 concatenated when it is read (and kept so).
 
 A run folder that cannot be written (a full disk) gives a warning and the rows stay in memory (the
-next step writes them all); NaN/Inf matrices are skipped rows with their reason and a warning.
+next step writes them all); NaN/Inf matrices are skipped rows with their reason and a warning. A step
+measured again replaces its rows; one measured while the series holds later steps drops those (another
+trajectory: an earlier run into the folder, or a crashed run's steps past the checkpoint a resume starts
+from), in the folder too, with a warning (`_drop_later`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,7 +241,9 @@ class Series:
             for counter, count in tally.cache.items():
                 self.counts[counter] += count
             self.seconds += time.time() - started
-            self._append(label, table, skipped)
+            dropped = self._append(label, table, skipped, warn=True)
+            if isinstance(folder, _Tolerant):  # the folder opened: the dropped posts' records go too
+                folder.remove(dropped)
             self._summarize(plan, table, skipped, {**post.describe(), "step": step,
                                                    "seconds": round(time.time() - started, 3)}, tally.reused)
             self._guard(folder.write_table, self.table)
@@ -270,14 +276,45 @@ class Series:
             self.notes.append(note)
             log.warning("orthoscope: %s", note)
 
-    def _append(self, label: str, table: pd.DataFrame, skipped: list[dict]) -> None:
-        """The step's rows in place of any of the same post (a restarted training measuring a step again)."""
+    def _append(self, label: str, table: pd.DataFrame, skipped: list[dict], warn: bool = False) -> list[str]:
+        """The step's rows in place of any of the same post (a restarted training measuring a step again), after
+        dropping the steps after it (`_drop_later`: warned about if `warn`); the posts dropped."""
+        dropped = self._drop_later(label, warn)
         if label in self._posts:
             held = self.table
             self.table = held[held["post"] != label]
         self._frames.append(table.copy(deep=False))  # the caller's StepResult.table stays its own
         self._posts.add(label)
         self.skipped = [s for s in self.skipped if s.get("post") != label] + skipped
+        return dropped
+
+    def _drop_later(self, label: str, warn: bool) -> list[str]:
+        """Drop the posts of steps after `label`'s, with their rows, skips and summary entries (the posts dropped).
+
+        Measuring step s while the series holds later steps means those belong to another trajectory: an earlier
+        run into the same folder, or the part of a crashed run after the checkpoint a resume starts from. Kept,
+        they would make one series of two trainings. The worker and the mirror both drop (the same posts: the
+        mirror's series is the worker's), the one that analysed the step warns."""
+        step = step_of(label)
+        if step is None:
+            return []
+        held = self._posts | {s.get("post") for s in self.skipped} | set(self.summary.get("posts") or {})
+        later = sorted((order[1], post) for post in held if post is not None and not (order := _order(post))[0]
+                       and order[1] > step)  # `_order`: step_of, cached per label
+        if not later:
+            return []
+        gone = {post for _, post in later}
+        posts, table = self._posts - gone, self.table
+        self.table = table[~table["post"].isin(gone)].reset_index(drop=True)
+        self._posts = posts  # posts whose every matrix was skipped have no rows
+        self.skipped = [s for s in self.skipped if s.get("post") not in gone]
+        self.summary = _without(self.summary, gone)
+        if warn:
+            steps = f"step {later[0][0]}" if len(later) == 1 else f"steps {later[0][0]}-{later[-1][0]}"
+            again = " again" if label in posts else ""
+            log.warning("orthoscope: step %d measured%s: %s of an earlier run dropped from %s", step, again, steps,
+                        self.output or "the series")
+        return [post for _, post in later]
 
     # ------------------------------------------------------------------ the folder
     @contextlib.contextmanager
@@ -314,6 +351,13 @@ class _Tolerant:
         self.write_table, self.write_summary = folder.write_table, folder.write_summary
         self.quiet = False
 
+    def remove(self, posts: list[str]) -> None:
+        """The per-matrix records (parts/, spectra/) of `posts`, dropped from the series (what cannot be removed
+        stays: the table and summary no longer name those posts)."""
+        for post in posts:
+            for path in (self.folder.part_path, self.folder.spectra_path):
+                shutil.rmtree(path(post, "-").parent, ignore_errors=True)
+
     def save_part(self, *args, **kwargs) -> None:
         self._save(self.folder.save_part, *args, **kwargs)
 
@@ -342,6 +386,21 @@ def _digest(records: dict) -> str:
 
 
 PER_POST = ("posts", "unchanged", "per_kind", "per_layer")  # summary.json entries keyed by post
+
+
+def _without(summary: dict, gone: set[str]) -> dict:
+    """`summary` without the entries of the posts `gone` (theirs in PER_POST, the verdicts', their change notes)."""
+    if not summary:
+        return summary
+    out = {**summary, **{key: {k: v for k, v in (summary.get(key) or {}).items() if k not in gone}
+                         for key in PER_POST if key in summary}}
+    if "verdicts" in summary:
+        verdicts = summary["verdicts"]
+        out["verdicts"] = {**verdicts, "posts": {k: v for k, v in (verdicts.get("posts") or {}).items()
+                                                 if k not in gone}}
+    out["notes"] = [n for n in summary.get("notes") or [] if n.split(":", 1)[0] not in gone]
+    out["skipped"] = [s for s in summary.get("skipped") or [] if s.get("post") not in gone]
+    return out
 
 
 def _merge(old: dict, new: dict, label: str, notes: list[str], skipped: list[dict]) -> dict:
