@@ -51,6 +51,10 @@ class Unmonitored:
         done.set_result(None)
         return done
 
+    def observe(self, model, step, callback=None) -> None:
+        if callback is not None:
+            callback(None)
+
 
 def test_same_seed_same_weights(micro_lab, tmp_path, monkeypatch):
     # the weights only: no monitor and no evaluation in the second build (had either touched the training, its
@@ -77,3 +81,13 @@ def test_rerun_skips_finished_models(micro_lab, monkeypatch):
     assert not any("pretraining" in line or "post-training" in line for line in lines)
     again = json.loads((lab / "lab.json").read_text())  # the stages' records are kept, not emptied
     assert again["stages"] == first["stages"] and set(first["stages"]) == {"base", *VARIANTS}
+
+
+def test_an_evaluation_is_reused_only_for_the_same_preset_seed_and_world(tmp_path):
+    record = {"preset": MICRO.as_dict(), "seed": 5, "world": {"seed": 5, "max_operand": MICRO.max_operand}}
+    previous = tmp_path / "lab.json"
+    assert not build._same_settings(previous, record)  # no run before
+    previous.write_text(json.dumps({**record, "stages": {}, "eval": {}}))
+    assert build._same_settings(previous, record)
+    assert not build._same_settings(previous, {**record, "seed": 6})
+    assert not build._same_settings(previous, {**record, "preset": {**record["preset"], "post_steps": 1}})

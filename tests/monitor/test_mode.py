@@ -23,7 +23,7 @@ from .conftest import numbers, tiny_llama, train_steps
 ])
 def test_auto_takes_the_worker_only_where_the_training_leaves_it_a_core(cores, threads, cuda, background,
                                                                          monkeypatch):
-    monkeypatch.setattr(monitor_module, "usable_cores", lambda: cores)
+    monkeypatch.setattr(monitor_module, "physical_cores", lambda: cores)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     chosen, mode = choose_mode(AUTO, "cpu")
@@ -68,3 +68,15 @@ def test_on_result_hands_over_an_in_line_result_now_and_a_background_one_when_do
     assert seen == [result]
     later.set_result(None)  # a step the worker could not measure
     assert seen == [result, None]
+
+
+def test_observe_turns_a_failed_measure_into_the_one_warning_and_a_none(base_folder, caplog):
+    seen = []
+    with Monitor(base_folder, cache=False, metrics={"rel_delta"}) as monitor:
+        with caplog.at_level("WARNING", logger="orthoscope.monitor"):
+            monitor.observe({"model.layers.0.mlp.up_proj.weight": torch.eye(3)}, 7, seen.append)  # not the base
+        model = tiny_llama()
+        train_steps(model, 1)
+        monitor.observe(model, 8, seen.append)
+    assert seen[0] is None and seen[1].step == 8
+    assert len(caplog.messages) == 1 and caplog.messages[0].startswith("orthoscope: step 7 not measured (")

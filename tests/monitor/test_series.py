@@ -163,3 +163,29 @@ def test_a_resume_from_an_earlier_checkpoint_keeps_the_steps_up_to_it(tmp_path, 
     assert later.table.post.unique().tolist() == ["step-4", "step-8", "step-12"]
     assert later.table.rel_delta.iloc[-1] > first.table.rel_delta.iloc[-1]  # not the crashed run's 12
     assert sum("dropped" in r.getMessage() for r in caplog.records) == 1  # a step after the others drops none
+
+
+def test_reading_the_table_while_steps_arrive_loses_no_step():
+    """A background monitor's receiving thread appends steps while the caller reads `monitor.table`."""
+    import sys
+    import threading
+
+    series = _pair({"rel_delta"})[1]
+    steps, done = 300, threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            series.table  # noqa: B018 - the read that concatenates the frames
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for step in range(steps):
+            series._append(f"step-{step}", pd.DataFrame({"post": [f"step-{step}"] * 5, "rel_delta": 0.0}), [])
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(interval)
+    assert len(series.table) == 5 * steps and series.table.post.nunique() == steps

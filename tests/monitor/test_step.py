@@ -40,3 +40,14 @@ def test_a_step_where_nothing_changed_logs_zero_changed_and_the_true_zeros():
     step.table = step.table.assign(rel_delta=0.0, changed=False, z_pair=float("nan"))
     logs = step.logs()
     assert logs["orthoscope/changed"] == 0 and logs["orthoscope/rel_delta"] == 0.0 and "orthoscope/z_pair" not in logs
+
+
+def test_the_logged_medians_count_the_matrices_the_verdicts_count():
+    """A matrix at the noise floor is left out as the verdicts leave it out; a table without `changed` (an older
+    folder) counts every row, as the verdicts do."""
+    step = lora_step()
+    step.table["at_noise_floor"] = [False, False, True, False, False, False, False, False]  # the 0.04 v
+    logs = step.logs()
+    assert logs["orthoscope/changed"] == 3 and logs["orthoscope/rel_delta"] == pytest.approx(0.03)
+    bare = StepResult(5, "step-5", step.table.drop(columns=["changed", "at_noise_floor"]), [], {}, 0.5).logs()
+    assert bare["orthoscope/changed"] == 8 and bare["orthoscope/rel_delta"] == pytest.approx(0.01)

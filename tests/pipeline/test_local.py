@@ -323,3 +323,13 @@ def test_a_given_workers_lowered_by_memory_or_a_gpu_says_so_once(planted, tmp_pa
 def test_usable_cores_are_the_affinity_capped_by_the_cgroups_cpu_quota(tmp_path, monkeypatch, cgroup, quota):
     monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: set(range(8)))
     assert workers.usable_cores(fake_root(tmp_path, cgroup)) == (8 if quota is None else quota)
+
+
+def test_physical_cores_count_hyperthread_siblings_once_and_respect_the_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: set(range(8)))
+    topology = {f"sys/devices/system/cpu/cpu{cpu}/topology/{name}": f"{value}\n" for cpu in range(8)
+                for name, value in (("physical_package_id", cpu // 4), ("core_id", cpu % 2))}  # 2 sockets x 2 cores
+    assert workers.physical_cores(fake_root(tmp_path / "a", topology)) == 4
+    quota = {**topology, "sys/fs/cgroup/cpu.max": "300000 100000\n"}
+    assert workers.physical_cores(fake_root(tmp_path / "b", quota)) == 3
+    assert workers.physical_cores(fake_root(tmp_path / "c", {})) == 8  # no topology to read: the usable cores

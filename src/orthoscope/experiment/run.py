@@ -38,7 +38,7 @@ from orthoscope.interventions.run import plan_for
 from orthoscope.pipeline.cache import checksum
 from orthoscope.pipeline.runfolder import ExperimentFolder
 
-KEY_VERSION = 3  # bump when a condition's numbers would change for the same inputs
+KEY_VERSION = 4  # bump when a condition's numbers would change for the same inputs
 Log = Callable[[str], None]
 
 

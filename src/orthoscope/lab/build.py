@@ -30,7 +30,7 @@ from orthoscope.lab.presets import Preset
 from orthoscope.lab.tokenizer import char_tokenizer
 from orthoscope.lab.train import document_batches, example_batches, example_blocks, train
 from orthoscope.monitor import Monitor
-from orthoscope.monitor.monitor import AUTO, on_result
+from orthoscope.monitor.monitor import AUTO
 from orthoscope.pipeline.store import write_text
 
 VARIANTS = ("instruct", "cot", "control")
@@ -104,13 +104,22 @@ def build_lab(preset: Preset, out: str | Path, seed: int = 0, log: Log = print) 
         if name not in record["stages"]:
             record["stages"][name] = _stage_record(out / name)
     evaluated = out / "eval.json"
-    if trained or not evaluated.is_file():
+    if trained or not evaluated.is_file() or not _same_settings(out / "lab.json", record):
         record["eval"] = evaluate_lab(out, world, tokenizer, preset, seed, log)
         write_text(evaluated, json.dumps(record["eval"], indent=2))
-    else:  # every model as the last evaluation saw it
+    else:  # every model as the last evaluation, of the same preset and seed, saw it
         record["eval"] = json.loads(evaluated.read_text())
     write_text(out / "lab.json", json.dumps(record, indent=2))
     return record["eval"]
+
+
+def _same_settings(previous: Path, record: dict) -> bool:
+    """Whether the lab.json of the run before was written with this run's preset and seed (its evaluation holds)."""
+    try:
+        before = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(before.get(key) == record[key] for key in ("preset", "seed", "world"))
 
 
 def _stage_record(folder: Path) -> dict:
@@ -165,7 +174,7 @@ def _post_train(preset: Preset, world: World, world_spec: dict, tokenizer, base_
 
     def save_trajectory(step: int, loss: float) -> None:
         if step % preset.save_every == 0 or step == preset.post_steps:  # measured in memory, as it trains
-            on_result(monitor.measure(model, step), functools.partial(arrived, step))
+            monitor.observe(model, step, functools.partial(arrived, step))
         if step % preset.save_every == 0 and step < preset.post_steps:
             save_checkpoint(model, tokenizer, trajectory / f"step-{step:04d}",
                             {"stage": variant, "step": step, "world": world_spec})

@@ -36,7 +36,7 @@ from orthoscope.lab.corpus import make_world
 from orthoscope.lab.recipes import RECIPES, Packed, pack
 from orthoscope.lab.train import lr_at, optimizer_step
 from orthoscope.monitor import Monitor
-from orthoscope.monitor.monitor import AUTO, on_result
+from orthoscope.monitor.monitor import AUTO
 from orthoscope.pipeline.store import write_text
 
 Log = Callable[[str], None]
@@ -251,7 +251,7 @@ def train_recipe(base, tokenizer, data: Packed, options: RealLabOptions, recipe:
             if progress:
                 progress.update(task, completed=done, description=f"{recipe} loss {losses[-1]:.3f}")
             if done % options.save_every == 0 or done == options.steps:  # measured in memory, as it trains
-                on_result(monitor.measure(model, done), functools.partial(arrived, done))
+                monitor.observe(model, done, functools.partial(arrived, done))
                 meta = {"stage": recipe, "step": done, "loss": losses, "world": options.world}
                 _save(model, tokenizer, trajectory / f"step-{done}", meta, optimizer,
                       adapter_base if options.lora else None)

@@ -36,9 +36,9 @@ from orthoscope.metrics.registry import sign_free
 from orthoscope.monitor.lanes import Lanes, drain_lanes
 from orthoscope.monitor.live import MonitorError, live_checkpoint, snapshot
 from orthoscope.monitor.series import Job, Series
-from orthoscope.monitor.step import LOGGED, StepResult  # noqa: F401 - LOGGED re-exported
+from orthoscope.monitor.step import LOGGED, StepResult, warn_unmeasured  # noqa: F401 - LOGGED re-exported
 from orthoscope.monitor.worker import Worker
-from orthoscope.pipeline.executors.workers import usable_cores
+from orthoscope.pipeline.executors.workers import physical_cores
 from orthoscope.pipeline.filters import positive_int
 from orthoscope.pipeline.options import CompareOptions
 from orthoscope.pipeline.pairing import make_plan
@@ -206,6 +206,18 @@ class Monitor:
         self.waited += time.time() - started
         return self.worker.submit(job, step)
 
+    def observe(self, model: Any, step: int, callback: Callable[[StepResult | None], Any] | None = None) -> None:
+        """`measure(model, step)` for a training loop the monitor must never stop: whatever it raises is the one
+        warning (`warn_unmeasured`) and the result None; `callback` gets the result, now in line, when done in
+        the background (`on_result`)."""
+        try:
+            measured = self.measure(model, step)
+        except Exception as error:  # noqa: BLE001 - whatever goes wrong, training goes on
+            warn_unmeasured(log, step, error)
+            measured = None
+        if callback is not None:
+            on_result(measured, callback)
+
     def wait(self) -> None:
         """Return when every step handed to the worker is measured and written (no-op without background)."""
         if self.worker is not None:
@@ -249,10 +261,12 @@ def choose_mode(background: bool | str, device: Any) -> tuple[bool, str]:
     """Whether a monitor measures in a worker process, and the mode in words (`Monitor.mode`).
 
     True or False is taken as said. `AUTO` ("auto", the lab's and the callback's choice) takes the worker process
-    where the training leaves it a core: a CUDA device in this machine (the training's arithmetic is on it), or
-    torch in this process on fewer threads than the cores it may use. Where the training takes every core a worker
-    can only run in its gaps, and still slows its threads (their OpenMP barriers, their caches), so the step is
-    measured in line instead, its matrices on every core (on a GPU analysis device, one after another).
+    where the training leaves it a core: a CUDA device in this machine (taken as where the training's arithmetic
+    runs), or torch in this process on fewer threads than the physical cores it may use (`physical_cores`:
+    hyperthread siblings count once, as torch's default thread count counts them). Where the training takes every
+    core a worker can only run in its gaps, and still slows its threads (their OpenMP barriers, their caches), so
+    the step is measured in line instead, its matrices on every core (on a GPU analysis device, one after
+    another).
 
     >>> choose_mode(False, "cpu")
     (False, 'in line')
@@ -264,7 +278,7 @@ def choose_mode(background: bool | str, device: Any) -> tuple[bool, str]:
     if isinstance(background, str):
         if background != AUTO:
             raise ValueError(f"background must be True, False or {AUTO!r}, not {background!r}")
-        cores, threads = usable_cores(), torch.get_num_threads()
+        cores, threads = physical_cores(), torch.get_num_threads()
         if torch.cuda.is_available():
             return True, "in the background (auto: a CUDA device trains, the CPU is free)"
         if threads < cores:

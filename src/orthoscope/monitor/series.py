@@ -24,6 +24,7 @@ import functools
 import hashlib
 import logging
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,7 @@ class Series:
         self.folder = RunFolder(output) if output is not None else None
         self._cache: HeldSVDCache | None = None
         self._step: tuple[str, dict, list[str]] | None = None  # the last step's label, own summary, merged notes
+        self._rows = threading.RLock()  # the table's frames: appended by the receiving thread, read by the caller's
         self.table, self.skipped = empty_table(), []
         self.notes: list[str] = []
         self.counts = {"hits": 0, "misses": 0, "not_stored": 0}
@@ -133,17 +135,20 @@ class Series:
 
     @property
     def table(self) -> pd.DataFrame:
-        """The rows of every step measured (the steps' frames concatenated here, when read, and kept so)."""
-        if self._frames:
-            frames = [frame for frame in (self._table, *self._frames) if len(frame)]
-            self._table = pd.concat(frames, ignore_index=True) if frames else self._frames[-1]
-            self._frames = []
-        return self._table
+        """The rows of every step measured (the steps' frames concatenated here, when read, and kept so; safe to
+        read while a background monitor's receiving thread appends)."""
+        with self._rows:
+            if self._frames:
+                frames = [frame for frame in (self._table, *self._frames) if len(frame)]
+                self._table = pd.concat(frames, ignore_index=True) if frames else self._frames[-1]
+                self._frames = []
+            return self._table
 
     @table.setter
     def table(self, table: pd.DataFrame) -> None:
-        self._table, self._frames = table, []
-        self._posts = set(table["post"]) if len(table) else set()  # the labels with rows (or measured) so far
+        with self._rows:
+            self._table, self._frames = table, []
+            self._posts = set(table["post"]) if len(table) else set()  # the labels with rows (or measured) so far
 
     @property
     def cache(self) -> HeldSVDCache:
@@ -279,12 +284,13 @@ class Series:
     def _append(self, label: str, table: pd.DataFrame, skipped: list[dict], warn: bool = False) -> list[str]:
         """The step's rows in place of any of the same post (a restarted training measuring a step again), after
         dropping the steps after it (`_drop_later`: warned about if `warn`); the posts dropped."""
-        dropped = self._drop_later(label, warn)
-        if label in self._posts:
-            held = self.table
-            self.table = held[held["post"] != label]
-        self._frames.append(table.copy(deep=False))  # the caller's StepResult.table stays its own
-        self._posts.add(label)
+        with self._rows:  # the rows change as one: a reader of `table` sees the series before or after the step
+            dropped = self._drop_later(label, warn)
+            if label in self._posts:
+                held = self.table
+                self.table = held[held["post"] != label]
+            self._frames.append(table.copy(deep=False))  # the caller's StepResult.table stays its own
+            self._posts.add(label)
         self.skipped = [s for s in self.skipped if s.get("post") != label] + skipped
         return dropped
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from orthoscope.verdicts.compute import usable
+
 LOGGED = ("rel_delta", "a_geo", "z_pair", "sym_frac", "intruders")
 """Columns whose medians `StepResult.logs` gives (those measured), overall and per kind."""
 BRIEF = ("rel_delta", "a_geo", "z_pair")  # what `brief` shows besides one BH count
@@ -30,8 +32,9 @@ class StepResult:
 
     def logs(self, prefix: str = "orthoscope/") -> dict[str, float]:
         """Medians of LOGGED overall and per kind (`orthoscope/rel_delta`, `orthoscope/q/z_pair`) over the matrices
-        training changed (`orthoscope/changed` of them: a LoRA on q and v leaves the rest bit-identical, whose
-        zeros would flatten the curves; over every matrix while none changed), the BH count of matrices with a
+        training changed, as the verdicts count them (`orthoscope/changed` of them, above the noise floor: a LoRA
+        on q and v leaves the rest bit-identical, whose zeros would flatten the curves; over every matrix while
+        none changed), the BH count of matrices with a
         significant pairing test (`orthoscope/bh_pair`, out of `orthoscope/n_pair`) and `orthoscope/skipped`.
 
         >>> table = pd.DataFrame({"kind": ["q", "k", "v"], "rel_delta": [0.02, 0.0, 0.04],
@@ -41,8 +44,8 @@ class StepResult:
         (0.03, 2.0, 0.0)
         """
         out: dict[str, float] = {}
-        if "changed" in self.table:
-            out[f"{prefix}changed"] = float(self.table["changed"].fillna(False).astype(bool).sum())
+        if len(self.table):
+            out[f"{prefix}changed"] = float(usable(self.table).sum())
         groups = [("", self.table)] + [(f"{kind}/", rows) for kind, rows in self.table.groupby("kind", sort=False)]
         for scope, rows in groups:
             rows = _changed(rows)
@@ -81,11 +84,10 @@ class StepResult:
 
 
 def _changed(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows training changed, if any did (else all: their true zeros)."""
-    if "changed" not in rows:
-        return rows
-    changed = rows["changed"].fillna(False).astype(bool)
-    return rows[changed] if changed.any() else rows
+    """The rows the verdicts count (`verdicts.compute.usable`: changed, above the noise floor), if any (else all:
+    their true zeros)."""
+    kept = usable(rows) if len(rows) else None
+    return rows[kept] if kept is not None and kept.any() else rows
 
 
 def warn_unmeasured(logger: logging.Logger, step: int, error: BaseException) -> None:

@@ -152,6 +152,30 @@ def usable_cores(root: Path = Path("/")) -> int:
     return max(1, min([cores, *(quota for quota in quotas if quota is not None)]))
 
 
+def physical_cores(root: Path = Path("/")) -> int:
+    """The physical cores among those this process may run on (hyperthread siblings counted once, as torch's
+    default thread count counts them), at most `usable_cores`; `usable_cores` where Linux's topology is not
+    readable.
+
+    >>> 1 <= physical_cores() <= usable_cores()
+    True
+    """
+    usable = usable_cores(root)
+    try:
+        cpus = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return usable
+    cores = set()
+    for cpu in cpus:
+        topology = root / f"sys/devices/system/cpu/cpu{cpu}/topology"
+        try:
+            cores.add(((topology / "physical_package_id").read_text().strip(),
+                       (topology / "core_id").read_text().strip()))
+        except OSError:
+            return usable
+    return max(1, min(len(cores), usable))
+
+
 def _cpu_quota(quota_file: Path, period_file: Path | None) -> int | None:
     """ceil(quota / period) of a cgroup (v2: both in `cpu.max`; v1: two files), None for no quota or no file."""
     try:
