@@ -141,3 +141,16 @@ def test_base_none_is_the_model_when_training_begins(tmp_path):
     trainer.train()
     table = RunFolder(tmp_path / "out" / "orthoscope").read_table()
     assert list(table.post.unique()) == ["step-2"] and table.rel_delta.min() > 0
+
+
+def test_a_resumed_training_drops_the_later_steps_of_the_run_before(base_folder, tmp_path, caplog):
+    first = trainer_for(tmp_path, [OrthoscopeCallback(base_folder, background=False)], steps=4, save_steps=2)
+    first.train()
+    folder = tmp_path / "out" / "orthoscope"
+    assert sorted(RunFolder(folder).read_table().post.unique()) == ["step-2", "step-4"]
+    # resumed from step 2 and stopped before any measure of its own (a crash, say): only its start is measured
+    resumed = trainer_for(tmp_path, [OrthoscopeCallback(base_folder, background=False, on_save=False)], steps=3)
+    with caplog.at_level(logging.WARNING, logger="orthoscope"):
+        resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    assert sorted(RunFolder(folder).read_table().post.unique()) == ["step-2"]  # step-4 was the other run's
+    assert any("step 2 measured again: step 4 of an earlier run dropped" in m for m in caplog.messages)

@@ -56,7 +56,9 @@ class OrthoscopeCallback(TrainerCallback):
     other keywords are the monitor's (`metrics`, `kinds`, `layers`, `device`, `hold_gib`, `background`
     ("auto" here), ...).
     The model is checked against the base when training begins (a mismatch stops it there);
-    later failures are warnings: the monitor never interrupts training.
+    later failures are warnings: the monitor never interrupts training. A training resumed from a
+    checkpoint is measured when it begins, at the checkpoint's step: the series then drops the steps a
+    run before measured after it (they belong to that run's trajectory), with a warning.
     """
 
     def __init__(self, base: Any = None, *, every_n_steps: int | None = None, on_save: bool = True,
@@ -81,6 +83,8 @@ class OrthoscopeCallback(TrainerCallback):
             output = self.output if self.output is not None else os.path.join(args.output_dir, "orthoscope")
             self.monitor = Monitor(model if self.base is None else self.base, output, **self.settings)
         self.monitor.check(model)  # a model that is not the base's shape stops here, before any step
+        if state.global_step > 0:  # resumed: measured now, so the steps of the run before after this one are dropped
+            self._maybe_measure(state, control, model, True)  # (Monitor: they belong to the crashed trajectory)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.every_n_steps is not None and state.global_step % self.every_n_steps == 0
