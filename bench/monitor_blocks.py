@@ -32,23 +32,16 @@ MODES = {"none": None, "inline": False, "background": True, "auto": "auto"}
 
 def blocks(name: str, mode: str, count: int, folder: Path) -> dict:
     """Time `2 * count` blocks of one training of preset `name`; a measure before every other one unless none."""
+    from monitor_cost import lab_base  # bench/, this script's folder
     from transformers import AutoModelForCausalLM
 
-    from orthoscope.lab.build import model_config
-    from orthoscope.lab.corpus import make_world, post_training_examples
     from orthoscope.lab.presets import get_preset
-    from orthoscope.lab.tokenizer import char_tokenizer
-    from orthoscope.lab.train import example_batches, example_blocks, optimizer_step
+    from orthoscope.lab.train import example_batches, optimizer_step
     from orthoscope.monitor import Monitor
     from orthoscope.monitor.worker import end_spares
 
     preset = get_preset(name)
-    torch.set_num_threads(preset.threads)
-    world, tokenizer = make_world(0, max_operand=preset.max_operand), char_tokenizer()
-    torch.manual_seed(0)
-    base = folder / f"{name}-{mode}-base"
-    AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
-    data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
+    base, data = lab_base(preset, folder / f"{name}-{mode}-base")
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     batches = example_batches(*data, preset.batch, 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.post_lr, betas=(0.9, 0.95))

@@ -89,21 +89,28 @@ def post_train(preset, base: Path, data, monitor: Monitor | None) -> dict:
             "cpu": time.process_time() - started_cpu, "measure_cpu": measuring_cpu[0]}
 
 
+def lab_base(preset, base: Path) -> tuple[Path, tuple]:
+    """A from_config base of `preset` saved in `base` (torch at the preset's threads from here on), and the
+    blocks of its `cot` post-training data."""
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(preset.threads)
+    world, tokenizer = make_world(0, max_operand=preset.max_operand), char_tokenizer()
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
+    return base, example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer,
+                                preset.block)
+
+
 def bench(name: str, folder: Path, metrics: str | None, background: bool | str, steps: int | None = None,
           repeats: int = 1) -> dict:
     """`repeats` monitored post-trainings of preset `name`, each between two plain ones (plain, monitored, plain,
     monitored, ..., plain: `repeats + 1` plain runs), and what they give (see the module)."""
-    from transformers import AutoModelForCausalLM
 
     preset = get_preset(name)
     if steps is not None:
         preset = dataclasses.replace(preset, post_steps=steps)
-    torch.set_num_threads(preset.threads)
-    world, tokenizer = make_world(0, max_operand=preset.max_operand), char_tokenizer()
-    torch.manual_seed(0)
-    base = folder / f"{name}-base"
-    AutoModelForCausalLM.from_config(model_config(preset, tokenizer)).save_pretrained(base)
-    data = example_blocks(post_training_examples(world, "cot", preset.post_examples, 1), tokenizer, preset.block)
+    base, data = lab_base(preset, folder / f"{name}-base")
     plains, runs, modes = [post_train(preset, base, data, None)], [], set()
     for repeat in range(repeats):
         end_spares()  # every monitored run's worker starts afresh (an earlier one's idle worker would skip start-up)
