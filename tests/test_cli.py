@@ -135,7 +135,7 @@ def readme_commands() -> list[str]:
 def test_readme_opens_with_two_setup_commands_and_ci_runs_the_test_one():
     commands = readme_commands()
     assert len(commands) == 2
-    assert commands[0].endswith("orthoscope demo") and commands[1].endswith("-m pytest --slow")
+    assert commands[0].endswith("orthoscope demo") and commands[1].endswith("-m pytest --slow -n 2 --dist loadfile")
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines()
 

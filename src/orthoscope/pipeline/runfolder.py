@@ -133,6 +133,32 @@ class _Folder:
         self._write(path, lambda tmp: tmp.write_text(json.dumps(value, **dumps)))
 
 
+def verdicts_damage(verdicts) -> str | None:
+    """What in a summary's verdicts is not the shape the terminal and the report read (each post's `overall` and
+    `kinds` groups, each with its `scaling` and `rotation` parts and `n_used`), or None.
+
+    >>> group = {"scaling": {}, "rotation": {}, "n_used": 3}
+    >>> verdicts_damage({"posts": {"p": {"overall": group, "kinds": {"q": group}}}}) is None
+    True
+    >>> verdicts_damage({"posts": {"p": {"overall": group, "kinds": {"q": {"rotation": {}, "n_used": 3}}}}})
+    "the verdicts of post 'p', kind 'q' lack 'scaling'"
+    """
+    posts = (verdicts or {}).get("posts") if isinstance(verdicts, dict) else None
+    if not isinstance(posts, dict):
+        return "its verdicts are not a mapping of posts"
+    for post, entry in posts.items():
+        kinds = entry.get("kinds") if isinstance(entry, dict) else None
+        if not isinstance(kinds, dict) or not isinstance(entry.get("overall"), dict):
+            return f"the verdicts of post {post!r} lack their groups"
+        for where, group in [("overall", entry["overall"]), *((f"kind {k!r}", g) for k, g in kinds.items())]:
+            if not isinstance(group, dict):
+                return f"the verdicts of post {post!r}, {where} are not a mapping"
+            for part in ("scaling", "rotation"):
+                if not isinstance(group.get(part), dict):
+                    return f"the verdicts of post {post!r}, {where} lack {part!r}"
+    return None
+
+
 class RunFolder(_Folder):
     """One run folder on disk (see the module docstring for its layout)."""
 
@@ -255,7 +281,11 @@ class RunFolder(_Folder):
         schema = self.schema()
         check_schema(schema, self.path)
         table, summary = self.read_table(), self.read_summary(required=False)  # both checked first
-        return upgrade(table, summary, schema)
+        table, summary = upgrade(table, summary, schema)
+        damage = verdicts_damage(summary.get("verdicts"))
+        if damage:
+            raise OrthoscopeError(f"{self.summary_json} is damaged ({damage}); rerun the command that wrote it")
+        return table, summary
 
     def read_table(self):
         """metrics.parquet as a DataFrame; a missing or damaged file is one line naming it."""
