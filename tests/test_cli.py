@@ -205,3 +205,16 @@ def test_demo_evaluation_table_gives_n_and_intervals_like_the_report(demo_run):
     caption = next(i for i, line in enumerate(table) if line.startswith("accuracy [Wilson 95 % interval]"))
     assert table[caption].startswith("accuracy [Wilson 95 % interval]; ppl in blocks of 64 tokens")
     assert max(len(line) for line in table[: caption + 1]) <= 80
+
+
+def test_compare_of_a_series_prints_a_row_per_step_then_the_last_steps_table_and_bottom_line(micro_lab, tmp_path):
+    lab = micro_lab[0] / "a"
+    posts = [f"step-2={lab / 'trajectories' / 'cot' / 'step-0002'}", f"step-4={lab / 'cot'}"]
+    result = runner.invoke(app, ["compare", str(lab / "base"), *posts, "-o", str(tmp_path / "r"), "--no-report"],
+                           env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    shown = result.stdout
+    assert "the series: 2 steps" in shown and "step-2: medians per kind" not in shown  # its row, no table
+    assert shown.index("the series") < shown.index("step-4: medians per kind") < shown.index("Bottom line")
+    assert "\nstep-2\n" not in shown and "\nstep-4\n" in shown  # the bottom line is the last step's
+    assert max(len(line) for line in shown.splitlines() if str(tmp_path) not in line) <= 80  # a path stays whole

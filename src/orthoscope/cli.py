@@ -136,14 +136,20 @@ def compare(
     with importing():  # no garbage collection over torch's, pandas' and scipy's objects (orthoscope.tuning)
         from orthoscope.pipeline import CompareOptions, make_executor
         from orthoscope.pipeline import compare as run_compare
+        from orthoscope.verdicts.terminal import last_step
 
     options = _options(CompareOptions, locals(), executor=make_executor(executor, address=address, workers=workers))
     with _progress(quiet) as advance:
         result = run_compare(base, [_named_post(p) for p in posts], output, options, progress=advance)
     _report(result, quiet, as_json)
+    verdicts, notes = result.summary["verdicts"], True
+    if not quiet and not as_json:  # a checkpoint series: its row per step, then its last step's table
+        notes = not _print_series(verdicts)
+        verdicts = last_step(verdicts) if not notes else verdicts
+        _print_compact(verdicts)
     path = None if no_report else _write_report(output, quiet=True)
     if not quiet and not as_json:
-        _print_bottom_line(result.summary["verdicts"])
+        _print_bottom_line(verdicts, notes=notes)
         _print_report_path(path, output)
 
 
@@ -230,7 +236,8 @@ class _progress:
             self.bar.stop()
 
 
-def _report(result, quiet: bool, as_json: bool, tables: bool = True) -> None:
+def _report(result, quiet: bool, as_json: bool) -> None:
+    """Compare's notes, skips and where the table went (stderr, unless `quiet`); summary.json with `as_json`."""
     if not quiet:
         for note in result.summary["notes"]:
             err.print(Text.assemble(("note:", "yellow"), " ", printable(note)))
@@ -245,8 +252,6 @@ def _report(result, quiet: bool, as_json: bool, tables: bool = True) -> None:
                       f"({result.summary['settings']['cache']})", highlight=False)
     if as_json:
         print(json.dumps(result.summary, indent=2))
-    elif not quiet and tables:
-        _print_compact(result.summary["verdicts"])
 
 
 @app.command()
@@ -427,7 +432,7 @@ def _demo(output: Path, experiment: bool, quiet: bool) -> None:
     evaluation = shipped_evaluation()  # with n, intervals, ppl block
     with RunFolder(output).adding() as folder:
         folder.write_evaluation(evaluation)
-    _report(result, quiet, False, tables=False)
+    _report(result, quiet, False)
     if experiment:
         from orthoscope.experiment import run_experiment
 
