@@ -19,6 +19,7 @@ own noise).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -26,22 +27,24 @@ import time
 from pathlib import Path
 
 import torch
+from monitor_cost import MODES as COST_MODES  # bench/, this script's folder
+from monitor_cost import lab_base
 
-MODES = {"none": None, "inline": False, "background": True, "auto": "auto"}
+from orthoscope.lab.presets import get_preset
+
+MODES = {"none": None, **COST_MODES}  # none: the control, no monitor
 
 
-def blocks(name: str, mode: str, count: int, folder: Path) -> dict:
-    """Time `2 * count` blocks of one training of preset `name`; a measure before every other one unless none."""
-    from monitor_cost import lab_base  # bench/, this script's folder
+def blocks(name: str, mode: str, count: int, folder: Path, base: Path, data: tuple) -> dict:
+    """Time `2 * count` blocks of one training of preset `name` from `base` on `data` (`lab_base`); a measure
+    before every other one unless none."""
     from transformers import AutoModelForCausalLM
 
-    from orthoscope.lab.presets import get_preset
     from orthoscope.lab.train import example_batches, optimizer_step
     from orthoscope.monitor import Monitor
     from orthoscope.monitor.worker import end_spares
 
     preset = get_preset(name)
-    base, data = lab_base(preset, folder / f"{name}-{mode}-base")
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     batches = example_batches(*data, preset.batch, 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.post_lr, betas=(0.9, 0.95))
@@ -84,12 +87,13 @@ def main() -> None:
     logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:
+            base, data = lab_base(get_preset(name), Path(tmp) / f"{name}-base")
             for mode in args.modes:
-                r = blocks(name, mode, args.blocks, Path(tmp))
+                r = blocks(name, mode, args.blocks, Path(tmp), base, data)
                 print(f"{r['preset']:5s} {r['mode']}: {r['blocks']} blocks of {r['block_steps']} steps, "
                       f"{r['threads']} thread(s): plain {r['plain_s']:.2f} s, after a measure {r['after_s']:.2f} s, "
                       f"measure held {r['held_s']:.2f} s: cost at the lab's interval {r['ratio']:.3f} "
-                      f"(load {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())})", flush=True)
+                      f"(load {' '.join(f'{x:.1f}' for x in os.getloadavg())})", flush=True)
 
 
 if __name__ == "__main__":

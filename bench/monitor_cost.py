@@ -89,6 +89,10 @@ def post_train(preset, base: Path, data, monitor: Monitor | None) -> dict:
             "cpu": time.process_time() - started_cpu, "measure_cpu": measuring_cpu[0]}
 
 
+MODES = {"auto": "auto", "inline": False, "background": True}
+"""`--mode`: the monitor's `background` for each (monitor_blocks.py adds its control, no monitor)."""
+
+
 def lab_base(preset, base: Path) -> tuple[Path, tuple]:
     """A from_config base of `preset` saved in `base` (torch at the preset's threads from here on), and the
     blocks of its `cot` post-training data."""
@@ -179,7 +183,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--metrics", default=None, help="compare's --metrics (default: MONITOR_METRICS)")
     parser.add_argument("--skip-p-pair", action="store_true", help="what-if: no p_pair sign draws (see above)")
-    parser.add_argument("--mode", choices=["auto", "background", "inline"], default="auto",
+    parser.add_argument("--mode", choices=list(MODES), default="auto",
                         help="how the monitor measures (default: auto, as the lab and the callback)")
     parser.add_argument("--steps", type=int, default=None, help="post-training steps (default: the preset's)")
     parser.add_argument("--repeats", type=int, default=1, metavar="N",
@@ -203,8 +207,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.presets:  # one line per preset as it finishes, with the load around it
             before = os.getloadavg()
-            background = {"auto": "auto", "background": True, "inline": False}[args.mode]
-            r = bench(name, Path(tmp), metrics, background, args.steps, args.repeats)
+            r = bench(name, Path(tmp), metrics, MODES[args.mode], args.steps, args.repeats)
             r["metrics"], r["skip_p_pair"] = args.metrics or "monitor default", args.skip_p_pair
             r["load_before"], r["load_after"] = before, os.getloadavg()
             if args.json:

@@ -10,12 +10,8 @@ from orthoscope.interventions import MatrixPair
 from orthoscope.interventions.geometry import compose, gauge_fixed, geodesic_factors, geodesic_maps
 from orthoscope.kernels import svd
 from tests.helpers import orthonormal
-from tests.interventions.test_gauge import flipped, with_post
+from tests.interventions.test_gauge import flipped, rel, with_post
 from tests.interventions.test_ops import SHAPES, realistic_pair
-
-
-def rel(A, B):
-    return (torch.linalg.matrix_norm(A - B) / torch.linalg.matrix_norm(B)).item()
 
 
 def path(pair: MatrixPair, t: float) -> torch.Tensor:

@@ -104,14 +104,14 @@ def _trajectory(lr: float, steps, nan_at=None) -> dict[int, dict]:
     return out
 
 
-def _run(output, trajectory: dict, background: bool, records: bool = True) -> Series:
+def _run(output, trajectory: dict, background: bool) -> Series:
     """A monitor's series over `trajectory` into `output` (claimed first, as Monitor does): in line, or a
     worker's series made from the recipe of the caller's mirror, each step adopted there (background); the
     caller's series."""
     torch.manual_seed(0)
     base = live_checkpoint({name: torch.randn(12, 8) for name in NAMES})
     opts = CompareOptions(metrics=MONITOR_METRICS, pair_draws=1024)
-    caller = Series(base, opts, output, {"run": "test"}, hold_gib=0.1, records=records)
+    caller = Series(base, opts, output, {"run": "test"}, hold_gib=0.1, records=True)
     caller.claim(False)
     worker = Series.from_recipe(caller.recipe()) if background else caller
     for step, weights in trajectory.items():
