@@ -136,20 +136,18 @@ def compare(
     with importing():  # no garbage collection over torch's, pandas' and scipy's objects (orthoscope.tuning)
         from orthoscope.pipeline import CompareOptions, make_executor
         from orthoscope.pipeline import compare as run_compare
-        from orthoscope.verdicts.terminal import last_step
 
     options = _options(CompareOptions, locals(), executor=make_executor(executor, address=address, workers=workers))
     with _progress(quiet) as advance:
         result = run_compare(base, [_named_post(p) for p in posts], output, options, progress=advance)
     _report(result, quiet, as_json)
-    verdicts, notes = result.summary["verdicts"], True
+    verdicts, series = result.summary["verdicts"], False
     if not quiet and not as_json:  # a checkpoint series: its row per step, then its last step's table
-        notes = not _print_series(verdicts)
-        verdicts = last_step(verdicts) if not notes else verdicts
+        verdicts, series = _series_head(verdicts)
         _print_compact(verdicts)
     path = None if no_report else _write_report(output, quiet=True)
     if not quiet and not as_json:
-        _print_bottom_line(verdicts, notes=notes)
+        _print_bottom_line(verdicts, notes=not series)  # a series printed the verdicts' notes above its rows
         _print_report_path(path, output)
 
 
@@ -269,18 +267,15 @@ def summary(
     and the bottom line and tables are its last step's (and those of any post outside the series)."""
     from orthoscope.pipeline.runfolder import RunFolder
     from orthoscope.pipeline.summary import run_notes
-    from orthoscope.verdicts.terminal import last_step, note_lines
+    from orthoscope.verdicts.terminal import note_lines
 
     folder = RunFolder(run)
     table, stored = folder.read_run()  # any older folder read as the current schema, verdicts included
     chosen = _summary_columns(columns, table)
-    verdicts = stored["verdicts"]
-    if not wide and _print_series(verdicts):
-        verdicts = last_step(verdicts)
+    verdicts, series = (stored["verdicts"], False) if wide else _series_head(stored["verdicts"])
+    if series:
         table = table[table["post"].isin(list(verdicts["posts"]))]
-        _print_bottom_line(verdicts, notes=False)
-    else:
-        _print_bottom_line(verdicts)
+    _print_bottom_line(verdicts, notes=not series)
     _print_compact(verdicts)
     if chosen or wide:
         _print_tables(table, chosen or [c for c in SUMMARY_COLUMNS if c in table])
@@ -349,6 +344,14 @@ def _print_series(verdicts: dict) -> bool:
         out.print(line, soft_wrap=True, markup=False, highlight=False)
     out.print()
     return True
+
+
+def _series_head(verdicts: dict) -> tuple[dict, bool]:
+    """A series' rows (`_print_series`), then the verdicts cut to its last step (and any post outside it), and
+    True; the verdicts as they are and False when the run is no series."""
+    from orthoscope.verdicts.terminal import last_step
+
+    return (last_step(verdicts), True) if _print_series(verdicts) else (verdicts, False)
 
 
 def _print_compact(verdicts: dict) -> None:

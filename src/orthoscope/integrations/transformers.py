@@ -40,7 +40,6 @@ from transformers import TrainerCallback
 
 from orthoscope.monitor import Monitor
 from orthoscope.monitor.monitor import AUTO
-from orthoscope.monitor.step import warn_unmeasured
 
 log = logging.getLogger("orthoscope.monitor")
 FLOW = "DefaultFlowCallback"
@@ -120,11 +119,7 @@ class OrthoscopeCallback(TrainerCallback):
         if not due or step in self.measured or self.monitor is None or model is None:
             return
         self.measured.add(step)
-        try:
-            result = self.monitor.measure(model, step)
-        except Exception as error:  # noqa: BLE001 - whatever goes wrong, training goes on
-            warn_unmeasured(log, step, error)
-            return
+        result = self.monitor.observe(model, step)  # a failure: the one warning, and None
         if isinstance(result, Future):
             self.running.append((step, result))
         elif result is not None:

@@ -104,12 +104,12 @@ def random_rotation(r: int, size: float, generator: torch.Generator) -> torch.Te
     return torch.linalg.matrix_exp((lo + hi) / 2 * K)
 
 
-def orthogonal_power(O: np.ndarray, t: float, schur: RealSchur | None = None) -> np.ndarray:
+def orthogonal_power(O: np.ndarray, t: float) -> np.ndarray:
     """O^t = expm(t L) for an orthogonal O, with L its real (skew) principal logarithm; O itself at t = 1.
 
     One real Schur form O = Z T Z^T (`RealSchur`) gives O^t = Z T^t Z^T block by block.
-    (This is scipy's logm followed by expm, without them: 4-6x faster.) `schur` is that
-    form when the caller already has it (`SideMap` keeps it for every t).
+    (This is scipy's logm followed by expm, without them: 4-6x faster.) `SideMap` keeps that form
+    and calls its `power` for every t.
 
     >>> c, s = math.cos(0.6), math.sin(0.6)
     >>> np.round(orthogonal_power(np.array([[c, -s], [s, c]]), 0.5), 6).tolist() == np.round(
@@ -123,7 +123,7 @@ def orthogonal_power(O: np.ndarray, t: float, schur: RealSchur | None = None) ->
         return O.copy()
     if t == 0:
         return np.eye(k, dtype=O.dtype)
-    return (schur if schur is not None else RealSchur.of(O)).power(t)
+    return RealSchur.of(O).power(t)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -206,10 +206,11 @@ class Monitor:
         self.waited += time.time() - started
         return self.worker.submit(job, step)
 
-    def observe(self, model: Any, step: int, callback: Callable[[StepResult | None], Any] | None = None) -> None:
+    def observe(self, model: Any, step: int,
+                callback: Callable[[StepResult | None], Any] | None = None) -> StepResult | Future | None:
         """`measure(model, step)` for a training loop the monitor must never stop: whatever it raises is the one
         warning (`warn_unmeasured`) and the result None; `callback` gets the result, now in line, when done in
-        the background (`on_result`)."""
+        the background (`on_result`). Returns what `measure` gave (None after a failure)."""
         try:
             measured = self.measure(model, step)
         except Exception as error:  # noqa: BLE001 - whatever goes wrong, training goes on
@@ -217,6 +218,7 @@ class Monitor:
             measured = None
         if callback is not None:
             on_result(measured, callback)
+        return measured
 
     def wait(self) -> None:
         """Return when every step handed to the worker is measured and written (no-op without background)."""
@@ -278,9 +280,9 @@ def choose_mode(background: bool | str, device: Any) -> tuple[bool, str]:
     if isinstance(background, str):
         if background != AUTO:
             raise ValueError(f"background must be True, False or {AUTO!r}, not {background!r}")
-        cores, threads = physical_cores(), torch.get_num_threads()
         if torch.cuda.is_available():
             return True, "in the background (auto: a CUDA device trains, the CPU is free)"
+        cores, threads = physical_cores(), torch.get_num_threads()
         if threads < cores:
             return True, f"in the background (auto: training takes {threads} of {cores} cores)"
         lanes = "every core" if str(device).startswith("cpu") else "one lane"

@@ -153,7 +153,7 @@ def compact_rows(entry: dict) -> list[tuple[str, ...]]:
     """
     groups = [*entry["kinds"].items(), ("all", entry["overall"])]
     changed = [(kind, g) for kind, g in groups if g["rotation"].get("verdict") != "unchanged"]
-    columns = {name: [_fixed(g[part].get(name), decimals) for _, g in changed]
+    columns = {name: [fixed(g[part].get(name), decimals) for _, g in changed]
                for part, name, decimals in (("scaling", "a_geo", 4), ("rotation", "sym_frac", 4),
                                             ("rotation", "z_pair", 2))}
     rows, i = [], 0
@@ -169,7 +169,12 @@ def compact_rows(entry: dict) -> list[tuple[str, ...]]:
     return rows
 
 
-def _fixed(value, decimals: int) -> str:
+def fixed(value, decimals: int) -> str:
+    """`value` at `decimals` places; "n/a" for None (a number the verdicts could not give).
+
+    >>> fixed(1.00687, 4), fixed(None, 2)
+    ('1.0069', 'n/a')
+    """
     return "n/a" if value is None else f"{value:.{decimals}f}"
 
 

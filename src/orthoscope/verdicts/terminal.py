@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from orthoscope.verdicts.render import COMPACT_HEAD, compact_rows
+from orthoscope.verdicts.render import COMPACT_HEAD, compact_rows, fixed
 from orthoscope.verdicts.text import pct
 
 CAPTION = ("n: matrices used (changed, above the noise floor); rel_delta: update size; "
@@ -116,10 +116,10 @@ def series_rows(verdicts: dict) -> list[tuple[str, ...]]:
             rows.append((str(entry["step"]), "", "", "", "", STEP_WORDS[verdict]))
             continue
         ci = r.get("z_pair_ci") or ()
-        interval = f" [{_fixed(ci[0], 2)}, {_fixed(ci[1], 2)}]" if len(ci) == 2 else ""
+        interval = f" [{fixed(ci[0], 2)}, {fixed(ci[1], 2)}]" if len(ci) == 2 else ""
         bh = "n/a" if r.get("bh_pair") is None else f"{r['bh_pair']}/{r['n_p_pair']}"
-        rows.append((str(entry["step"]), pct(s.get("rel_delta")), _fixed(s.get("a_geo"), 4),
-                     _fixed(r.get("z_pair"), 2) + interval, bh, STEP_WORDS.get(verdict, str(verdict))))
+        rows.append((str(entry["step"]), pct(s.get("rel_delta")), fixed(s.get("a_geo"), 4),
+                     fixed(r.get("z_pair"), 2) + interval, bh, STEP_WORDS.get(verdict, str(verdict))))
     return rows
 
 
@@ -145,10 +145,6 @@ def series_table(verdicts: dict, most: int = SERIES_ROWS) -> tuple[Table | None,
     left = len(rows) - len(kept)
     return view, (f"{left} of {len(rows)} steps left out (evenly; first and last kept); --wide shows every step"
                   if left else None)
-
-
-def _fixed(value, decimals: int) -> str:
-    return "n/a" if value is None else f"{value:.{decimals}f}"
 
 
 def _natural_width(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> int:
