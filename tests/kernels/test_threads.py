@@ -54,7 +54,7 @@ def test_scipy_blas_spins_briefly_and_values_stay_exact(two_threads, monkeypatch
 
     monkeypatch.setattr(tuning, "_ENABLED", None)
     tuning.tune_process()
-    _, _, controller = svd_module._scipy_lapack()
+    _, controller = svd_module._scipy_lapack()
     libs = [lib for lib in controller.select(internal_api="openblas").lib_controllers
             if getattr(lib, "threading_layer", None) == "pthreads"]
     if not libs or "OPENBLAS_THREAD_TIMEOUT" in os.environ:

@@ -169,7 +169,7 @@ def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.
     >>> torch.allclose(_gram_eigen_cpu(X.T)[0], torch.linalg.eigvalsh(X.T @ X))
     True
     """
-    _, eigh, threads = _scipy_lapack()
+    eigh, threads = _scipy_lapack()
     W = W.detach()
     rows, cols = W.shape
     wide = rows < cols
@@ -198,29 +198,29 @@ def _gram_eigen_cpu(W: torch.Tensor, top: int = 0) -> tuple[torch.Tensor, torch.
 
 @functools.cache
 def _scipy_lapack():
-    """scipy's BLAS and eigh, and a controller of its BLAS thread pool (made after scipy is loaded).
+    """scipy's eigh, and a controller of its BLAS thread pool (made after scipy is loaded).
 
     OpenBLAS's wait is shortened here only in a process that opted in (`orthoscope.tuning`).
     """
     import threadpoolctl
-    from scipy.linalg import blas, eigh
+    from scipy.linalg import eigh
 
     controller = threadpoolctl.ThreadpoolController()
     if process_tuned():
         _shorten_blas_spin(controller)
-    return blas, eigh, controller
+    return eigh, controller
 
 
 def scipy_blas_controller():
     """The controller of scipy's and numpy's BLAS pools, scipy's LAPACK loaded (and OpenBLAS's wait set, when
     tuned) first: what `kernels.threads.lanes` limits before jobs run side by side."""
-    return _scipy_lapack()[2]
+    return _scipy_lapack()[1]
 
 
 def apply_blas_tuning() -> None:
     """Shorten OpenBLAS's wait now if scipy's LAPACK is already loaded (`orthoscope.tune_process` calls it)."""
     if _scipy_lapack.cache_info().currsize:
-        _shorten_blas_spin(_scipy_lapack()[2])
+        _shorten_blas_spin(_scipy_lapack()[1])
 
 
 # OpenBLAS's workers busy-wait 2^THREAD_TIMEOUT cycles for the next call before they sleep:
