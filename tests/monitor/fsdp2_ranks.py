@@ -3,10 +3,10 @@ every rank, against the same model measured unsharded on rank 0 (the update, the
 fsdp1_ranks.py's)."""
 
 import torch.distributed as dist
-from fsdp1_ranks import gap, measure, updated
 from torch.distributed.fsdp import fully_shard
 
 from orthoscope import Monitor
+from tests.monitor.fsdp1_ranks import gap, measure, updated
 
 
 def fsdp2_differences(base: str) -> dict | None:

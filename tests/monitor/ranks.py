@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fsdp1_ranks import fsdp1_differences  # noqa: E402
-from fsdp2_ranks import fsdp2_differences  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parents[2]))  # the repository: `tests` as the suite imports it
+from tests.monitor.fsdp1_ranks import fsdp1_differences  # noqa: E402
+from tests.monitor.fsdp2_ranks import fsdp2_differences  # noqa: E402
 
 
 def main(base: str, out: str) -> None:
